@@ -1,0 +1,117 @@
+/* The device interface: one table of function pointers per backend kind, one slm_device per opened device.
+ * Backends know ops and buffers, never models. */
+#ifndef SLM_BACKEND_H
+#define SLM_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slm.h"
+#include "types.h"
+
+typedef struct slm_device slm_device;
+
+typedef struct slm_buffer {
+    slm_device *dev;
+    void *host;     /* host address of the memory when the CPU can read it directly (cpu backend), else NULL */
+    void *handle;   /* backend private (VkBuffer + memory, CUDA pointer, ...) */
+    size_t size;
+} slm_buffer;
+
+/* A strided view into a buffer. ne[0] is the innermost (contiguous) dimension; nb[i] is the byte stride of
+ * dimension i (nb[0] = element or block size). Quantized types are only ever viewed as whole rows. */
+typedef struct slm_tensor {
+    slm_buffer *buf;   /* NULL: absent (optional operands) */
+    size_t offset;
+    slm_dtype type;
+    int64_t ne[4];
+    size_t nb[4];
+} slm_tensor;
+
+/* Contiguous tensor of the given shape at offset; unused dims are 1. */
+slm_tensor slm_tensor_make(slm_buffer *buf, size_t offset, slm_dtype type, int64_t ne0, int64_t ne1,
+                           int64_t ne2, int64_t ne3);
+/* The columns [first, first+n) of dimension 1 (e.g. some tokens of an activation matrix). */
+slm_tensor slm_tensor_cols(slm_tensor t, int64_t first, int64_t n);
+size_t slm_tensor_bytes(const slm_tensor *t);   /* contiguous size */
+int64_t slm_tensor_nelements(const slm_tensor *t);
+
+typedef enum slm_op_kind {
+    /* dst f32 [n_embd, T] = rows of src0 (weight of any type) [n_embd, n_vocab] at ids src1 i32 [T] */
+    SLM_OP_EMBED,
+    /* dst f32 [n, T] = src0 f32 [n, T] / rms(row) * src1 f32 [n]           (p.norm.eps) */
+    SLM_OP_RMSNORM,
+    /* dst f32 [N, T] = src0 weight [K, N] (any type, row r = output r) . src1 f32 [K, T] (+ src2 f32 [N]) */
+    SLM_OP_MATMUL,
+    /* dst f32 [head_dim, n_heads, T], rotated in place (dst and src0 are the same tensor);
+     * src1 i32 [T] positions; src2 f32 [n_rot/2] frequency factors (optional)   (p.rope) */
+    SLM_OP_ROPE,
+    /* dst f16 [n_kv_embd, n_ctx] (the cache): row src1[t] = src0 f32 [n_kv_embd, T] column t */
+    SLM_OP_KV_WRITE,
+    /* dst f32 [head_dim * n_head, T]: causal GQA attention of src0 q f32 [head_dim * n_head, T] over
+     * src1 K cache f16 [head_dim * n_head_kv, n_ctx] and src2 V cache (same shape); token t sees cache
+     * rows 0..src3[t] inclusive (src3 i32 [T] positions)   (p.attn) */
+    SLM_OP_ATTENTION,
+    /* dst f32 [n, T] = silu(src0) * src1 */
+    SLM_OP_SWIGLU,
+    /* dst f32 = src0 + src1, same shape; dst may be src0 */
+    SLM_OP_ADD,
+    SLM_OP_KIND_COUNT,
+} slm_op_kind;
+
+const char *slm_op_kind_name(slm_op_kind k);
+
+typedef struct slm_op {
+    slm_op_kind kind;
+    int layer;          /* -1: embedding, 0..n_layer-1, n_layer: output head */
+    const char *name;   /* e.g. "attn_q" (static string) for profiles */
+    slm_tensor dst;
+    slm_tensor src[4];
+    union {
+        struct { float eps; } norm;
+        struct { int n_rot; bool neox; float freq_base, freq_scale; } rope;
+        struct { int n_head, n_head_kv, head_dim; float scale; } attn;
+    } p;
+} slm_op;
+
+typedef struct slm_device_config {
+    int n_threads;      /* cpu: worker threads (<= 0: all cores) */
+} slm_device_config;
+
+typedef struct slm_backend_ops {
+    const char *name;   /* "cpu", "vulkan", "cuda" */
+    /* Number of devices of this kind present (0 when the driver or hardware is absent). */
+    int (*count)(void);
+    slm_status (*open)(slm_device *, int index, const slm_device_config *, slm_error *);
+    void (*close)(slm_device *);
+    void (*memory)(slm_device *, size_t *free, size_t *total);
+    bool (*supports)(slm_device *, const slm_op *);
+    slm_status (*alloc)(slm_device *, size_t bytes, slm_buffer *, slm_error *);
+    /* Optional (NULL when absent): use host memory (e.g. the mmapped file) in place. */
+    slm_status (*wrap_host)(slm_device *, void *, size_t, slm_buffer *, slm_error *);
+    void (*release)(slm_device *, slm_buffer *);
+    slm_status (*upload)(slm_device *, slm_buffer *, size_t off, const void *src, size_t n, slm_error *);
+    slm_status (*download)(slm_device *, void *dst, const slm_buffer *, size_t off, size_t n, slm_error *);
+    /* Runs a whole split in order; may return before the work is done (sync waits). */
+    slm_status (*run)(slm_device *, const slm_op *ops, int n_ops, slm_error *);
+    slm_status (*sync)(slm_device *, slm_error *);
+    /* Optional: measured peak read bandwidth in bytes/s (0 when unknown). */
+    double (*measure_bandwidth)(slm_device *);
+} slm_backend_ops;
+
+struct slm_device {
+    const slm_backend_ops *ops;
+    void *ctx;          /* backend private state */
+    int index;
+    bool host_memory;   /* buffers are plain host memory (buffer.host is set) */
+    char name[160];     /* "cpu (AVX-512, 2 threads)", "vulkan:0 llvmpipe (LLVM 15.0.6, 256 bits)" */
+};
+
+/* Registry of compiled-in backends: spec is "cpu", "vulkan", "vulkan:N", "cuda", "cuda:N". */
+slm_status slm_device_open(const char *spec, const slm_device_config *cfg, slm_device **out, slm_error *err);
+void slm_device_close(slm_device *d);
+/* Compiled-in backends, NULL-terminated. */
+const slm_backend_ops *const *slm_backends(void);
+
+#endif

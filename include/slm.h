@@ -1,0 +1,111 @@
+/* slm — local LLM inference runtime. The public C API. */
+#ifndef SLM_H
+#define SLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum slm_status {
+    SLM_OK = 0,
+    SLM_ERR_IO,          /* file missing or unreadable */
+    SLM_ERR_FORMAT,      /* malformed or hostile file contents */
+    SLM_ERR_UNSUPPORTED, /* valid input this build cannot run (architecture, tensor type, op) */
+    SLM_ERR_INVALID_ARG, /* a caller passed something out of range */
+    SLM_ERR_NOMEM,       /* host allocation failed */
+    SLM_ERR_DEVICE,      /* a device failed (allocation, launch, device lost) */
+    SLM_ERR_CONTEXT,     /* the tokens do not fit in the context window */
+    SLM_ERR_NO_DEVICE,   /* the requested device does not exist */
+} slm_status;
+
+const char *slm_status_name(slm_status s);
+
+/* Every fallible call fills one of these (when not NULL) with a readable message. */
+typedef struct slm_error {
+    char msg[512];
+} slm_error;
+
+typedef struct slm_model slm_model;
+typedef struct slm_context slm_context;
+
+typedef struct slm_params {
+    int n_threads;        /* CPU threads; <= 0: number of cores */
+    int n_ctx;            /* context window in tokens; <= 0: min(model's, 4096) */
+    int n_batch;          /* largest batch per eval call; <= 0: 512 */
+    const char *device;   /* "cpu" (default), "vulkan:0", "cuda:0" */
+    int n_gpu_layers;     /* -1: all, -2: auto (fit), 0..n: the last n layers (+ output head first) */
+    size_t vram_budget;   /* 0: the device's free memory; else a cap in bytes */
+    bool verbose;         /* print the plan and load messages to stderr */
+} slm_params;
+
+slm_params slm_params_default(void);
+
+/* Loads a GGUF model and places its weights as the params ask. */
+slm_status slm_model_load(const char *path, const slm_params *params, slm_model **out, slm_error *err);
+void slm_model_free(slm_model *m);
+
+typedef struct slm_model_info {
+    const char *arch;     /* "llama", "qwen2" */
+    const char *name;
+    int n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx_train;
+    uint64_t n_params;
+    uint64_t weight_bytes; /* bytes of all tensors */
+} slm_model_info;
+slm_model_info slm_model_get_info(const slm_model *m);
+
+/* A context holds the KV cache and scratch memory for one sequence. */
+slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err);
+void slm_context_free(slm_context *c);
+int slm_context_n_ctx(const slm_context *c);
+int slm_context_pos(const slm_context *c);   /* tokens already in the KV cache */
+void slm_context_rewind(slm_context *c, int pos);  /* forget tokens at positions >= pos */
+
+/* Appends n tokens at the current position and computes logits: for every token when all_logits,
+ * else for the last one only. Fails with SLM_ERR_CONTEXT when they do not fit. */
+slm_status slm_eval(slm_context *c, const int32_t *tokens, int n, bool all_logits, slm_error *err);
+/* Logits [n_vocab] of token i of the last eval (i = -1: the last token). */
+const float *slm_logits(const slm_context *c, int i);
+
+/* Bytes of weights read per generated token and a per-eval timing, for the summary line and slm-bench. */
+typedef struct slm_perf {
+    double prompt_s, gen_s;
+    int n_prompt, n_gen;
+    uint64_t bytes_per_token;
+} slm_perf;
+slm_perf slm_context_perf(const slm_context *c);
+
+/* Tokenizer. parse_special: treat special-token text (e.g. "<|im_start|>") as the special token. */
+slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,
+                        int32_t *out, int max_out, int *n_out, slm_error *err);
+/* Appends the bytes of a token to buf; returns the number of bytes (may be a partial UTF-8 sequence). */
+int slm_token_to_piece(const slm_model *m, int32_t token, char *buf, int buf_len);
+int32_t slm_token_bos(const slm_model *m);
+int32_t slm_token_eos(const slm_model *m);
+bool slm_token_is_eog(const slm_model *m, int32_t token);  /* end of generation: EOS, EOT, ... */
+
+/* Sampler. */
+typedef struct slm_sampler_params {
+    float temp;           /* <= 0: greedy */
+    int top_k;            /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off */
+    float repeat_penalty; /* 1: off */
+    int repeat_last_n;    /* tokens of history the penalty looks at */
+    uint64_t seed;
+} slm_sampler_params;
+slm_sampler_params slm_sampler_params_default(void);
+
+typedef struct slm_sampler slm_sampler;
+slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_sampler **out, slm_error *err);
+void slm_sampler_free(slm_sampler *s);
+int32_t slm_sampler_sample(slm_sampler *s, const float *logits);
+void slm_sampler_accept(slm_sampler *s, int32_t token);  /* history for the repetition penalty */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,36 @@
+/* CPU kernels with SIMD variants (AVX2, AVX-512) chosen at run time from CPU features; the scalar
+ * variant is the fallback. Decode is a mat-vec that reads quantized weight blocks directly and multiplies
+ * them with activations quantized to 8-bit blocks (dequantization happens in registers). */
+#ifndef SLM_CPU_KERNELS_H
+#define SLM_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "types.h"
+
+typedef enum slm_cpu_isa { SLM_ISA_SCALAR = 0, SLM_ISA_AVX2 = 1, SLM_ISA_AVX512 = 2 } slm_cpu_isa;
+
+slm_cpu_isa slm_cpu_isa_detect(void);   /* best ISA this CPU and build support */
+const char *slm_cpu_isa_name(slm_cpu_isa isa);
+
+typedef struct slm_cpu_kernels {
+    slm_cpu_isa isa;
+    /* Bytes of one activation column of k elements in the format that weight type wtype multiplies with
+     * (8-bit blocks for quantized weights, f32 for float weights). */
+    size_t (*act_row_bytes)(slm_dtype wtype, int64_t k);
+    /* Quantizes one f32 activation column x[k] into that format at xq. */
+    void (*quantize_act)(slm_dtype wtype, const float *x, void *xq, int64_t k);
+    /* out[c * out_stride + r] = dot(weight row r, activation column c), r < n_rows, c < n_cols.
+     * Weight rows are w_row_bytes apart; activation columns (from quantize_act) act_stride bytes apart. */
+    void (*matmul)(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+                   size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride);
+    /* Attention helpers over the f16 KV cache. */
+    float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);   /* y += a * x */
+} slm_cpu_kernels;
+
+/* The kernel set for isa (falls back to a lower one if isa is not supported by this build or CPU). */
+slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa);
+
+#endif
