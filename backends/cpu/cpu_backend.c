@@ -1,0 +1,194 @@
+/* The CPU backend: host memory (the mmapped weights are used in place), a persistent thread pool, and a
+ * whole split run as one pool dispatch with a barrier between ops. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "cpu_ops.h"
+#include "error.h"
+
+typedef struct cpu_ctx {
+    slm_cpu_kernels kernels;
+    slm_cpu_exec exec;
+    slm_pool *pool;
+    /* the split being run by the pool */
+    const slm_op *ops;
+    int n_ops;
+} cpu_ctx;
+
+static int cpu_count(void) { return 1; }
+
+static slm_status cpu_open(slm_device *d, int index, const slm_device_config *cfg, slm_error *err) {
+    if (index != 0) return slm_fail(err, SLM_ERR_NO_DEVICE, "there is one cpu device (cpu:0)");
+    cpu_ctx *c = calloc(1, sizeof *c);
+    if (!c) return slm_fail(err, SLM_ERR_NOMEM, "out of memory opening the cpu device");
+    int n = cfg->n_threads > 0 ? cfg->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    slm_status s = slm_pool_create(n, &c->pool, err);
+    if (s) {
+        free(c);
+        return s;
+    }
+    c->kernels = slm_cpu_kernels_get(slm_cpu_isa_detect());
+    c->exec.k = &c->kernels;
+    c->exec.pool = c->pool;
+    d->ctx = c;
+    d->host_memory = true;
+    snprintf(d->name, sizeof d->name, "cpu (%s, %d thread%s)", slm_cpu_isa_name(c->kernels.isa), n,
+             n == 1 ? "" : "s");
+    return SLM_OK;
+}
+
+static void cpu_close(slm_device *d) {
+    cpu_ctx *c = d->ctx;
+    if (!c) return;
+    slm_pool_free(c->pool);
+    free(c->exec.work);
+    free(c);
+    d->ctx = NULL;
+}
+
+static void cpu_memory(slm_device *d, size_t *free_b, size_t *total_b) {
+    struct sysinfo si;
+    if (sysinfo(&si) == 0) {
+        *free_b = (size_t)si.freeram * si.mem_unit + (size_t)si.bufferram * si.mem_unit;
+        *total_b = (size_t)si.totalram * si.mem_unit;
+    } else {
+        *free_b = *total_b = 0;
+    }
+}
+
+static bool cpu_supports(slm_device *d, const slm_op *op) { return slm_cpu_op_supported(op); }
+
+static slm_status cpu_alloc(slm_device *d, size_t bytes, slm_buffer *b, slm_error *err) {
+    memset(b, 0, sizeof *b);
+    size_t sz = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, sz ? sz : 64)) return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
+    memset(p, 0, sz ? sz : 64);
+    b->dev = d;
+    b->host = p;
+    b->handle = p;
+    b->size = bytes;
+    return SLM_OK;
+}
+
+static slm_status cpu_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *b, slm_error *err) {
+    memset(b, 0, sizeof *b);
+    b->dev = d;
+    b->host = p;
+    b->handle = NULL; /* not ours to free */
+    b->size = n;
+    return SLM_OK;
+}
+
+static void cpu_release(slm_device *d, slm_buffer *b) {
+    free(b->handle);
+    memset(b, 0, sizeof *b);
+}
+
+static slm_status cpu_upload(slm_device *d, slm_buffer *b, size_t off, const void *src, size_t n, slm_error *err) {
+    if (off > b->size || n > b->size - off) return slm_fail(err, SLM_ERR_INVALID_ARG, "cpu: upload out of range");
+    memcpy((uint8_t *)b->host + off, src, n);
+    return SLM_OK;
+}
+
+static slm_status cpu_download(slm_device *d, void *dst, const slm_buffer *b, size_t off, size_t n, slm_error *err) {
+    if (off > b->size || n > b->size - off) return slm_fail(err, SLM_ERR_INVALID_ARG, "cpu: download out of range");
+    memcpy(dst, (const uint8_t *)b->host + off, n);
+    return SLM_OK;
+}
+
+static void run_split(void *arg, int ith, int nth) {
+    cpu_ctx *c = arg;
+    for (int i = 0; i < c->n_ops; i++) {
+        slm_cpu_op_run(&c->exec, &c->ops[i], ith, nth);
+        slm_pool_barrier(c->pool);
+    }
+}
+
+static slm_status cpu_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err) {
+    cpu_ctx *c = d->ctx;
+    int nth = slm_pool_size(c->pool);
+    size_t need = 0;
+    for (int i = 0; i < n_ops; i++) {
+        if (!slm_cpu_op_supported(&ops[i]))
+            return slm_fail(err, SLM_ERR_UNSUPPORTED, "cpu: op %s (%s) with type %s is not supported",
+                            slm_op_kind_name(ops[i].kind), ops[i].name ? ops[i].name : "?",
+                            slm_dtype_name(ops[i].src[0].type));
+        size_t w = slm_cpu_op_work_size(&c->exec, &ops[i], nth);
+        if (w > need) need = w;
+    }
+    if (need > c->exec.work_size) {
+        free(c->exec.work);
+        c->exec.work = NULL;
+        c->exec.work_size = 0;
+        if (posix_memalign((void **)&c->exec.work, 64, need))
+            return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes of scratch", need);
+        c->exec.work_size = need;
+    }
+    c->ops = ops;
+    c->n_ops = n_ops;
+    slm_pool_run(c->pool, run_split, c);
+    return SLM_OK;
+}
+
+static slm_status cpu_sync(slm_device *d, slm_error *err) { return SLM_OK; }
+
+/* Peak read bandwidth: every thread sums its share of a buffer much larger than the caches. */
+typedef struct bw_arg {
+    const uint64_t *buf;
+    size_t n;
+    uint64_t sums[64];
+} bw_arg;
+
+static void bw_read(void *varg, int ith, int nth) {
+    bw_arg *a = varg;
+    size_t per = a->n / (size_t)nth, i0 = per * (size_t)ith, i1 = i0 + per;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = i0; i + 4 <= i1; i += 4) {
+        s0 += a->buf[i]; s1 += a->buf[i + 1]; s2 += a->buf[i + 2]; s3 += a->buf[i + 3];
+    }
+    if (ith < 64) a->sums[ith] = s0 + s1 + s2 + s3;
+}
+
+static double cpu_measure_bandwidth(slm_device *d) {
+    cpu_ctx *c = d->ctx;
+    size_t bytes = (size_t)1 << 30;
+    uint64_t *buf = NULL;
+    if (posix_memalign((void **)&buf, 64, bytes)) return 0;
+    memset(buf, 1, bytes);
+    bw_arg a = {.buf = buf, .n = bytes / 8};
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        slm_pool_run(c->pool, bw_read, &a);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        if (s > 0 && bytes / s > best) best = bytes / s;
+    }
+    free(buf);
+    return best;
+}
+
+const slm_backend_ops slm_backend_cpu = {
+    .name = "cpu",
+    .count = cpu_count,
+    .open = cpu_open,
+    .close = cpu_close,
+    .memory = cpu_memory,
+    .supports = cpu_supports,
+    .alloc = cpu_alloc,
+    .wrap_host = cpu_wrap_host,
+    .release = cpu_release,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .run = cpu_run,
+    .sync = cpu_sync,
+    .measure_bandwidth = cpu_measure_bandwidth,
+};

@@ -1,0 +1,177 @@
+#include "cpu_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ops_ref.h"
+#include "quant_ref.h"
+
+#define PTR(t) ((uint8_t *)(t).buf->host + (t).offset)
+#define COL(t, c) (PTR(t) + (size_t)(c) * (t).nb[1])
+
+/* The [start, end) share of n items for thread ith, in chunks of `align` so SIMD kernels see whole
+ * tiles. */
+static void share(int64_t n, int ith, int nth, int64_t align, int64_t *start, int64_t *end) {
+    int64_t chunks = (n + align - 1) / align;
+    int64_t per = (chunks + nth - 1) / nth;
+    *start = per * ith * align;
+    *end = per * (ith + 1) * align;
+    if (*start > n) *start = n;
+    if (*end > n) *end = n;
+}
+
+bool slm_cpu_op_supported(const slm_op *op) {
+    switch (op->kind) {
+    case SLM_OP_MATMUL:
+    case SLM_OP_EMBED: return slm_dtype_get(op->src[0].type) != NULL && op->src[0].type != SLM_I32;
+    case SLM_OP_KIND_COUNT: return false;
+    default: return true;
+    }
+}
+
+size_t slm_cpu_op_work_size(const slm_cpu_exec *e, const slm_op *op, int nth) {
+    if (op->kind == SLM_OP_MATMUL) {
+        return e->k->act_row_bytes(op->src[0].type, op->src[0].ne[0]) * (size_t)op->src[1].ne[1] + 64;
+    }
+    if (op->kind == SLM_OP_ATTENTION) {
+        return (size_t)nth * ((size_t)op->src[1].ne[1] + 16) * sizeof(float) * 2;
+    }
+    return 0;
+}
+
+static void run_matmul(const slm_cpu_exec *e, const slm_op *op, int ith, int nth) {
+    const slm_tensor *w = &op->src[0], *x = &op->src[1], *b = &op->src[2], *y = &op->dst;
+    int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1];
+    size_t act = e->k->act_row_bytes(w->type, K);
+    /* Phase 1: quantize the activation columns (shared by every thread's rows). */
+    int64_t c0, c1;
+    share(T, ith, nth, 1, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) e->k->quantize_act(w->type, (const float *)COL(*x, c), e->work + c * act, K);
+    slm_pool_barrier(e->pool);
+    /* Phase 2: each thread streams its own rows of the weight once. */
+    int64_t r0, r1;
+    share(N, ith, nth, 16, &r0, &r1);
+    if (r0 >= r1) return;
+    const uint8_t *wp = PTR(*w);
+    float *out = (float *)PTR(*y);
+    int64_t ostride = (int64_t)(y->nb[1] / sizeof(float));
+    /* Prompt batches: tiles of rows small enough to stay in cache while all columns pass over them. */
+    int64_t tile = T > 1 ? 32 : r1 - r0;
+    for (int64_t r = r0; r < r1; r += tile) {
+        int64_t n = r1 - r < tile ? r1 - r : tile;
+        e->k->matmul(w->type, wp + (size_t)r * w->nb[1], w->nb[1], n, e->work, act, T, K, out + r, ostride);
+    }
+    if (b->buf) {
+        const float *bias = (const float *)PTR(*b);
+        for (int64_t c = 0; c < T; c++)
+            for (int64_t r = r0; r < r1; r++) out[c * ostride + r] += bias[r];
+    }
+}
+
+static void run_embed(const slm_op *op, int ith, int nth) {
+    const slm_tensor *w = &op->src[0], *ids = &op->src[1];
+    int64_t T = ids->ne[0], t0, t1;
+    share(T, ith, nth, 1, &t0, &t1);
+    const int32_t *id = (const int32_t *)PTR(*ids);
+    for (int64_t t = t0; t < t1; t++) {
+        /* ids were range-checked by the caller before the split ran */
+        slm_ref_dequant_row(w->type, COL(*w, id[t]), (float *)COL(op->dst, t), w->ne[0]);
+    }
+}
+
+static void run_rmsnorm(const slm_op *op, int ith, int nth) {
+    int64_t t0, t1;
+    share(op->src[0].ne[1], ith, nth, 1, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++)
+        slm_ref_rmsnorm((const float *)COL(op->src[0], t), (const float *)PTR(op->src[1]),
+                        (float *)COL(op->dst, t), (int)op->src[0].ne[0], op->p.norm.eps);
+}
+
+static void run_rope(const slm_op *op, int ith, int nth) {
+    const slm_tensor *x = &op->dst;
+    int64_t hd = x->ne[0], nh = x->ne[1], T = x->ne[2];
+    const int32_t *pos = (const int32_t *)PTR(op->src[1]);
+    const float *factors = op->src[2].buf ? (const float *)PTR(op->src[2]) : NULL;
+    int64_t i0, i1;
+    share(nh * T, ith, nth, 1, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t t = i / nh, h = i % nh;
+        float *v = (float *)(PTR(*x) + t * x->nb[2] + h * x->nb[1]);
+        slm_ref_rope(v, op->p.rope.n_rot, pos[t], op->p.rope.freq_base, op->p.rope.freq_scale, factors,
+                     op->p.rope.neox);
+        (void)hd;
+    }
+}
+
+static void run_kv_write(const slm_op *op, int ith, int nth) {
+    int64_t T = op->src[0].ne[1], n = op->src[0].ne[0], t0, t1;
+    share(T, ith, nth, 1, &t0, &t1);
+    const int32_t *pos = (const int32_t *)PTR(op->src[1]);
+    for (int64_t t = t0; t < t1; t++) {
+        const float *src = (const float *)COL(op->src[0], t);
+        uint16_t *dst = (uint16_t *)COL(op->dst, pos[t]);
+        for (int64_t i = 0; i < n; i++) dst[i] = slm_f32_to_f16(src[i]);
+    }
+}
+
+static void run_attention(const slm_cpu_exec *e, const slm_op *op, int ith, int nth) {
+    int hd = op->p.attn.head_dim, nh = op->p.attn.n_head, nkv = op->p.attn.n_head_kv;
+    int group = nh / nkv;
+    int64_t T = op->src[0].ne[1], n_ctx = op->src[1].ne[1];
+    const int32_t *pos = (const int32_t *)PTR(op->src[3]);
+    float *scores = (float *)(e->work) + (size_t)ith * (size_t)(n_ctx + 16) * 2;
+    int64_t i0, i1;
+    share(T * nh, ith, nth, 1, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t t = i / nh;
+        int h = (int)(i % nh), kh = h / group;
+        const float *q = (const float *)COL(op->src[0], t) + (size_t)h * hd;
+        float *out = (float *)COL(op->dst, t) + (size_t)h * hd;
+        int n = pos[t] + 1;
+        float mx = -INFINITY;
+        for (int p = 0; p < n; p++) {
+            const uint16_t *k = (const uint16_t *)COL(op->src[1], p) + (size_t)kh * hd;
+            scores[p] = e->k->dot_f16_f32(k, q, hd) * op->p.attn.scale;
+            if (scores[p] > mx) mx = scores[p];
+        }
+        float sum = 0.0f;
+        for (int p = 0; p < n; p++) {
+            scores[p] = expf(scores[p] - mx);
+            sum += scores[p];
+        }
+        memset(out, 0, (size_t)hd * sizeof(float));
+        float inv = 1.0f / sum;
+        for (int p = 0; p < n; p++) {
+            const uint16_t *v = (const uint16_t *)COL(op->src[2], p) + (size_t)kh * hd;
+            e->k->axpy_f16(out, scores[p] * inv, v, hd);
+        }
+    }
+}
+
+static void run_elementwise(const slm_op *op, int ith, int nth) {
+    int64_t n = op->dst.ne[0], T = op->dst.ne[1], t0, t1;
+    share(T, ith, nth, 1, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) {
+        const float *a = (const float *)COL(op->src[0], t), *b = (const float *)COL(op->src[1], t);
+        float *y = (float *)COL(op->dst, t);
+        if (op->kind == SLM_OP_ADD) {
+            for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+        } else {
+            slm_ref_swiglu(a, b, y, (int)n);
+        }
+    }
+}
+
+void slm_cpu_op_run(const slm_cpu_exec *e, const slm_op *op, int ith, int nth) {
+    switch (op->kind) {
+    case SLM_OP_MATMUL: run_matmul(e, op, ith, nth); break;
+    case SLM_OP_EMBED: run_embed(op, ith, nth); break;
+    case SLM_OP_RMSNORM: run_rmsnorm(op, ith, nth); break;
+    case SLM_OP_ROPE: run_rope(op, ith, nth); break;
+    case SLM_OP_KV_WRITE: run_kv_write(op, ith, nth); break;
+    case SLM_OP_ATTENTION: run_attention(e, op, ith, nth); break;
+    case SLM_OP_SWIGLU:
+    case SLM_OP_ADD: run_elementwise(op, ith, nth); break;
+    case SLM_OP_KIND_COUNT: break;
+    }
+}

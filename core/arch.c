@@ -1,0 +1,97 @@
+#include "arch.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+
+/* Reads "{arch}.{suffix}" as an integer; required keys fail with a message naming the key. */
+static slm_status read_int(const slm_gguf *g, const char *arch, const char *suffix, bool required, int def,
+                           int *out, slm_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint64_t v;
+    if (!slm_gguf_find(g, key)) {
+        if (required) return slm_fail(err, SLM_ERR_FORMAT, "missing metadata key %s", key);
+        *out = def;
+        return SLM_OK;
+    }
+    if (!slm_gguf_get_u64(g, key, &v) || v > (1u << 24))
+        return slm_fail(err, SLM_ERR_FORMAT, "metadata key %s is not a usable integer", key);
+    *out = (int)v;
+    return SLM_OK;
+}
+
+static slm_status read_float(const slm_gguf *g, const char *arch, const char *suffix, float def, float *out,
+                             slm_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (!slm_gguf_find(g, key)) {
+        *out = def;
+        return SLM_OK;
+    }
+    if (!slm_gguf_get_f32(g, key, out) || !isfinite(*out))
+        return slm_fail(err, SLM_ERR_FORMAT, "metadata key %s is not a finite number", key);
+    return SLM_OK;
+}
+
+slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *err) {
+    memset(hp, 0, sizeof *hp);
+    slm_gguf_str a;
+    if (!slm_gguf_get_str(g, "general.architecture", &a))
+        return slm_fail(err, SLM_ERR_FORMAT, "missing metadata key general.architecture");
+    if (a.len >= sizeof hp->arch_name) a.len = sizeof hp->arch_name - 1;
+    memcpy(hp->arch_name, a.ptr, a.len);
+    const char *arch = hp->arch_name;
+    if (!strcmp(arch, "llama")) {
+        hp->arch = SLM_ARCH_LLAMA;
+    } else if (!strcmp(arch, "qwen2")) {
+        hp->arch = SLM_ARCH_QWEN2;
+        hp->rope_neox = true;
+        hp->has_qkv_bias = true;
+    } else {
+        return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                        "unsupported architecture '%s' (supported: llama, qwen2)", arch);
+    }
+    slm_status s;
+    if ((s = read_int(g, arch, "block_count", true, 0, &hp->n_layer, err)) ||
+        (s = read_int(g, arch, "embedding_length", true, 0, &hp->n_embd, err)) ||
+        (s = read_int(g, arch, "feed_forward_length", true, 0, &hp->n_ff, err)) ||
+        (s = read_int(g, arch, "attention.head_count", true, 0, &hp->n_head, err)) ||
+        (s = read_int(g, arch, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv, err)) ||
+        (s = read_int(g, arch, "context_length", false, 2048, &hp->n_ctx_train, err)) ||
+        (s = read_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps, err)) ||
+        (s = read_float(g, arch, "rope.freq_base", 10000.0f, &hp->rope_freq_base, err)))
+        return s;
+    if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_ff < 1 || hp->n_head < 1 || hp->n_head_kv < 1)
+        return slm_fail(err, SLM_ERR_FORMAT, "%s: layer/embedding/head counts must be positive", arch);
+    if (hp->n_embd % hp->n_head)
+        return slm_fail(err, SLM_ERR_FORMAT, "%s.embedding_length %d is not a multiple of head_count %d", arch,
+                        hp->n_embd, hp->n_head);
+    if (hp->n_head % hp->n_head_kv)
+        return slm_fail(err, SLM_ERR_FORMAT, "%s.attention.head_count %d is not a multiple of head_count_kv %d",
+                        arch, hp->n_head, hp->n_head_kv);
+    int key_len;
+    if ((s = read_int(g, arch, "attention.key_length", false, hp->n_embd / hp->n_head, &key_len, err))) return s;
+    hp->head_dim = key_len;
+    if ((s = read_int(g, arch, "rope.dimension_count", false, hp->head_dim, &hp->n_rot, err))) return s;
+    if (hp->head_dim < 2 || hp->head_dim % 2 || hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+        return slm_fail(err, SLM_ERR_FORMAT, "%s: head dimension %d / rope dimension %d are not usable", arch,
+                        hp->head_dim, hp->n_rot);
+    /* Linear rope scaling; llama3-style scaling comes as per-frequency factors in rope_freqs.weight. */
+    float factor = 0.0f;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    slm_gguf_str st;
+    if (slm_gguf_get_str(g, key, &st) && slm_gguf_str_eq(st, "linear")) {
+        if ((s = read_float(g, arch, "rope.scaling.factor", 1.0f, &factor, err))) return s;
+    }
+    hp->rope_freq_scale = factor > 0.0f ? 1.0f / factor : 1.0f;
+    if ((s = read_int(g, arch, "vocab_size", false, 0, &hp->n_vocab, err))) return s;
+    if (hp->n_vocab == 0) {
+        const slm_gguf_kv *kv = slm_gguf_find(g, "tokenizer.ggml.tokens");
+        if (kv && kv->type == SLM_GGUF_ARRAY) hp->n_vocab = (int)kv->arr_len;
+    }
+    return SLM_OK;
+}

@@ -1,0 +1,24 @@
+/* Per-architecture hyper-parameters and tensor names. Only arch.c and graph.c know what a transformer is. */
+#ifndef SLM_ARCH_H
+#define SLM_ARCH_H
+
+#include <stdbool.h>
+
+#include "gguf.h"
+
+typedef enum slm_arch_kind { SLM_ARCH_LLAMA, SLM_ARCH_QWEN2 } slm_arch_kind;
+
+typedef struct slm_hparams {
+    slm_arch_kind arch;
+    char arch_name[32];
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train, n_rot;
+    float norm_eps, rope_freq_base, rope_freq_scale;
+    bool rope_neox;       /* NeoX-style pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+    bool has_qkv_bias;    /* qwen2 */
+} slm_hparams;
+
+/* Reads {arch}.* keys; fails naming the key for missing or inconsistent values and for unknown
+ * architectures. */
+slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *err);
+
+#endif

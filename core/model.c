@@ -1,0 +1,167 @@
+/* Loading a model: hyper-parameters, weights bound to per-layer slots (every shape checked), the
+ * placement plan, and the upload of each device's layers. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model_place.h"
+#include "tokenizer.h"
+
+slm_params slm_params_default(void) {
+    slm_params p;
+    memset(&p, 0, sizeof p);
+    p.device = "cpu";
+    p.n_gpu_layers = -2;
+    return p;
+}
+
+/* Binds tensor `name` as a view of the mapping, checking its shape {ne0, ne1} (ne1 = 0: 1-D). */
+static slm_status bind(slm_model *m, const char *name, int64_t ne0, int64_t ne1, bool required, slm_tensor *out,
+                       slm_error *err) {
+    memset(out, 0, sizeof *out);
+    const slm_gguf_tensor *t = slm_gguf_find_tensor(m->gguf, name);
+    if (!t) {
+        if (required) return slm_fail(err, SLM_ERR_FORMAT, "%s: missing tensor %s", m->gguf->path, name);
+        return SLM_OK;
+    }
+    int64_t want1 = ne1 ? ne1 : 1;
+    if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return slm_fail(err, SLM_ERR_FORMAT,
+                        "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", m->gguf->path,
+                        name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                        (long long)ne0, (long long)want1);
+    if (!ne1 && t->type != SLM_F32)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tensor %s has type %s, expected f32", m->gguf->path, name,
+                        slm_dtype_name(t->type));
+    *out = slm_tensor_make(&m->host_weights, (size_t)(m->gguf->data_offset + t->offset), t->type, t->ne[0],
+                           t->ne[1], 1, 1);
+    return SLM_OK;
+}
+
+static slm_status bind_layer(slm_model *m, int il, slm_error *err) {
+    const slm_hparams *hp = &m->hp;
+    slm_layer *L = &m->layers[il];
+    int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    char n[96];
+    slm_status s;
+#define BIND(suffix, a, b, req, slot)                                    \
+    snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                      \
+    if ((s = bind(m, n, a, b, req, &L->slot, err))) return s;
+    BIND("attn_norm.weight", E, 0, true, attn_norm);
+    BIND("attn_q.weight", E, Q, true, wq);
+    BIND("attn_k.weight", E, KV, true, wk);
+    BIND("attn_v.weight", E, KV, true, wv);
+    BIND("attn_output.weight", Q, E, true, wo);
+    BIND("attn_q.bias", Q, 0, hp->has_qkv_bias, bq);
+    BIND("attn_k.bias", KV, 0, hp->has_qkv_bias, bk);
+    BIND("attn_v.bias", KV, 0, hp->has_qkv_bias, bv);
+    BIND("ffn_norm.weight", E, 0, true, ffn_norm);
+    BIND("ffn_gate.weight", E, hp->n_ff, true, w_gate);
+    BIND("ffn_up.weight", E, hp->n_ff, true, w_up);
+    BIND("ffn_down.weight", hp->n_ff, E, true, w_down);
+#undef BIND
+    L->weight_bytes = 0;
+    const slm_tensor *all[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk,
+                               &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i]->buf) L->weight_bytes += slm_tensor_bytes(all[i]);
+    return SLM_OK;
+}
+
+static slm_status bind_all(slm_model *m, slm_error *err) {
+    slm_hparams *hp = &m->hp;
+    const slm_gguf_tensor *te = slm_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!te) return slm_fail(err, SLM_ERR_FORMAT, "%s: missing tensor token_embd.weight", m->gguf->path);
+    if (hp->n_vocab == 0) hp->n_vocab = (int)te->ne[1];
+    slm_status s;
+    if ((s = bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err))) return s;
+    if ((s = bind(m, "output_norm.weight", hp->n_embd, 0, true, &m->output_norm, err))) return s;
+    if ((s = bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err))) return s;
+    if (!m->output.buf) m->output = m->tok_embd; /* tied embeddings */
+    if ((s = bind(m, "rope_freqs.weight", hp->n_rot / 2, 0, false, &m->rope_freqs, err))) return s;
+    m->output_bytes = slm_tensor_bytes(&m->output) + slm_tensor_bytes(&m->output_norm);
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return slm_fail(err, SLM_ERR_NOMEM, "out of memory binding %d layers", hp->n_layer);
+    for (int il = 0; il < hp->n_layer; il++)
+        if ((s = bind_layer(m, il, err))) return s;
+    return SLM_OK;
+}
+
+static slm_status copy_strings(slm_model *m, slm_error *err) {
+    slm_gguf_str v;
+    if (slm_gguf_get_str(m->gguf, "general.name", &v))
+        snprintf(m->name, sizeof m->name, "%.*s", (int)(v.len < 127 ? v.len : 127), v.ptr);
+    if (slm_gguf_get_str(m->gguf, "tokenizer.chat_template", &v)) {
+        m->chat_template = malloc(v.len + 1);
+        if (!m->chat_template) return slm_fail(err, SLM_ERR_NOMEM, "out of memory reading the chat template");
+        memcpy(m->chat_template, v.ptr, v.len);
+        m->chat_template[v.len] = 0;
+    }
+    return SLM_OK;
+}
+
+slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model **out, slm_error *err) {
+    *out = NULL;
+    slm_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        slm_gguf_close(g);
+        return slm_fail(err, SLM_ERR_NOMEM, "out of memory loading a model");
+    }
+    m->gguf = g;
+    m->params = params ? *params : slm_params_default();
+    slm_status s = slm_arch_read_hparams(g, &m->hp, err);
+    if (!s) s = copy_strings(m, err);
+    if (!s) s = bind_all(m, err);
+    if (!s && slm_gguf_find(g, "tokenizer.ggml.model")) s = slm_tokenizer_create(g, &m->tok, err);
+    if (!s) s = slm_model_place(m, err);
+    if (s) {
+        slm_model_free(m);
+        return s;
+    }
+    *out = m;
+    return SLM_OK;
+}
+
+slm_status slm_model_load(const char *path, const slm_params *params, slm_model **out, slm_error *err) {
+    slm_gguf *g = NULL;
+    slm_status s = slm_gguf_open(path, &g, err);
+    if (s) return s;
+    return slm_model_load_gguf(g, params, out, err);
+}
+
+void slm_model_free(slm_model *m) {
+    if (!m) return;
+    slm_model_unplace(m);
+    if (m->tok) slm_tokenizer_free(m->tok);
+    free(m->layers);
+    free(m->chat_template);
+    slm_gguf_close(m->gguf);
+    free(m);
+}
+
+const slm_tokenizer *slm_model_tokenizer(const slm_model *m) { return m->tok; }
+
+const char *slm_model_chat_template(const slm_model *m) { return m->chat_template; }
+
+slm_model_info slm_model_get_info(const slm_model *m) {
+    slm_model_info i;
+    memset(&i, 0, sizeof i);
+    i.arch = m->hp.arch_name;
+    i.name = m->name;
+    i.n_layer = m->hp.n_layer;
+    i.n_embd = m->hp.n_embd;
+    i.n_head = m->hp.n_head;
+    i.n_head_kv = m->hp.n_head_kv;
+    i.n_ff = m->hp.n_ff;
+    i.n_vocab = m->hp.n_vocab;
+    i.n_ctx_train = m->hp.n_ctx_train;
+    for (uint64_t t = 0; t < m->gguf->n_tensors; t++) {
+        const slm_gguf_tensor *gt = &m->gguf->tensors[t];
+        i.n_params += (uint64_t)(gt->ne[0] * gt->ne[1] * gt->ne[2] * gt->ne[3]);
+        i.weight_bytes += gt->size;
+    }
+    return i;
+}

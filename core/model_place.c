@@ -1,0 +1,171 @@
+#include "model_place.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "plan.h"
+#include "scratch.h"
+
+#define ALIGN_UP(x) (((x) + 255) & ~(uint64_t)255)
+
+void slm_model_plan_input(const slm_model *m, uint64_t *layer_bytes, slm_plan_model *pm) {
+    const slm_hparams *hp = &m->hp;
+    memset(pm, 0, sizeof *pm);
+    pm->n_layer = hp->n_layer;
+    for (int i = 0; i < hp->n_layer; i++) layer_bytes[i] = m->layers[i].weight_bytes;
+    pm->layer_bytes = layer_bytes;
+    pm->output_bytes = m->output_bytes;
+    pm->embd_row_bytes = m->tok_embd.nb[1];
+    pm->kv_bytes_per_layer = 2ull * (uint64_t)hp->n_head_kv * hp->head_dim * (uint64_t)m->n_ctx * 2;
+    pm->scratch_bytes = slm_scratch_layout(hp, m->n_batch, false, NULL, NULL);
+    pm->logits_bytes = (uint64_t)hp->n_vocab * (uint64_t)m->n_batch * 4;
+    pm->boundary_bytes = (uint64_t)hp->n_embd * 4;
+}
+
+/* The tensors device d must hold: its layers' weights and, on the output device, the head. */
+static int device_tensors(slm_model *m, int d, slm_tensor **list, int cap) {
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        slm_layer *L = &m->layers[il];
+        if (L->device != d) continue;
+        slm_tensor *all[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk,
+                             &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (all[i]->buf && n < cap) list[n++] = all[i];
+    }
+    if (m->output_device == d && n + 2 <= cap) {
+        list[n++] = &m->output_norm;
+        list[n++] = &m->output;
+    }
+    if (m->rope_freqs.buf && n < cap) {
+        m->rope_freqs_on[d] = m->rope_freqs;
+        list[n++] = &m->rope_freqs_on[d];
+    }
+    return n;
+}
+
+/* Copies device d's tensors into one device buffer; the bindings move only when every upload worked, so
+ * a failure leaves the model bound to the mapping. */
+static slm_status upload_device(slm_model *m, int d, slm_error *err) {
+    slm_device *dev = m->devices[d];
+    int cap = m->hp.n_layer * 12 + 8;
+    slm_tensor **list = malloc((size_t)cap * sizeof *list);
+    uint64_t *offs = malloc((size_t)cap * sizeof *offs);
+    slm_status s = SLM_OK;
+    if (!list || !offs) {
+        s = slm_fail(err, SLM_ERR_NOMEM, "out of memory placing weights");
+        goto done;
+    }
+    int n = device_tensors(m, d, list, cap);
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        offs[i] = total;
+        total += ALIGN_UP(slm_tensor_bytes(list[i]));
+    }
+    if (total == 0) goto done;
+    s = dev->ops->alloc(dev, (size_t)total, &m->dev_weights[d], err);
+    for (int i = 0; i < n && !s; i++) {
+        const uint8_t *src = (const uint8_t *)list[i]->buf->host + list[i]->offset;
+        s = dev->ops->upload(dev, &m->dev_weights[d], (size_t)offs[i], src, slm_tensor_bytes(list[i]), err);
+    }
+    if (!s) s = dev->ops->sync(dev, err);
+    if (s) {
+        if (m->dev_weights[d].size) dev->ops->release(dev, &m->dev_weights[d]);
+        memset(&m->dev_weights[d], 0, sizeof m->dev_weights[d]);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        list[i]->buf = &m->dev_weights[d];
+        list[i]->offset = (size_t)offs[i];
+    }
+done:
+    free(list);
+    free(offs);
+    return s;
+}
+
+static slm_status measure(slm_model *m, slm_plan_device *pd) {
+    for (int d = 0; d < m->n_devices; d++) {
+        slm_device *dev = m->devices[d];
+        size_t fr = 0, tot = 0;
+        dev->ops->memory(dev, &fr, &tot);
+        pd[d].budget = d > 0 && m->params.vram_budget ? m->params.vram_budget : fr;
+        pd[d].bandwidth = dev->ops->measure_bandwidth ? dev->ops->measure_bandwidth(dev) : 0;
+        pd[d].link_bandwidth = 10e9;  /* a PCIe 3/4 x16 order of magnitude; replaced by measurement later */
+        pd[d].link_latency = 20e-6;
+    }
+    return SLM_OK;
+}
+
+slm_status slm_model_place(slm_model *m, slm_error *err) {
+    const slm_params *p = &m->params;
+    slm_hparams *hp = &m->hp;
+    m->n_ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    if (m->n_ctx < 1) m->n_ctx = 4096;
+    m->n_batch = p->n_batch > 0 ? p->n_batch : 512;
+    if (m->n_batch > m->n_ctx) m->n_batch = m->n_ctx;
+    slm_device_config cfg = {.n_threads = p->n_threads};
+    slm_status s = slm_device_open("cpu", &cfg, &m->devices[0], err);
+    if (s) return s;
+    m->n_devices = 1;
+    s = m->devices[0]->ops->wrap_host(m->devices[0], (void *)m->gguf->base, m->gguf->size, &m->host_weights, err);
+    if (s) return s;
+    bool gpu = p->device && *p->device && strncmp(p->device, "cpu", 3) != 0;
+    if (gpu) {
+        s = slm_device_open(p->device, &cfg, &m->devices[1], err);
+        if (s) return s;
+        m->n_devices = 2;
+    }
+    for (int il = 0; il < hp->n_layer; il++) m->layers[il].device = 0;
+    m->output_device = 0;
+    m->rope_freqs_on[0] = m->rope_freqs;
+    if (!gpu) {
+        snprintf(m->plan_text, sizeof m->plan_text, "%s: all layers", m->devices[0]->name);
+        return SLM_OK;
+    }
+    uint64_t *lb = malloc((size_t)hp->n_layer * sizeof *lb);
+    if (!lb) return slm_fail(err, SLM_ERR_NOMEM, "out of memory planning");
+    slm_plan_model pm;
+    slm_model_plan_input(m, lb, &pm);
+    slm_plan_device pd[SLM_MAX_DEVICES];
+    memset(pd, 0, sizeof pd);
+    measure(m, pd);
+    slm_plan_request req = {.n_gpu_layers = p->n_gpu_layers, .margin = 0.05};
+    slm_plan plan;
+    s = slm_plan_make(&pm, pd, m->n_devices, &req, &plan, err);
+    while (!s) {
+        for (int il = 0; il < hp->n_layer; il++) m->layers[il].device = plan.layer_device[il];
+        m->output_device = plan.output_device;
+        slm_error up_err = {{0}};
+        s = plan.n_gpu_units ? upload_device(m, 1, &up_err) : SLM_OK;
+        if (!s) break;
+        /* The device refused: re-plan with one unit fewer and say why. */
+        int units = plan.n_gpu_units - 1;
+        snprintf(m->plan_note, sizeof m->plan_note, "%s: could not hold %d GPU layer(s) (%s); using %d",
+                 m->devices[1]->name, plan.n_gpu_units, up_err.msg, units < 0 ? 0 : units);
+        for (int il = 0; il < hp->n_layer; il++) m->layers[il].device = 0;
+        m->output_device = 0;
+        req.n_gpu_layers = units < 0 ? 0 : units;
+        s = slm_plan_make(&pm, pd, m->n_devices, &req, &plan, err);
+    }
+    if (!s) {
+        const char *names[SLM_MAX_DEVICES] = {m->devices[0]->name, m->devices[1]->name};
+        slm_plan_describe(&plan, names, m->plan_text, sizeof m->plan_text);
+        m->predicted_tps = plan.predicted_tps;
+    }
+    free(lb);
+    return s;
+}
+
+void slm_model_unplace(slm_model *m) {
+    for (int d = 1; d < m->n_devices; d++) {
+        if (m->dev_weights[d].size) m->devices[d]->ops->release(m->devices[d], &m->dev_weights[d]);
+        slm_device_close(m->devices[d]);
+        m->devices[d] = NULL;
+    }
+    if (m->devices[0]) slm_device_close(m->devices[0]);
+    m->devices[0] = NULL;
+    m->n_devices = 0;
+}

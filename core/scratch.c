@@ -1,0 +1,28 @@
+#include "scratch.h"
+
+#include <string.h>
+
+uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits, slm_buffer *buf,
+                            slm_scratch *s) {
+    slm_scratch tmp;
+    if (!s) s = &tmp;
+    memset(s, 0, sizeof *s);
+    int64_t B = n_batch, E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim;
+    int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    size_t at = 0;
+    struct { slm_tensor *t; slm_dtype type; int64_t rows; } parts[] = {
+        {&s->x, SLM_F32, E},     {&s->xn, SLM_F32, E},    {&s->q, SLM_F32, Q},   {&s->k, SLM_F32, KV},
+        {&s->v, SLM_F32, KV},    {&s->att, SLM_F32, Q},   {&s->tmp, SLM_F32, E}, {&s->gate, SLM_F32, hp->n_ff},
+        {&s->up, SLM_F32, hp->n_ff}, {&s->logits, SLM_F32, with_logits ? hp->n_vocab : 0},
+        {&s->pos, SLM_I32, 1},   {&s->ids, SLM_I32, 1},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (!parts[i].rows) continue;
+        /* positions and ids are one row of B entries; the rest are B columns */
+        bool vec = parts[i].type == SLM_I32;
+        *parts[i].t = slm_tensor_make(buf, at, parts[i].type, vec ? B : parts[i].rows, vec ? 1 : B, 1, 1);
+        at += (slm_tensor_bytes(parts[i].t) + 255) & ~(size_t)255;
+    }
+    if (!buf) memset(s, 0, sizeof *s);
+    return at;
+}

@@ -1,0 +1,218 @@
+/* The slm command: run, chat, logits, devices. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "chat.h"
+#include "cli_common.h"
+#include "model.h"
+#include "slm.h"
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: slm <command> [options]\n"
+            "  run     -m MODEL -p PROMPT [-n N] [--chat] [--system TEXT]   generate text\n"
+            "  chat    -m MODEL [--system TEXT]                            interactive chat (/exit to quit)\n"
+            "  logits  -m MODEL --tokens ID,ID,... --out FILE [-n N]       write float32 logits [T][n_vocab],\n"
+            "                                                              then print N greedy token ids\n"
+            "  devices                                                     list compute devices\n"
+            "options: -t THREADS  -c CTX  -b BATCH  --temp T  --top-k K  --top-p P  --min-p P\n"
+            "         --repeat-penalty R  --seed S  --greedy  --device cpu|vulkan:N|cuda:N\n"
+            "         -ngl N|all|auto  --vram-budget SIZE  -v\n");
+}
+
+static int fail(const char *what, slm_status s, const slm_error *err) {
+    fprintf(stderr, "slm: %s: %s (%s)\n", what, err->msg[0] ? err->msg : "failed", slm_status_name(s));
+    return 1;
+}
+
+static int load(const slm_cli_opts *o, slm_model **m, slm_context **c) {
+    slm_error err = {{0}};
+    if (!o->model) {
+        fprintf(stderr, "slm: no model given (-m FILE)\n");
+        return 1;
+    }
+    slm_status s = slm_model_load(o->model, &o->params, m, &err);
+    if (s) return fail("cannot load model", s, &err);
+    if (o->params.verbose || (*m)->plan_note[0]) {
+        if ((*m)->plan_note[0]) fprintf(stderr, "slm: %s\n", (*m)->plan_note);
+        fprintf(stderr, "slm: plan: %s\n", (*m)->plan_text);
+    }
+    s = slm_context_create(*m, c, &err);
+    if (s) {
+        slm_model_free(*m);
+        return fail("cannot create context", s, &err);
+    }
+    return 0;
+}
+
+static int cmd_run(const slm_cli_opts *o) {
+    if (!o->prompt) {
+        fprintf(stderr, "slm: no prompt given (-p TEXT)\n");
+        return 1;
+    }
+    slm_model *m;
+    slm_context *c;
+    if (load(o, &m, &c)) return 1;
+    slm_error err = {{0}};
+    int rc = 1;
+    char *text = NULL;
+    int32_t *toks = NULL;
+    slm_sampler *smp = NULL;
+    const char *prompt = o->prompt;
+    if (o->chat) {
+        slm_status s = slm_chat_format_single(slm_model_chat_template(m), o->system, o->prompt, &text, &err);
+        if (s) { fail("chat template", s, &err); goto done; }
+        prompt = text;
+    }
+    int n_ctx = slm_context_n_ctx(c), n = 0;
+    toks = malloc((size_t)n_ctx * sizeof *toks);
+    slm_status s = slm_tokenize(m, prompt, strlen(prompt), !o->no_bos, o->chat, toks, n_ctx, &n, &err);
+    if (s) { fail("cannot tokenize the prompt", s, &err); goto done; }
+    if (n == 0) { fprintf(stderr, "slm: the prompt is empty\n"); goto done; }
+    if (n >= n_ctx) {
+        fprintf(stderr, "slm: the prompt is %d tokens but the context is %d (use -c to enlarge it)\n", n, n_ctx);
+        goto done;
+    }
+    s = slm_sampler_create(&o->sampling, slm_model_get_info(m).n_vocab, &smp, &err);
+    if (s) { fail("sampler", s, &err); goto done; }
+    for (int i = 0; i < n; i++) slm_sampler_accept(smp, toks[i]);
+    s = slm_eval(c, toks, n, false, &err);
+    if (s) { fail("eval", s, &err); goto done; }
+    char pending[64];
+    int plen = 0;
+    int n_gen = 0;
+    for (; n_gen < o->n_predict && slm_context_pos(c) < n_ctx; n_gen++) {
+        int32_t t = slm_sampler_sample(smp, slm_logits(c, -1));
+        if (slm_token_is_eog(m, t)) break;
+        slm_sampler_accept(smp, t);
+        char piece[256];
+        int l = slm_token_to_piece(m, t, piece, sizeof piece);
+        for (int i = 0; i < l; i++) {
+            if (plen == (int)sizeof pending) slm_cli_emit_utf8(pending, &plen), plen = plen == (int)sizeof pending ? 0 : plen;
+            pending[plen++] = piece[i];
+        }
+        slm_cli_emit_utf8(pending, &plen);
+        if (slm_context_pos(c) >= n_ctx) break;
+        s = slm_eval(c, &t, 1, false, &err);
+        if (s) { fail("eval", s, &err); goto done; }
+    }
+    fwrite(pending, 1, (size_t)plen, stdout);
+    printf("\n");
+    slm_perf pf = slm_context_perf(c);
+    double pp = pf.prompt_s > 0 ? pf.n_prompt / pf.prompt_s : 0, tg = pf.gen_s > 0 ? pf.n_gen / pf.gen_s : 0;
+    fprintf(stderr, "slm: prompt %d tok %.1f tok/s | gen %d tok %.1f tok/s | %.2f GB/s weights (%.1f MiB/token)\n",
+            n, pp, pf.n_gen, tg, tg * (double)pf.bytes_per_token / 1e9, pf.bytes_per_token / 1048576.0);
+    rc = 0;
+done:
+    free(text);
+    free(toks);
+    slm_sampler_free(smp);
+    slm_context_free(c);
+    slm_model_free(m);
+    return rc;
+}
+
+/* Parses "1,2,3" into a malloc'd array. */
+static int32_t *parse_ids(const char *s, int *n) {
+    int cap = 16;
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    *n = 0;
+    while (ids && *s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > 0x7fffffff) { free(ids); return NULL; }
+        if (*n == cap) {
+            int32_t *bigger = realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+            if (!bigger) { free(ids); return NULL; }
+            ids = bigger;
+        }
+        ids[(*n)++] = (int32_t)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') { free(ids); return NULL; }
+    }
+    return ids;
+}
+
+static int cmd_logits(const slm_cli_opts *o) {
+    int n = 0;
+    int32_t *ids = o->tokens ? parse_ids(o->tokens, &n) : NULL;
+    if (!ids || n == 0) {
+        fprintf(stderr, "slm: logits needs --tokens ID,ID,...\n");
+        free(ids);
+        return 1;
+    }
+    slm_model *m;
+    slm_context *c;
+    if (load(o, &m, &c)) { free(ids); return 1; }
+    slm_error err = {{0}};
+    int rc = 1, n_vocab = slm_model_get_info(m).n_vocab;
+    FILE *f = NULL;
+    slm_status s = slm_eval(c, ids, n, true, &err);
+    if (s) { fail("eval", s, &err); goto done; }
+    if (o->out) {
+        f = fopen(o->out, "wb");
+        if (!f) { fprintf(stderr, "slm: cannot write %s\n", o->out); goto done; }
+        for (int i = 0; i < n; i++) fwrite(slm_logits(c, i), sizeof(float), (size_t)n_vocab, f);
+        if (fclose(f)) { fprintf(stderr, "slm: cannot write %s\n", o->out); goto done; }
+    }
+    for (int g = 0; g < o->n_predict; g++) {
+        const float *lg = slm_logits(c, -1);
+        int32_t best = 0;
+        for (int i = 1; i < n_vocab; i++)
+            if (lg[i] > lg[best]) best = i;
+        printf("%s%d", g ? " " : "", best);
+        if (g + 1 == o->n_predict) break;
+        s = slm_eval(c, &best, 1, false, &err);
+        if (s) { fail("eval", s, &err); goto done; }
+    }
+    printf("\n");
+    rc = 0;
+done:
+    free(ids);
+    slm_context_free(c);
+    slm_model_free(m);
+    return rc;
+}
+
+static int cmd_devices(void) {
+    const slm_backend_ops *const *b = slm_backends();
+    for (int i = 0; b[i]; i++) {
+        int n = b[i]->count();
+        for (int d = 0; d < n; d++) {
+            char spec[32];
+            snprintf(spec, sizeof spec, "%s:%d", b[i]->name, d);
+            slm_device *dev;
+            slm_error err = {{0}};
+            if (slm_device_open(spec, NULL, &dev, &err)) {
+                printf("%-10s (cannot open: %s)\n", spec, err.msg);
+                continue;
+            }
+            size_t fr = 0, tot = 0;
+            dev->ops->memory(dev, &fr, &tot);
+            printf("%-10s %s  %.1f GiB free / %.1f GiB\n", spec, dev->name, fr / 1073741824.0, tot / 1073741824.0);
+            slm_device_close(dev);
+        }
+        if (n == 0) printf("%-10s (none present)\n", b[i]->name);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage();
+        return argc < 2 ? 1 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "chat")) return slm_cmd_chat(argc, argv);
+    if (!strcmp(cmd, "devices")) return cmd_devices();
+    slm_cli_opts o;
+    if (strcmp(cmd, "run") && strcmp(cmd, "logits")) {
+        fprintf(stderr, "slm: unknown command '%s'\n", cmd);
+        usage();
+        return 1;
+    }
+    if (!slm_cli_parse(argc, argv, 2, &o)) return 1;
+    return !strcmp(cmd, "run") ? cmd_run(&o) : cmd_logits(&o);
+}
