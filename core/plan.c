@@ -13,7 +13,7 @@ static void place(const slm_plan_model *m, int n_devices, const float *split, in
     p->n_devices = n_devices;
     p->n_layer = n;
     p->n_gpu_units = (units > 0 && n_devices > 1) ? gpu_layers + 1 : 0;
-    p->output_device = (units > 0 && n_devices > 1) ? 1 : 0;
+    p->output_device = 0;
     int first_gpu = n - gpu_layers;
     for (int i = 0; i < n; i++) p->layer_device[i] = 0;
     if (n_devices < 2) return;
@@ -29,8 +29,8 @@ static void place(const slm_plan_model *m, int n_devices, const float *split, in
         for (int i = at; i < end && i < n; i++) p->layer_device[i] = g + 1;
         if (end > at) at = end;
     }
-    if (units > 0) p->output_device = n_gpus;  /* the last GPU holds the last layers */
-    if (units > 0 && gpu_layers > 0) p->output_device = p->layer_device[n - 1];
+    /* the head goes with the last layer, or alone to the last GPU */
+    if (units > 0) p->output_device = gpu_layers > 0 ? p->layer_device[n - 1] : n_gpus;
 }
 
 static void account(const slm_plan_model *m, slm_plan *p) {
