@@ -82,4 +82,32 @@ bool slm_gguf_arr_str(const slm_gguf_kv *kv, uint64_t i, slm_gguf_str *out);
 bool slm_gguf_arr_i64(const slm_gguf_kv *kv, uint64_t i, int64_t *out);  /* any integer element type */
 bool slm_gguf_arr_f32(const slm_gguf_kv *kv, uint64_t i, float *out);    /* f32/f64 element type */
 
+/* Additions (beyond the first interface) ------------------------------------------------------------- */
+
+/* arr_offsets is also set for arrays of arrays (use slm_gguf_arr_nested, not the table, which then holds
+ * 2 * arr_len entries), and is NULL for empty arrays. An slm_gguf must come from slm_gguf_open*: the lookups
+ * use an index kept beside the public struct. */
+
+/* "uint32", "string", "array", ...; "unknown" for ids outside the enum. */
+const char *slm_gguf_type_name(uint32_t type);
+
+/* Scalar values of a kv itself (kv->type < ARRAY, or STRING). Integer accessors accept any integer type
+ * whose value fits; f64 accepts float and integer types; bool only BOOL. */
+bool slm_gguf_kv_u64(const slm_gguf_kv *kv, uint64_t *out);
+bool slm_gguf_kv_i64(const slm_gguf_kv *kv, int64_t *out);
+bool slm_gguf_kv_f64(const slm_gguf_kv *kv, double *out);
+bool slm_gguf_kv_bool(const slm_gguf_kv *kv, bool *out);
+bool slm_gguf_kv_str(const slm_gguf_kv *kv, slm_gguf_str *out);
+bool slm_gguf_get_f64(const slm_gguf *g, const char *key, double *out);  /* any float or integer type */
+
+/* More element accessors, with the same bounds and type checks as the ones above. */
+bool slm_gguf_arr_u64(const slm_gguf_kv *kv, uint64_t i, uint64_t *out);  /* integer elements >= 0 */
+bool slm_gguf_arr_f64(const slm_gguf_kv *kv, uint64_t i, double *out);   /* f32/f64 element type */
+bool slm_gguf_arr_bool(const slm_gguf_kv *kv, uint64_t i, bool *out);
+/* Element i of an array of arrays, described as an array kv (same key; type ARRAY; its own arr_type,
+ * arr_len, data and, for strings or deeper nesting, arr_offsets). Arrays nest at most
+ * SLM_GGUF_MAX_DEPTH deep; deeper files are rejected at open. */
+#define SLM_GGUF_MAX_DEPTH 8
+bool slm_gguf_arr_nested(const slm_gguf_kv *kv, uint64_t i, slm_gguf_kv *out);
+
 #endif

@@ -65,7 +65,11 @@ static slm_status upload_device(slm_model *m, int d, slm_error *err) {
         total += ALIGN_UP(slm_tensor_bytes(list[i]));
     }
     if (total == 0) goto done;
-    s = dev->ops->alloc(dev, (size_t)total, &m->dev_weights[d], err);
+    if (m->params.fault_alloc_limit && total > m->params.fault_alloc_limit)
+        s = slm_fail(err, SLM_ERR_DEVICE, "%s: out of device memory allocating %.1f MiB (simulated)", dev->name,
+                     total / 1048576.0);
+    else
+        s = dev->ops->alloc(dev, (size_t)total, &m->dev_weights[d], err);
     for (int i = 0; i < n && !s; i++) {
         const uint8_t *src = (const uint8_t *)list[i]->buf->host + list[i]->offset;
         s = dev->ops->upload(dev, &m->dev_weights[d], (size_t)offs[i], src, slm_tensor_bytes(list[i]), err);

@@ -1,6 +1,7 @@
 /* Every Vulkan shader variant against kernels/ref through the generic op harness (tests/op_harness.h).
  * Skips (77) when the build has no Vulkan backend or the machine has no Vulkan device. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -61,6 +62,20 @@ int main(void) {
         CHECK(bw >= 0, "bandwidth %g", bw);
     }
     int rc = slm_harness_finish(&h, "test_vulkan_ops");
+    slm_device_close(dev);
+    if (rc) return rc;
+
+    /* Second pass through the other code paths (read at open): shared-memory reductions instead of
+     * subgroup ones, and staged transfers as on a discrete GPU (lavapipe and integrated GPUs map memory). */
+    setenv("SLM_VK_NO_SUBGROUP", "1", 1);
+    setenv("SLM_VK_STAGING", "1", 1);
+    s = slm_device_open("vulkan:0", NULL, &dev, &err);
+    CHECK(s == SLM_OK, "reopen vulkan:0: %s: %s", slm_status_name(s), err.msg);
+    if (s) return slm_test_finish("test_vulkan_ops");
+    slm_harness_init(&h, dev);
+    h.tol_matmul_quant = 1e-5;
+    slm_harness_run_all(&h);
+    rc = slm_harness_finish(&h, "test_vulkan_ops (shared-memory reductions, staged transfers)");
     slm_device_close(dev);
     return rc;
 #endif

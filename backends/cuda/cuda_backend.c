@@ -1,0 +1,315 @@
+/* The CUDA backend: device discovery and context (one stream and one cuBLAS handle per device), device
+ * memory, pinned staging for uploads, the memory query, and the slm_backend_ops table. Only the CUDA runtime
+ * (static) and cuBLAS are linked: without a driver cudaGetDeviceCount fails and count() reports 0. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda_backend.h"
+#include "cuda_internal.h"
+#include "cuda_kernels.h"
+#include "error.h"
+
+slm_status slm_cuda_error(cudaError_t e, const char *what, slm_error *err) {
+    return slm_fail(err, SLM_ERR_DEVICE, "cuda: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+slm_status slm_cuda_set_device(slm_cuda_ctx *c, slm_error *err) {
+    cudaError_t e = cudaSetDevice(c->device);
+    return e == cudaSuccess ? SLM_OK : slm_cuda_error(e, "cudaSetDevice", err);
+}
+
+static int cuda_count(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* no driver or no device: not an error of ours */
+        return 0;
+    }
+    return n > 0 ? n : 0;
+}
+
+static bool env_flag(const char *name, bool def) {
+    const char *v = getenv(name);
+    if (!v || !*v) return def;
+    return !(v[0] == '0' || v[0] == 'n' || v[0] == 'N' || v[0] == 'f' || v[0] == 'F');
+}
+
+static void cuda_close(slm_device *d) {
+    slm_cuda_ctx *c = d->ctx;
+    if (!c) return;
+    cudaSetDevice(c->device);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    slm_cuda_graph_clear(c);
+    if (c->blas) cublasDestroy(c->blas);
+    for (int i = 0; i < 2; i++) {
+        if (c->stage_done[i]) cudaEventDestroy(c->stage_done[i]);
+        if (c->stage[i]) cudaFreeHost(c->stage[i]);
+    }
+    if (c->scratch) cudaFree(c->scratch);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    cudaGetLastError();
+    free(c);
+    d->ctx = NULL;
+}
+
+static slm_status cuda_open(slm_device *d, int index, const slm_device_config *cfg, slm_error *err) {
+    int n = cuda_count();
+    if (index < 0 || index >= n)
+        return slm_fail(err, SLM_ERR_NO_DEVICE, "cuda:%d not found (%d CUDA device%s)", index, n, n == 1 ? "" : "s");
+    struct cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, index);
+    if (e != cudaSuccess) return slm_cuda_error(e, "cudaGetDeviceProperties", err);
+    int sm = prop.major * 10 + prop.minor;
+    if (sm < 75)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "cuda:%d %s has compute capability %d.%d; slm needs 7.5 (Turing) or newer",
+                        index, prop.name, prop.major, prop.minor);
+    slm_cuda_ctx *c = calloc(1, sizeof *c);
+    if (!c) return slm_fail(err, SLM_ERR_NOMEM, "out of memory opening cuda:%d", index);
+    c->device = index;
+    c->sm = sm;
+    c->use_graphs = env_flag("SLM_CUDA_GRAPHS", true);
+    c->sync_each = env_flag("SLM_CUDA_SYNC", false);
+    d->ctx = c;
+    d->host_memory = false;
+    slm_status s = slm_cuda_set_device(c, err);
+    if (!s && (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        s = slm_cuda_error(e, "cudaStreamCreate", err);
+    if (!s) {
+        cublasStatus_t bs = cublasCreate(&c->blas);
+        if (bs != CUBLAS_STATUS_SUCCESS) {
+            c->blas = NULL;
+            s = slm_fail(err, SLM_ERR_DEVICE, "cuda:%d: cublasCreate failed (status %d)", index, (int)bs);
+        } else if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS) {
+            s = slm_fail(err, SLM_ERR_DEVICE, "cuda:%d: cublasSetStream failed (status %d)", index, (int)bs);
+        }
+    }
+    /* Pinned staging is an optimisation: without it uploads go straight from pageable memory. */
+    for (int i = 0; i < 2 && !s; i++) {
+        if (cudaHostAlloc(&c->stage[i], SLM_CUDA_STAGE_BYTES, cudaHostAllocDefault) != cudaSuccess ||
+            cudaEventCreateWithFlags(&c->stage_done[i], cudaEventDisableTiming) != cudaSuccess) {
+            cudaGetLastError();
+            if (c->stage[i]) cudaFreeHost(c->stage[i]);
+            c->stage[i] = NULL;
+            c->stage_done[i] = NULL;
+        }
+    }
+    if (s) {
+        cuda_close(d);
+        return s;
+    }
+    (void)cfg;
+    snprintf(d->name, sizeof d->name, "cuda:%d %.100s (sm_%d, %.1f GiB)", index, prop.name, sm,
+             (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    return SLM_OK;
+}
+
+static void cuda_memory(slm_device *d, size_t *free_b, size_t *total_b) {
+    slm_cuda_ctx *c = d->ctx;
+    *free_b = *total_b = 0;
+    if (slm_cuda_set_device(c, NULL)) return;
+    if (cudaMemGetInfo(free_b, total_b) != cudaSuccess) {
+        cudaGetLastError();
+        *free_b = *total_b = 0;
+    }
+}
+
+static bool cuda_supports(slm_device *d, const slm_op *op) { return slm_cuda_op_check(op, NULL) == SLM_OK; }
+
+static slm_status cuda_alloc(slm_device *d, size_t bytes, slm_buffer *b, slm_error *err) {
+    slm_cuda_ctx *c = d->ctx;
+    memset(b, 0, sizeof *b);
+    slm_status s = slm_cuda_set_device(c, err);
+    if (s) return s;
+    if (bytes > SIZE_MAX - 256) return slm_fail(err, SLM_ERR_DEVICE, "cuda: cannot allocate %zu bytes", bytes);
+    size_t sz = (bytes + 255) & ~(size_t)255;
+    if (sz == 0) sz = 256;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, sz);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* out of memory is not sticky: clear it for the next call */
+        return slm_fail(err, SLM_ERR_DEVICE, "%s: cannot allocate %zu bytes of device memory: %s", d->name, bytes,
+                        cudaGetErrorString(e));
+    }
+    /* Zeroed like the other backends' buffers; ordered before any later work on the stream. */
+    e = cudaMemsetAsync(p, 0, sz, c->stream);
+    if (e != cudaSuccess) {
+        cudaFree(p);
+        return slm_cuda_error(e, "cudaMemset", err);
+    }
+    b->dev = d;
+    b->host = NULL;
+    b->handle = p;
+    b->size = bytes;
+    return SLM_OK;
+}
+
+static void cuda_release(slm_device *d, slm_buffer *b) {
+    slm_cuda_ctx *c = d->ctx;
+    if (b->handle && !slm_cuda_set_device(c, NULL)) {
+        /* Work still queued may read the buffer; a captured graph may name it (its signature would then
+         * only match a split that passes this address again, i.e. a new buffer at the same address, which
+         * is correct to replay), so only the stream has to drain. */
+        cudaStreamSynchronize(c->stream);
+        cudaFree(b->handle);
+        cudaGetLastError();
+    }
+    memset(b, 0, sizeof *b);
+}
+
+static slm_status check_span(slm_device *d, const slm_buffer *b, size_t off, size_t n, const char *what,
+                             slm_error *err) {
+    if (!b || !b->handle || b->dev != d)
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "%s: %s into a buffer of another device", d->name, what);
+    if (off > b->size || n > b->size - off)
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "%s: %s of %zu bytes at %zu is outside the buffer (%zu bytes)", d->name,
+                        what, n, off, b->size);
+    return SLM_OK;
+}
+
+static slm_status cuda_upload(slm_device *d, slm_buffer *b, size_t off, const void *src, size_t n, slm_error *err) {
+    slm_cuda_ctx *c = d->ctx;
+    slm_status s = check_span(d, b, off, n, "upload", err);
+    if (s || n == 0) return s;
+    if ((s = slm_cuda_set_device(c, err))) return s;
+    uint8_t *dst = (uint8_t *)b->handle + off;
+    const uint8_t *from = src;
+    cudaError_t e;
+    if (!c->stage[0] || !c->stage[1]) {
+        e = cudaMemcpyAsync(dst, from, n, cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+        return e == cudaSuccess ? SLM_OK : slm_cuda_error(e, "upload", err);
+    }
+    /* Through the pinned halves: copies stay asynchronous and ordered with the kernels on the stream; the
+     * caller's memory is free again on return. */
+    for (size_t done = 0; done < n;) {
+        size_t m = n - done < SLM_CUDA_STAGE_BYTES ? n - done : SLM_CUDA_STAGE_BYTES;
+        int k = c->stage_next;
+        c->stage_next ^= 1;
+        if ((e = cudaEventSynchronize(c->stage_done[k])) != cudaSuccess) return slm_cuda_error(e, "upload (wait)", err);
+        memcpy(c->stage[k], from + done, m);
+        if ((e = cudaMemcpyAsync(dst + done, c->stage[k], m, cudaMemcpyHostToDevice, c->stream)) != cudaSuccess ||
+            (e = cudaEventRecord(c->stage_done[k], c->stream)) != cudaSuccess)
+            return slm_cuda_error(e, "upload", err);
+        done += m;
+    }
+    return SLM_OK;
+}
+
+static slm_status cuda_download(slm_device *d, void *dst, const slm_buffer *b, size_t off, size_t n, slm_error *err) {
+    slm_cuda_ctx *c = d->ctx;
+    slm_status s = check_span(d, b, off, n, "download", err);
+    if (s || n == 0) return s;
+    if ((s = slm_cuda_set_device(c, err))) return s;
+    cudaError_t e = cudaMemcpyAsync(dst, (const uint8_t *)b->handle + off, n, cudaMemcpyDeviceToHost, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    return e == cudaSuccess ? SLM_OK : slm_cuda_error(e, "download (or an earlier kernel)", err);
+}
+
+/* Scratch is grown (never inside a capture) before a split that needs more; graphs naming the old one go. */
+static slm_status ensure_scratch(slm_device *d, slm_cuda_ctx *c, size_t need, slm_error *err) {
+    if (need <= c->scratch_size) return SLM_OK;
+    need = (need + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) return slm_cuda_error(e, "synchronize before growing scratch", err);
+    slm_cuda_graph_clear(c);
+    if (c->scratch) cudaFree(c->scratch);
+    c->scratch = NULL;
+    c->scratch_size = 0;
+    if ((e = cudaMalloc(&c->scratch, need)) != cudaSuccess) {
+        cudaGetLastError();
+        c->scratch = NULL;
+        return slm_fail(err, SLM_ERR_DEVICE, "%s: cannot allocate %zu bytes of scratch: %s", d->name, need,
+                        cudaGetErrorString(e));
+    }
+    c->scratch_size = need;
+    return SLM_OK;
+}
+
+static slm_status cuda_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err) {
+    slm_cuda_ctx *c = d->ctx;
+    if (n_ops < 0 || (n_ops > 0 && !ops)) return slm_fail(err, SLM_ERR_INVALID_ARG, "cuda: bad op list");
+    slm_status s = slm_cuda_set_device(c, err);
+    if (s) return s;
+    size_t need = 0;
+    /* Everything is checked before anything is enqueued: a bad op fails the split without side effects. */
+    for (int i = 0; i < n_ops; i++) {
+        if ((s = slm_cuda_op_check_buffers(d, &ops[i], err))) return s;
+        size_t w = slm_cuda_op_scratch(&ops[i]);
+        if (w > need) need = w;
+    }
+    if ((s = ensure_scratch(d, c, need, err))) return s;
+    return slm_cuda_graph_run(c, ops, n_ops, err);
+}
+
+static slm_status cuda_sync(slm_device *d, slm_error *err) {
+    slm_cuda_ctx *c = d->ctx;
+    slm_status s = slm_cuda_set_device(c, err);
+    if (s) return s;
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess)
+        return slm_fail(err, SLM_ERR_DEVICE, "%s: a kernel failed: %s (%s); run with SLM_CUDA_SYNC=1 to find the op",
+                        d->name, cudaGetErrorString(e), cudaGetErrorName(e));
+    return SLM_OK;
+}
+
+/* Best of a few timed passes of a read-only kernel over 256 MiB (well beyond L2 of current parts). */
+static double cuda_measure_bandwidth(slm_device *d) {
+    slm_cuda_ctx *c = d->ctx;
+    if (slm_cuda_set_device(c, NULL)) return 0;
+    size_t bytes = (size_t)256 << 20;
+    void *buf = NULL;
+    float *sink = NULL;
+    cudaEvent_t t0 = NULL, t1 = NULL;
+    double best = 0;
+    if (cudaMalloc(&buf, bytes) != cudaSuccess || cudaMalloc((void **)&sink, 256) != cudaSuccess ||
+        cudaMemsetAsync(buf, 1, bytes, c->stream) != cudaSuccess || cudaEventCreate(&t0) != cudaSuccess ||
+        cudaEventCreate(&t1) != cudaSuccess)
+        goto done;
+    for (int rep = 0; rep < 6; rep++) {
+        cudaEventRecord(t0, c->stream);
+        if (slm_cuda_read_probe(buf, bytes / 16, sink, c->stream, NULL)) goto done;
+        cudaEventRecord(t1, c->stream);
+        if (cudaEventSynchronize(t1) != cudaSuccess) goto done;
+        float ms = 0;
+        cudaEventElapsedTime(&ms, t0, t1);
+        if (rep > 0 && ms > 0 && bytes / (ms * 1e-3) > best) best = bytes / (ms * 1e-3); /* rep 0 warms up */
+    }
+done:
+    if (t0) cudaEventDestroy(t0);
+    if (t1) cudaEventDestroy(t1);
+    if (buf) cudaFree(buf);
+    if (sink) cudaFree(sink);
+    cudaGetLastError();
+    return best;
+}
+
+const slm_backend_ops slm_backend_cuda = {
+    .name = "cuda",
+    .count = cuda_count,
+    .open = cuda_open,
+    .close = cuda_close,
+    .memory = cuda_memory,
+    .supports = cuda_supports,
+    .alloc = cuda_alloc,
+    .wrap_host = NULL,
+    .release = cuda_release,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .run = cuda_run,
+    .sync = cuda_sync,
+    .measure_bandwidth = cuda_measure_bandwidth,
+};
+
+slm_cuda_stats slm_cuda_get_stats(const slm_device *d) {
+    slm_cuda_stats st;
+    memset(&st, 0, sizeof st);
+    if (!d || d->ops != &slm_backend_cuda || !d->ctx) return st;
+    const slm_cuda_ctx *c = d->ctx;
+    st.captures = c->n_captures;
+    st.graph_launches = c->n_graph_launches;
+    st.sm = c->sm;
+    st.graphs_enabled = c->use_graphs ? 1 : 0;
+    return st;
+}

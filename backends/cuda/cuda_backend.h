@@ -1,0 +1,21 @@
+/* The CUDA backend's extras beyond slm_backend_ops (for tests and diagnostics). Plain C: no CUDA headers. */
+#ifndef SLM_CUDA_BACKEND_H
+#define SLM_CUDA_BACKEND_H
+
+#include <stdint.h>
+
+#include "backend.h"
+
+extern const slm_backend_ops slm_backend_cuda;
+
+typedef struct slm_cuda_stats {
+    uint64_t captures;        /* splits captured into CUDA graphs */
+    uint64_t graph_launches;  /* graph launches (first launch after a capture included) */
+    int sm;                   /* compute capability of the device, e.g. 89 */
+    int graphs_enabled;       /* 0 after SLM_CUDA_GRAPHS=0 or a failed capture */
+} slm_cuda_stats;
+
+/* Counters of an opened cuda device (zeros for a device of another backend). */
+slm_cuda_stats slm_cuda_get_stats(const slm_device *d);
+
+#endif

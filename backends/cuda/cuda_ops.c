@@ -1,0 +1,299 @@
+/* CUDA op dispatch: checks each op's kinds, dtypes, shapes and buffer ranges, then maps it onto the kernel
+ * launchers of kernels/cuda. Mat-muls of up to SLM_CUDA_MATVEC_MAX_COLS tokens use the fused mat-vec;
+ * wider prompt batches dequantize the weight to f16 in chunks of rows and run a cuBLAS GEMM. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cuda_internal.h"
+#include "cuda_kernels.h"
+#include "error.h"
+
+#define ALIGN256(x) (((x) + 255) & ~(size_t)255)
+
+static bool present(const slm_tensor *t) { return t->buf != NULL; }
+
+static void *dptr(const slm_tensor *t) { return (uint8_t *)t->buf->handle + t->offset; }
+
+/* Elements between columns (dim 1) of a plain-typed tensor. */
+static int64_t ld1(const slm_tensor *t) {
+    size_t es = (size_t)slm_dtype_get(t->type)->block_bytes;
+    return (int64_t)(t->nb[1] / es);
+}
+
+static const char *op_label(const slm_op *op) { return op->name ? op->name : slm_op_kind_name(op->kind); }
+
+#define FAIL(...) return slm_fail(err, SLM_ERR_UNSUPPORTED, __VA_ARGS__)
+
+/* A plain (f32/f16/i32) operand: contiguous rows, strides whole elements, unused dims 1 beyond `dims`. */
+static slm_status check_plain(const slm_op *op, const slm_tensor *t, slm_dtype type, int dims, const char *which,
+                              slm_error *err) {
+    if (t->type != type)
+        FAIL("cuda: %s (%s): %s must be %s, not %s", slm_op_kind_name(op->kind), op_label(op), which,
+             slm_dtype_name(type), slm_dtype_name(t->type));
+    size_t es = (size_t)slm_dtype_get(type)->block_bytes;
+    if (t->ne[0] < 1 || t->nb[0] != es)
+        FAIL("cuda: %s (%s): %s rows must be contiguous", slm_op_kind_name(op->kind), op_label(op), which);
+    for (int i = 1; i < 4; i++) {
+        if (t->ne[i] < 1) FAIL("cuda: %s (%s): %s has an empty dimension", slm_op_kind_name(op->kind), op_label(op), which);
+        if (i >= dims && t->ne[i] != 1)
+            FAIL("cuda: %s (%s): %s must have %d dimension(s)", slm_op_kind_name(op->kind), op_label(op), which, dims);
+        if (i < dims && t->ne[i] > 1 && (t->nb[i] % es || t->nb[i] < (size_t)t->ne[0] * es))
+            FAIL("cuda: %s (%s): %s stride %zu of dim %d is not usable", slm_op_kind_name(op->kind), op_label(op),
+                 which, t->nb[i], i);
+    }
+    return SLM_OK;
+}
+
+static slm_status check_weight(const slm_op *op, const slm_tensor *w, slm_error *err) {
+    const slm_dtype_info *ti = slm_dtype_get(w->type);
+    if (!ti || !slm_cuda_weight_type_ok(w->type))
+        FAIL("cuda: %s (%s): weight type %s is not supported", slm_op_kind_name(op->kind), op_label(op),
+             slm_dtype_name(w->type));
+    if (w->ne[0] < 1 || w->ne[0] % ti->block_elems || w->ne[1] < 1 || w->ne[2] != 1 || w->ne[3] != 1 ||
+        w->nb[1] < slm_dtype_row_bytes(w->type, w->ne[0]) || w->nb[1] % 2)
+        FAIL("cuda: %s (%s): weight [%lld, %lld] of type %s has an unusable shape or row stride", slm_op_kind_name(op->kind),
+             op_label(op), (long long)w->ne[0], (long long)w->ne[1], slm_dtype_name(w->type));
+    return SLM_OK;
+}
+
+#define CHECK_ST(x)                                                             \
+    do {                                                                        \
+        slm_status _s = (x);                                                    \
+        if (_s) return _s;                                                      \
+    } while (0)
+
+slm_status slm_cuda_op_check(const slm_op *op, slm_error *err) {
+    const slm_tensor *d = &op->dst, *s0 = &op->src[0], *s1 = &op->src[1], *s2 = &op->src[2], *s3 = &op->src[3];
+    switch (op->kind) {
+    case SLM_OP_EMBED:
+        CHECK_ST(check_weight(op, s0, err));
+        CHECK_ST(check_plain(op, s1, SLM_I32, 1, "ids", err));
+        CHECK_ST(check_plain(op, d, SLM_F32, 2, "dst", err));
+        if (d->ne[0] != s0->ne[0] || d->ne[1] != s1->ne[0]) FAIL("cuda: embed (%s): shape mismatch", op_label(op));
+        return SLM_OK;
+    case SLM_OP_RMSNORM:
+        CHECK_ST(check_plain(op, s0, SLM_F32, 2, "src0", err));
+        CHECK_ST(check_plain(op, s1, SLM_F32, 1, "weight", err));
+        CHECK_ST(check_plain(op, d, SLM_F32, 2, "dst", err));
+        if (d->ne[0] != s0->ne[0] || d->ne[1] != s0->ne[1] || s1->ne[0] != s0->ne[0])
+            FAIL("cuda: rmsnorm (%s): shape mismatch", op_label(op));
+        return SLM_OK;
+    case SLM_OP_MATMUL:
+        CHECK_ST(check_weight(op, s0, err));
+        CHECK_ST(check_plain(op, s1, SLM_F32, 2, "src1", err));
+        CHECK_ST(check_plain(op, d, SLM_F32, 2, "dst", err));
+        if (present(s2)) CHECK_ST(check_plain(op, s2, SLM_F32, 1, "bias", err));
+        if (s1->ne[0] != s0->ne[0] || d->ne[0] != s0->ne[1] || d->ne[1] != s1->ne[1] ||
+            (present(s2) && s2->ne[0] != s0->ne[1]))
+            FAIL("cuda: matmul (%s): shape mismatch: w [%lld, %lld] x [%lld, %lld] dst [%lld, %lld]", op_label(op),
+                 (long long)s0->ne[0], (long long)s0->ne[1], (long long)s1->ne[0], (long long)s1->ne[1],
+                 (long long)d->ne[0], (long long)d->ne[1]);
+        if (s0->ne[0] > INT32_MAX || s0->ne[1] > INT32_MAX || s1->ne[1] > INT32_MAX)
+            FAIL("cuda: matmul (%s): too large", op_label(op));
+        return SLM_OK;
+    case SLM_OP_ROPE:
+        CHECK_ST(check_plain(op, d, SLM_F32, 3, "dst", err));
+        CHECK_ST(check_plain(op, s1, SLM_I32, 1, "positions", err));
+        if (present(s2)) CHECK_ST(check_plain(op, s2, SLM_F32, 1, "factors", err));
+        if (present(s0) && (s0->buf != d->buf || s0->offset != d->offset))
+            FAIL("cuda: rope (%s): must be in place (src0 = dst)", op_label(op));
+        if (op->p.rope.n_rot < 2 || op->p.rope.n_rot % 2 || op->p.rope.n_rot > d->ne[0])
+            FAIL("cuda: rope (%s): n_rot=%d with head_dim %lld", op_label(op), op->p.rope.n_rot, (long long)d->ne[0]);
+        if (s1->ne[0] < d->ne[2] || (present(s2) && s2->ne[0] < op->p.rope.n_rot / 2))
+            FAIL("cuda: rope (%s): positions or factors too short", op_label(op));
+        if (d->ne[0] > INT32_MAX || d->ne[1] > INT32_MAX) FAIL("cuda: rope (%s): too large", op_label(op));
+        return SLM_OK;
+    case SLM_OP_KV_WRITE:
+        CHECK_ST(check_plain(op, d, SLM_F16, 2, "cache", err));
+        CHECK_ST(check_plain(op, s0, SLM_F32, 2, "src0", err));
+        CHECK_ST(check_plain(op, s1, SLM_I32, 1, "positions", err));
+        if (d->ne[0] != s0->ne[0] || s1->ne[0] < s0->ne[1]) FAIL("cuda: kv_write (%s): shape mismatch", op_label(op));
+        return SLM_OK;
+    case SLM_OP_ATTENTION: {
+        int hd = op->p.attn.head_dim, nh = op->p.attn.n_head, nkv = op->p.attn.n_head_kv;
+        CHECK_ST(check_plain(op, s0, SLM_F32, 2, "q", err));
+        CHECK_ST(check_plain(op, s1, SLM_F16, 2, "k cache", err));
+        CHECK_ST(check_plain(op, s2, SLM_F16, 2, "v cache", err));
+        CHECK_ST(check_plain(op, s3, SLM_I32, 1, "positions", err));
+        CHECK_ST(check_plain(op, d, SLM_F32, 2, "dst", err));
+        if (hd < 1 || hd > SLM_CUDA_ATTN_MAX_HEAD_DIM || nh < 1 || nkv < 1 || nh % nkv || nh > 65535)
+            FAIL("cuda: attention (%s): head_dim %d (max %d), heads %d/%d not supported", op_label(op), hd,
+                 SLM_CUDA_ATTN_MAX_HEAD_DIM, nh, nkv);
+        if (s0->ne[0] != (int64_t)hd * nh || d->ne[0] != s0->ne[0] || d->ne[1] != s0->ne[1] ||
+            s1->ne[0] != (int64_t)hd * nkv || s2->ne[0] != s1->ne[0] || s2->ne[1] != s1->ne[1] || s3->ne[0] < s0->ne[1] ||
+            s0->ne[1] > 65535)
+            FAIL("cuda: attention (%s): shape mismatch", op_label(op));
+        return SLM_OK;
+    }
+    case SLM_OP_SWIGLU:
+    case SLM_OP_ADD:
+        CHECK_ST(check_plain(op, s0, SLM_F32, 2, "src0", err));
+        CHECK_ST(check_plain(op, s1, SLM_F32, 2, "src1", err));
+        CHECK_ST(check_plain(op, d, SLM_F32, 2, "dst", err));
+        if (s0->ne[0] != d->ne[0] || s1->ne[0] != d->ne[0] || s0->ne[1] != d->ne[1] || s1->ne[1] != d->ne[1])
+            FAIL("cuda: %s (%s): shape mismatch", slm_op_kind_name(op->kind), op_label(op));
+        return SLM_OK;
+    default: FAIL("cuda: op kind %d is not supported", (int)op->kind);
+    }
+}
+
+/* The operand's bytes lie inside its buffer, and the buffer belongs to this device. */
+static slm_status check_range(slm_device *dev, const slm_op *op, const slm_tensor *t, const char *which,
+                              slm_error *err) {
+    if (!t->buf || !t->buf->handle || t->buf->dev != dev)
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "cuda: %s (%s): %s is not a buffer of %s", slm_op_kind_name(op->kind),
+                        op_label(op), which, dev->name);
+    size_t extent = slm_dtype_row_bytes(t->type, t->ne[0]);
+    for (int i = 1; i < 4; i++) extent += (size_t)(t->ne[i] - 1) * t->nb[i];
+    if (extent == 0 || t->offset > t->buf->size || extent > t->buf->size - t->offset)
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "cuda: %s (%s): %s [offset %zu + %zu bytes] exceeds its buffer (%zu)",
+                        slm_op_kind_name(op->kind), op_label(op), which, t->offset, extent, t->buf->size);
+    return SLM_OK;
+}
+
+slm_status slm_cuda_op_check_buffers(slm_device *dev, const slm_op *op, slm_error *err) {
+    CHECK_ST(slm_cuda_op_check(op, err));
+    static const char *const names[4] = {"src0", "src1", "src2", "src3"};
+    CHECK_ST(check_range(dev, op, &op->dst, "dst", err));
+    for (int i = 0; i < 4; i++)
+        if (present(&op->src[i])) CHECK_ST(check_range(dev, op, &op->src[i], names[i], err));
+    /* Required operands of each kind (optional ones: matmul bias, rope factors). */
+    bool need[4] = {true, true, false, false};
+    if (op->kind == SLM_OP_ROPE) need[0] = false;
+    if (op->kind == SLM_OP_ATTENTION) need[2] = need[3] = true;
+    if (op->kind == SLM_OP_RMSNORM || op->kind == SLM_OP_SWIGLU || op->kind == SLM_OP_ADD) need[1] = true;
+    for (int i = 0; i < 4; i++)
+        if (need[i] && !present(&op->src[i]))
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "cuda: %s (%s): %s is missing", slm_op_kind_name(op->kind),
+                            op_label(op), names[i]);
+    return SLM_OK;
+}
+
+static bool use_gemm(const slm_op *op) { return op->kind == SLM_OP_MATMUL && op->src[1].ne[1] > SLM_CUDA_MATVEC_MAX_COLS; }
+
+static int64_t gemm_chunk_rows(int64_t K, int64_t N) {
+    int64_t r = SLM_CUDA_GEMM_CHUNK_ELEMS / K;
+    if (r < 1) r = 1;
+    return r < N ? r : N;
+}
+
+size_t slm_cuda_op_scratch(const slm_op *op) {
+    if (use_gemm(op)) {
+        slm_dtype t = op->src[0].type;
+        int64_t K = op->src[0].ne[0], N = op->src[0].ne[1], T = op->src[1].ne[1];
+        if (t == SLM_F32) return 0;
+        size_t act = ALIGN256((size_t)K * (size_t)T * 2);
+        return t == SLM_F16 ? act : act + (size_t)K * (size_t)gemm_chunk_rows(K, N) * 2;
+    }
+    if (op->kind == SLM_OP_ATTENTION)
+        return sizeof(float) * slm_cuda_attention_scratch_floats(op->p.attn.head_dim, op->p.attn.n_head,
+                                                                 op->src[0].ne[1], op->src[1].ne[1]);
+    return 0;
+}
+
+bool slm_cuda_op_capturable(const slm_op *op) { return !use_gemm(op); }
+
+static slm_status blas_check(cublasStatus_t s, const char *what, const slm_op *op, slm_error *err) {
+    if (s == CUBLAS_STATUS_SUCCESS) return SLM_OK;
+    return slm_fail(err, SLM_ERR_DEVICE, "cuda: cuBLAS %s failed for matmul (%s): status %d", what, op_label(op), (int)s);
+}
+
+/* Prompt batches: y [N, T] = W^T-as-stored . x, i.e. column-major GEMM with the weight as a K x N matrix
+ * (lda = row stride) transposed. */
+static slm_status matmul_gemm(slm_cuda_ctx *c, const slm_op *op, slm_error *err) {
+    const slm_tensor *w = &op->src[0], *x = &op->src[1], *y = &op->dst;
+    int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1];
+    float *yp = dptr(y);
+    int64_t ldy = ld1(y), ldx = ld1(x);
+    const float one = 1.0f, zero = 0.0f;
+    if (w->type == SLM_F32) {
+        if (w->nb[1] % 4) return slm_fail(err, SLM_ERR_UNSUPPORTED, "cuda: f32 weight rows must be 4-byte multiples");
+        CHECK_ST(blas_check(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
+                                        (int)(w->nb[1] / 4), dptr(x), (int)ldx, &zero, yp, (int)ldy),
+                            "Sgemm", op, err));
+    } else {
+        void *xh = c->scratch;
+        void *wh = (uint8_t *)c->scratch + ALIGN256((size_t)K * (size_t)T * 2);
+        CHECK_ST(slm_cuda_f32_to_f16(dptr(x), ldx, K, T, xh, c->stream, err));
+        if (w->type == SLM_F16) {
+            CHECK_ST(blas_check(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
+                                             CUDA_R_16F, (int)(w->nb[1] / 2), xh, CUDA_R_16F, (int)K, &zero, yp,
+                                             CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                "GemmEx", op, err));
+        } else {
+            int64_t rows = gemm_chunk_rows(K, N);
+            for (int64_t r0 = 0; r0 < N; r0 += rows) {
+                int64_t n = N - r0 < rows ? N - r0 : rows;
+                CHECK_ST(slm_cuda_dequant_f16(w->type, dptr(w), w->nb[1], K, r0, n, wh, c->stream, err));
+                CHECK_ST(blas_check(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)T, (int)K, &one, wh,
+                                                 CUDA_R_16F, (int)K, xh, CUDA_R_16F, (int)K, &zero, yp + r0,
+                                                 CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                    "GemmEx", op, err));
+            }
+        }
+    }
+    if (present(&op->src[2])) CHECK_ST(slm_cuda_add_bias(yp, ldy, N, T, dptr(&op->src[2]), c->stream, err));
+    return SLM_OK;
+}
+
+static slm_status enqueue_one(slm_cuda_ctx *c, const slm_op *op, slm_error *err) {
+    const slm_tensor *d = &op->dst, *s0 = &op->src[0], *s1 = &op->src[1], *s2 = &op->src[2], *s3 = &op->src[3];
+    cudaStream_t st = c->stream;
+    switch (op->kind) {
+    case SLM_OP_EMBED:
+        return slm_cuda_embed(s0->type, dptr(s0), s0->nb[1], s0->ne[0], s0->ne[1], dptr(s1), s1->ne[0], dptr(d), ld1(d),
+                              st, err);
+    case SLM_OP_RMSNORM:
+        return slm_cuda_rmsnorm(dptr(s0), ld1(s0), dptr(s1), dptr(d), ld1(d), s0->ne[0], s0->ne[1], op->p.norm.eps, st,
+                                err);
+    case SLM_OP_MATMUL: {
+        if (use_gemm(op)) return matmul_gemm(c, op, err);
+        slm_cuda_matmul_args a = {
+            .wtype = s0->type, .w = dptr(s0), .row_bytes = s0->nb[1], .K = s0->ne[0], .N = s0->ne[1],
+            .x = dptr(s1), .ldx = ld1(s1), .y = dptr(d), .ldy = ld1(d), .T = s1->ne[1],
+            .bias = present(s2) ? dptr(s2) : NULL,
+        };
+        return slm_cuda_matvec(&a, st, err);
+    }
+    case SLM_OP_ROPE: {
+        slm_cuda_rope_args a = {
+            .x = dptr(d), .ld_head = (int64_t)(d->nb[1] / 4), .ld_tok = (int64_t)(d->nb[2] / 4),
+            .head_dim = (int)d->ne[0], .n_head = (int)d->ne[1], .n_rot = op->p.rope.n_rot, .T = d->ne[2],
+            .pos = dptr(s1), .factors = present(s2) ? dptr(s2) : NULL, .neox = op->p.rope.neox,
+            .freq_base = op->p.rope.freq_base, .freq_scale = op->p.rope.freq_scale,
+        };
+        return slm_cuda_rope(&a, st, err);
+    }
+    case SLM_OP_KV_WRITE:
+        return slm_cuda_kv_write(dptr(s0), ld1(s0), s0->ne[0], s0->ne[1], dptr(s1), dptr(d), ld1(d), d->ne[1], st, err);
+    case SLM_OP_ATTENTION: {
+        slm_cuda_attn_args a = {
+            .q = dptr(s0), .ldq = ld1(s0), .k = dptr(s1), .v = dptr(s2), .ldk = ld1(s1), .ldv = ld1(s2),
+            .n_ctx = s1->ne[1], .pos = dptr(s3), .out = dptr(d), .ldo = ld1(d), .head_dim = op->p.attn.head_dim,
+            .n_head = op->p.attn.n_head, .n_head_kv = op->p.attn.n_head_kv, .T = s0->ne[1], .scale = op->p.attn.scale,
+            .partial = c->scratch,
+        };
+        return slm_cuda_attention(&a, st, err);
+    }
+    case SLM_OP_SWIGLU:
+        return slm_cuda_swiglu(dptr(s0), ld1(s0), dptr(s1), ld1(s1), dptr(d), ld1(d), d->ne[0], d->ne[1], st, err);
+    case SLM_OP_ADD:
+        return slm_cuda_add(dptr(s0), ld1(s0), dptr(s1), ld1(s1), dptr(d), ld1(d), d->ne[0], d->ne[1], st, err);
+    default: return slm_fail(err, SLM_ERR_UNSUPPORTED, "cuda: op kind %d is not supported", (int)op->kind);
+    }
+    (void)s3;
+}
+
+slm_status slm_cuda_enqueue(slm_cuda_ctx *c, const slm_op *ops, int n_ops, slm_error *err) {
+    for (int i = 0; i < n_ops; i++) {
+        slm_status s = enqueue_one(c, &ops[i], err);
+        if (s) return s;
+        if (c->sync_each) {
+            cudaError_t e = cudaStreamSynchronize(c->stream);
+            if (e != cudaSuccess)
+                return slm_fail(err, SLM_ERR_DEVICE, "cuda: op %d (%s %s, layer %d) failed: %s", i,
+                                slm_op_kind_name(ops[i].kind), op_label(&ops[i]), ops[i].layer, cudaGetErrorString(e));
+        }
+    }
+    return SLM_OK;
+}

@@ -1,0 +1,246 @@
+/* Output: a markdown table with a header of build, CPU and device facts (the default), CSV with one header
+ * line, and one JSON document. Every row carries its configuration, so rows from several runs can be
+ * concatenated and compared. */
+#include <math.h>
+#include <string.h>
+
+#include "bench.h"
+#include "plan.h"
+
+static const char *kind_name(bench_test_kind k) { return k == BENCH_PP ? "pp" : "tg"; }
+
+static void ngl_text(int ngl, char *buf, size_t len) {
+    if (ngl == SLM_NGL_ALL) snprintf(buf, len, "all");
+    else if (ngl == SLM_NGL_AUTO) snprintf(buf, len, "auto");
+    else snprintf(buf, len, "%d", ngl);
+}
+
+/* ---- markdown ---- */
+
+static void md_cell(FILE *f, const char *s) {
+    /* a '|' inside a cell would split it */
+    fputc(' ', f);
+    for (; *s; s++) {
+        if (*s == '|') fputs("\\|", f);
+        else if (*s == '\n') fputc(' ', f);
+        else fputc(*s, f);
+    }
+    fputs(" |", f);
+}
+
+void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results *r) {
+    fprintf(f, "slm %s (commit %s, %s, %s) | backends: %s\n", s->version, s->commit, s->build_type, s->compiler,
+            s->backends);
+    fprintf(f, "CPU: %s | %d cores | %s | %.1f GiB RAM\n", s->cpu, s->n_cores, s->cpu_features, s->mem_gib);
+    for (int i = 0; i < s->n_dev; i++) {
+        if (s->dev[i].peak > 0)
+            fprintf(f, "peak read bandwidth: %s (%s): %.2f GB/s\n", s->dev[i].spec, s->dev[i].name, s->dev[i].peak / 1e9);
+        else
+            fprintf(f, "peak read bandwidth: %s (%s): not measured\n", s->dev[i].spec, s->dev[i].name);
+    }
+    fprintf(f, "date: %s\n\n", s->date);
+    fprintf(f, "| model | size | params | backend | threads | ngl | n_batch | type_kv | test | t/s | MB/token | GB/s "
+               "| %% of peak |\n");
+    fprintf(f, "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |\n");
+    int n_err = 0;
+    for (int i = 0; i < r->n; i++) {
+        const bench_row *w = &r->rows[i];
+        char buf[160];
+        fputc('|', f);
+        md_cell(f, w->model);
+        snprintf(buf, sizeof buf, "%.2f GiB", w->model_bytes / (1024.0 * 1024.0 * 1024.0));
+        md_cell(f, buf);
+        snprintf(buf, sizeof buf, "%.2f B", w->model_params / 1e9);
+        md_cell(f, buf);
+        md_cell(f, w->device);
+        snprintf(buf, sizeof buf, "%d", w->threads);
+        md_cell(f, buf);
+        ngl_text(w->n_gpu_layers, buf, sizeof buf);
+        md_cell(f, buf);
+        snprintf(buf, sizeof buf, "%d", w->n_batch);
+        md_cell(f, buf);
+        md_cell(f, w->kv_type);
+        snprintf(buf, sizeof buf, "%s%d", kind_name(w->kind), w->n_tokens);
+        md_cell(f, buf);
+        if (!w->ok) {
+            snprintf(buf, sizeof buf, "error [%d]", ++n_err);
+            md_cell(f, buf);
+            fputs(" | | |\n", f);
+            continue;
+        }
+        snprintf(buf, sizeof buf, "%.2f ± %.2f", w->ts_mean, w->ts_sd);
+        md_cell(f, buf);
+        if (w->kind == BENCH_TG) {
+            snprintf(buf, sizeof buf, "%.1f", w->bytes_per_token / 1e6);
+            md_cell(f, buf);
+            snprintf(buf, sizeof buf, "%.2f", w->gbps);
+            md_cell(f, buf);
+            if (w->pct_peak > 0) snprintf(buf, sizeof buf, "%.0f%%", w->pct_peak);
+            else snprintf(buf, sizeof buf, "-");
+            md_cell(f, buf);
+        } else {
+            fputs(" | | |", f);
+        }
+        fputc('\n', f);
+    }
+    if (n_err) {
+        fputc('\n', f);
+        int k = 0;
+        for (int i = 0; i < r->n; i++)
+            if (!r->rows[i].ok) fprintf(f, "[%d] %s: %s\n", ++k, r->rows[i].model, r->rows[i].error);
+    }
+    bool any_tg = false;
+    for (int i = 0; i < r->n; i++) any_tg |= r->rows[i].ok && r->rows[i].kind == BENCH_TG;
+    if (any_tg)
+        fprintf(f, "\nMB/token: weights read per generated token (every layer, the output head, one embedding row)"
+                   " + the f16 KV cache read at the mean position. GB/s = MB/token x t/s; %% of peak = the time the"
+                   " bytes take at each device's measured peak / the measured time.\n");
+}
+
+/* ---- CSV ---- */
+
+void bench_csv_field(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n\r")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_num(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, ",%.6g", v);
+    else fputs(",", f);
+}
+
+void bench_report_csv(FILE *f, const bench_results *r) {
+    fprintf(f, "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
+               "n_tokens,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
+               "pct_peak,predicted_ts,prediction,placement\n");
+    for (int i = 0; i < r->n; i++) {
+        const bench_row *w = &r->rows[i];
+        char ngl[16];
+        ngl_text(w->n_gpu_layers, ngl, sizeof ngl);
+        bench_csv_field(f, w->model);
+        fputc(',', f);
+        bench_csv_field(f, w->model_type);
+        fprintf(f, ",%llu,%llu,", (unsigned long long)w->model_bytes, (unsigned long long)w->model_params);
+        bench_csv_field(f, w->device);
+        fputc(',', f);
+        bench_csv_field(f, w->device_name);
+        fprintf(f, ",%d,%s,%d,", w->threads, ngl, w->n_batch);
+        bench_csv_field(f, w->kv_type);
+        fprintf(f, ",%s%d,%d,%d,%s,", kind_name(w->kind), w->n_tokens, w->n_tokens, w->reps, w->ok ? "true" : "false");
+        bench_csv_field(f, w->error);
+        csv_num(f, w->ts_mean);
+        csv_num(f, w->ts_sd);
+        csv_num(f, w->t_mean);
+        csv_num(f, w->bytes_per_token);
+        csv_num(f, w->weight_bytes_per_token);
+        csv_num(f, w->gbps);
+        csv_num(f, w->peak_gbps);
+        csv_num(f, w->pct_peak);
+        csv_num(f, w->predicted_ts);
+        fputc(',', f);
+        bench_csv_field(f, w->prediction_src);
+        fputc(',', f);
+        bench_csv_field(f, w->placement);
+        fputc('\n', f);
+    }
+}
+
+/* ---- JSON ---- */
+
+void bench_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, const char *key, double v, bool comma) {
+    fprintf(f, "\"%s\": ", key);
+    if (isfinite(v)) fprintf(f, "%.6g", v);
+    else fputs("null", f);
+    if (comma) fputs(", ", f);
+}
+
+static void json_str(FILE *f, const char *key, const char *v, bool comma) {
+    fprintf(f, "\"%s\": ", key);
+    bench_json_string(f, v);
+    if (comma) fputs(", ", f);
+}
+
+void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r) {
+    fputs("{\n  \"build\": {", f);
+    json_str(f, "version", s->version, true);
+    json_str(f, "commit", s->commit, true);
+    json_str(f, "build_type", s->build_type, true);
+    json_str(f, "compiler", s->compiler, true);
+    json_str(f, "backends", s->backends, false);
+    fputs("},\n  \"system\": {", f);
+    json_str(f, "cpu", s->cpu, true);
+    json_str(f, "cpu_features", s->cpu_features, true);
+    json_num(f, "n_cores", s->n_cores, true);
+    json_num(f, "mem_gib", s->mem_gib, true);
+    json_str(f, "date", s->date, false);
+    fputs("},\n  \"devices\": [", f);
+    for (int i = 0; i < s->n_dev; i++) {
+        fputs(i ? ",\n    {" : "\n    {", f);
+        json_str(f, "spec", s->dev[i].spec, true);
+        json_str(f, "name", s->dev[i].name, true);
+        json_num(f, "threads", s->dev[i].threads, true);
+        json_num(f, "peak_gbps", s->dev[i].peak / 1e9, false);
+        fputc('}', f);
+    }
+    fputs(s->n_dev ? "\n  ],\n  \"results\": [" : "],\n  \"results\": [", f);
+    for (int i = 0; i < r->n; i++) {
+        const bench_row *w = &r->rows[i];
+        char buf[32];
+        fputs(i ? ",\n    {" : "\n    {", f);
+        json_str(f, "model", w->model, true);
+        json_str(f, "model_type", w->model_type, true);
+        json_num(f, "size_bytes", (double)w->model_bytes, true);
+        json_num(f, "params", (double)w->model_params, true);
+        json_str(f, "device", w->device, true);
+        json_str(f, "device_name", w->device_name, true);
+        json_num(f, "threads", w->threads, true);
+        ngl_text(w->n_gpu_layers, buf, sizeof buf);
+        json_str(f, "n_gpu_layers", buf, true);
+        json_num(f, "n_batch", w->n_batch, true);
+        json_str(f, "type_kv", w->kv_type, true);
+        snprintf(buf, sizeof buf, "%s%d", kind_name(w->kind), w->n_tokens);
+        json_str(f, "test", buf, true);
+        json_num(f, "n_tokens", w->n_tokens, true);
+        json_num(f, "reps", w->reps, true);
+        fprintf(f, "\"ok\": %s, ", w->ok ? "true" : "false");
+        json_str(f, "error", w->error, true);
+        json_num(f, "avg_ts", w->ts_mean, true);
+        json_num(f, "stddev_ts", w->ts_sd, true);
+        json_num(f, "avg_s", w->t_mean, true);
+        json_num(f, "bytes_per_token", w->bytes_per_token, true);
+        json_num(f, "weight_bytes_per_token", w->weight_bytes_per_token, true);
+        json_num(f, "gbps", w->gbps, true);
+        json_num(f, "peak_gbps", w->peak_gbps, true);
+        json_num(f, "pct_peak", w->pct_peak, true);
+        json_num(f, "predicted_ts", w->predicted_ts, true);
+        json_str(f, "prediction", w->prediction_src, true);
+        json_str(f, "placement", w->placement, false);
+        fputc('}', f);
+    }
+    fputs(r->n ? "\n  ]\n}\n" : "]\n}\n", f);
+}

@@ -1,0 +1,185 @@
+/* One benchmark test on a loaded model: a prompt of n tokens in one eval (pp) or n single-token evals (tg),
+ * repeated on a fresh context, with the bandwidth accounting of generation runs. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "error.h"
+#include "synth.h"
+
+static double run_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+bench_stats bench_stats_of(const double *x, int n) {
+    bench_stats s = {0, 0, n};
+    if (n < 1) return s;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += x[i];
+    s.mean = sum / n;
+    if (n > 1) {
+        double sq = 0;
+        for (int i = 0; i < n; i++) sq += (x[i] - s.mean) * (x[i] - s.mean);
+        s.sd = sqrt(sq / (n - 1));  /* sample standard deviation, as llama-bench reports */
+    }
+    return s;
+}
+
+bench_row *bench_results_add(bench_results *r) {
+    if (r->n == r->cap) {
+        int cap = r->cap ? r->cap * 2 : 16;
+        bench_row *rows = realloc(r->rows, (size_t)cap * sizeof *rows);
+        if (!rows) return NULL;
+        r->rows = rows;
+        r->cap = cap;
+    }
+    bench_row *row = &r->rows[r->n++];
+    memset(row, 0, sizeof *row);
+    return row;
+}
+
+void bench_results_free(bench_results *r) {
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- model sources ---- */
+
+slm_status bench_source_synthetic(bench_source *src, const char *spec, int n_threads, slm_error *err) {
+    memset(src, 0, sizeof *src);
+    slm_synth_spec s;
+    slm_status st = slm_synth_parse(spec, &s, err);
+    if (st) return st;
+    snprintf(src->label, sizeof src->label, "synthetic %s", s.name);
+    return slm_synth_build(&s, n_threads, &src->synth_data, &src->synth_size, err);
+}
+
+void bench_source_free(bench_source *src) {
+    free(src->synth_data);
+    memset(src, 0, sizeof *src);
+}
+
+slm_status bench_source_load(const bench_source *src, const slm_params *p, slm_model **m, slm_error *err) {
+    *m = NULL;
+    if (src->path) return slm_model_load(src->path, p, m, err);
+    slm_gguf *g = NULL;
+    slm_status st = slm_gguf_open_memory(src->synth_data, src->synth_size, &g, err);
+    if (st) return st;
+    return slm_model_load_gguf(g, p, m, err);  /* takes g, the same path as a file */
+}
+
+/* ---- one test ---- */
+
+static void fail_row(bench_row *row, const char *msg) {
+    row->ok = false;
+    snprintf(row->error, sizeof row->error, "%s", msg);
+}
+
+/* Seconds per token at each device's peak for this row's bytes: the time decode would take if every
+ * device streamed its share at its measured peak. 0 when a peak is unknown. */
+static double ideal_seconds(const slm_model *m, const bench_bytes *b, bench_sysinfo *si, const bench_options *o,
+                            const bench_row *row, int n_gen, double *peak_out) {
+    double t = 0;
+    for (int d = 0; d < m->n_devices; d++) {
+        double bytes = bench_bytes_per_token(b, d, 0, n_gen);
+        if (bytes <= 0) continue;
+        const char *spec = d == 0 ? "cpu" : row->device;
+        double peak = bench_sysinfo_peak(si, spec, d == 0 ? row->threads : 0, o->peak_mib, !o->no_peak);
+        if (peak <= 0) return 0;
+        t += bytes / peak;
+    }
+    /* the peak column shows the device that holds most of the bytes */
+    double best = -1;
+    for (int d = 0; d < m->n_devices; d++) {
+        double bytes = bench_bytes_per_token(b, d, 0, n_gen);
+        if (bytes > best) {
+            best = bytes;
+            *peak_out = bench_sysinfo_peak(si, d == 0 ? "cpu" : row->device, d == 0 ? row->threads : 0, o->peak_mib,
+                                           false);
+        }
+    }
+    return t;
+}
+
+void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, bench_row *row) {
+    slm_error err = {{0}};
+    int n = row->n_tokens;
+    row->ok = true;
+    row->reps = 0;
+    snprintf(row->placement, sizeof row->placement, "%s", m->plan_text);
+    int n_vocab = m->hp.n_vocab;
+    int32_t *toks = malloc((size_t)(n > 0 ? n : 1) * sizeof *toks);
+    double *ts = malloc((size_t)o->reps * sizeof *ts), *tsec = malloc((size_t)o->reps * sizeof *tsec);
+    slm_context *c = NULL;
+    if (!toks || !ts || !tsec) {
+        fail_row(row, "out of memory");
+        goto done;
+    }
+    uint64_t st = o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)n + 1;
+    for (int i = 0; i < n; i++) {
+        st ^= st >> 12; st ^= st << 25; st ^= st >> 27;
+        toks[i] = (int32_t)((st * 2685821657736338717ull >> 33) % (uint64_t)n_vocab);
+    }
+    if (slm_context_create(m, &c, &err)) {
+        fail_row(row, err.msg);
+        goto done;
+    }
+    if (n > slm_context_n_ctx(c)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%d tokens do not fit the context of %d", n, slm_context_n_ctx(c));
+        fail_row(row, msg);
+        goto done;
+    }
+    int warm = o->warmup ? (row->kind == BENCH_PP ? (n < row->n_batch ? n : row->n_batch) : 2) : 0;
+    if (warm > n) warm = n;
+    for (int r = -(warm > 0); r < o->reps; r++) {
+        slm_context_rewind(c, 0);
+        int count = r < 0 ? warm : n;
+        double t0 = run_now();
+        slm_status s = SLM_OK;
+        if (row->kind == BENCH_PP) s = slm_eval(c, toks, count, false, &err);
+        else
+            for (int i = 0; i < count && !s; i++) s = slm_eval(c, &toks[i], 1, false, &err);
+        double dt = run_now() - t0;
+        if (s) {
+            fail_row(row, err.msg);
+            goto done;
+        }
+        if (r >= 0) {
+            tsec[r] = dt;
+            ts[r] = dt > 0 ? count / dt : 0;
+        }
+    }
+    row->reps = o->reps;
+    bench_stats s = bench_stats_of(ts, o->reps), t = bench_stats_of(tsec, o->reps);
+    row->ts_mean = s.mean;
+    row->ts_sd = s.sd;
+    row->t_mean = t.mean;
+    if (row->kind == BENCH_TG) {
+        bench_bytes b;
+        bench_bytes_from_model(m, 2, &b);  /* the KV cache is f16 */
+        row->weight_bytes_per_token = (double)b.weights;
+        row->bytes_per_token = bench_bytes_per_token(&b, -1, 0, n);
+        row->gbps = row->bytes_per_token * row->ts_mean / 1e9;
+        double peak = 0;
+        double ideal = ideal_seconds(m, &b, si, o, row, n, &peak);
+        row->peak_gbps = peak / 1e9;
+        if (ideal > 0) row->pct_peak = 100.0 * ideal * row->ts_mean;
+        if (m->predicted_tps > 0) {
+            row->predicted_ts = m->predicted_tps;
+            snprintf(row->prediction_src, sizeof row->prediction_src, "planner");
+        } else if (ideal > 0) {
+            row->predicted_ts = 1.0 / ideal;
+            snprintf(row->prediction_src, sizeof row->prediction_src, "estimate");
+        }
+    }
+done:
+    slm_context_free(c);
+    free(toks);
+    free(ts);
+    free(tsec);
+}

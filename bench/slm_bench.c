@@ -1,0 +1,331 @@
+/* slm-bench: prompt processing and generation speed, effective bandwidth against each device's measured
+ * peak, per-op profiles and GPU split sweeps, for GGUF files and synthetic models of real shapes. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "plan.h"
+#include "synth.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int max_of(const bench_int_list *l) {
+    int m = 0;
+    for (int i = 0; i < l->n; i++)
+        if (l->v[i] > m) m = l->v[i];
+    return m;
+}
+
+/* "llama 1.24B Q4_K - Medium" style: architecture, parameters, the file type. */
+static void model_type(const slm_model *m, const slm_model_info *info, char *buf, size_t len) {
+    static const struct { int id; const char *name; } FT[] = {
+        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"},
+        {14, "Q4_K - Small"}, {15, "Q4_K - Medium"}, {16, "Q5_K - Small"}, {17, "Q5_K - Medium"}, {18, "Q6_K"},
+        {32, "BF16"},
+    };
+    const char *ft = NULL;
+    uint64_t id;
+    if (slm_gguf_get_u64(m->gguf, "general.file_type", &id))
+        for (size_t i = 0; i < sizeof FT / sizeof FT[0]; i++)
+            if ((uint64_t)FT[i].id == id) ft = FT[i].name;
+    snprintf(buf, len, "%s %.2fB %s", info->arch, info->n_params / 1e9, ft ? ft : "mixed");
+}
+
+static void fill_config(bench_row *row, const bench_source *src, const slm_model *m, const char *device, int threads,
+                        int ngl, int n_batch, const char *kv) {
+    snprintf(row->model, sizeof row->model, "%s", src->label);
+    if (m) {
+        slm_model_info info = slm_model_get_info(m);
+        row->model_bytes = info.weight_bytes;
+        row->model_params = info.n_params;
+        model_type(m, &info, row->model_type, sizeof row->model_type);
+        int last = m->n_devices - 1;
+        snprintf(row->device_name, sizeof row->device_name, "%s", m->devices[last]->name);
+    }
+    snprintf(row->device, sizeof row->device, "%s", device);
+    row->threads = threads;
+    row->n_gpu_layers = ngl;
+    row->n_batch = n_batch;
+    snprintf(row->kv_type, sizeof row->kv_type, "%s", kv);
+}
+
+/* Adds one row per test of this configuration, all failed with msg (the model did not load, ...). */
+static void error_rows(bench_results *res, const bench_options *o, const bench_source *src, const char *device,
+                       int threads, int ngl, int n_batch, const char *kv, const char *msg) {
+    for (int k = 0; k < 2; k++) {
+        const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
+        for (int i = 0; i < l->n; i++) {
+            if (l->v[i] <= 0) continue;
+            bench_row *row = bench_results_add(res);
+            if (!row) return;
+            fill_config(row, src, NULL, device, threads, ngl, n_batch, kv);
+            row->kind = k ? BENCH_TG : BENCH_PP;
+            row->n_tokens = l->v[i];
+            row->ok = false;
+            snprintf(row->error, sizeof row->error, "%s", msg);
+        }
+    }
+}
+
+static void backends_text(char *buf, size_t len) {
+    buf[0] = 0;
+    for (const slm_backend_ops *const *b = slm_backends(); b && *b; b++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", used ? ", " : "", (*b)->name);
+    }
+}
+
+static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *si, bench_results *res, FILE *out) {
+    int n_ctx = o->n_ctx > 0 ? o->n_ctx : max_of(&o->n_prompt) > max_of(&o->n_gen) ? max_of(&o->n_prompt)
+                                                                                     : max_of(&o->n_gen);
+    if (n_ctx < 16) n_ctx = 16;
+    int failures = 0;
+    for (int di = 0; di < o->devices.n; di++)
+        for (int gi = 0; gi < o->n_gpu_layers.n; gi++)
+            for (int ti = 0; ti < o->threads.n; ti++)
+                for (int bi = 0; bi < o->n_batch.n; bi++)
+                    for (int ki = 0; ki < o->kv_types.n; ki++) {
+                        const char *dev = o->devices.v[di], *kv = o->kv_types.v[ki];
+                        int ngl = o->n_gpu_layers.v[gi], nb = o->n_batch.v[bi];
+                        int threads = o->threads.v[ti] > 0 ? o->threads.v[ti] : si->n_cores;
+                        char gpu[32], msg[600];
+                        bool cpu = !strncmp(dev, "cpu", 3);
+                        if (cpu && ngl != 0) {
+                            /* -ngl on the default device: the first GPU there is */
+                            if (!bench_first_gpu(gpu, sizeof gpu)) {
+                                char b[64];
+                                backends_text(b, sizeof b);
+                                snprintf(msg, sizeof msg, "no GPU device for -ngl %d (backends in this build: %s)",
+                                         ngl, b);
+                                error_rows(res, o, src, "none", threads, ngl, nb, kv, msg);
+                                failures++;
+                                continue;
+                            }
+                            dev = gpu;
+                            cpu = false;
+                        }
+                        if (strcmp(kv, "f16")) {
+                            snprintf(msg, sizeof msg, "KV cache type %s is not supported (f16 only)", kv);
+                            error_rows(res, o, src, dev, threads, ngl, nb, kv, msg);
+                            failures++;
+                            continue;
+                        }
+                        slm_params p = slm_params_default();
+                        p.n_threads = threads;
+                        p.n_ctx = n_ctx;
+                        p.n_batch = nb;
+                        p.device = dev;
+                        p.n_gpu_layers = cpu ? 0 : ngl;
+                        p.verbose = o->verbose;
+                        slm_model *m = NULL;
+                        slm_error err = {{0}};
+                        fprintf(stderr, "slm-bench: %s on %s, %d threads, ngl %d, batch %d\n", src->label, dev,
+                                threads, ngl, nb);
+                        double t0 = now_s();
+                        if (bench_source_load(src, &p, &m, &err)) {
+                            error_rows(res, o, src, dev, threads, ngl, nb, kv, err.msg);
+                            failures++;
+                            continue;
+                        }
+                        if (o->verbose)
+                            fprintf(stderr, "slm-bench: loaded in %.2f s: %s%s%s\n", now_s() - t0, m->plan_text,
+                                    m->plan_note[0] ? " | " : "", m->plan_note);
+                        for (int k = 0; k < 2; k++) {
+                            const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
+                            for (int i = 0; i < l->n; i++) {
+                                if (l->v[i] <= 0) continue;
+                                bench_row *row = bench_results_add(res);
+                                if (!row) break;
+                                fill_config(row, src, m, dev, threads, ngl, nb, kv);
+                                row->kind = k ? BENCH_TG : BENCH_PP;
+                                row->n_tokens = l->v[i];
+                                fprintf(stderr, "slm-bench:   %s%d x %d ...", k ? "tg" : "pp", l->v[i], o->reps);
+                                bench_run_test(m, o, si, row);
+                                if (row->ok) fprintf(stderr, " %.2f t/s\n", row->ts_mean);
+                                else fprintf(stderr, " error: %s\n", row->error);
+                                failures += !row->ok;
+                            }
+                        }
+                        if (o->profile) {
+                            /* out is the side stream printed after the main table (to stderr for csv and json,
+                             * which stay machine-readable) */
+                            FILE *pf = out;
+                            int n = max_of(&o->n_gen) > 0 ? max_of(&o->n_gen) : 32;
+                            if (n > n_ctx) n = n_ctx;
+                            if (bench_profile(pf, m, n, &err)) {
+                                fprintf(stderr, "slm-bench: profile failed: %s\n", err.msg);
+                                failures++;
+                            }
+                        }
+                        slm_model_free(m);
+                    }
+    return failures;
+}
+
+/* --sweep-ngl: every split point on the GPU, generation speed measured and predicted. */
+static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *si, bench_results *res, FILE *out) {
+    char gpu[32];
+    const char *dev = NULL;
+    for (int i = 0; i < o->devices.n && !dev; i++)
+        if (strncmp(o->devices.v[i], "cpu", 3)) dev = o->devices.v[i];
+    if (!dev) dev = bench_first_gpu(gpu, sizeof gpu);
+    if (!dev) {
+        char b[64];
+        backends_text(b, sizeof b);
+        fprintf(stderr, "slm-bench: --sweep-ngl: no GPU device (backends in this build: %s); nothing to sweep\n", b);
+        fprintf(out, "\n--sweep-ngl: no GPU device (backends in this build: %s); nothing to sweep\n", b);
+        return 1;
+    }
+    int n_gen = o->n_gen.n && max_of(&o->n_gen) > 0 ? max_of(&o->n_gen) : 128;
+    int threads = o->threads.v[0] > 0 ? o->threads.v[0] : si->n_cores;
+    bench_sweep_point *pts = NULL;
+    int n_pts = 0, failures = 0, n_units = -1;
+    for (int k = 0; n_units < 0 || k <= n_units; k++) {
+        slm_params p = slm_params_default();
+        p.n_threads = threads;
+        p.n_ctx = n_gen < 16 ? 16 : n_gen;
+        p.n_batch = o->n_batch.v[0];
+        p.device = dev;
+        p.n_gpu_layers = k;
+        slm_model *m = NULL;
+        slm_error err = {{0}};
+        fprintf(stderr, "slm-bench: sweep %s: %d GPU units ...", src->label, k);
+        bench_row *row = bench_results_add(res);
+        if (!row) break;
+        if (bench_source_load(src, &p, &m, &err)) {
+            fill_config(row, src, NULL, dev, threads, k, p.n_batch, "f16");
+            row->kind = BENCH_TG;
+            row->n_tokens = n_gen;
+            snprintf(row->error, sizeof row->error, "%s", err.msg);
+            fprintf(stderr, " error: %s\n", err.msg);
+            failures++;
+            if (n_units < 0) break;
+            continue;
+        }
+        if (n_units < 0) n_units = m->hp.n_layer + 1;
+        fill_config(row, src, m, dev, threads, k, p.n_batch, "f16");
+        row->kind = BENCH_TG;
+        row->n_tokens = n_gen;
+        bench_run_test(m, o, si, row);
+        fprintf(stderr, row->ok ? " %.2f t/s\n" : " error\n", row->ts_mean);
+        bench_sweep_point *np = realloc(pts, (size_t)(n_pts + 1) * sizeof *pts);
+        if (np) {
+            pts = np;
+            pts[n_pts++] = (bench_sweep_point){k, row->ok ? row->ts_mean : 0, row->predicted_ts};
+        }
+        failures += !row->ok;
+        slm_model_free(m);
+    }
+    if (n_pts) {
+        fprintf(out, "\nsweep: %s on %s (tg%d, %d threads): predicted (%s) vs measured tokens/s\n\n", src->label, dev,
+                n_gen, threads, n_pts && res->n ? res->rows[res->n - 1].prediction_src : "");
+        fprintf(out, "| GPU units | predicted t/s | measured t/s |\n| ---: | ---: | ---: |\n");
+        for (int i = 0; i < n_pts; i++)
+            fprintf(out, "| %d | %.2f | %.2f |\n", pts[i].gpu_units, pts[i].predicted, pts[i].measured);
+        char title[200];
+        snprintf(title, sizeof title, "%s on %s: tokens/s vs GPU layers", src->label, dev);
+        slm_error err = {{0}};
+        if (bench_svg_sweep(o->svg_path, title, pts, n_pts, &err)) {
+            fprintf(stderr, "slm-bench: %s\n", err.msg);
+            failures++;
+        } else
+            fprintf(stderr, "slm-bench: wrote %s\n", o->svg_path);
+    }
+    free(pts);
+    return failures;
+}
+
+int main(int argc, char **argv) {
+    bench_options o;
+    slm_error err = {{0}};
+    if (bench_options_parse(argc, argv, &o, &err)) {
+        fprintf(stderr, "slm-bench: %s\n", err.msg);
+        fprintf(stderr, "usage: slm-bench -m FILE | --synthetic SPEC [options]; see --help\n");
+        bench_options_free(&o);
+        return 2;
+    }
+    if (o.help) {
+        bench_options_usage(stdout);
+        bench_options_free(&o);
+        return 0;
+    }
+    int n_threads_build = max_of(&o.threads) > 0 ? max_of(&o.threads) : 0;
+    if (o.write_synthetic) {
+        slm_synth_spec s;
+        double t0 = now_s();
+        if (slm_synth_parse(o.synthetic.v[0], &s, &err) ||
+            slm_synth_write_file(&s, n_threads_build, o.write_synthetic, &err)) {
+            fprintf(stderr, "slm-bench: %s\n", err.msg);
+            bench_options_free(&o);
+            return 1;
+        }
+        fprintf(stderr, "slm-bench: wrote %s (%s, %.3fB parameters) in %.1f s\n", o.write_synthetic, s.name,
+                slm_synth_param_count(&s) / 1e9, now_s() - t0);
+        bench_options_free(&o);
+        return 0;
+    }
+    FILE *out = stdout;
+    if (o.out_path && !(out = fopen(o.out_path, "w"))) {
+        fprintf(stderr, "slm-bench: cannot create %s\n", o.out_path);
+        bench_options_free(&o);
+        return 1;
+    }
+    bench_sysinfo si;
+    bench_sysinfo_collect(&si);
+    /* profile and sweep tables are collected here and printed after the main table */
+    char *extra_buf = NULL;
+    size_t extra_len = 0;
+    FILE *extra = open_memstream(&extra_buf, &extra_len);
+    if (!extra) extra = out;
+    bench_results res = {0};
+    int failures = 0;
+    int n_src = o.models.n + o.synthetic.n;
+    for (int i = 0; i < n_src; i++) {
+        bench_source src;
+        memset(&src, 0, sizeof src);
+        if (i < o.models.n) {
+            src.path = o.models.v[i];
+            const char *base = strrchr(src.path, '/');
+            snprintf(src.label, sizeof src.label, "%s", base ? base + 1 : src.path);
+        } else {
+            const char *spec = o.synthetic.v[i - o.models.n];
+            double t0 = now_s();
+            fprintf(stderr, "slm-bench: building synthetic %s ...", spec);
+            if (bench_source_synthetic(&src, spec, n_threads_build, &err)) {
+                fprintf(stderr, " %s\n", err.msg);
+                snprintf(src.label, sizeof src.label, "synthetic %s", spec);
+                error_rows(&res, &o, &src, o.devices.v[0], 0, o.n_gpu_layers.v[0], o.n_batch.v[0], "f16", err.msg);
+                failures++;
+                continue;
+            }
+            fprintf(stderr, " %.2f GiB in %.1f s\n", src.synth_size / (1024.0 * 1024 * 1024), now_s() - t0);
+        }
+        failures += run_source(&o, &src, &si, &res, extra);
+        if (o.sweep_ngl) failures += run_sweep(&o, &src, &si, &res, extra);
+        bench_source_free(&src);
+    }
+    /* the CPU peak at all cores for the header even when no row needed it */
+    if (!o.no_peak) bench_sysinfo_peak(&si, "cpu", si.n_cores, o.peak_mib, true);
+    if (o.format == BENCH_MD) {
+        fputc('\n', out);
+        bench_report_markdown(out, &si, &res);
+    } else if (o.format == BENCH_CSV)
+        bench_report_csv(out, &res);
+    else
+        bench_report_json(out, &si, &res);
+    if (extra != out) {
+        fclose(extra);
+        if (extra_len) fwrite(extra_buf, 1, extra_len, o.format == BENCH_MD ? out : stderr);
+        free(extra_buf);
+    }
+    if (out != stdout) fclose(out);
+    bench_results_free(&res);
+    bench_options_free(&o);
+    return failures ? 1 : 0;
+}

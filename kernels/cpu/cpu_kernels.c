@@ -1,0 +1,85 @@
+/* Run-time choice of the CPU kernel variant. The AVX2 and AVX-512 files are compiled with those
+ * instruction sets, so nothing in them may run before the checks here pass; __builtin_cpu_supports also
+ * checks that the OS saves the wide registers (XCR0), not only the CPUID bits. */
+#include "cpu_kernels.h"
+
+#include "act_quant.h"
+#include "cpu_variants.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SLM_CPU_X86 1
+#else
+#define SLM_CPU_X86 0
+#endif
+
+static int has_avx2(void) {
+#if SLM_CPU_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+static int has_avx512(void) {
+#if SLM_CPU_X86
+    /* The AVX-512 file also uses AVX2/FMA/F16C instructions and the 256-bit VNNI forms (needs VL). */
+    return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+static int isa_usable(slm_cpu_isa isa) {
+    switch (isa) {
+    case SLM_ISA_SCALAR: return 1;
+    case SLM_ISA_AVX2: return has_avx2();
+    case SLM_ISA_AVX512: return has_avx512();
+    }
+    return 0;
+}
+
+slm_cpu_isa slm_cpu_isa_detect(void) {
+    if (has_avx512()) return SLM_ISA_AVX512;
+    if (has_avx2()) return SLM_ISA_AVX2;
+    return SLM_ISA_SCALAR;
+}
+
+const char *slm_cpu_isa_name(slm_cpu_isa isa) {
+    switch (isa) {
+    case SLM_ISA_SCALAR: return "scalar";
+    case SLM_ISA_AVX2: return "avx2";
+    case SLM_ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+static void quantize_act(slm_dtype wtype, const float *x, void *xq, int64_t k) {
+    slm_act_quantize(wtype, x, xq, k);
+}
+
+slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
+    while (isa > SLM_ISA_SCALAR && !isa_usable(isa)) isa = (slm_cpu_isa)(isa - 1);
+    slm_cpu_kernels k = {.isa = isa, .act_row_bytes = slm_act_row_bytes, .quantize_act = quantize_act};
+    switch (isa) {
+    case SLM_ISA_AVX512:
+        k.matmul = slm_cpu_matmul_avx512;
+        k.dot_f16_f32 = slm_cpu_dot_f16_f32_avx512;
+        k.axpy_f16 = slm_cpu_axpy_f16_avx512;
+        break;
+    case SLM_ISA_AVX2:
+        k.matmul = slm_cpu_matmul_avx2;
+        k.dot_f16_f32 = slm_cpu_dot_f16_f32_avx2;
+        k.axpy_f16 = slm_cpu_axpy_f16_avx2;
+        break;
+    default:
+        k.isa = SLM_ISA_SCALAR;
+        k.matmul = slm_cpu_matmul_scalar;
+        k.dot_f16_f32 = slm_cpu_dot_f16_f32_scalar;
+        k.axpy_f16 = slm_cpu_axpy_f16_scalar;
+        break;
+    }
+    return k;
+}

@@ -1,0 +1,117 @@
+/* CUDA kernels of every op, behind extern "C" launchers that check their arguments before launching.
+ *
+ * Conventions: activations are f32 column-major views: element i of column (token) t is at p[t * ld + i],
+ * ld in elements. Weights are rows of a GGUF type (row r = output r, row_bytes apart). Launchers enqueue on
+ * the given stream and return at once; they fail (SLM_ERR_INVALID_ARG, with a message) on bad arguments
+ * and SLM_ERR_DEVICE when the launch itself fails. Nothing here allocates: scratch is the caller's. */
+#ifndef SLM_CUDA_KERNELS_H
+#define SLM_CUDA_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" { /* types.h has no C++ guard of its own */
+#endif
+
+#include "slm.h"
+#include "types.h"
+
+/* Weight types the kernels read: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k. */
+bool slm_cuda_weight_type_ok(slm_dtype t);
+
+/* Decodes a row on the host with the very decoders the kernels use (src aligned as the kernels require);
+ * false for an unsupported type or length. Lets tests check every block layout without a GPU. */
+bool slm_cuda_host_dequant_row(slm_dtype t, const void *src, float *dst, int64_t n);
+
+/* Columns a single mat-vec launch handles; wider batches go through dequantize + GEMM. */
+#define SLM_CUDA_MATVEC_MAX_COLS 8
+
+typedef struct slm_cuda_matmul_args {
+    slm_dtype wtype;
+    const void *w;          /* [K, N]: N rows of row_bytes */
+    size_t row_bytes;
+    int64_t K, N;
+    const float *x;         /* [K, T] */
+    int64_t ldx;
+    float *y;               /* [N, T] */
+    int64_t ldy;
+    int64_t T;              /* 1..SLM_CUDA_MATVEC_MAX_COLS for slm_cuda_matvec */
+    const float *bias;      /* [N] or NULL */
+} slm_cuda_matmul_args;
+
+/* y = W x (+ bias): the quantized blocks are read once and dequantized in registers (one warp per row). */
+slm_status slm_cuda_matvec(const slm_cuda_matmul_args *a, cudaStream_t s, slm_error *err);
+
+/* out f16 [K, n_rows] (contiguous) = rows first_row.. of W, dequantized (the GEMM path of prompt batches). */
+slm_status slm_cuda_dequant_f16(slm_dtype wtype, const void *w, size_t row_bytes, int64_t K, int64_t first_row,
+                                int64_t n_rows, void *out, cudaStream_t s, slm_error *err);
+/* out f16 [K, T] contiguous = x f32 [K, T] (ldx). */
+slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K, int64_t T, void *out, cudaStream_t s,
+                               slm_error *err);
+/* y [N, T] += bias [N] */
+slm_status slm_cuda_add_bias(float *y, int64_t ldy, int64_t N, int64_t T, const float *bias, cudaStream_t s,
+                             slm_error *err);
+
+/* y f32 [n_embd, T] = rows ids[t] of W [n_embd, n_vocab]; ids outside [0, n_vocab) give zeros. */
+slm_status slm_cuda_embed(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_embd, int64_t n_vocab,
+                          const int32_t *ids, int64_t T, float *y, int64_t ldy, cudaStream_t s, slm_error *err);
+
+/* y [n, T] = x / rms(x) * w */
+slm_status slm_cuda_rmsnorm(const float *x, int64_t ldx, const float *w, float *y, int64_t ldy, int64_t n, int64_t T,
+                            float eps, cudaStream_t s, slm_error *err);
+
+typedef struct slm_cuda_rope_args {
+    float *x;               /* [head_dim, n_head, T], in place */
+    int64_t ld_head, ld_tok;/* element strides of dims 1 and 2 */
+    int head_dim, n_head, n_rot;
+    int64_t T;
+    const int32_t *pos;     /* [T] (device) */
+    const float *factors;   /* [n_rot/2] or NULL */
+    bool neox;
+    float freq_base, freq_scale;
+} slm_cuda_rope_args;
+slm_status slm_cuda_rope(const slm_cuda_rope_args *a, cudaStream_t s, slm_error *err);
+
+/* cache f16 [n, n_ctx] (ld_cache) row pos[t] = src [n, T] column t; positions outside [0, n_ctx) are skipped
+ * (the backend range-checks positions it can see; a replayed graph cannot). */
+slm_status slm_cuda_kv_write(const float *src, int64_t ld_src, int64_t n, int64_t T, const int32_t *pos,
+                             uint16_t *cache, int64_t ld_cache, int64_t n_ctx, cudaStream_t s, slm_error *err);
+
+typedef struct slm_cuda_attn_args {
+    const float *q;         /* [head_dim * n_head, T] */
+    int64_t ldq;
+    const uint16_t *k, *v;  /* f16 [head_dim * n_head_kv, n_ctx] */
+    int64_t ldk, ldv;
+    int64_t n_ctx;
+    const int32_t *pos;     /* [T]: token t attends to cache rows 0..pos[t] (clamped to n_ctx - 1) */
+    float *out;             /* [head_dim * n_head, T] */
+    int64_t ldo;
+    int head_dim, n_head, n_head_kv;
+    int64_t T;
+    float scale;
+    float *partial;         /* scratch of slm_cuda_attention_scratch_floats() floats */
+} slm_cuda_attn_args;
+/* Maximum head_dim of the attention kernels. */
+#define SLM_CUDA_ATTN_MAX_HEAD_DIM 256
+/* Floats of scratch slm_cuda_attention needs for these sizes. */
+size_t slm_cuda_attention_scratch_floats(int head_dim, int n_head, int64_t T, int64_t n_ctx);
+/* Split-K online-softmax attention: each (head, token) is split over key tiles; a second kernel merges. */
+slm_status slm_cuda_attention(const slm_cuda_attn_args *a, cudaStream_t s, slm_error *err);
+
+/* y = silu(g) * u and y = a + b over [n, T] (y may alias an input). */
+slm_status slm_cuda_swiglu(const float *g, int64_t ldg, const float *u, int64_t ldu, float *y, int64_t ldy, int64_t n,
+                           int64_t T, cudaStream_t s, slm_error *err);
+slm_status slm_cuda_add(const float *a, int64_t lda, const float *b, int64_t ldb, float *y, int64_t ldy, int64_t n,
+                        int64_t T, cudaStream_t s, slm_error *err);
+
+/* Reads n_words 16-byte words (buf 16-byte aligned); may write one float to sink[0] (a bandwidth probe). */
+slm_status slm_cuda_read_probe(const void *buf, size_t n_words, float *sink, cudaStream_t s, slm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

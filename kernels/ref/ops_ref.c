@@ -1,0 +1,83 @@
+/* Scalar reference of every op: plain loops, sums in double, no shortcuts. Fast kernels are judged
+ * against these, so clarity beats speed here. */
+#include "ops_ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void slm_ref_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
+    if (n <= 0) return;
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    double inv = 1.0 / sqrt(ss / n + (double)eps);
+    /* w == NULL is a norm without weight (all ones); x may alias y. */
+    for (int i = 0; i < n; i++) y[i] = (float)((double)x[i] * inv * (w ? (double)w[i] : 1.0));
+}
+
+void slm_ref_rope(float *x, int n_rot, int pos, float freq_base, float freq_scale, const float *factors,
+                  int neox) {
+    int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        /* theta_i = pos * base^(-2i/n_rot) * freq_scale / factor_i */
+        double theta = (double)pos * pow((double)freq_base, -2.0 * i / n_rot) * (double)freq_scale;
+        if (factors) theta /= (double)factors[i];
+        double c = cos(theta), s = sin(theta);
+        int a = neox ? i : 2 * i;
+        int b = neox ? i + half : 2 * i + 1;
+        double x0 = x[a], x1 = x[b];
+        x[a] = (float)(x0 * c - x1 * s);
+        x[b] = (float)(x0 * s + x1 * c);
+    }
+}
+
+void slm_ref_swiglu(const float *g, const float *u, float *y, int n) {
+    for (int i = 0; i < n; i++) {
+        double gi = g[i];
+        /* silu(g) = g * sigmoid(g); for very negative g exp overflows to inf and the quotient is -0. */
+        double silu = gi / (1.0 + exp(-gi));
+        y[i] = (float)(silu * (double)u[i]);
+    }
+}
+
+void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                       int head_dim, int n_head, int n_head_kv, int pos, float scale) {
+    if (head_dim <= 0 || n_head <= 0 || n_head_kv <= 0 || pos < 0 || n_head % n_head_kv) return;
+    int group = n_head / n_head_kv; /* query heads sharing one kv head */
+    int n_kv = pos + 1;
+    size_t kv_row = (size_t)head_dim * (size_t)n_head_kv; /* elements per cached position */
+    double *p = malloc((size_t)n_kv * sizeof(double));
+    double *acc = malloc((size_t)head_dim * sizeof(double));
+    if (!p || !acc) {
+        /* No status to return: NaN output makes the failure visible to the caller's checks. */
+        for (int i = 0; i < head_dim * n_head; i++) out[i] = NAN;
+        free(p);
+        free(acc);
+        return;
+    }
+    for (int h = 0; h < n_head; h++) {
+        int hk = h / group;
+        const float *qh = q + (size_t)h * head_dim;
+        double mx = -INFINITY;
+        for (int t = 0; t < n_kv; t++) {
+            const uint16_t *k = k_cache + (size_t)t * kv_row + (size_t)hk * head_dim;
+            double s = 0;
+            for (int d = 0; d < head_dim; d++) s += (double)qh[d] * slm_f16_to_f32(k[d]);
+            p[t] = s * (double)scale;
+            if (p[t] > mx) mx = p[t];
+        }
+        double sum = 0;
+        for (int t = 0; t < n_kv; t++) {
+            p[t] = exp(p[t] - mx);
+            sum += p[t];
+        }
+        for (int d = 0; d < head_dim; d++) acc[d] = 0;
+        for (int t = 0; t < n_kv; t++) {
+            const uint16_t *v = v_cache + (size_t)t * kv_row + (size_t)hk * head_dim;
+            double w = p[t] / sum;
+            for (int d = 0; d < head_dim; d++) acc[d] += w * slm_f16_to_f32(v[d]);
+        }
+        for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] = (float)acc[d];
+    }
+    free(p);
+    free(acc);
+}

@@ -1,0 +1,83 @@
+/* libFuzzer target: opens the input as a GGUF file from memory and, when it opens, reads every kv, array
+ * element (nested ones too), key lookup and tensor byte through the public accessors, so that any offset the
+ * reader accepted but should not have shows up as an ASan report. A failed open must leave a message. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+
+static volatile uint64_t g_sink; /* keeps the reads from being optimised away */
+
+static uint64_t touch_kv(const slm_gguf_kv *kv, int depth) {
+    uint64_t acc = 0, u;
+    int64_t i;
+    double d;
+    float f;
+    bool b;
+    slm_gguf_str s;
+    acc += slm_gguf_kv_u64(kv, &u) ? u : 0;
+    acc += slm_gguf_kv_i64(kv, &i) ? (uint64_t)i : 0;
+    acc += slm_gguf_kv_f64(kv, &d) ? (d == d) : 0;
+    acc += slm_gguf_kv_bool(kv, &b) ? b : 0;
+    if (slm_gguf_kv_str(kv, &s) && s.len) acc += (uint8_t)s.ptr[0] + (uint8_t)s.ptr[s.len - 1];
+    if (kv->type != SLM_GGUF_ARRAY) return acc;
+    /* Every element of small arrays, the ends of large ones, and one past the end. */
+    for (uint64_t k = 0; k <= kv->arr_len; k++) {
+        if (k == 64 && kv->arr_len > 128) k = kv->arr_len - 64;
+        acc += slm_gguf_arr_u64(kv, k, &u) ? u : 0;
+        acc += slm_gguf_arr_i64(kv, k, &i) ? (uint64_t)i : 0;
+        acc += slm_gguf_arr_f64(kv, k, &d) ? (d == d) : 0;
+        acc += slm_gguf_arr_f32(kv, k, &f) ? (f == f) : 0;
+        acc += slm_gguf_arr_bool(kv, k, &b) ? b : 0;
+        if (slm_gguf_arr_str(kv, k, &s) && s.len) acc += (uint8_t)s.ptr[0] + (uint8_t)s.ptr[s.len - 1];
+        slm_gguf_kv sub;
+        if (slm_gguf_arr_nested(kv, k, &sub)) {
+            if (k >= kv->arr_len) abort(); /* out-of-range access must be refused */
+            if (depth < SLM_GGUF_MAX_DEPTH + 2) acc += touch_kv(&sub, depth + 1);
+        }
+    }
+    return acc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    slm_gguf *g = NULL;
+    slm_error err;
+    err.msg[0] = 0;
+    if (slm_gguf_open_memory(data, size, &g, &err) != SLM_OK) {
+        if (!err.msg[0] || g) abort(); /* failures must explain themselves and return nothing */
+        return 0;
+    }
+    uint64_t acc = g->version + g->alignment + g->data_offset;
+    char name[128];
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const slm_gguf_kv *kv = &g->kv[i];
+        acc += touch_kv(kv, 0);
+        if (kv->key.len < sizeof name) {
+            memcpy(name, kv->key.ptr, kv->key.len);
+            name[kv->key.len] = 0;
+            if (strlen(name) == kv->key.len && slm_gguf_find(g, name) != kv) abort();
+            uint64_t u;
+            float f;
+            bool b;
+            slm_gguf_str s;
+            acc += slm_gguf_get_u64(g, name, &u) + slm_gguf_get_f32(g, name, &f) + slm_gguf_get_bool(g, name, &b) +
+                   slm_gguf_get_str(g, name, &s);
+        }
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const slm_gguf_tensor *t = &g->tensors[i];
+        const uint8_t *p = t->data;
+        if (t->size == 0 || t->offset % g->alignment) abort();
+        acc += p[0] + p[t->size - 1];
+        if (t->name.len < sizeof name) {
+            memcpy(name, t->name.ptr, t->name.len);
+            name[t->name.len] = 0;
+            if (strlen(name) == t->name.len && slm_gguf_find_tensor(g, name) != t) abort();
+        }
+    }
+    acc += slm_gguf_find(g, "general.architecture") != NULL;
+    g_sink = acc;
+    slm_gguf_close(g);
+    return 0;
+}

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""An independent numpy forward pass of llama- and qwen2-architecture GGUF models: the definition of
+"correct logits" that tests/reference/test_e2e_logits.py holds slm to.
+
+It shares no code with slm: weights are read with the `gguf` package (GGUFReader) and dequantized with
+gguf.quants.dequantize, then the transformer is written out plainly:
+
+  x = token_embd[ids]
+  per layer:  h = rmsnorm(x) * attn_norm
+              q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)          (biases: qwen2)
+              rope(q), rope(k)   llama: pairs (2i, 2i+1)  ("normal"; the GGUF converter permutes Wq/Wk
+                                 for it), qwen2: pairs (i, i + n_rot/2)  ("NeoX")
+              k, v rounded to float16 (slm keeps its KV cache in f16; so does this reference)
+              x += softmax(q k^T / sqrt(head_dim) + causal mask) v  Wo      (grouped-query heads)
+              h = rmsnorm(x) * ffn_norm
+              x += (silu(h Wgate) * (h Wup)) Wdown
+  logits = (rmsnorm(x) * output_norm) Wout     (Wout = output.weight, or token_embd.weight when tied)
+
+Everything else is float32 (norms and softmax in float64). Use as a module (ReferenceModel) or:
+
+  python reference_forward.py MODEL --tokens 1,2,3 [-n 8]      prints the argmax per position and a
+                                                               greedy continuation
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+from gguf import GGUFReader, GGMLQuantizationType
+from gguf.quants import dequantize
+
+SUPPORTED_ARCHS = ("llama", "qwen2")
+
+
+def _field(reader, key, default=None):
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    v = f.contents()
+    return v
+
+
+class ReferenceModel:
+    """Weights of one GGUF model, dequantized to float32 once, and a forward pass with a KV cache."""
+
+    def __init__(self, path):
+        self.path = path
+        r = GGUFReader(path)
+        arch = _field(r, "general.architecture")
+        if arch not in SUPPORTED_ARCHS:
+            raise ValueError(f"{path}: architecture {arch!r} is not one of {SUPPORTED_ARCHS}")
+        self.arch = arch
+        a = arch + "."
+        self.n_layer = int(_field(r, a + "block_count"))
+        self.n_embd = int(_field(r, a + "embedding_length"))
+        self.n_head = int(_field(r, a + "attention.head_count"))
+        self.n_head_kv = int(_field(r, a + "attention.head_count_kv", self.n_head))
+        self.head_dim = int(_field(r, a + "attention.key_length", self.n_embd // self.n_head))
+        self.n_rot = int(_field(r, a + "rope.dimension_count", self.head_dim))
+        self.eps = float(_field(r, a + "attention.layer_norm_rms_epsilon", 1e-5))
+        self.freq_base = float(_field(r, a + "rope.freq_base", 10000.0))
+        self.neox = arch == "qwen2"
+        self.kv_f16 = True  # round K and V to float16 as slm's KV cache does
+        self.tokens = _field(r, "tokenizer.ggml.tokens", [])
+        self.bos_id = _field(r, "tokenizer.ggml.bos_token_id")
+        self.tokenizer_model = tok_model = _field(r, "tokenizer.ggml.model", "llama")
+        # llama.cpp's convention: SPM vocabularies add BOS unless told otherwise, BPE ones only when told.
+        self.add_bos = self.bos_id is not None and bool(
+            _field(r, "tokenizer.ggml.add_bos_token", tok_model == "llama"))
+        self.token_types = _field(r, "tokenizer.ggml.token_type", [])  # 1 = normal, 3 = control, ...
+
+        tensors = {t.name: t for t in r.tensors}
+        self.tensor_types = {t.name: GGMLQuantizationType(t.tensor_type).name for t in r.tensors}
+
+        def get(name, required=True):
+            t = tensors.get(name)
+            if t is None:
+                if required:
+                    raise KeyError(f"{path}: tensor {name} missing")
+                return None
+            w = dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
+            # GGUF shape [ne0, ne1] (ne0 fastest) reads in numpy as [ne1, ne0]: a weight for y = W x is
+            # [n_out, n_in]; store it transposed so that rows of activations multiply it directly.
+            return np.ascontiguousarray(w.reshape([int(d) for d in reversed(t.shape)]))
+
+        self.tok_embd = get("token_embd.weight")  # [n_vocab, n_embd]
+        self.n_vocab = self.tok_embd.shape[0]
+        out = get("output.weight", required=False)
+        self.w_out = np.ascontiguousarray((out if out is not None else self.tok_embd).T)  # [n_embd, n_vocab]
+        self.output_norm = get("output_norm.weight")
+        ff = get("rope_freqs.weight", required=False)
+        self.rope_factors = ff.astype(np.float64) if ff is not None else np.ones(self.n_rot // 2)
+
+        self.layers = []
+        for i in range(self.n_layer):
+            p = f"blk.{i}."
+            L = {
+                "attn_norm": get(p + "attn_norm.weight"),
+                "wq": get(p + "attn_q.weight").T.copy(),  # [n_embd, n_head*head_dim]
+                "wk": get(p + "attn_k.weight").T.copy(),  # [n_embd, n_head_kv*head_dim]
+                "wv": get(p + "attn_v.weight").T.copy(),
+                "wo": get(p + "attn_output.weight").T.copy(),  # [n_head*head_dim, n_embd]
+                "ffn_norm": get(p + "ffn_norm.weight"),
+                "wg": get(p + "ffn_gate.weight").T.copy(),  # [n_embd, n_ff]
+                "wu": get(p + "ffn_up.weight").T.copy(),
+                "wd": get(p + "ffn_down.weight").T.copy(),  # [n_ff, n_embd]
+            }
+            for b in ("q", "k", "v"):
+                L["b" + b] = get(p + f"attn_{b}.bias", required=False)
+            self.layers.append(L)
+
+    # --- pieces -------------------------------------------------------------------------------------
+
+    def _rmsnorm(self, x, w):
+        x64 = x.astype(np.float64)
+        scale = 1.0 / np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True) + self.eps)
+        return (x64 * scale).astype(np.float32) * w
+
+    def _rope(self, x, pos):
+        """x: [T, n_heads, head_dim]; rotates the first n_rot dims of every head at positions pos [T]."""
+        half = self.n_rot // 2
+        inv = self.freq_base ** (-np.arange(half, dtype=np.float64) * 2.0 / self.n_rot) / self.rope_factors
+        ang = pos[:, None].astype(np.float64) * inv[None, :]  # [T, half]
+        cos = np.cos(ang)[:, None, :]
+        sin = np.sin(ang)[:, None, :]
+        y = x.astype(np.float64)
+        if self.neox:
+            a, b = y[..., :half], y[..., half:self.n_rot]
+        else:
+            a, b = y[..., 0:self.n_rot:2], y[..., 1:self.n_rot:2]
+        ra = a * cos - b * sin
+        rb = a * sin + b * cos
+        out = y.copy()
+        if self.neox:
+            out[..., :half], out[..., half:self.n_rot] = ra, rb
+        else:
+            out[..., 0:self.n_rot:2], out[..., 1:self.n_rot:2] = ra, rb
+        return out.astype(np.float32)
+
+    def new_cache(self):
+        return {"pos": 0, "k": [None] * self.n_layer, "v": [None] * self.n_layer}
+
+    # --- forward ------------------------------------------------------------------------------------
+
+    def forward(self, ids, cache=None):
+        """Logits [len(ids), n_vocab] (float32) for ids following what `cache` already holds."""
+        if cache is None:
+            cache = self.new_cache()
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.min() < 0 or ids.max() >= self.n_vocab:
+            raise ValueError(f"token id out of range [0, {self.n_vocab})")
+        T, p0 = len(ids), cache["pos"]
+        pos = np.arange(p0, p0 + T)
+        hd, nh, nkv = self.head_dim, self.n_head, self.n_head_kv
+        group = nh // nkv
+        x = self.tok_embd[ids].astype(np.float32)  # [T, n_embd]
+        # Causal mask over all cached + new positions: query t (absolute p0+t) sees keys 0..p0+t.
+        n_keys = p0 + T
+        mask = np.where(np.arange(n_keys)[None, :] <= pos[:, None], 0.0, -np.inf)  # [T, n_keys]
+        for li, L in enumerate(self.layers):
+            h = self._rmsnorm(x, L["attn_norm"])
+            q, k, v = h @ L["wq"], h @ L["wk"], h @ L["wv"]
+            if L["bq"] is not None:
+                q = q + L["bq"]
+            if L["bk"] is not None:
+                k = k + L["bk"]
+            if L["bv"] is not None:
+                v = v + L["bv"]
+            q = self._rope(q.reshape(T, nh, hd), pos)
+            k = self._rope(k.reshape(T, nkv, hd), pos)
+            v = v.reshape(T, nkv, hd)
+            if self.kv_f16:
+                k = k.astype(np.float16).astype(np.float32)
+                v = v.astype(np.float16).astype(np.float32)
+            if cache["k"][li] is not None:
+                k = np.concatenate([cache["k"][li], k], axis=0)
+                v = np.concatenate([cache["v"][li], v], axis=0)
+            cache["k"][li], cache["v"][li] = k, v
+            # [n_head_kv, group, T, hd] x [n_head_kv, hd, n_keys] -> [n_head_kv, group, T, n_keys]
+            qg = q.transpose(1, 0, 2).reshape(nkv, group, T, hd)
+            kt = k.transpose(1, 2, 0)[:, None, :, :]
+            s = (qg @ kt).astype(np.float64) / np.sqrt(hd) + mask
+            s -= s.max(axis=-1, keepdims=True)
+            pr = np.exp(s)
+            pr /= pr.sum(axis=-1, keepdims=True)
+            vv = v.transpose(1, 0, 2)[:, None, :, :]  # [n_head_kv, 1, n_keys, hd]
+            o = (pr.astype(np.float32) @ vv).reshape(nh, T, hd).transpose(1, 0, 2).reshape(T, nh * hd)
+            x = x + o @ L["wo"]
+            h = self._rmsnorm(x, L["ffn_norm"])
+            g = h @ L["wg"]
+            u = h @ L["wu"]
+            act = (g / (1.0 + np.exp(-g.astype(np.float64)))).astype(np.float32) * u
+            x = x + act @ L["wd"]
+        cache["pos"] = p0 + T
+        return self._rmsnorm(x, self.output_norm) @ self.w_out
+
+    def greedy(self, ids, n):
+        """(prompt logits [T, n_vocab], n greedy ids, logits [n, n_vocab] each greedy id was chosen from)."""
+        cache = self.new_cache()
+        prompt_logits = self.forward(ids, cache)
+        last = prompt_logits[-1]
+        out, step_logits = [], []
+        for i in range(n):
+            t = int(np.argmax(last))
+            out.append(t)
+            step_logits.append(last)
+            if i + 1 < n:
+                last = self.forward([t], cache)[-1]
+        return prompt_logits, out, np.array(step_logits)
+
+    def token_str(self, t):
+        return self.tokens[t] if 0 <= t < len(self.tokens) else f"<{t}>"
+
+
+def write_qwen2_variant(src, dst, bias_scale, seed=0):
+    """Writes a qwen2-architecture GGUF made from a llama one, for testing the qwen2 path on real weights
+    when no small Qwen2 GGUF is to be had.
+
+    The two differ in RoPE pairing and in the Q/K/V biases. A llama GGUF stores the rows of each head
+    of Wq/Wk interleaved ([r0, r(d/2), r1, r(d/2+1), ...] of the original order) so that rotating
+    adjacent pairs equals rotating halves of the original; qwen2 rotates halves. Undoing that
+    interleave per head (a permutation of whole rows, so quantized blocks move untouched) gives weights
+    for which the NeoX rotation reproduces the llama model exactly. Biases drawn from
+    N(0, bias_scale^2) (F32; zero when bias_scale is 0) are then added for Q, K and V.
+    """
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    r = GGUFReader(src)
+    if _field(r, "general.architecture") != "llama":
+        raise ValueError(f"{src}: not a llama GGUF")
+    n_head = int(_field(r, "llama.attention.head_count"))
+    n_head_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
+    w = GGUFWriter(dst, "qwen2")
+    for key, f in r.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        name = "qwen2." + key[len("llama."):] if key.startswith("llama.") else key
+        vtype = f.types[0]
+        if vtype == GGUFValueType.ARRAY:
+            w.add_key_value(name, f.contents(), vtype, sub_type=f.types[-1])
+        else:
+            w.add_key_value(name, f.contents(), vtype)
+    rng = np.random.default_rng(seed)
+    for t in r.tensors:
+        data = np.asarray(t.data)
+        heads = n_head if t.name.endswith("attn_q.weight") else n_head_kv if t.name.endswith(
+            "attn_k.weight") else 0
+        if heads:
+            rows = data.shape[0]
+            hd = rows // heads
+            data = data.reshape(heads, hd // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
+        w.add_tensor(t.name, np.ascontiguousarray(data), raw_dtype=GGMLQuantizationType(t.tensor_type))
+        for b in ("q", "k", "v"):
+            if t.name.endswith(f"attn_{b}.weight"):
+                n_out = int(t.shape[1])
+                bias = (rng.standard_normal(n_out) * bias_scale).astype(np.float32)
+                w.add_tensor(t.name[:-len("weight")] + "bias", bias)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("--tokens", required=True, help="comma-separated token ids")
+    ap.add_argument("-n", type=int, default=8, help="greedy tokens to generate")
+    a = ap.parse_args()
+    t0 = time.time()
+    m = ReferenceModel(a.model)
+    t1 = time.time()
+    ids = [int(s) for s in a.tokens.split(",") if s]
+    logits, gen, _ = m.greedy(ids, a.n)
+    t2 = time.time()
+    for i, t in enumerate(ids):
+        nxt = int(np.argmax(logits[i]))
+        print(f"{i:3d} {t:6d} {m.token_str(t)!r:>16} -> {nxt:6d} {m.token_str(nxt)!r}")
+    print("greedy:", " ".join(str(t) for t in gen))
+    print("text:", repr("".join(m.token_str(t) for t in gen)))
+    print(f"load {t1 - t0:.1f}s, forward+greedy {t2 - t1:.1f}s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

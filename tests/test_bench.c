@@ -1,0 +1,440 @@
+/* slm-bench: option parsing, bytes per token by hand for a small shape, statistics, well-formed JSON / CSV /
+ * markdown / SVG, and one pp and tg run on a small synthetic model (values, never timings). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../bench/bench.h"
+#include "plan.h"
+#include "synth.h"
+#include "test_util.h"
+
+/* Built by cmake/bench.cmake, test_bench links the bench library (SLM_BENCH_LIB); built by the plain tests
+ * glob, which links only slm, it compiles the library files in itself. */
+#ifndef SLM_BENCH_LIB
+#include "../bench/bench_account.c"
+#include "../bench/bench_bandwidth.c"
+#include "../bench/bench_options.c"
+#include "../bench/bench_profile.c"
+#include "../bench/bench_report.c"
+#include "../bench/bench_run.c"
+#include "../bench/bench_svg.c"
+#include "../bench/bench_sysinfo.c"
+#endif
+
+/* ---- option parsing ---- */
+
+static slm_status parse(bench_options *o, slm_error *err, const char *line) {
+    char buf[512];
+    char *argv[64];
+    int argc = 0;
+    snprintf(buf, sizeof buf, "%s", line);
+    argv[argc++] = "slm-bench";
+    for (char *t = strtok(buf, " "); t && argc < 63; t = strtok(NULL, " ")) argv[argc++] = t;
+    argv[argc] = NULL;
+    return bench_options_parse(argc, argv, o, err);
+}
+
+static void test_options(void) {
+    bench_options o;
+    slm_error err = {{0}};
+    CHECK(parse(&o, &err, "-m a.gguf -p 512 -n 128 -r 3 -t 1,2 -ngl 0,8,16,all -b 256,512 -o json") == SLM_OK,
+          "parse: %s", err.msg);
+    CHECK(o.models.n == 1 && !strcmp(o.models.v[0], "a.gguf"), "model");
+    CHECK(o.n_prompt.n == 1 && o.n_prompt.v[0] == 512 && o.n_gen.n == 1 && o.n_gen.v[0] == 128, "p/n");
+    CHECK(o.reps == 3 && o.format == BENCH_JSON, "reps/format");
+    CHECK(o.threads.n == 2 && o.threads.v[0] == 1 && o.threads.v[1] == 2, "threads");
+    CHECK(o.n_gpu_layers.n == 4 && o.n_gpu_layers.v[2] == 16 && o.n_gpu_layers.v[3] == SLM_NGL_ALL, "ngl list");
+    CHECK(o.n_batch.n == 2 && o.n_batch.v[1] == 512, "batch");
+    CHECK(o.devices.n == 1 && !strcmp(o.devices.v[0], "cpu") && o.kv_types.n == 1 && !strcmp(o.kv_types.v[0], "f16"),
+          "default device and KV type");
+    bench_options_free(&o);
+
+    /* defaults */
+    CHECK(parse(&o, &err, "--synthetic llama3-1b:q4_0,custom:q8_0") == SLM_OK, "parse: %s", err.msg);
+    CHECK(o.synthetic.n == 2 && !strcmp(o.synthetic.v[1], "custom:q8_0"), "synthetic list");
+    CHECK(o.n_prompt.v[0] == 512 && o.n_gen.v[0] == 128 && o.reps == 5 && o.format == BENCH_MD, "defaults");
+    CHECK(o.n_gpu_layers.n == 1 && o.n_gpu_layers.v[0] == 0 && o.threads.n == 1 && o.threads.v[0] == 0, "defaults 2");
+    CHECK(o.warmup && !o.profile && !o.sweep_ngl && o.peak_mib == 512, "flags");
+    bench_options_free(&o);
+
+    /* a GPU device without -ngl puts every layer on it; ranges, auto, flags */
+    CHECK(parse(&o, &err, "-m x -dev cuda:0 -p 0 -n 1-4+1,64 --profile --sweep-ngl --svg s.svg --no-warmup -o csv") ==
+              SLM_OK, "parse: %s", err.msg);
+    CHECK(o.n_gpu_layers.n == 1 && o.n_gpu_layers.v[0] == SLM_NGL_ALL, "dev implies ngl all");
+    CHECK(o.n_gen.n == 5 && o.n_gen.v[0] == 1 && o.n_gen.v[3] == 4 && o.n_gen.v[4] == 64, "range list");
+    CHECK(o.profile && o.sweep_ngl && !o.warmup && !strcmp(o.svg_path, "s.svg") && o.format == BENCH_CSV, "flags 2");
+    bench_options_free(&o);
+
+    bench_int_list l = {{0}, 0};
+    CHECK(bench_parse_int_list("0-32+8", false, &l, &err) == SLM_OK && l.n == 5 && l.v[4] == 32 && l.v[1] == 8,
+          "0-32+8");
+    l.n = 0;
+    CHECK(bench_parse_int_list("auto,4", true, &l, &err) == SLM_OK && l.n == 2 && l.v[0] == SLM_NGL_AUTO, "auto");
+
+    const char *bad[] = {
+        "",                             /* no model */
+        "-m x -p",                      /* missing value */
+        "-m x -p 1,,2",                 /* empty item */
+        "-m x -p 12a",                  /* not a number */
+        "-m x -t all",                  /* words only for -ngl */
+        "-m x -o xml",                  /* format */
+        "-m x --frobnicate",            /* unknown */
+        "-m x -r 0",                    /* reps */
+        "-m x -r 1,2",                  /* one number */
+        "-m x -p 5-1",                  /* empty range */
+        "-m x -p 0 -n 0",               /* nothing to run */
+        "-m x -b 0",                    /* batch */
+        "--write-synthetic f.gguf -m x",/* needs --synthetic */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err.msg[0] = 0;
+        CHECK(parse(&o, &err, bad[i]) == SLM_ERR_INVALID_ARG && err.msg[0], "'%s' must be rejected", bad[i]);
+        bench_options_free(&o);
+    }
+    CHECK(parse(&o, &err, "-h") == SLM_OK && o.help, "help needs no model");
+    bench_options_free(&o);
+}
+
+static void test_stats(void) {
+    double x[] = {1, 2, 3, 4};
+    bench_stats s = bench_stats_of(x, 4);
+    CHECK(fabs(s.mean - 2.5) < 1e-12 && fabs(s.sd - 1.2909944487358056) < 1e-9, "mean %g sd %g", s.mean, s.sd);
+    s = bench_stats_of(x, 1);
+    CHECK(s.mean == 1 && s.sd == 0, "one sample");
+}
+
+/* ---- bytes per token, by hand ----
+ * custom:q4_0 = llama, 2 layers, n_embd 256, 4 heads of 64, 2 KV heads, n_ff 512, vocab 1024, untied.
+ * Q4_0: 18 bytes per 32 -> a row of 256 is 144 B, of 512 is 288 B. Q6_K: 210 bytes per 256.
+ *   attn_q   256 rows x 144 = 36864      attn_k  128 x 144 = 18432    attn_v 18432
+ *   attn_out 256 x 144      = 36864      gate    512 x 144 = 73728    up     73728
+ *   down     256 x 288      = 73728      norms   2 x 256 x 4 = 2048
+ *   layer = 333824, two layers = 667648
+ *   output   1024 x 210 = 215040 (Q6_K), output_norm 1024, one token_embd row 144
+ *   weights = 667648 + 215040 + 1024 + 144 = 883856
+ *   KV per cached position: 2 (K, V) x 2 layers x 128 x 2 B (f16) = 1024
+ * tg128 from an empty cache attends 1..128 positions, 64.5 on average: 883856 + 64.5 * 1024 = 949904. */
+#define HAND_WEIGHTS 883856.0
+#define HAND_KV 1024.0
+
+static void test_accounting(void) {
+    slm_synth_spec s;
+    slm_error err = {{0}};
+    CHECK(slm_synth_parse("custom:q4_0", &s, &err) == SLM_OK, "%s", err.msg);
+    slm_gguf *g = NULL;
+    void *data = NULL;
+    CHECK(slm_synth_open(&s, 2, &g, &data, &err) == SLM_OK, "build: %s", err.msg);
+    if (!g) return;
+    bench_bytes b;
+    bench_bytes_from_gguf(g, 2, &b);
+    CHECK(b.weights == (uint64_t)HAND_WEIGHTS, "weights %llu, by hand 883856", (unsigned long long)b.weights);
+    CHECK(b.kv_per_pos == (uint64_t)HAND_KV, "kv %llu, by hand 1024", (unsigned long long)b.kv_per_pos);
+    CHECK(fabs(bench_kv_mean_positions(0, 128) - 64.5) < 1e-12, "mean position");
+    CHECK(fabs(bench_kv_mean_positions(100, 1) - 101) < 1e-12, "one token after 100 sees 101 positions");
+    CHECK(fabs(bench_bytes_per_token(&b, -1, 0, 128) - 949904.0) < 1e-6, "tg128 bytes %.1f",
+          bench_bytes_per_token(&b, -1, 0, 128));
+
+    /* the loaded model splits the same bytes by device, and the engine agrees on the weights */
+    slm_params p = slm_params_default();
+    p.n_threads = 2;
+    p.n_ctx = 64;
+    slm_model *m = NULL;
+    CHECK(slm_model_load_gguf(g, &p, &m, &err) == SLM_OK, "load: %s", err.msg);
+    if (m) {
+        bench_bytes bm;
+        bench_bytes_from_model(m, 2, &bm);
+        CHECK(bm.weights == (uint64_t)HAND_WEIGHTS && bm.dev_weights[0] == bm.weights, "model weights %llu",
+              (unsigned long long)bm.weights);
+        CHECK(bm.kv_per_pos == (uint64_t)HAND_KV, "model kv %llu", (unsigned long long)bm.kv_per_pos);
+        slm_context *c = NULL;
+        if (slm_context_create(m, &c, &err) == SLM_OK) {
+            slm_perf pf = slm_context_perf(c);
+            CHECK(pf.bytes_per_token == (uint64_t)HAND_WEIGHTS, "engine's bytes_per_token %llu",
+                  (unsigned long long)pf.bytes_per_token);
+            slm_context_free(c);
+        }
+
+        /* one pp and one tg run: the rows are filled with the values the accounting gives */
+        bench_options o;
+        CHECK(parse(&o, &err, "--synthetic custom:q4_0 -r 2 --no-peak") == SLM_OK, "%s", err.msg);
+        bench_sysinfo si;
+        bench_sysinfo_collect(&si);
+        bench_row row;
+        memset(&row, 0, sizeof row);
+        row.kind = BENCH_PP;
+        row.n_tokens = 8;
+        row.n_batch = 512;
+        row.threads = 2;
+        bench_run_test(m, &o, &si, &row);
+        CHECK(row.ok && row.reps == 2 && row.ts_mean > 0 && row.bytes_per_token == 0, "pp row: %s", row.error);
+        memset(&row, 0, sizeof row);
+        row.kind = BENCH_TG;
+        row.n_tokens = 4;
+        row.n_batch = 512;
+        row.threads = 2;
+        bench_run_test(m, &o, &si, &row);
+        /* tg4: 2.5 positions on average */
+        CHECK(row.ok && row.ts_mean > 0, "tg row: %s", row.error);
+        CHECK(fabs(row.bytes_per_token - (HAND_WEIGHTS + 2.5 * HAND_KV)) < 1e-6, "tg4 bytes %.1f", row.bytes_per_token);
+        CHECK(fabs(row.gbps - row.bytes_per_token * row.ts_mean / 1e9) < 1e-9, "GB/s = bytes x t/s");
+        CHECK(row.pct_peak == 0, "no peak measured, no %% of peak");
+        memset(&row, 0, sizeof row);
+        row.kind = BENCH_PP;
+        row.n_tokens = 65;  /* the context is 64 */
+        row.n_batch = 512;
+        bench_run_test(m, &o, &si, &row);
+        CHECK(!row.ok && row.error[0], "a test larger than the context is an error row");
+        bench_options_free(&o);
+        slm_model_free(m);
+    }
+    free(data);
+
+    /* tied: the embedding matrix (Q6_K, as the head) is read whole, plus the row of the lookup */
+    CHECK(slm_synth_parse("custom:q4_0:tied=1", &s, &err) == SLM_OK, "%s", err.msg);
+    CHECK(slm_synth_open(&s, 2, &g, &data, &err) == SLM_OK, "build: %s", err.msg);
+    if (g) {
+        bench_bytes_from_gguf(g, 2, &b);
+        CHECK(b.weights == 667648 + 1024 + 215040 + 210, "tied weights %llu", (unsigned long long)b.weights);
+        slm_gguf_close(g);
+    }
+    free(data);
+}
+
+/* ---- output formats ---- */
+
+/* A minimal JSON validator (RFC 8259 grammar, no semantics): returns the end of the value or NULL. */
+static const char *ws(const char *p) {
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+    return p;
+}
+static const char *jvalue(const char *p, int depth);
+static const char *jstring(const char *p) {
+    if (*p++ != '"') return NULL;
+    while (*p && *p != '"') {
+        if ((unsigned char)*p < 0x20) return NULL;
+        if (*p == '\\') {
+            p++;
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (!strchr("0123456789abcdefABCDEF", p[i]) || !p[i]) return NULL;
+                p += 4;
+            } else if (!*p || !strchr("\"\\/bfnrt", *p))
+                return NULL;
+        }
+        p++;
+    }
+    return *p == '"' ? p + 1 : NULL;
+}
+static const char *jnumber(const char *p) {
+    const char *s = p;
+    if (*p == '-') p++;
+    if (*p == '0') p++;
+    else if (*p >= '1' && *p <= '9') while (*p >= '0' && *p <= '9') p++;
+    else return NULL;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9')) return NULL;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!(*p >= '0' && *p <= '9')) return NULL;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    return p > s ? p : NULL;
+}
+static const char *jvalue(const char *p, int depth) {
+    if (depth > 32) return NULL;
+    p = ws(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        bool obj = *p == '{';
+        p = ws(p + 1);
+        if (*p == close) return p + 1;
+        for (;;) {
+            if (obj) {
+                p = jstring(ws(p));
+                if (!p) return NULL;
+                p = ws(p);
+                if (*p++ != ':') return NULL;
+            }
+            p = jvalue(p, depth + 1);
+            if (!p) return NULL;
+            p = ws(p);
+            if (*p == ',') { p++; continue; }
+            return *p == close ? p + 1 : NULL;
+        }
+    }
+    if (*p == '"') return jstring(p);
+    if (!strncmp(p, "true", 4)) return p + 4;
+    if (!strncmp(p, "false", 5)) return p + 5;
+    if (!strncmp(p, "null", 4)) return p + 4;
+    return jnumber(p);
+}
+static bool json_valid(const char *s) {
+    const char *e = jvalue(s, 0);
+    return e && !*ws(e);
+}
+
+/* CSV fields of one line, honouring quotes; returns the count and copies field i into out. */
+static int csv_fields(const char *line, int want, char *out, size_t out_len) {
+    int n = 0;
+    size_t o = 0;
+    bool q = false;
+    if (out_len) out[0] = 0;
+    for (const char *p = line;; p++) {
+        if (q) {
+            if (*p == '"' && p[1] == '"') { if (n == want && o + 1 < out_len) out[o++] = '"'; p++; }
+            else if (*p == '"') q = false;
+            else if (!*p) return -1;  /* unterminated */
+            else if (n == want && o + 1 < out_len) out[o++] = *p;
+            continue;
+        }
+        if (*p == '"') q = true;
+        else if (*p == ',' || *p == 0) {
+            if (n == want && out_len) out[o] = 0;
+            n++;
+            if (!*p) return n;
+        } else if (n == want && o + 1 < out_len) out[o++] = *p;
+    }
+}
+
+static void make_rows(bench_results *r) {
+    bench_row *w = bench_results_add(r);
+    snprintf(w->model, sizeof w->model, "weird \"name\", with\\ | pipes\nand a newline");
+    snprintf(w->model_type, sizeof w->model_type, "llama 1.24B Q4_0");
+    snprintf(w->device, sizeof w->device, "cpu");
+    snprintf(w->kv_type, sizeof w->kv_type, "f16");
+    w->model_bytes = 773000000;
+    w->model_params = 1235814400;
+    w->threads = 2;
+    w->n_batch = 512;
+    w->kind = BENCH_TG;
+    w->n_tokens = 128;
+    w->ok = true;
+    w->reps = 5;
+    w->ts_mean = 12.5;
+    w->ts_sd = 0.25;
+    w->bytes_per_token = 949904;
+    w->gbps = 0.011873;
+    w->pct_peak = 61.5;
+    w = bench_results_add(r);
+    snprintf(w->model, sizeof w->model, "second");
+    snprintf(w->device, sizeof w->device, "none");
+    w->n_gpu_layers = SLM_NGL_ALL;
+    w->kind = BENCH_PP;
+    w->n_tokens = 512;
+    w->ok = false;
+    snprintf(w->error, sizeof w->error, "no GPU device for -ngl all (backends in this build: cpu)");
+}
+
+static char *capture_begin(FILE **f, char **buf, size_t *len) {
+    *f = open_memstream(buf, len);
+    return *buf;
+}
+
+static void test_formats(void) {
+    bench_results r = {0};
+    make_rows(&r);
+    bench_sysinfo si;
+    bench_sysinfo_collect(&si);
+    snprintf(si.cpu, sizeof si.cpu, "CPU \"quoted\"\tname");
+    si.n_dev = 1;
+    snprintf(si.dev[0].spec, sizeof si.dev[0].spec, "cpu");
+    snprintf(si.dev[0].name, sizeof si.dev[0].name, "cpu, 2 threads");
+    si.dev[0].peak = 12.34e9;
+    si.dev[0].threads = 2;
+    FILE *f;
+    char *buf = NULL;
+    size_t len = 0;
+
+    capture_begin(&f, &buf, &len);
+    bench_report_json(f, &si, &r);
+    fclose(f);
+    CHECK(json_valid(buf), "JSON is not well formed:\n%s", buf);
+    CHECK(strstr(buf, "\"avg_ts\": 12.5") && strstr(buf, "\"n_gpu_layers\": \"all\"") &&
+              strstr(buf, "\"peak_gbps\": 12.34") && strstr(buf, "\"ok\": false"),
+          "JSON values:\n%s", buf);
+    CHECK(json_valid("{\"a\": [1, 2.5e3, \"x\\n\"], \"b\": null}") && !json_valid("{\"a\": 1,}") &&
+              !json_valid("{\"a\": \"\n\"}") && !json_valid("[1 2]"),
+          "the validator itself");
+    free(buf);
+    bench_results empty = {0};
+    capture_begin(&f, &buf, &len);
+    bench_report_json(f, &si, &empty);
+    fclose(f);
+    CHECK(json_valid(buf), "empty JSON:\n%s", buf);
+    free(buf);
+
+    capture_begin(&f, &buf, &len);
+    bench_report_csv(f, &r);
+    fclose(f);
+    /* split into records: a newline inside quotes belongs to the field */
+    int records = 0, header_fields = -1;
+    bool q = false;
+    char *start = buf;
+    for (char *p = buf; *p; p++) {
+        if (*p == '"') q = !q;
+        if (*p == '\n' && !q) {
+            *p = 0;
+            int n = csv_fields(start, -1, NULL, 0);
+            if (header_fields < 0) header_fields = n;
+            CHECK(n == header_fields && n == 26, "record %d has %d fields (header %d)", records, n, header_fields);
+            if (records == 1) {
+                char field[128];
+                csv_fields(start, 0, field, sizeof field);
+                CHECK(!strcmp(field, "weird \"name\", with\\ | pipes\nand a newline"), "quoted field: [%s]", field);
+                csv_fields(start, 15, field, sizeof field);
+                CHECK(!strcmp(field, "12.5"), "avg_ts field: [%s]", field);
+            }
+            records++;
+            start = p + 1;
+        }
+    }
+    CHECK(records == 3 && !q, "CSV: %d records", records);
+    free(buf);
+
+    capture_begin(&f, &buf, &len);
+    bench_report_markdown(f, &si, &r);
+    fclose(f);
+    /* every table line has the same number of unescaped '|' */
+    int cols = -1, lines = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] != '|') continue;
+        int n = 0;
+        for (char *p = line; *p; p++) n += *p == '|' && (p == line || p[-1] != '\\');
+        if (cols < 0) cols = n;
+        CHECK(n == cols && n == 14, "markdown line with %d bars: %s", n, line);
+        lines++;
+    }
+    CHECK(lines == 4, "header, rule and two rows: %d", lines);
+    free(buf);
+
+    bench_sweep_point pts[] = {{0, 10, 11}, {1, 12, 12.5}, {2, 0, 14}, {3, 20, 19}};
+    capture_begin(&f, &buf, &len);
+    bench_svg_sweep_file(f, "a <title> & more", pts, 4);
+    fclose(f);
+    int circles = 0, polylines = 0;
+    for (char *p = buf; (p = strstr(p, "<circle")); p++) circles++;
+    for (char *p = buf; (p = strstr(p, "<polyline")); p++) polylines++;
+    CHECK(strstr(buf, "<svg") && strstr(buf, "</svg>") && strstr(buf, "a &lt;title&gt; &amp; more"), "svg frame");
+    CHECK(polylines == 2 && circles == 7, "two curves, 7 points (one missing measurement): %d %d", polylines, circles);
+    free(buf);
+    bench_results_free(&r);
+}
+
+static void test_bandwidth(void) {
+    /* no timing assertions: the measurement runs and gives a positive, finite number */
+    double bw = bench_cpu_read_bandwidth(2, 32, 2);
+    CHECK(bw > 0 && isfinite(bw), "cpu read bandwidth %g", bw);
+}
+
+int main(void) {
+    test_options();
+    test_stats();
+    test_accounting();
+    test_formats();
+    test_bandwidth();
+    return slm_test_finish("test_bench");
+}

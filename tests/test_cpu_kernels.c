@@ -1,0 +1,311 @@
+/* The CPU kernels (scalar, AVX2, AVX-512: each variant this CPU can run) against kernels/ref.
+ *
+ * For every weight type and odd shapes (rows not a multiple of any tile, k of one and several blocks,
+ * 1..7 activation columns, padded and unaligned weight rows, a strided output):
+ *   - matmul of weights from slm_ref_quantize_row with activations through quantize_act is compared with
+ *     slm_ref_dot_row on the f32 activations. Quantized weight types meet 8-bit activations, so the
+ *     output differs from the reference by the activation rounding. Two checks:
+ *       1. every output: |out - ref| <= sum_i |w_i| * max|x| / 254 (+ float slack). This is a hard bound:
+ *          each activation is coded as d * q with d = (block max|x|) / 127, so |x_i - d q_i| <= d / 2.
+ *       2. NMSE over all outputs of a (type, k) < 1e-4. For uniform random data the expected value is
+ *          (d^2 / 12) / E[x^2] ~ 1.5e-5, so 1e-4 passes with margin yet catches a wrong scale, a wrong
+ *          nibble order or a dropped min term (each gives NMSE ~ 1e-2 or worse).
+ *     Float weight types (f32 activations) must match to 1e-10 NMSE.
+ *   - each SIMD variant against the scalar variant: the integer parts are exact, only float summation
+ *     order differs, so NMSE < 1e-10.
+ *   - dot_f16_f32 / axpy_f16 against double sums of the converted halves.
+ *   - when $SLM_TEST_MODELS holds SmolLM2-135M-Instruct.Q4_1.gguf: the first rows of every quantized
+ *     matrix in it (real Q4_1 / Q8_0 scales and mins, not our quantizer's) under the same checks. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "gguf.h"
+#include "quant_ref.h"
+#include "test_util.h"
+#include "types.h"
+
+static const slm_dtype TYPES[] = {SLM_F32,  SLM_F16,  SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0,
+                                  SLM_Q5_1, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K};
+#define N_TYPES (int)(sizeof(TYPES) / sizeof(TYPES[0]))
+#define MAX_COLS 7
+
+typedef struct err_sum {
+    double num, den;
+} err_sum;
+
+static void err_add(err_sum *e, const float *a, const float *ref, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - ref[i];
+        e->num += d * d;
+        e->den += (double)ref[i] * ref[i];
+    }
+}
+static double err_nmse(const err_sum *e) { return e->den > 0 ? e->num / e->den : e->num; }
+
+typedef struct isa_run {
+    slm_cpu_kernels k;
+    err_sum vs_ref, vs_scalar;
+} isa_run;
+
+/* One (type, n_rows, k) case over every usable ISA and 1..MAX_COLS columns. */
+static void run_case(slm_dtype t, int64_t n_rows, int64_t k, size_t row_pad, isa_run *runs, int n_runs,
+                     uint64_t *seed) {
+    size_t rb = slm_dtype_row_bytes(t, k), wrb = rb + row_pad;
+    uint8_t *w = calloc((size_t)n_rows, wrb);
+    float *wf = malloc((size_t)k * sizeof(float)), *wd = malloc((size_t)n_rows * k * sizeof(float));
+    float *x = malloc((size_t)MAX_COLS * k * sizeof(float));
+    for (int64_t r = 0; r < n_rows; r++) {
+        /* rows with a non-zero mean give the Q4_1/Q5_1/K-quant min terms something to do */
+        slm_test_fill(wf, k, seed, 1.0f + 0.25f * (float)(r % 3));
+        float bias = (r % 2) ? 0.4f : 0.0f;
+        for (int64_t i = 0; i < k; i++) wf[i] += bias;
+        slm_ref_quantize_row(t, wf, w + (size_t)r * wrb, k);
+        slm_ref_dequant_row(t, w + (size_t)r * wrb, wd + r * k, k);
+    }
+    for (int c = 0; c < MAX_COLS; c++) {
+        slm_test_fill(x + c * k, k, seed, 2.0f);
+        if (c == 2)
+            for (int64_t i = 0; i < k && i < 32; i++) x[c * k + i] = 0; /* a block of zeros: scale 0 */
+        if (c == 3) x[c * k + k / 2] = 40.0f;                             /* an outlier */
+    }
+    /* reference and the per-output bound */
+    int64_t ostride = n_rows + 3;
+    float *ref = malloc((size_t)MAX_COLS * ostride * sizeof(float));
+    float *bound = malloc((size_t)MAX_COLS * ostride * sizeof(float));
+    int is_float = !slm_dtype_is_quant(t);
+    for (int c = 0; c < MAX_COLS; c++) {
+        float amax = 0;
+        for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[c * k + i]));
+        for (int64_t r = 0; r < n_rows; r++) {
+            ref[c * ostride + r] = slm_ref_dot_row(t, w + (size_t)r * wrb, x + c * k, k);
+            double sw = 0, swx = 0;
+            for (int64_t i = 0; i < k; i++) {
+                sw += fabs(wd[r * k + i]);
+                swx += fabs((double)wd[r * k + i] * x[c * k + i]);
+            }
+            bound[c * ostride + r] = (float)((is_float ? 0.0 : 1.01 * sw * amax / 254.0) + 1e-5 * swx + 1e-6);
+        }
+    }
+
+    size_t act = runs[0].k.act_row_bytes(t, k);
+    CHECK(act > 0 && act % 64 == 0, "act_row_bytes(%s, %lld) = %zu", slm_dtype_name(t), (long long)k, act);
+    uint8_t *xq = malloc(act * MAX_COLS);
+    float *out = malloc((size_t)MAX_COLS * ostride * sizeof(float));
+    float *scalar_out = malloc((size_t)MAX_COLS * ostride * sizeof(float));
+    for (int nc = 1; nc <= MAX_COLS; nc++) {
+        for (int ir = 0; ir < n_runs; ir++) {
+            const slm_cpu_kernels *kk = &runs[ir].k;
+            CHECK(kk->act_row_bytes(t, k) == act, "act_row_bytes differs between variants");
+            for (int c = 0; c < nc; c++) kk->quantize_act(t, x + c * k, xq + (size_t)c * act, k);
+            for (int64_t i = 0; i < MAX_COLS * ostride; i++) out[i] = -12345.0f; /* sentinel */
+            kk->matmul(t, w, wrb, n_rows, xq, act, nc, k, out, ostride);
+            int bad = 0;
+            for (int c = 0; c < MAX_COLS; c++) {
+                for (int64_t r = 0; r < ostride; r++) {
+                    float o = out[c * ostride + r];
+                    if (c >= nc || r >= n_rows) {
+                        if (o != -12345.0f) bad++; /* wrote outside its rows/columns */
+                        continue;
+                    }
+                    float e = fabsf(o - ref[c * ostride + r]);
+                    if (!(e <= bound[c * ostride + r])) {
+                        if (bad < 3)
+                            fprintf(stderr, "  %s %s rows=%lld k=%lld nc=%d: out[%d][%lld] = %g, ref %g, bound %g\n",
+                                    slm_cpu_isa_name(kk->isa), slm_dtype_name(t), (long long)n_rows, (long long)k,
+                                    nc, c, (long long)r, o, ref[c * ostride + r], bound[c * ostride + r]);
+                        bad++;
+                    }
+                }
+                /* the outlier column is held to the hard bound only: one large element coarsens its
+                 * whole block (256 elements for k-quants), which NMSE on random data is not about */
+                if (c < nc && c != 3) err_add(&runs[ir].vs_ref, out + c * ostride, ref + c * ostride, n_rows);
+            }
+            CHECK(bad == 0, "%s %s rows=%lld k=%lld nc=%d: %d outputs out of bound or written out of range",
+                  slm_cpu_isa_name(kk->isa), slm_dtype_name(t), (long long)n_rows, (long long)k, nc, bad);
+            if (ir == 0) {
+                memcpy(scalar_out, out, (size_t)MAX_COLS * ostride * sizeof(float));
+            } else {
+                for (int c = 0; c < nc; c++)
+                    err_add(&runs[ir].vs_scalar, out + c * ostride, scalar_out + c * ostride, n_rows);
+            }
+        }
+    }
+    free(w);
+    free(wf);
+    free(wd);
+    free(x);
+    free(ref);
+    free(bound);
+    free(xq);
+    free(out);
+    free(scalar_out);
+}
+
+static void test_matmul(isa_run *runs, int n_runs) {
+    uint64_t seed = 0x5eed1234abcdull;
+    static const int64_t rows[] = {1, 7, 19};
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        slm_dtype t = TYPES[ti];
+        int be = slm_dtype_get(t)->block_elems;
+        int64_t ks[3];
+        if (be == 1) {
+            ks[0] = 5, ks[1] = 37, ks[2] = 300;
+        } else {
+            ks[0] = be, ks[1] = 3 * be, ks[2] = be == 32 ? 2048 : 4096;
+        }
+        for (int ki = 0; ki < 3; ki++) {
+            for (int ir = 0; ir < n_runs; ir++) runs[ir].vs_ref = runs[ir].vs_scalar = (err_sum){0, 0};
+            for (int ri = 0; ri < 3; ri++) {
+                /* rows of the second shape start at odd addresses: no kernel may assume alignment */
+                run_case(t, rows[ri], ks[ki], ri == 1 ? 3 : 0, runs, n_runs, &seed);
+            }
+            double lim = slm_dtype_is_quant(t) ? 1e-4 : 1e-10;
+            for (int ir = 0; ir < n_runs; ir++) {
+                double e = err_nmse(&runs[ir].vs_ref);
+                CHECK(e < lim, "%s %s k=%lld: NMSE vs ref %.3g >= %.0e", slm_cpu_isa_name(runs[ir].k.isa),
+                      slm_dtype_name(t), (long long)ks[ki], e, lim);
+                if (ir > 0) {
+                    double es = err_nmse(&runs[ir].vs_scalar);
+                    CHECK(es < 1e-10, "%s %s k=%lld: NMSE vs scalar %.3g", slm_cpu_isa_name(runs[ir].k.isa),
+                          slm_dtype_name(t), (long long)ks[ki], es);
+                }
+                if (ki == 2)
+                    printf("  %-6s %-5s k=%-5lld NMSE vs ref %.2e%s\n", slm_cpu_isa_name(runs[ir].k.isa),
+                           slm_dtype_name(t), (long long)ks[ki], e, ir > 0 ? "" : " (scalar)");
+            }
+        }
+    }
+}
+
+static void test_f16_helpers(isa_run *runs, int n_runs) {
+    uint64_t seed = 77;
+    static const int64_t ns[] = {0, 1, 7, 8, 9, 15, 16, 17, 64, 100, 1000};
+    for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
+        int64_t n = ns[ni];
+        uint16_t *a = malloc((size_t)(n + 1) * 2);
+        float *b = malloc((size_t)(n + 1) * 4), *y = malloc((size_t)(n + 1) * 4), *y0 = malloc((size_t)(n + 1) * 4);
+        for (int64_t i = 0; i < n; i++) a[i] = slm_f32_to_f16(slm_test_randf(&seed) * 3.0f);
+        slm_test_fill(b, n, &seed, 1.0f);
+        slm_test_fill(y0, n, &seed, 1.0f);
+        double ref = 0, mag = 0;
+        for (int64_t i = 0; i < n; i++) {
+            ref += (double)slm_f16_to_f32(a[i]) * b[i];
+            mag += fabs((double)slm_f16_to_f32(a[i]) * b[i]);
+        }
+        float alpha = 0.37f;
+        for (int ir = 0; ir < n_runs; ir++) {
+            const slm_cpu_kernels *kk = &runs[ir].k;
+            float d = kk->dot_f16_f32(a, b, n);
+            CHECK(fabs(d - ref) <= 1e-6 * mag + 1e-7, "%s dot_f16_f32 n=%lld: %g vs %g", slm_cpu_isa_name(kk->isa),
+                  (long long)n, d, ref);
+            memcpy(y, y0, (size_t)n * 4);
+            y[n] = 99.0f; /* sentinel past the end */
+            kk->axpy_f16(y, alpha, a, n);
+            int bad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double r = (double)y0[i] + (double)alpha * slm_f16_to_f32(a[i]);
+                if (!(fabs(y[i] - r) <= 1e-6 * (fabs(y0[i]) + fabs(alpha * slm_f16_to_f32(a[i]))) + 1e-7)) bad++;
+            }
+            CHECK(bad == 0 && y[n] == 99.0f, "%s axpy_f16 n=%lld: %d wrong", slm_cpu_isa_name(kk->isa),
+                  (long long)n, bad);
+        }
+        free(a);
+        free(b);
+        free(y);
+        free(y0);
+    }
+}
+
+/* Real weights: up to 48 rows of every 2-D weight of a type the kernels take, random activations. */
+static void test_real_model(isa_run *runs, int n_runs) {
+    char path[512];
+    if (!slm_test_model("SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path)) {
+        printf("real-model check: fixture not found, not run\n");
+        return;
+    }
+    slm_gguf *g = NULL;
+    slm_error err = {0};
+    if (slm_gguf_open(path, &g, &err) != SLM_OK) {
+        CHECK(0, "cannot open %s: %s", path, err.msg);
+        return;
+    }
+    uint64_t seed = 4242;
+    int n_checked = 0;
+    for (uint64_t ti = 0; ti < g->n_tensors; ti++) {
+        const slm_gguf_tensor *t = &g->tensors[ti];
+        if (t->n_dims != 2 || !slm_dtype_is_quant(t->type)) continue;
+        int64_t k = t->ne[0], n_rows = t->ne[1] < 48 ? t->ne[1] : 48, nc = 5;
+        size_t rb = slm_dtype_row_bytes(t->type, k);
+        float *x = malloc((size_t)(nc * k) * sizeof(float)), *ref = malloc((size_t)(nc * n_rows) * sizeof(float));
+        float *out = malloc((size_t)(nc * n_rows) * sizeof(float)), *wd = malloc((size_t)k * sizeof(float));
+        float *bound = malloc((size_t)(nc * n_rows) * sizeof(float));
+        slm_test_fill(x, nc * k, &seed, 1.0f);
+        for (int64_t c = 0; c < nc; c++) {
+            float amax = 0;
+            for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[c * k + i]));
+            for (int64_t r = 0; r < n_rows; r++) {
+                const uint8_t *wr = (const uint8_t *)t->data + (size_t)r * rb;
+                ref[c * n_rows + r] = slm_ref_dot_row(t->type, wr, x + c * k, k);
+                slm_ref_dequant_row(t->type, wr, wd, k);
+                double sw = 0, swx = 0;
+                for (int64_t i = 0; i < k; i++) {
+                    sw += fabs(wd[i]);
+                    swx += fabs((double)wd[i] * x[c * k + i]);
+                }
+                bound[c * n_rows + r] = (float)(1.01 * sw * amax / 254.0 + 1e-5 * swx + 1e-6);
+            }
+        }
+        for (int ir = 0; ir < n_runs; ir++) {
+            const slm_cpu_kernels *kk = &runs[ir].k;
+            size_t act = kk->act_row_bytes(t->type, k);
+            uint8_t *xq = malloc(act * (size_t)nc);
+            for (int64_t c = 0; c < nc; c++) kk->quantize_act(t->type, x + c * k, xq + (size_t)c * act, k);
+            kk->matmul(t->type, t->data, rb, n_rows, xq, act, nc, k, out, n_rows);
+            int bad = 0;
+            for (int64_t i = 0; i < nc * n_rows; i++) bad += !(fabsf(out[i] - ref[i]) <= bound[i]);
+            double e = slm_test_nmse(out, ref, nc * n_rows);
+            CHECK(bad == 0 && e < 1e-4, "%s real tensor %.*s (%s, k=%lld): %d out of bound, NMSE %.3g",
+                  slm_cpu_isa_name(kk->isa), (int)t->name.len, t->name.ptr, slm_dtype_name(t->type), (long long)k,
+                  bad, e);
+            free(xq);
+        }
+        n_checked++;
+        free(x);
+        free(ref);
+        free(out);
+        free(wd);
+        free(bound);
+    }
+    CHECK(n_checked > 0, "no quantized 2-D tensor found in %s", path);
+    printf("real-model check: %d tensors of %s\n", n_checked, path);
+    slm_gguf_close(g);
+}
+
+int main(void) {
+    slm_cpu_isa best = slm_cpu_isa_detect();
+    printf("best ISA here: %s\n", slm_cpu_isa_name(best));
+    CHECK(slm_cpu_kernels_get(best).isa == best, "kernels_get(detect()) gives another ISA");
+    isa_run runs[3];
+    int n_runs = 0;
+    for (int i = SLM_ISA_SCALAR; i <= SLM_ISA_AVX512; i++) {
+        slm_cpu_kernels k = slm_cpu_kernels_get((slm_cpu_isa)i);
+        if (k.isa != (slm_cpu_isa)i) {
+            /* falls back to a lower ISA: this CPU or build lacks it */
+            CHECK((int)k.isa < i, "kernels_get(%d) returned a higher ISA %d", i, (int)k.isa);
+            CHECK(i > (int)best, "%s is below the detected best ISA but unavailable", slm_cpu_isa_name((slm_cpu_isa)i));
+            printf("%s: not available on this CPU, not tested\n", slm_cpu_isa_name((slm_cpu_isa)i));
+            continue;
+        }
+        CHECK(k.matmul && k.quantize_act && k.act_row_bytes && k.dot_f16_f32 && k.axpy_f16, "%s: missing function",
+              slm_cpu_isa_name(k.isa));
+        runs[n_runs++] = (isa_run){.k = k};
+    }
+    test_matmul(runs, n_runs);
+    test_f16_helpers(runs, n_runs);
+    test_real_model(runs, n_runs);
+    return slm_test_finish("test_cpu_kernels");
+}

@@ -1,0 +1,293 @@
+/* Every CUDA kernel against kernels/ref through the generic op harness (tests/op_harness.h), plus a
+ * decode-like split run several times with new positions uploaded to the same device buffer, which is the
+ * path that captures a CUDA graph once and replays it. Prints one line per check with its NMSE so a run on
+ * a lent GPU can be diagnosed from its log. Skips (77) when the build has no CUDA backend or the machine
+ * has no usable CUDA device. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend.h"
+#include "op_harness.h"
+#include "test_util.h"
+
+#ifdef SLM_HAVE_CUDA
+#include "cuda_backend.h"
+#include "cuda_kernels.h" /* slm_cuda_host_dequant_row */
+
+/* One decode step of a tiny attention block, as one split:
+ *   xn = rmsnorm(x) * nw; q = Wq xn; k = Wk xn; v = Wv xn; rope(q), rope(k) at pos; cache[pos] = k, v;
+ *   a = attention(q, cache, pos); x = x + Wo a
+ * run for steps positions p0, p0+1, ... with the same ops; the host recomputes each step with kernels/ref. */
+enum { HD = 64, NH = 4, NKV = 2, NE = HD * NH, NKVE = HD * NKV, NCTX = 96 };
+
+typedef struct host_state {
+    float x[NE];
+    uint16_t kc[NKVE * NCTX], vc[NKVE * NCTX];
+} host_state;
+
+static void ref_matvec(slm_dtype t, const uint8_t *w, size_t rb, const float *x, float *y, int K, int N) {
+    for (int r = 0; r < N; r++) y[r] = slm_ref_dot_row(t, w + (size_t)r * rb, x, K);
+}
+
+static void ref_step(host_state *s, slm_dtype t, const uint8_t *wq, const uint8_t *wk, const uint8_t *wv,
+                     const uint8_t *wo, size_t rb_in, size_t rb_o, const float *nw, int pos) {
+    float xn[NE], q[NE], k[NKVE], v[NKVE], a[NE], o[NE];
+    slm_ref_rmsnorm(s->x, nw, xn, NE, 1e-5f);
+    ref_matvec(t, wq, rb_in, xn, q, NE, NE);
+    ref_matvec(t, wk, rb_in, xn, k, NE, NKVE);
+    ref_matvec(t, wv, rb_in, xn, v, NE, NKVE);
+    for (int h = 0; h < NH; h++) slm_ref_rope(q + h * HD, HD, pos, 10000.0f, 1.0f, NULL, 1);
+    for (int h = 0; h < NKV; h++) slm_ref_rope(k + h * HD, HD, pos, 10000.0f, 1.0f, NULL, 1);
+    for (int i = 0; i < NKVE; i++) {
+        s->kc[pos * NKVE + i] = slm_f32_to_f16(k[i]);
+        s->vc[pos * NKVE + i] = slm_f32_to_f16(v[i]);
+    }
+    slm_ref_attention(q, s->kc, s->vc, a, HD, NH, NKV, pos, 1.0f / sqrtf((float)HD));
+    ref_matvec(t, wo, rb_o, a, o, NE, NE);
+    for (int i = 0; i < NE; i++) s->x[i] += o[i];
+}
+
+static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
+    slm_device *dev = h->dev;
+    slm_error err = {{0}};
+    char what[128];
+    size_t rb, rbo;
+    uint8_t *wq = slm_harness_weights(h, t, NE, NE, &rb), *wk = slm_harness_weights(h, t, NE, NKVE, &rb);
+    uint8_t *wv = slm_harness_weights(h, t, NE, NKVE, &rb), *wo = slm_harness_weights(h, t, NE, NE, &rbo);
+    static host_state s;
+    float nw[NE];
+    slm_test_fill(s.x, NE, slm_harness_rng(h), 1.0f);
+    slm_test_fill(nw, NE, slm_harness_rng(h), 1.0f);
+    for (int i = 0; i < NKVE * NCTX; i++) {
+        s.kc[i] = slm_f32_to_f16(slm_test_randf(slm_harness_rng(h)));
+        s.vc[i] = slm_f32_to_f16(slm_test_randf(slm_harness_rng(h)));
+    }
+    /* one activation buffer: x | xn | q | k | v | a | o | pos */
+    size_t o_x = 0, o_xn = o_x + NE * 4, o_q = o_xn + NE * 4, o_k = o_q + NE * 4, o_v = o_k + NKVE * 4;
+    size_t o_a = o_v + NKVE * 4, o_o = o_a + NE * 4, o_pos = o_o + NE * 4, act_bytes = o_pos + 64;
+    slm_harness_buf bact, bw[4], bnw, bkc, bvc;
+    bool ok = slm_harness_alloc(h, &bact, NULL, act_bytes) && slm_harness_alloc(h, &bw[0], wq, rb * NE) &&
+              slm_harness_alloc(h, &bw[1], wk, rb * NKVE) && slm_harness_alloc(h, &bw[2], wv, rb * NKVE) &&
+              slm_harness_alloc(h, &bw[3], wo, rbo * NE) && slm_harness_alloc(h, &bnw, nw, sizeof nw) &&
+              slm_harness_alloc(h, &bkc, s.kc, sizeof s.kc) && slm_harness_alloc(h, &bvc, s.vc, sizeof s.vc);
+    CHECK(ok, "decode replay: buffers");
+    if (ok) ok = dev->ops->upload(dev, &bact.buf, SLM_HARNESS_OFFSET + o_x, s.x, sizeof s.x, &err) == SLM_OK;
+    const size_t B = SLM_HARNESS_OFFSET;
+    slm_tensor x = slm_tensor_make(&bact.buf, B + o_x, SLM_F32, NE, 1, 1, 1);
+    slm_tensor xn = slm_tensor_make(&bact.buf, B + o_xn, SLM_F32, NE, 1, 1, 1);
+    slm_tensor q = slm_tensor_make(&bact.buf, B + o_q, SLM_F32, NE, 1, 1, 1);
+    slm_tensor k = slm_tensor_make(&bact.buf, B + o_k, SLM_F32, NKVE, 1, 1, 1);
+    slm_tensor v = slm_tensor_make(&bact.buf, B + o_v, SLM_F32, NKVE, 1, 1, 1);
+    slm_tensor a = slm_tensor_make(&bact.buf, B + o_a, SLM_F32, NE, 1, 1, 1);
+    slm_tensor o = slm_tensor_make(&bact.buf, B + o_o, SLM_F32, NE, 1, 1, 1);
+    slm_tensor pos = slm_tensor_make(&bact.buf, B + o_pos, SLM_I32, 1, 1, 1, 1);
+    slm_tensor kc = slm_tensor_make(&bkc.buf, B, SLM_F16, NKVE, NCTX, 1, 1);
+    slm_tensor vc = slm_tensor_make(&bvc.buf, B, SLM_F16, NKVE, NCTX, 1, 1);
+    slm_op ops[12];
+    memset(ops, 0, sizeof ops);
+    int n = 0;
+    ops[n].kind = SLM_OP_RMSNORM; ops[n].p.norm.eps = 1e-5f; ops[n].src[0] = x;
+    ops[n].src[1] = slm_tensor_make(&bnw.buf, B, SLM_F32, NE, 1, 1, 1); ops[n++].dst = xn;
+    slm_tensor outs[3] = {q, k, v};
+    int64_t rows[3] = {NE, NKVE, NKVE};
+    for (int i = 0; i < 3; i++) {
+        ops[n].kind = SLM_OP_MATMUL; ops[n].src[0] = slm_tensor_make(&bw[i].buf, B, t, NE, rows[i], 1, 1);
+        ops[n].src[1] = xn; ops[n++].dst = outs[i];
+    }
+    for (int i = 0; i < 2; i++) {
+        slm_tensor hv = i ? k : q;
+        hv.ne[0] = HD; hv.ne[1] = i ? NKV : NH; hv.ne[2] = 1;
+        hv.nb[1] = HD * 4; hv.nb[2] = hv.nb[1] * (size_t)hv.ne[1]; hv.nb[3] = hv.nb[2];
+        ops[n].kind = SLM_OP_ROPE; ops[n].dst = ops[n].src[0] = hv; ops[n].src[1] = pos;
+        ops[n].p.rope.n_rot = HD; ops[n].p.rope.neox = true; ops[n].p.rope.freq_base = 10000.0f;
+        ops[n++].p.rope.freq_scale = 1.0f;
+    }
+    ops[n].kind = SLM_OP_KV_WRITE; ops[n].src[0] = k; ops[n].src[1] = pos; ops[n++].dst = kc;
+    ops[n].kind = SLM_OP_KV_WRITE; ops[n].src[0] = v; ops[n].src[1] = pos; ops[n++].dst = vc;
+    ops[n].kind = SLM_OP_ATTENTION; ops[n].src[0] = q; ops[n].src[1] = kc; ops[n].src[2] = vc; ops[n].src[3] = pos;
+    ops[n].dst = a; ops[n].p.attn.n_head = NH; ops[n].p.attn.n_head_kv = NKV; ops[n].p.attn.head_dim = HD;
+    ops[n++].p.attn.scale = 1.0f / sqrtf((float)HD);
+    ops[n].kind = SLM_OP_MATMUL; ops[n].src[0] = slm_tensor_make(&bw[3].buf, B, t, NE, NE, 1, 1); ops[n].src[1] = a;
+    ops[n++].dst = o;
+    ops[n].kind = SLM_OP_ADD; ops[n].src[0] = x; ops[n].src[1] = o; ops[n++].dst = x;
+    for (int i = 0; i < n; i++) ops[i].name = "decode_replay";
+
+    slm_cuda_stats before = slm_cuda_get_stats(dev);
+    for (int step = 0; ok && step < steps; step++) {
+        int32_t p = p0 + step;
+        snprintf(what, sizeof what, "decode replay %s step %d pos %d", slm_dtype_name(t), step, p);
+        /* new position into the same device buffer, then the identical split */
+        ok = dev->ops->upload(dev, &bact.buf, B + o_pos, &p, 4, &err) == SLM_OK;
+        CHECK(ok, "%s: upload: %s", what, err.msg);
+        if (!ok || !slm_harness_exec(h, ops, n, what)) break;
+        float got[NE];
+        ok = slm_harness_download(h, &bact, got, sizeof got);
+        if (!ok) break;
+        ref_step(&s, t, wq, wk, wv, wo, rb, rbo, nw, p);
+        slm_harness_judge(h, what, got, s.x, NE, 1e-4);
+        /* carry the device's own residual forward so later steps test the kernels, not drift */
+        memcpy(s.x, got, sizeof got);
+    }
+    slm_cuda_stats after = slm_cuda_get_stats(dev);
+    printf("  decode replay %s: %llu capture(s), %llu graph launch(es), graphs %s\n", slm_dtype_name(t),
+           (unsigned long long)(after.captures - before.captures),
+           (unsigned long long)(after.graph_launches - before.graph_launches), after.graphs_enabled ? "on" : "off");
+    if (ok && after.graphs_enabled && steps >= 3) {
+        /* step 0 runs eagerly, step 1 captures, the rest replay */
+        CHECK(after.captures - before.captures == 1, "decode replay: %llu captures, expected 1",
+              (unsigned long long)(after.captures - before.captures));
+        CHECK(after.graph_launches - before.graph_launches == (uint64_t)(steps - 1),
+              "decode replay: %llu graph launches, expected %d",
+              (unsigned long long)(after.graph_launches - before.graph_launches), steps - 1);
+    }
+    slm_harness_free(h, &bact);
+    for (int i = 0; i < 4; i++) slm_harness_free(h, &bw[i]);
+    slm_harness_free(h, &bnw); slm_harness_free(h, &bkc); slm_harness_free(h, &bvc);
+    free(wq); free(wk); free(wv); free(wo);
+}
+#endif
+
+#ifdef SLM_HAVE_CUDA
+/* The kernels' block decoders, run on the host, against kernels/ref: rows made by the reference quantizer
+ * and rows of random bytes (every bit pattern of quants, packed scales and high bits; the f16 scale fields
+ * set to finite values). Needs no GPU. */
+static void host_decoders(void) {
+    static const slm_dtype types[] = {SLM_F32, SLM_F16, SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0,
+                                      SLM_Q5_1, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K};
+    uint64_t rng = 0xc0dec0deULL;
+    const int64_t n = 1024;
+    float *x = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    uint16_t *row16 = malloc(4 * n + 64); /* 2-byte aligned storage for any row of n elements */
+    uint8_t *row = (uint8_t *)row16;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        slm_dtype t = types[ti];
+        const slm_dtype_info *inf = slm_dtype_get(t);
+        size_t rb = slm_dtype_row_bytes(t, n);
+        for (int variant = 0; variant < 2; variant++) {
+            if (variant == 1 && inf->block_elems == 1) break;
+            if (variant == 0) {
+                slm_test_fill(x, n, &rng, 2.0f);
+                if (t == SLM_F32) memcpy(row, x, rb);
+                else if (t == SLM_F16) for (int64_t i = 0; i < n; i++) row16[i] = slm_f32_to_f16(x[i]);
+                else if (t == SLM_BF16) for (int64_t i = 0; i < n; i++) { uint32_t u; memcpy(&u, &x[i], 4); row16[i] = (uint16_t)(u >> 16); }
+                else slm_ref_quantize_row(t, x, row, n);
+            } else {
+                for (size_t i = 0; i < rb; i++) row[i] = (uint8_t)(slm_test_rand(&rng) >> 33);
+                /* finite f16 scales: d (and dmin / m) at their offsets in each block */
+                int offs[2] = {0, 2}, n_offs = 1;
+                if (t == SLM_Q4_1 || t == SLM_Q5_1 || t == SLM_Q4_K || t == SLM_Q5_K) n_offs = 2;
+                if (t == SLM_Q6_K) offs[0] = 208;
+                for (int64_t b = 0; b < n / inf->block_elems; b++)
+                    for (int k = 0; k < n_offs; k++) {
+                        uint16_t h = slm_f32_to_f16(slm_test_randf(&rng));
+                        memcpy(row + b * inf->block_bytes + offs[k], &h, 2);
+                    }
+            }
+            for (int64_t i = 0; i < n; i++) got[i] = NAN; /* every element must be written */
+            slm_ref_dequant_row(t, row, want, n);
+            bool ok = slm_cuda_host_dequant_row(t, row, got, n);
+            CHECK(ok, "host decoder refused %s", slm_dtype_name(t));
+            double e = ok ? slm_test_nmse(got, want, n) : 1.0;
+            bool finite = true;
+            for (int64_t i = 0; i < n; i++) finite = finite && got[i] == got[i];
+            printf("  host decoder %-5s %-12s nmse %.3g %s\n", slm_dtype_name(t), variant ? "random bytes" : "quantized", e,
+                   e <= 1e-12 && finite ? "ok" : "FAIL");
+            CHECK(e <= 1e-12 && finite, "host decoder %s (%s): nmse %g", slm_dtype_name(t), variant ? "random" : "quantized", e);
+        }
+    }
+    free(x); free(want); free(got); free(row16);
+}
+#endif
+
+int main(void) {
+#ifndef SLM_HAVE_CUDA
+    printf("test_cuda_ops: built without CUDA: skip\n");
+    return SLM_TEST_SKIP;
+#else
+    host_decoders();
+    int n_dev = slm_backend_cuda.count(); /* must not crash without a driver */
+    CHECK(n_dev >= 0, "count %d", n_dev);
+    if (n_dev <= 0) {
+        printf("test_cuda_ops: no CUDA device (no driver or no GPU): device checks skipped\n");
+        return slm_test_failures ? slm_test_finish("test_cuda_ops") : SLM_TEST_SKIP;
+    }
+    slm_error err = {{0}};
+    slm_device *dev = NULL;
+    slm_status s = slm_device_open("cuda:0", NULL, &dev, &err);
+    if (s == SLM_ERR_NO_DEVICE || s == SLM_ERR_UNSUPPORTED) {
+        printf("test_cuda_ops: no usable CUDA device (%s): skip\n", err.msg);
+        return SLM_TEST_SKIP;
+    }
+    CHECK(s == SLM_OK, "open cuda:0: %s: %s", slm_status_name(s), err.msg);
+    if (s) return slm_test_finish("test_cuda_ops");
+    printf("device: %s\n", dev->name);
+    size_t free_b = 0, total_b = 0;
+    dev->ops->memory(dev, &free_b, &total_b);
+    printf("memory: %.2f GiB free of %.2f GiB\n", free_b / 1073741824.0, total_b / 1073741824.0);
+    CHECK(total_b > 0 && free_b <= total_b, "memory: free %zu total %zu", free_b, total_b);
+
+    /* Errors are statuses, not crashes: an absurd allocation and out-of-range copies. */
+    slm_buffer huge;
+    s = dev->ops->alloc(dev, (size_t)1 << 62, &huge, &err);
+    CHECK(s == SLM_ERR_DEVICE || s == SLM_ERR_NOMEM, "huge alloc returned %s", slm_status_name(s));
+    slm_buffer small;
+    s = dev->ops->alloc(dev, 64, &small, &err);
+    CHECK(s == SLM_OK, "small alloc: %s", err.msg);
+    if (!s) {
+        char tmp[128] = {0}, back[64];
+        for (int i = 0; i < 64; i++) tmp[i] = (char)(i * 3 + 1);
+        CHECK(dev->ops->upload(dev, &small, 32, tmp, 64, &err) == SLM_ERR_INVALID_ARG, "upload past the end");
+        CHECK(dev->ops->download(dev, tmp, &small, 0, 65, &err) == SLM_ERR_INVALID_ARG, "download past the end");
+        CHECK(dev->ops->upload(dev, &small, 0, tmp, 64, &err) == SLM_OK, "upload: %s", err.msg);
+        CHECK(dev->ops->download(dev, back, &small, 0, 64, &err) == SLM_OK, "download: %s", err.msg);
+        CHECK(memcmp(back, tmp, 64) == 0, "round trip through device memory differs");
+        dev->ops->release(dev, &small);
+    }
+    /* a large upload crosses the pinned staging halves */
+    {
+        size_t nbig = ((size_t)20 << 20) + 12;
+        uint8_t *src = malloc(nbig), *dst = malloc(nbig);
+        slm_buffer big;
+        for (size_t i = 0; i < nbig; i++) src[i] = (uint8_t)(i * 2654435761u >> 13);
+        s = dev->ops->alloc(dev, nbig + 4, &big, &err);
+        CHECK(s == SLM_OK, "big alloc: %s", err.msg);
+        if (!s) {
+            CHECK(dev->ops->upload(dev, &big, 4, src, nbig, &err) == SLM_OK, "big upload: %s", err.msg);
+            CHECK(dev->ops->download(dev, dst, &big, 4, nbig, &err) == SLM_OK, "big download: %s", err.msg);
+            CHECK(memcmp(src, dst, nbig) == 0, "big round trip differs");
+            dev->ops->release(dev, &big);
+        }
+        free(src);
+        free(dst);
+    }
+
+    slm_harness h;
+    slm_harness_init(&h, dev);
+    h.verbose = true; /* one NMSE line per check: the log of a remote GPU run is the diagnosis */
+    /* Mat-vecs dequantize in registers and keep f32 activations; prompt GEMMs see f16 weights and
+     * activations (relative rounding 2^-11 each: NMSE ~1e-7). */
+    h.tol_matmul_quant = 1e-5;
+    slm_harness_run_all(&h);
+    /* batch widths around the mat-vec / GEMM switch */
+    slm_harness_matmul(&h, SLM_Q4_K, 512, 77, 8, true);
+    slm_harness_matmul(&h, SLM_Q4_K, 512, 77, 9, true);
+    slm_harness_matmul(&h, SLM_Q8_0, 2048, 300, 64, false);
+    slm_harness_matmul(&h, SLM_F16, 256, 40, 33, true);
+    slm_harness_attention(&h, 256, 2, 1, 200, 1, 150);   /* the largest head_dim */
+    slm_harness_attention(&h, 80, 6, 3, 700, 20, 600);   /* prompt batch deep into the cache */
+    slm_harness_embed(&h, SLM_Q6_K, 768, 50, 12);
+
+    decode_replay(&h, SLM_Q4_K, 5, 5);
+    decode_replay(&h, SLM_Q8_0, 60, 4);
+
+    if (dev->ops->measure_bandwidth) {
+        double bw = dev->ops->measure_bandwidth(dev);
+        printf("read bandwidth: %.1f GB/s\n", bw / 1e9);
+        CHECK(bw > 0, "bandwidth %g", bw);
+    }
+    int rc = slm_harness_finish(&h, "test_cuda_ops");
+    slm_device_close(dev);
+    return rc;
+#endif
+}

@@ -1,0 +1,256 @@
+/* `slm chat -m MODEL [-t N] [-c CTX] [--temp T ...] [--system TEXT]`: an interactive chat loop.
+ *
+ * Each turn renders the whole conversation with the model's chat template and tokenizes it; only the
+ * tokens after the longest common prefix with what the context already holds are evaluated, so the KV
+ * cache is reused across turns even when re-tokenizing the reply gives other ids than were sampled. When
+ * the conversation outgrows the context, the oldest turns are dropped (the system message stays).
+ * Commands: /exit (or end of input) quits, /reset forgets the conversation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "cli_common.h"
+#include "model.h"
+#include "slm.h"
+#include "tokenizer.h"
+
+typedef struct history {
+    slm_chat_msg *msgs;
+    char **owned;  /* the contents, malloc'd */
+    int n, cap;
+} history;
+
+static bool history_add(history *h, const char *role, const char *content, size_t len) {
+    if (h->n == h->cap) {
+        int cap = h->cap ? h->cap * 2 : 16;
+        slm_chat_msg *m = realloc(h->msgs, (size_t)cap * sizeof *m);
+        if (!m) return false;
+        h->msgs = m;
+        char **o = realloc(h->owned, (size_t)cap * sizeof *o);
+        if (!o) return false;
+        h->owned = o;
+        h->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c) return false;
+    memcpy(c, content, len);
+    c[len] = 0;
+    h->owned[h->n] = c;
+    h->msgs[h->n] = (slm_chat_msg){role, c};
+    h->n++;
+    return true;
+}
+
+/* Removes messages [i, i + k). */
+static void history_drop(history *h, int i, int k) {
+    for (int j = i; j < i + k; j++) free(h->owned[j]);
+    memmove(h->msgs + i, h->msgs + i + k, (size_t)(h->n - i - k) * sizeof *h->msgs);
+    memmove(h->owned + i, h->owned + i + k, (size_t)(h->n - i - k) * sizeof *h->owned);
+    h->n -= k;
+}
+
+static void history_free(history *h) {
+    for (int i = 0; i < h->n; i++) free(h->owned[i]);
+    free(h->msgs);
+    free(h->owned);
+}
+
+typedef struct chat {
+    slm_model *m;
+    slm_context *c;
+    slm_sampler *smp;
+    slm_chat_template tmpl;
+    history hist;
+    int32_t *toks;      /* the tokens now in the KV cache */
+    int n_toks;
+    int32_t *prompt;    /* scratch: the rendered conversation */
+    int n_ctx;
+    int n_predict;
+} chat;
+
+/* Renders and tokenizes the conversation with the generation prompt into ch->prompt; returns the token
+ * count, or -1 (message printed). Drops the oldest turns while it does not leave room for a reply. */
+static int render(chat *ch) {
+    slm_error err = {{0}};
+    int reserve = ch->n_ctx / 4 < 512 ? ch->n_ctx / 4 : 512;  /* room kept for the reply */
+    for (;;) {
+        char *text = NULL;
+        slm_status s = slm_chat_apply(&ch->tmpl, ch->hist.msgs, ch->hist.n, true, &text, &err);
+        if (s) {
+            fprintf(stderr, "slm: chat template: %s\n", err.msg);
+            return -1;
+        }
+        int n = 0;
+        s = slm_tokenize(ch->m, text, strlen(text), true, true, ch->prompt, ch->n_ctx, &n, &err);
+        free(text);
+        if (s && s != SLM_ERR_CONTEXT) {
+            fprintf(stderr, "slm: tokenize: %s\n", err.msg);
+            return -1;
+        }
+        if (!s && n + reserve <= ch->n_ctx) return n;
+        /* too long: forget the oldest exchange after the system message */
+        int first = ch->hist.n && !strcmp(ch->hist.msgs[0].role, "system") ? 1 : 0;
+        if (ch->hist.n - first <= 1) {
+            if (!s && n < ch->n_ctx) return n;  /* a single long message: answer in what is left */
+            fprintf(stderr, "slm: the message does not fit in the context of %d tokens (use -c)\n", ch->n_ctx);
+            history_drop(&ch->hist, ch->hist.n - 1, 1);
+            return -1;
+        }
+        history_drop(&ch->hist, first, ch->hist.n - first >= 3 ? 2 : 1);
+        fprintf(stderr, "slm: (the oldest turn was dropped to fit the context)\n");
+    }
+}
+
+/* Evaluates the rendered prompt, reusing the cached prefix, then streams the reply; appends it to the
+ * history. Returns false on an engine error. */
+static bool turn(chat *ch, int n) {
+    slm_error err = {{0}};
+    int keep = 0;
+    while (keep < n && keep < ch->n_toks && ch->toks[keep] == ch->prompt[keep]) keep++;
+    if (keep == n) keep--;  /* the last token must be evaluated again to get its logits */
+    if (keep < ch->n_toks) slm_context_rewind(ch->c, keep);
+    memcpy(ch->toks + keep, ch->prompt + keep, (size_t)(n - keep) * sizeof *ch->toks);
+    ch->n_toks = keep;
+    slm_status s = slm_eval(ch->c, ch->prompt + keep, n - keep, false, &err);
+    if (s) {
+        fprintf(stderr, "slm: eval: %s\n", err.msg);
+        slm_context_rewind(ch->c, 0);
+        ch->n_toks = 0;
+        return false;
+    }
+    ch->n_toks = n;
+    for (int i = keep; i < n; i++) slm_sampler_accept(ch->smp, ch->prompt[i]);
+
+    slm_detok d;
+    slm_detok_init(&d, slm_model_tokenizer(ch->m), true);
+    char *reply = NULL;
+    size_t rlen = 0, rcap = 0;
+    bool ok = true;
+    for (int g = 0; g < ch->n_predict && ch->n_toks < ch->n_ctx; g++) {
+        int32_t t = slm_sampler_sample(ch->smp, slm_logits(ch->c, -1));
+        if (slm_token_is_eog(ch->m, t)) break;
+        slm_sampler_accept(ch->smp, t);
+        size_t l;
+        const char *out = slm_detok_push(&d, t, &l);
+        if (out && l) {
+            fwrite(out, 1, l, stdout);
+            fflush(stdout);
+            if (rlen + l + 1 > rcap) {
+                size_t cap = rcap ? rcap * 2 : 1024;
+                while (cap < rlen + l + 1) cap *= 2;
+                char *r = realloc(reply, cap);
+                if (!r) { ok = false; break; }
+                reply = r;
+                rcap = cap;
+            }
+            memcpy(reply + rlen, out, l);
+            rlen += l;
+        }
+        if (ch->n_toks >= ch->n_ctx) {
+            fprintf(stderr, "\nslm: the context is full\n");
+            break;
+        }
+        s = slm_eval(ch->c, &t, 1, false, &err);
+        if (s) {
+            fprintf(stderr, "\nslm: eval: %s\n", err.msg);
+            ok = false;
+            break;
+        }
+        ch->toks[ch->n_toks++] = t;
+    }
+    size_t l;
+    const char *tail = slm_detok_flush(&d, &l);
+    if (tail && l) fwrite(tail, 1, l, stdout);
+    printf("\n");
+    fflush(stdout);
+    slm_detok_free(&d);
+    if (!history_add(&ch->hist, "assistant", reply ? reply : "", rlen)) ok = false;
+    free(reply);
+    return ok;
+}
+
+int slm_cmd_chat(int argc, char **argv) {
+    slm_cli_opts o;
+    if (!slm_cli_parse(argc, argv, 2, &o)) return 1;
+    if (!o.model) {
+        fprintf(stderr, "usage: slm chat -m MODEL [-t N] [-c CTX] [--temp T] [--system TEXT]\n");
+        return 1;
+    }
+    chat ch;
+    memset(&ch, 0, sizeof ch);
+    /* -n caps a reply; the shared default (128, meant for `slm run`) is too short for chat replies */
+    ch.n_predict = o.n_predict > 0 && o.n_predict != 128 ? o.n_predict : 4096;
+    slm_error err = {{0}};
+    int rc = 1;
+    slm_status s = slm_model_load(o.model, &o.params, &ch.m, &err);
+    if (s) {
+        fprintf(stderr, "slm: cannot load model: %s (%s)\n", err.msg, slm_status_name(s));
+        return 1;
+    }
+    if (!slm_model_tokenizer(ch.m)) {
+        fprintf(stderr, "slm: %s has no tokenizer\n", o.model);
+        slm_model_free(ch.m);
+        return 1;
+    }
+    if ((s = slm_chat_template_init(slm_model_chat_template(ch.m), &ch.tmpl, &err))) {
+        fprintf(stderr, "slm: %s\n", err.msg);
+        slm_model_free(ch.m);
+        return 1;
+    }
+    if ((s = slm_context_create(ch.m, &ch.c, &err))) {
+        fprintf(stderr, "slm: cannot create context: %s\n", err.msg);
+        goto done;
+    }
+    ch.n_ctx = slm_context_n_ctx(ch.c);
+    ch.toks = malloc((size_t)ch.n_ctx * sizeof *ch.toks);
+    ch.prompt = malloc((size_t)ch.n_ctx * sizeof *ch.prompt);
+    if (!ch.toks || !ch.prompt) {
+        fprintf(stderr, "slm: out of memory\n");
+        goto done;
+    }
+    if ((s = slm_sampler_create(&o.sampling, slm_model_get_info(ch.m).n_vocab, &ch.smp, &err))) {
+        fprintf(stderr, "slm: sampler: %s\n", err.msg);
+        goto done;
+    }
+    if (o.system && !history_add(&ch.hist, "system", o.system, strlen(o.system))) goto done;
+    bool tty = isatty(STDIN_FILENO);
+    if (tty)
+        fprintf(stderr, "slm: chatting with %s (%s template); /exit to quit, /reset to start over\n",
+                slm_model_get_info(ch.m).name, slm_chat_family_name(ch.tmpl.family));
+    char *line = NULL;
+    size_t cap = 0;
+    rc = 0;
+    for (;;) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n < 0) break;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        if (n == 0) continue;
+        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+        if (!strcmp(line, "/reset")) {
+            int keep = o.system ? 1 : 0;
+            history_drop(&ch.hist, keep, ch.hist.n - keep);
+            fprintf(stderr, "slm: conversation cleared\n");
+            continue;
+        }
+        if (!history_add(&ch.hist, "user", line, (size_t)n)) { rc = 1; break; }
+        int np = render(&ch);
+        if (np < 0) continue;
+        if (!turn(&ch, np)) { rc = 1; break; }
+    }
+    free(line);
+done:
+    history_free(&ch.hist);
+    slm_chat_template_free(&ch.tmpl);
+    slm_sampler_free(ch.smp);
+    free(ch.toks);
+    free(ch.prompt);
+    slm_context_free(ch.c);
+    slm_model_free(ch.m);
+    return rc;
+}
