@@ -77,6 +77,7 @@ typedef struct slm_op {
 
 typedef struct slm_device_config {
     int n_threads;      /* cpu: worker threads (<= 0: all cores) */
+    bool f32_activations; /* cpu: mat-muls on f32 activations, not 8-bit blocks (slow, exact) */
 } slm_device_config;
 
 typedef struct slm_backend_ops {

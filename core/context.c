@@ -7,7 +7,7 @@
 #include "error.h"
 #include "graph.h"
 #include "model.h"
-#include "sched.h"
+#include "scheduler.h"
 
 struct slm_context {
     slm_model *m;
@@ -15,7 +15,9 @@ struct slm_context {
     slm_buffer kv_buf[SLM_MAX_DEVICES];
     slm_tensor *k_cache, *v_cache;     /* [n_layer] */
     float *logits;                     /* host [n_vocab, n_logits] */
-    int n_logits;
+    int n_logits;          /* rows of logits from the last slm_eval */
+    int eval_start;        /* position of the first token of the last slm_eval */
+    size_t logits_rows;    /* rows the logits buffer holds */
     int pos;
     int32_t *pos_host;                 /* [n_batch] */
     slm_graph graph;
@@ -79,6 +81,7 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
     if (!s) s = alloc_kv(c, err);
     if (!s) {
         c->logits = malloc((size_t)m->hp.n_vocab * (size_t)m->n_batch * sizeof(float));
+        c->logits_rows = (size_t)m->n_batch;
         c->pos_host = malloc((size_t)m->n_batch * sizeof(int32_t));
         c->sched.staging_size = (size_t)m->hp.n_embd * (size_t)m->n_batch * sizeof(float);
         c->sched.staging = malloc(c->sched.staging_size);
@@ -145,7 +148,7 @@ static slm_status eval_batch(slm_context *c, const int32_t *tokens, int n, bool 
     int n_out = all_logits ? n : 1;
     slm_tensor lg = slm_tensor_cols(c->scratch[m->output_device].logits, 0, n_out);
     slm_device *od = m->devices[m->output_device];
-    float *dst = c->logits + (all_logits ? (size_t)c->n_logits * (size_t)m->hp.n_vocab : 0);
+    float *dst = c->logits + (all_logits ? (size_t)(c->pos - c->eval_start) * (size_t)m->hp.n_vocab : 0);
     if ((s = od->ops->download(od, dst, lg.buf, lg.offset, slm_tensor_bytes(&lg), err))) return s;
     c->pos += n;
     return SLM_OK;
@@ -161,15 +164,21 @@ slm_status slm_eval(slm_context *c, const int32_t *tokens, int n, bool all_logit
         if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
             return slm_fail(err, SLM_ERR_INVALID_ARG, "token id %d at %d is outside the vocabulary (%d)", tokens[i],
                             i, m->hp.n_vocab);
+    /* all_logits over several batches: the host buffer grows to hold every row */
+    if (all_logits && (size_t)n > c->logits_rows) {
+        float *grown = realloc(c->logits, (size_t)m->hp.n_vocab * (size_t)n * sizeof(float));
+        if (!grown) return slm_fail(err, SLM_ERR_NOMEM, "out of memory for the logits of %d tokens", n);
+        c->logits = grown;
+        c->logits_rows = (size_t)n;
+    }
     double t0 = now_s();
     c->n_logits = 0;
-    /* with all_logits the host logits buffer holds n_batch rows: larger requests keep the last ones */
+    c->eval_start = c->pos;
     for (int i = 0; i < n; i += m->n_batch) {
         int b = n - i < m->n_batch ? n - i : m->n_batch;
-        if (all_logits && i > 0) c->n_logits = 0;
         slm_status s = eval_batch(c, tokens + i, b, all_logits, err);
         if (s) return s;
-        c->n_logits = all_logits ? b : 1;
+        c->n_logits = all_logits ? i + b : 1;
     }
     double dt = now_s() - t0;
     if (n > 1) {

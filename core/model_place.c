@@ -110,7 +110,7 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     if (m->n_ctx < 1) m->n_ctx = 4096;
     m->n_batch = p->n_batch > 0 ? p->n_batch : 512;
     if (m->n_batch > m->n_ctx) m->n_batch = m->n_ctx;
-    slm_device_config cfg = {.n_threads = p->n_threads};
+    slm_device_config cfg = {.n_threads = p->n_threads, .f32_activations = p->f32_activations};
     slm_status s = slm_device_open("cpu", &cfg, &m->devices[0], err);
     if (s) return s;
     m->n_devices = 1;

@@ -6,7 +6,10 @@ uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits
                             slm_scratch *s) {
     slm_scratch tmp;
     if (!s) s = &tmp;
+    /* buf usually is s->buf (the scratch owns its buffer): keep it across the reset */
+    slm_buffer keep = buf ? *buf : (slm_buffer){0};
     memset(s, 0, sizeof *s);
+    if (buf) *buf = keep;
     int64_t B = n_batch, E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim;
     int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
     size_t at = 0;

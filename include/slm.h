@@ -40,6 +40,8 @@ typedef struct slm_params {
     int n_gpu_layers;     /* -1: all, -2: auto (fit), 0..n: the last n layers (+ output head first) */
     size_t vram_budget;   /* 0: the device's free memory; else a cap in bytes */
     bool verbose;         /* print the plan and load messages to stderr */
+    bool f32_activations; /* CPU: multiply quantized weights with f32 activations instead of 8-bit blocks:
+                             several times slower, used to check accuracy */
     size_t fault_alloc_limit; /* testing: GPU weight allocations above this many bytes fail as if the device
                                  were out of memory (0: off) */
 } slm_params;

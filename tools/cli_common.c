@@ -71,6 +71,7 @@ bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o) {
         else { takes = false;
             if (!strcmp(a, "--chat")) o->chat = true;
             else if (!strcmp(a, "--greedy")) o->sampling.temp = 0;
+            else if (!strcmp(a, "--f32-act")) o->params.f32_activations = true;
             else if (!strcmp(a, "--no-bos")) o->no_bos = true;
             else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->params.verbose = true;
             else {

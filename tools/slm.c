@@ -19,7 +19,8 @@ static void usage(void) {
             "  devices                                                     list compute devices\n"
             "options: -t THREADS  -c CTX  -b BATCH  --temp T  --top-k K  --top-p P  --min-p P\n"
             "         --repeat-penalty R  --seed S  --greedy  --device cpu|vulkan:N|cuda:N\n"
-            "         -ngl N|all|auto  --vram-budget SIZE  -v\n");
+            "         -ngl N|all|auto  --vram-budget SIZE  -v\n"
+            "         --f32-act  (CPU: f32 activations in mat-muls; slow, for accuracy checks)\n");
 }
 
 static int fail(const char *what, slm_status s, const slm_error *err) {

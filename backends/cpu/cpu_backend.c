@@ -33,13 +33,14 @@ static slm_status cpu_open(slm_device *d, int index, const slm_device_config *cf
         free(c);
         return s;
     }
-    c->kernels = slm_cpu_kernels_get(slm_cpu_isa_detect());
+    c->kernels = cfg->f32_activations ? slm_cpu_kernels_f32act(slm_cpu_isa_detect())
+                                      : slm_cpu_kernels_get(slm_cpu_isa_detect());
     c->exec.k = &c->kernels;
     c->exec.pool = c->pool;
     d->ctx = c;
     d->host_memory = true;
-    snprintf(d->name, sizeof d->name, "cpu (%s, %d thread%s)", slm_cpu_isa_name(c->kernels.isa), n,
-             n == 1 ? "" : "s");
+    snprintf(d->name, sizeof d->name, "cpu (%s%s, %d thread%s)", slm_cpu_isa_name(c->kernels.isa),
+             cfg->f32_activations ? ", f32 activations" : "", n, n == 1 ? "" : "s");
     return SLM_OK;
 }
 

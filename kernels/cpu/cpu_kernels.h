@@ -32,5 +32,7 @@ typedef struct slm_cpu_kernels {
 
 /* The kernel set for isa (falls back to a lower one if isa is not supported by this build or CPU). */
 slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa);
+/* The same set with mat-muls on f32 activations instead of 8-bit blocks (slow; accuracy checks). */
+slm_cpu_kernels slm_cpu_kernels_f32act(slm_cpu_isa isa);
 
 #endif

@@ -43,8 +43,12 @@ def _field(reader, key, default=None):
 class ReferenceModel:
     """Weights of one GGUF model, dequantized to float32 once, and a forward pass with a KV cache."""
 
-    def __init__(self, path):
+    def __init__(self, path, act_q8=False):
+        """act_q8: model what slm's CPU mat-muls do by default - round each activation block to 8 bits
+        (one f32 scale per 32 values for the 32-element block formats, per 256 for the K-quants) before
+        multiplying it with a quantized weight. Off: activations stay f32."""
         self.path = path
+        self.act_q8 = act_q8
         r = GGUFReader(path)
         arch = _field(r, "general.architecture")
         if arch not in SUPPORTED_ARCHS:
@@ -72,6 +76,12 @@ class ReferenceModel:
         tensors = {t.name: t for t in r.tensors}
         self.tensor_types = {t.name: GGMLQuantizationType(t.tensor_type).name for t in r.tensors}
 
+        def act_block(name):
+            """Activation block length slm quantizes to 8 bits for this weight (0: f32 activations)."""
+            kind = self.tensor_types.get(name, "F32")
+            return 256 if kind in ("Q4_K", "Q5_K", "Q6_K") else 32 if kind in (
+                "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0") else 0
+
         def get(name, required=True):
             t = tensors.get(name)
             if t is None:
@@ -87,6 +97,7 @@ class ReferenceModel:
         self.n_vocab = self.tok_embd.shape[0]
         out = get("output.weight", required=False)
         self.w_out = np.ascontiguousarray((out if out is not None else self.tok_embd).T)  # [n_embd, n_vocab]
+        self.out_block = act_block("output.weight" if out is not None else "token_embd.weight")
         self.output_norm = get("output_norm.weight")
         ff = get("rope_freqs.weight", required=False)
         self.rope_factors = ff.astype(np.float64) if ff is not None else np.ones(self.n_rot // 2)
@@ -107,9 +118,22 @@ class ReferenceModel:
             }
             for b in ("q", "k", "v"):
                 L["b" + b] = get(p + f"attn_{b}.bias", required=False)
+            names = {"wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output", "wg": "ffn_gate",
+                     "wu": "ffn_up", "wd": "ffn_down"}
+            L["block"] = {k: act_block(p + n + ".weight") for k, n in names.items()}
             self.layers.append(L)
 
     # --- pieces -------------------------------------------------------------------------------------
+
+    def _mm(self, h, w, block):
+        """h @ w, with h's rows first rounded to 8-bit blocks when act_q8 (see __init__)."""
+        if self.act_q8 and block and h.shape[-1] % block == 0:
+            x = h.reshape(-1, block).astype(np.float32)
+            d = (np.abs(x).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
+            inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, 1), 0).astype(np.float32)
+            q = np.clip(np.trunc(x * inv + np.copysign(np.float32(0.5), x)), -127, 127)  # half away from 0
+            h = (q * d).reshape(h.shape).astype(np.float32)
+        return h @ w
 
     def _rmsnorm(self, x, w):
         x64 = x.astype(np.float64)
@@ -159,7 +183,8 @@ class ReferenceModel:
         mask = np.where(np.arange(n_keys)[None, :] <= pos[:, None], 0.0, -np.inf)  # [T, n_keys]
         for li, L in enumerate(self.layers):
             h = self._rmsnorm(x, L["attn_norm"])
-            q, k, v = h @ L["wq"], h @ L["wk"], h @ L["wv"]
+            B = L["block"]
+            q, k, v = self._mm(h, L["wq"], B["wq"]), self._mm(h, L["wk"], B["wk"]), self._mm(h, L["wv"], B["wv"])
             if L["bq"] is not None:
                 q = q + L["bq"]
             if L["bk"] is not None:
@@ -185,14 +210,14 @@ class ReferenceModel:
             pr /= pr.sum(axis=-1, keepdims=True)
             vv = v.transpose(1, 0, 2)[:, None, :, :]  # [n_head_kv, 1, n_keys, hd]
             o = (pr.astype(np.float32) @ vv).reshape(nh, T, hd).transpose(1, 0, 2).reshape(T, nh * hd)
-            x = x + o @ L["wo"]
+            x = x + self._mm(o, L["wo"], B["wo"])
             h = self._rmsnorm(x, L["ffn_norm"])
-            g = h @ L["wg"]
-            u = h @ L["wu"]
+            g = self._mm(h, L["wg"], B["wg"])
+            u = self._mm(h, L["wu"], B["wu"])
             act = (g / (1.0 + np.exp(-g.astype(np.float64)))).astype(np.float32) * u
-            x = x + act @ L["wd"]
+            x = x + self._mm(act, L["wd"], B["wd"])
         cache["pos"] = p0 + T
-        return self._rmsnorm(x, self.output_norm) @ self.w_out
+        return self._mm(self._rmsnorm(x, self.output_norm), self.w_out, self.out_block)
 
     def greedy(self, ids, n):
         """(prompt logits [T, n_vocab], n greedy ids, logits [n, n_vocab] each greedy id was chosen from)."""

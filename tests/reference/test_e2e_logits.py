@@ -7,14 +7,21 @@
 For each model a fixed prompt of 48 token ids (BOS where the model adds one, ids spread over the whole
 vocabulary, then an English sentence to continue) goes through
 
-  BUILD/bin/slm logits -m MODEL --tokens a,b,... --out FILE -n 32
+  BUILD/bin/slm logits -m MODEL --tokens a,b,... --out FILE -n 32 [--f32-act]
 
-which writes float32 logits [48][n_vocab] and prints 32 greedy ids. Checks, per model and device:
-  1. cosine similarity of slm's and the reference's logits >= 0.999 at every prompt position;
-  2. the same argmax at >= 99% of the positions;
-  3. the 32 greedy ids equal the reference's own greedy continuation. Where they part, the test reports
-     the first divergent step; it is a failure unless the two tokens are a near-tie in the reference's
-     logits at that step (within GREEDY_TIE_TOL), where a quantized runtime may fairly pick either.
+which writes float32 logits [48][n_vocab] and prints 32 greedy ids. slm's CPU mat-muls round activations
+to 8-bit blocks by default (as the quantized formats are meant to be used); --f32-act keeps them f32, which
+is what the reference computes. Small models are sensitive to that rounding (SmolLM2-135M moves by up to
+cosine 0.997 from it alone, in numpy as much as in slm), so the exact checks run with --f32-act and the
+default path is checked against a numpy model of the same rounding. Per model and device:
+  1. (--f32-act) cosine similarity of slm's and the reference's logits >= 0.999 at every prompt position;
+  2. (--f32-act) the same argmax at >= 99% of the positions;
+  3. (--f32-act) the 32 greedy ids equal the reference's own greedy continuation. Where they part, the
+     test reports the first divergent step; it is a failure unless the two tokens are a near-tie in the
+     reference's logits at that step (within GREEDY_TIE_TOL);
+  4. (default path) the mean over positions of 1 - cosine against the f32 reference is at most
+     Q8_NOISE_FACTOR times that of the reference's own 8-bit-activation model (ReferenceModel act_q8);
+     RoPE, bias or norm faults are orders of magnitude above this.
 
 Every llama model is also tested as a qwen2 model (reference_forward.write_qwen2_variant: the same
 weights with Wq/Wk rows reordered for NeoX RoPE, plus random Q/K/V biases), since no small Qwen2 GGUF
@@ -46,6 +53,9 @@ GREEDY_TIE_TOL = 0.05
 SEED = 20240601
 PROMPT_TEXT = "\nThe history of the city of Rome begins with"
 SLM_TIMEOUT_S = 600
+# Rounding activations to 8 bits flips individual roundings with any change of summation order, so two
+# equally valid 8-bit paths (numpy's and slm's) scatter around each other: allow this factor.
+Q8_NOISE_FACTOR = 4.0
 # Standard deviation of the Q/K/V biases of the qwen2 variant made from each llama model.
 QWEN2_VARIANT_BIAS = 0.1
 
@@ -95,9 +105,9 @@ def prompt_ids(ref):
     return bos + spread_ids(ref, max(8, N_PROMPT - len(bos) - len(tail)), rng) + tail
 
 
-def run_slm(slm, model, ids, device, out_path):
+def run_slm(slm, model, ids, device, out_path, f32_act):
     cmd = [slm, "logits", "-m", model, "--tokens", ",".join(map(str, ids)), "--out", out_path,
-           "-n", str(N_GEN)]
+           "-n", str(N_GEN)] + (["--f32-act"] if f32_act else [])
     if device:
         cmd += ["--device", device]
     t0 = time.time()
@@ -136,45 +146,71 @@ def compare_greedy(ref, ref_gen, ref_step_logits, slm_gen):
     return True, f"all {len(ref_gen)} greedy ids equal"
 
 
+def cosines(got, want):
+    return (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-30)
+
+
+def slm_logits(tally, slm, path, ids, ref, dev, tag, f32_act):
+    """(logits [T, n_vocab] float64, greedy ids) from one slm run, or None after recording the failure."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "logits.f32")
+        gen, err, dt = run_slm(slm, path, ids, dev, out, f32_act)
+        if err:
+            tally.check(False, f"{tag}: {err}")
+            return None
+        raw = np.fromfile(out, dtype="<f4")
+    if raw.size != len(ids) * ref.n_vocab:
+        tally.check(False, f"{tag}: logits file holds {raw.size} floats, expected {len(ids)} x {ref.n_vocab}")
+        return None
+    got = raw.reshape(len(ids), ref.n_vocab).astype(np.float64)
+    print(f"{tag}: slm took {dt:.1f}s; greedy: {' '.join(map(str, gen))}")
+    tally.check(bool(np.isfinite(got).all()), f"{tag}: all logits finite")
+    return got, gen
+
+
 def check_model(tally, slm, path, devices, name=None):
     name = name or os.path.basename(path)
     t0 = time.time()
     ref = ReferenceModel(path)
     ids = prompt_ids(ref)
     ref_logits, ref_gen, ref_step_logits = ref.greedy(ids, N_GEN)
+    ref.act_q8 = True
+    q8_logits = ref.forward(ids)
+    ref.act_q8 = False
+    want = ref_logits.astype(np.float64)
+    q8_dev = float(np.mean(1 - cosines(q8_logits.astype(np.float64), want)))
     print(f"{name}: {ref.arch}, {ref.n_layer} layers, n_vocab {ref.n_vocab}; reference "
           f"{time.time() - t0:.1f}s; prompt {','.join(map(str, ids))}")
     print(f"{name}: reference greedy: {' '.join(map(str, ref_gen))}")
+    print(f"{name}: reference with 8-bit activations: mean 1 - cosine {q8_dev:.3g}")
     for dev in devices:
-        tag = f"{name} [{dev or 'default device'}]"
-        with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "logits.f32")
-            gen, err, dt = run_slm(slm, path, ids, dev, out)
-            if err:
-                tally.check(False, f"{tag}: {err}")
-                continue
-            raw = np.fromfile(out, dtype="<f4")
-        if raw.size != len(ids) * ref.n_vocab:
-            tally.check(False, f"{tag}: logits file holds {raw.size} floats, expected "
-                               f"{len(ids)} x {ref.n_vocab}")
-            continue
-        got = raw.reshape(len(ids), ref.n_vocab).astype(np.float64)
-        want = ref_logits.astype(np.float64)
-        print(f"{tag}: slm took {dt:.1f}s; greedy: {' '.join(map(str, gen))}")
-        tally.check(bool(np.isfinite(got).all()), f"{tag}: all logits finite")
-        cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-30)
-        worst = int(np.argmin(cos))
-        tally.check(bool(cos.min() >= MIN_COSINE),
-                    f"{tag}: cosine per position min {cos.min():.6f} (position {worst}) mean "
-                    f"{cos.mean():.6f} >= {MIN_COSINE}; max |diff| {np.abs(got - want).max():.4g}")
-        am_got, am_want = got.argmax(1), want.argmax(1)
-        agree = float((am_got == am_want).mean())
-        bad = [int(i) for i in np.flatnonzero(am_got != am_want)]
-        tally.check(agree >= MIN_ARGMAX_AGREEMENT,
-                    f"{tag}: argmax agrees at {agree * 100:.1f}% of positions >= "
-                    f"{MIN_ARGMAX_AGREEMENT * 100:.0f}%" + (f" (differs at {bad[:10]})" if bad else ""))
-        ok, msg = compare_greedy(ref, ref_gen, ref_step_logits, gen)
-        tally.check(ok, f"{tag}: greedy continuation: {msg}")
+        tag = f"{name} [{dev or 'default device'}, f32 activations]"
+        res = slm_logits(tally, slm, path, ids, ref, dev, tag, True)
+        if res:
+            got, gen = res
+            cos = cosines(got, want)
+            worst = int(np.argmin(cos))
+            tally.check(bool(cos.min() >= MIN_COSINE),
+                        f"{tag}: cosine per position min {cos.min():.6f} (position {worst}) mean "
+                        f"{cos.mean():.6f} >= {MIN_COSINE}; max |diff| {np.abs(got - want).max():.4g}")
+            am_got, am_want = got.argmax(1), want.argmax(1)
+            agree = float((am_got == am_want).mean())
+            bad = [int(i) for i in np.flatnonzero(am_got != am_want)]
+            tally.check(agree >= MIN_ARGMAX_AGREEMENT,
+                        f"{tag}: argmax agrees at {agree * 100:.1f}% of positions >= "
+                        f"{MIN_ARGMAX_AGREEMENT * 100:.0f}%" + (f" (differs at {bad[:10]})" if bad else ""))
+            ok, msg = compare_greedy(ref, ref_gen, ref_step_logits, gen)
+            tally.check(ok, f"{tag}: greedy continuation: {msg}")
+        tag = f"{name} [{dev or 'default device'}, default path]"
+        res = slm_logits(tally, slm, path, ids, ref, dev, tag, False)
+        if res:
+            cos = cosines(res[0], want)
+            dev_slm = float(np.mean(1 - cos))
+            limit = Q8_NOISE_FACTOR * q8_dev + 1e-6
+            tally.check(dev_slm <= limit,
+                        f"{tag}: mean 1 - cosine {dev_slm:.3g} <= {Q8_NOISE_FACTOR:g} x the 8-bit reference's "
+                        f"{q8_dev:.3g} (min cosine {cos.min():.6f}, argmax agrees at "
+                        f"{float((res[0].argmax(1) == want.argmax(1)).mean()) * 100:.1f}%)")
 
 
 def main():

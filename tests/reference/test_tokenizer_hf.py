@@ -172,6 +172,16 @@ def fix_pre_tokenizer(hf, pre):
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
 
 
+def spm_reference_sane(hf):
+    """transformers rebuilds BPE merges from SentencePiece scores; for some vocabularies (Gemma 3) the result
+    spells whole words letter by letter. A vocabulary holding 'Hello' and '\u2581world' must use them."""
+    vocab = hf.get_vocab()
+    words = ("Hello", "\u2581world")
+    if not all(w in vocab for w in words):
+        return True  # nothing to probe with
+    return hf.encode("Hello world", add_special_tokens=False) == [vocab[w] for w in words]
+
+
 def fixture_cases(path):
     """(strings, expected ids) of a vocabulary fixture, or None when the file has no .inp/.out."""
     inp, out = path + ".inp", path + ".out"
@@ -346,6 +356,11 @@ def main():
                 tally.skip(f"{name}: transformers' tokenizer from this GGUF misses {wrong} of {len(fx[0])} of the "
                            "fixture's own expected ids: no reference (test_tokenizer checks the fixture)")
                 continue
+        elif kind == "llama" and not spm_reference_sane(hf):
+            tally.skip(f"{name}: transformers' tokenizer from this GGUF splits 'Hello world' into "
+                       f"{hf.encode('Hello world', add_special_tokens=False)} although the vocabulary holds both "
+                       "words whole (its loader rebuilds SentencePiece merges wrongly): no reference")
+            continue
         ours = slm_tokenize(tool, path, strings)
         bad = []
         for s, (ids, _) in zip(strings, ours):

@@ -1,7 +1,7 @@
 /* Executes a graph: consecutive ops of one device form a split, run by that device's backend in one call;
  * between splits only the residual stream crosses, through host staging memory. */
-#ifndef SLM_SCHED_H
-#define SLM_SCHED_H
+#ifndef SLM_SCHEDULER_H
+#define SLM_SCHEDULER_H
 
 #include "graph.h"
 
