@@ -8,14 +8,23 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define SLM_CPU_X86 1
+#include <cpuid.h>
 #else
 #define SLM_CPU_X86 0
+#endif
+
+#if SLM_CPU_X86
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c". */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
 #endif
 
 static int has_avx2(void) {
 #if SLM_CPU_X86
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 #else
     return 0;
 #endif

@@ -213,6 +213,12 @@ def check_model(tally, slm, path, devices, name=None):
                         f"{float((res[0].argmax(1) == want.argmax(1)).mean()) * 100:.1f}%)")
 
 
+def present_devices(slm):
+    """Device specs `slm devices` lists as present (first column: cpu:0, vulkan:0, ...)."""
+    p = subprocess.run([slm, "devices"], capture_output=True, text=True, timeout=120)
+    return [ln.split()[0] for ln in p.stdout.splitlines() if ln.split() and ":" in ln.split()[0]]
+
+
 def main():
     ap = common.build_arg_parser(__doc__)
     ap.add_argument("--device", action="append", default=None,
@@ -228,6 +234,10 @@ def main():
     if not slm:
         print(f"FAIL: {a.build}/bin/slm not built")
         sys.exit(1)
+    present = present_devices(slm)
+    missing = [d for d in devices if d and d.split(":")[0] != "cpu" and d not in present]
+    if missing:
+        common.skip(f"device {', '.join(missing)} not present (slm devices lists {', '.join(present)})")
     models = a.model or common.find_test_models()
     if not models:
         common.skip("no *.gguf in $SLM_TEST_MODELS (scripts/setup fetches them into .cache/models)")
