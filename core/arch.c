@@ -76,7 +76,7 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
     if ((s = read_int(g, arch, "attention.key_length", false, hp->n_embd / hp->n_head, &key_len, err))) return s;
     hp->head_dim = key_len;
     if ((s = read_int(g, arch, "rope.dimension_count", false, hp->head_dim, &hp->n_rot, err))) return s;
-    if (hp->head_dim < 2 || hp->head_dim % 2 || hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+    if (hp->head_dim < 2 || hp->head_dim > 512 || hp->head_dim % 2 || hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
         return slm_fail(err, SLM_ERR_FORMAT, "%s: head dimension %d / rope dimension %d are not usable", arch,
                         hp->head_dim, hp->n_rot);
     /* Linear rope scaling; llama3-style scaling comes as per-frequency factors in rope_freqs.weight. */

@@ -89,17 +89,34 @@ static void run_rmsnorm(const slm_op *op, int ith, int nth) {
 
 static void run_rope(const slm_op *op, int ith, int nth) {
     const slm_tensor *x = &op->dst;
-    int64_t hd = x->ne[0], nh = x->ne[1], T = x->ne[2];
+    int64_t nh = x->ne[1], T = x->ne[2];
     const int32_t *pos = (const int32_t *)PTR(op->src[1]);
     const float *factors = op->src[2].buf ? (const float *)PTR(op->src[2]) : NULL;
-    int64_t i0, i1;
+    int n_rot = op->p.rope.n_rot, half = n_rot / 2, neox = op->p.rope.neox;
+    if (half > 256) half = 256; /* n_rot is checked against head_dim <= 512 at load */
+    double cs[256], sn[256];
+    int64_t i0, i1, cached = -1;
     share(nh * T, ith, nth, 1, &i0, &i1);
     for (int64_t i = i0; i < i1; i++) {
         int64_t t = i / nh, h = i % nh;
+        if (t != cached) {
+            /* every head of a token turns by the same angles: the same arithmetic as slm_ref_rope */
+            for (int j = 0; j < half; j++) {
+                double theta = (double)pos[t] * pow((double)op->p.rope.freq_base, -2.0 * j / n_rot) *
+                               (double)op->p.rope.freq_scale;
+                if (factors) theta /= (double)factors[j];
+                cs[j] = cos(theta);
+                sn[j] = sin(theta);
+            }
+            cached = t;
+        }
         float *v = (float *)(PTR(*x) + t * x->nb[2] + h * x->nb[1]);
-        slm_ref_rope(v, op->p.rope.n_rot, pos[t], op->p.rope.freq_base, op->p.rope.freq_scale, factors,
-                     op->p.rope.neox);
-        (void)hd;
+        for (int j = 0; j < half; j++) {
+            int a = neox ? j : 2 * j, b = neox ? j + half : 2 * j + 1;
+            double x0 = v[a], x1 = v[b];
+            v[a] = (float)(x0 * cs[j] - x1 * sn[j]);
+            v[b] = (float)(x0 * sn[j] + x1 * cs[j]);
+        }
     }
 }
 
@@ -149,15 +166,19 @@ static void run_attention(const slm_cpu_exec *e, const slm_op *op, int ith, int 
 }
 
 static void run_elementwise(const slm_op *op, int ith, int nth) {
-    int64_t n = op->dst.ne[0], T = op->dst.ne[1], t0, t1;
-    share(T, ith, nth, 1, &t0, &t1);
+    int64_t n = op->dst.ne[0], T = op->dst.ne[1];
+    /* split the elements when there are fewer columns than threads (decode), else the columns */
+    bool by_elem = T < nth;
+    int64_t t0 = 0, t1 = T, e0 = 0, e1 = n;
+    if (by_elem) share(n, ith, nth, 16, &e0, &e1);
+    else share(T, ith, nth, 1, &t0, &t1);
     for (int64_t t = t0; t < t1; t++) {
         const float *a = (const float *)COL(op->src[0], t), *b = (const float *)COL(op->src[1], t);
         float *y = (float *)COL(op->dst, t);
         if (op->kind == SLM_OP_ADD) {
-            for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
-        } else {
-            slm_ref_swiglu(a, b, y, (int)n);
+            for (int64_t i = e0; i < e1; i++) y[i] = a[i] + b[i];
+        } else if (e1 > e0) {
+            slm_ref_swiglu(a + e0, b + e0, y + e0, (int)(e1 - e0));
         }
     }
 }
