@@ -45,7 +45,7 @@ struct slm_model {
     char name[128];                         /* general.name */
     char *chat_template;                    /* tokenizer.chat_template, NUL-terminated, or NULL */
     char plan_text[512];                    /* the placement, for -v and slm-bench */
-    char plan_note[256];                    /* why the placement differs from the request, if it does */
+    char plan_note[512];                    /* why the placement differs from the request, if it does */
     double predicted_tps;                   /* the planner's decode prediction (0 on a single device) */
 };
 

@@ -46,48 +46,106 @@ static int device_tensors(slm_model *m, int d, slm_tensor **list, int cap) {
     return n;
 }
 
-/* Copies device d's tensors into one device buffer; the bindings move only when every upload worked, so
- * a failure leaves the model bound to the mapping. */
-static slm_status upload_device(slm_model *m, int d, slm_error *err) {
+/* Device d's tensors and their offsets in its one weight buffer. */
+typedef struct dev_upload {
+    slm_tensor **list;
+    uint64_t *offs;
+    int n;
+} dev_upload;
+
+/* Allocates device d's weight buffer and copies its tensors there, without moving any binding yet. */
+static slm_status upload_device(slm_model *m, int d, dev_upload *u, slm_error *err) {
     slm_device *dev = m->devices[d];
     int cap = m->hp.n_layer * 12 + 8;
-    slm_tensor **list = malloc((size_t)cap * sizeof *list);
-    uint64_t *offs = malloc((size_t)cap * sizeof *offs);
-    slm_status s = SLM_OK;
-    if (!list || !offs) {
-        s = slm_fail(err, SLM_ERR_NOMEM, "out of memory placing weights");
-        goto done;
-    }
-    int n = device_tensors(m, d, list, cap);
+    u->list = malloc((size_t)cap * sizeof *u->list);
+    u->offs = malloc((size_t)cap * sizeof *u->offs);
+    if (!u->list || !u->offs) return slm_fail(err, SLM_ERR_NOMEM, "out of memory placing weights");
+    u->n = device_tensors(m, d, u->list, cap);
     uint64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        offs[i] = total;
-        total += ALIGN_UP(slm_tensor_bytes(list[i]));
+    for (int i = 0; i < u->n; i++) {
+        u->offs[i] = total;
+        total += ALIGN_UP(slm_tensor_bytes(u->list[i]));
     }
-    if (total == 0) goto done;
+    if (total == 0) return SLM_OK;
+    slm_status s;
     if (m->params.fault_alloc_limit && total > m->params.fault_alloc_limit)
         s = slm_fail(err, SLM_ERR_DEVICE, "%s: out of device memory allocating %.1f MiB (simulated)", dev->name,
                      total / 1048576.0);
     else
         s = dev->ops->alloc(dev, (size_t)total, &m->dev_weights[d], err);
-    for (int i = 0; i < n && !s; i++) {
-        const uint8_t *src = (const uint8_t *)list[i]->buf->host + list[i]->offset;
-        s = dev->ops->upload(dev, &m->dev_weights[d], (size_t)offs[i], src, slm_tensor_bytes(list[i]), err);
+    for (int i = 0; i < u->n && !s; i++) {
+        const uint8_t *src = (const uint8_t *)u->list[i]->buf->host + u->list[i]->offset;
+        s = dev->ops->upload(dev, &m->dev_weights[d], (size_t)u->offs[i], src, slm_tensor_bytes(u->list[i]), err);
     }
     if (!s) s = dev->ops->sync(dev, err);
-    if (s) {
-        if (m->dev_weights[d].size) dev->ops->release(dev, &m->dev_weights[d]);
-        memset(&m->dev_weights[d], 0, sizeof m->dev_weights[d]);
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        list[i]->buf = &m->dev_weights[d];
-        list[i]->offset = (size_t)offs[i];
-    }
-done:
-    free(list);
-    free(offs);
     return s;
+}
+
+/* Uploads every GPU device's share; the bindings move only when all of them worked, so a failure leaves
+ * the model bound to the mapping. *failed is the device that refused. */
+static slm_status upload_all(slm_model *m, int *failed, slm_error *err) {
+    dev_upload up[SLM_MAX_DEVICES];
+    memset(up, 0, sizeof up);
+    slm_status s = SLM_OK;
+    for (int d = 1; d < m->n_devices && !s; d++) {
+        s = upload_device(m, d, &up[d], err);
+        if (s) *failed = d;
+    }
+    for (int d = 1; d < m->n_devices; d++) {
+        if (s && m->dev_weights[d].size) {
+            m->devices[d]->ops->release(m->devices[d], &m->dev_weights[d]);
+            memset(&m->dev_weights[d], 0, sizeof m->dev_weights[d]);
+        }
+        for (int i = 0; i < up[d].n && !s; i++) {
+            up[d].list[i]->buf = &m->dev_weights[d];
+            up[d].list[i]->offset = (size_t)up[d].offs[i];
+        }
+        free(up[d].list);
+        free(up[d].offs);
+    }
+    return s;
+}
+
+/* "3,1" -> shares[0..n) (the GPU devices' shares of the GPU layers). */
+static slm_status parse_split(const char *text, int n, float *shares, slm_error *err) {
+    const char *p = text;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || v < 0 || v > 1e6)
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "tensor split '%s': expected %d non-negative numbers", text, n);
+        shares[i] = (float)v;
+        p = end;
+        if (i + 1 < n) {
+            if (*p != ',')
+                return slm_fail(err, SLM_ERR_INVALID_ARG, "tensor split '%s': expected %d numbers (one per GPU)",
+                                text, n);
+            p++;
+        }
+    }
+    if (*p) return slm_fail(err, SLM_ERR_INVALID_ARG, "tensor split '%s': more numbers than GPUs (%d)", text, n);
+    return SLM_OK;
+}
+
+/* Opens the GPU devices of a comma-separated list ("vulkan:0", "cuda:0,cuda:1") as devices 1.. */
+static slm_status open_gpus(slm_model *m, const char *list, const slm_device_config *cfg, slm_error *err) {
+    const char *p = list;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char spec[64];
+        if (len == 0 || len >= sizeof spec)
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "device list '%s': empty or overlong entry", list);
+        memcpy(spec, p, len);
+        spec[len] = 0;
+        if (m->n_devices >= SLM_MAX_DEVICES)
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "device list '%s': at most %d GPUs", list, SLM_MAX_DEVICES - 1);
+        slm_status s = slm_device_open(spec, cfg, &m->devices[m->n_devices], err);
+        if (s) return s;
+        m->n_devices++;
+        p += len + (comma ? 1 : 0);
+    }
+    return SLM_OK;
 }
 
 static slm_status measure(slm_model *m, slm_plan_device *pd) {
@@ -117,11 +175,13 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     s = m->devices[0]->ops->wrap_host(m->devices[0], (void *)m->gguf->base, m->gguf->size, &m->host_weights, err);
     if (s) return s;
     bool gpu = p->device && *p->device && strncmp(p->device, "cpu", 3) != 0;
-    if (gpu) {
-        s = slm_device_open(p->device, &cfg, &m->devices[1], err);
-        if (s) return s;
-        m->n_devices = 2;
-    }
+    if (gpu && (s = open_gpus(m, p->device, &cfg, err))) return s;
+    float shares[SLM_MAX_DEVICES] = {0};
+    if (gpu && p->tensor_split && *p->tensor_split &&
+        (s = parse_split(p->tensor_split, m->n_devices - 1, shares, err)))
+        return s;
+    if (gpu && !p->tensor_split && m->n_devices > 2)
+        for (int d = 1; d < m->n_devices; d++) shares[d - 1] = 1;  /* equal shares by default */
     for (int il = 0; il < hp->n_layer; il++) m->layers[il].device = 0;
     m->output_device = 0;
     m->rope_freqs_on[0] = m->rope_freqs;
@@ -136,26 +196,29 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     slm_plan_device pd[SLM_MAX_DEVICES];
     memset(pd, 0, sizeof pd);
     measure(m, pd);
-    slm_plan_request req = {.n_gpu_layers = p->n_gpu_layers, .margin = 0.05};
+    slm_plan_request req = {.n_gpu_layers = p->n_gpu_layers, .margin = 0.05,
+                            .tensor_split = m->n_devices > 2 ? shares : NULL};
     slm_plan plan;
     s = slm_plan_make(&pm, pd, m->n_devices, &req, &plan, err);
     while (!s) {
         for (int il = 0; il < hp->n_layer; il++) m->layers[il].device = plan.layer_device[il];
         m->output_device = plan.output_device;
         slm_error up_err = {{0}};
-        s = plan.n_gpu_units ? upload_device(m, 1, &up_err) : SLM_OK;
+        int failed = 1;
+        s = plan.n_gpu_units ? upload_all(m, &failed, &up_err) : SLM_OK;
         if (!s) break;
-        /* The device refused: re-plan with one unit fewer and say why. */
+        /* A device refused: re-plan with one unit fewer and say why. */
         int units = plan.n_gpu_units - 1;
-        snprintf(m->plan_note, sizeof m->plan_note, "%s: could not hold %d GPU layer(s) (%s); using %d",
-                 m->devices[1]->name, plan.n_gpu_units, up_err.msg, units < 0 ? 0 : units);
+        snprintf(m->plan_note, sizeof m->plan_note, "%s: could not hold %d GPU layer(s) (%.200s); using %d",
+                 m->devices[failed]->name, plan.n_gpu_units, up_err.msg, units < 0 ? 0 : units);
         for (int il = 0; il < hp->n_layer; il++) m->layers[il].device = 0;
         m->output_device = 0;
         req.n_gpu_layers = units < 0 ? 0 : units;
         s = slm_plan_make(&pm, pd, m->n_devices, &req, &plan, err);
     }
     if (!s) {
-        const char *names[SLM_MAX_DEVICES] = {m->devices[0]->name, m->devices[1]->name};
+        const char *names[SLM_MAX_DEVICES] = {0};
+        for (int d = 0; d < m->n_devices; d++) names[d] = m->devices[d]->name;
         slm_plan_describe(&plan, names, m->plan_text, sizeof m->plan_text);
         m->predicted_tps = plan.predicted_tps;
     }

@@ -28,9 +28,17 @@ slm_die() { slm_log "error: $*"; exit 1; }
 
 # Runs "$@" and logs how long it took (the scripts report their phases' times).
 slm_timed() {
-    local t0=$SECONDS
+    local t0=$SECONDS rc
+    # plain call: under set -e a failure still ends the script; in a `slm_timed ... || x` list (where
+    # bash suspends set -e) the status is handed back
     "$@"
-    slm_log "done in $((SECONDS - t0))s: $*"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        slm_log "done in $((SECONDS - t0))s: $*"
+    else
+        slm_log "failed (exit $rc) after $((SECONDS - t0))s: $*"
+    fi
+    return "$rc"
 }
 
 # Installs the Debian packages that are missing; does nothing (and needs no network) when all are there.

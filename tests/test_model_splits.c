@@ -15,11 +15,11 @@
 typedef struct run_result {
     float *logits;   /* [N_PROMPT, n_vocab] */
     int32_t gen[N_GEN];
-    char plan[512], note[256];
+    char plan[512], note[512];
 } run_result;
 
-static bool run_model(const char *path, const char *device, int ngl, size_t fault_limit, int n_vocab,
-                      run_result *r) {
+static bool run_model(const char *path, const char *device, const char *split, int ngl, size_t fault_limit,
+                      int n_vocab, run_result *r) {
     slm_params p = slm_params_default();
     p.n_threads = 2;
     p.n_ctx = 64;
@@ -27,6 +27,7 @@ static bool run_model(const char *path, const char *device, int ngl, size_t faul
     p.device = device;
     p.n_gpu_layers = ngl;
     p.fault_alloc_limit = fault_limit;
+    p.tensor_split = split;
     /* GPU kernels multiply with f32 activations; the CPU's default 8-bit activation blocks alone move this
      * small model's logits by up to cosine 0.997 (tests/reference/test_e2e_logits.py), so every run here
      * keeps f32 activations on the CPU too and the splits compare like with like. */
@@ -96,7 +97,7 @@ int main(void) {
     int n_layer = m->hp.n_layer, n_vocab = m->hp.n_vocab;
     slm_model_free(m);
     run_result cpu = {0};
-    if (!run_model(path, "cpu", 0, 0, n_vocab, &cpu)) return 1;
+    if (!run_model(path, "cpu", NULL, 0, 0, n_vocab, &cpu)) return 1;
     const char *only = getenv("SLM_TEST_SPLITS");  /* e.g. "0,1,16,31" to shorten a debugging run */
     for (size_t d = 0; d < sizeof devices / sizeof devices[0]; d++) {
         slm_device *dev;
@@ -116,7 +117,7 @@ int main(void) {
                 if (!strstr(list, key)) continue;
             }
             run_result r = {0};
-            if (!run_model(path, devices[d], ngl, 0, n_vocab, &r)) {
+            if (!run_model(path, devices[d], NULL, ngl, 0, n_vocab, &r)) {
                 CHECK(false, "%s ngl %d failed", devices[d], ngl);
                 continue;
             }
@@ -135,12 +136,40 @@ int main(void) {
         /* simulated allocation failure: a 40 MiB limit holds the 30 MiB head and a few layers, not all; the load still works with
          * fewer GPU layers, says why, and stays correct */
         run_result r = {0};
-        bool ok = run_model(path, devices[d], -1, 40u << 20, n_vocab, &r);
+        bool ok = run_model(path, devices[d], NULL, -1, 40u << 20, n_vocab, &r);
         CHECK(ok, "%s: load with a failing allocation must still work", devices[d]);
         if (ok) {
             printf("%s alloc failure: %s | %s\n", devices[d], r.note, r.plan);
             CHECK(strstr(r.note, "could not hold") != NULL, "the note must say why: '%s'", r.note);
             CHECK(cosine(r.logits, cpu.logits, n_vocab) >= 0.999, "fallback logits differ");
+            free(r.logits);
+        }
+    }
+    /* Two GPUs (--device A,B --tensor-split): the same device opened twice is two devices to slm, so the
+     * activations cross GPU -> host -> GPU between the two ranges. */
+    for (size_t d = 0; d < sizeof devices / sizeof devices[0]; d++) {
+        char pair[32];
+        snprintf(pair, sizeof pair, "%s,%s", devices[d], devices[d]);
+        slm_device *dev;
+        if (slm_device_open(devices[d], NULL, &dev, &err)) continue;
+        slm_device_close(dev);
+        struct { int ngl; const char *split; } cases[] = {{-1, "1,2"}, {12, "1,1"}, {n_layer + 1, "3,0"}};
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            run_result r = {0};
+            bool ok = run_model(path, pair, cases[i].split, cases[i].ngl, 0, n_vocab, &r);
+            CHECK(ok, "%s split %s ngl %d failed", pair, cases[i].split, cases[i].ngl);
+            if (!ok) continue;
+            double worst = 1;
+            for (int t = 0; t < N_PROMPT; t++) {
+                double c = cosine(r.logits + (size_t)t * n_vocab, cpu.logits + (size_t)t * n_vocab, n_vocab);
+                if (c < worst) worst = c;
+            }
+            int same = 0;
+            while (same < N_GEN && r.gen[same] == cpu.gen[same]) same++;
+            printf("%s split %s ngl %d: min cosine %.6f, greedy %d/%d  [%s]\n", pair, cases[i].split,
+                   cases[i].ngl, worst, same, N_GEN, r.plan);
+            CHECK(worst >= 0.999, "%s split %s: cosine %.6f < 0.999", pair, cases[i].split, worst);
+            CHECK(same == N_GEN, "%s split %s: greedy tokens differ from step %d", pair, cases[i].split, same);
             free(r.logits);
         }
     }

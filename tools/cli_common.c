@@ -68,6 +68,7 @@ bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o) {
             else if (v && !strcmp(v, "auto")) o->params.n_gpu_layers = -2;
             else ok = v && parse_int(v, 0, 1 << 20, &o->params.n_gpu_layers);
         } else if (!strcmp(a, "--vram-budget")) ok = v && slm_cli_parse_size(v, &o->params.vram_budget);
+        else if (!strcmp(a, "-ts") || !strcmp(a, "--tensor-split")) { ok = v != NULL; o->params.tensor_split = v; }
         else { takes = false;
             if (!strcmp(a, "--chat")) o->chat = true;
             else if (!strcmp(a, "--greedy")) o->sampling.temp = 0;

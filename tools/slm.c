@@ -18,8 +18,8 @@ static void usage(void) {
             "                                                              then print N greedy token ids\n"
             "  devices                                                     list compute devices\n"
             "options: -t THREADS  -c CTX  -b BATCH  --temp T  --top-k K  --top-p P  --min-p P\n"
-            "         --repeat-penalty R  --seed S  --greedy  --device cpu|vulkan:N|cuda:N\n"
-            "         -ngl N|all|auto  --vram-budget SIZE  -v\n"
+            "         --repeat-penalty R  --seed S  --greedy  --device cpu|vulkan:N|cuda:N[,...]\n"
+            "         -ngl N|all|auto  --vram-budget SIZE  --tensor-split 3,1  -v\n"
             "         --f32-act  (CPU: f32 activations in mat-muls; slow, for accuracy checks)\n");
 }
 

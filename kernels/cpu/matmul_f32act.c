@@ -14,15 +14,9 @@ static void f32_copy(slm_dtype wtype, const float *x, void *xq, int64_t k) { mem
 
 static void f32_matmul(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
                        size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride) {
-    /* one dequantized row per thread, kept between calls */
-    static _Thread_local float *row;
-    static _Thread_local int64_t row_cap;
-    if (row_cap < k) {
-        float *grown = realloc(row, (size_t)k * sizeof *row);
-        if (!grown) abort(); /* a few KB per thread: nothing sensible to fall back to */
-        row = grown;
-        row_cap = k;
-    }
+    /* one dequantized row (a few KB; this path is slow anyway) */
+    float *row = malloc((size_t)k * sizeof *row);
+    if (!row) abort(); /* the kernel interface has no error path: nothing sensible to fall back to */
     for (int64_t r = 0; r < n_rows; r++) {
         slm_ref_dequant_row(wtype, (const uint8_t *)w + (size_t)r * w_row_bytes, row, k);
         for (int64_t c = 0; c < n_cols; c++) {
@@ -32,6 +26,7 @@ static void f32_matmul(slm_dtype wtype, const void *w, size_t w_row_bytes, int64
             out[c * out_stride + r] = (float)acc;
         }
     }
+    free(row);
 }
 
 slm_cpu_kernels slm_cpu_kernels_f32act(slm_cpu_isa isa) {
