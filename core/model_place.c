@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "device_probe.h"
 #include "plan.h"
 #include "scratch.h"
 
@@ -154,8 +155,13 @@ static slm_status measure(slm_model *m, slm_plan_device *pd) {
         size_t fr = 0, tot = 0;
         dev->ops->memory(dev, &fr, &tot);
         pd[d].budget = d > 0 && m->params.vram_budget ? m->params.vram_budget : fr;
-        pd[d].bandwidth = dev->ops->measure_bandwidth ? dev->ops->measure_bandwidth(dev) : 0;
-        pd[d].link_bandwidth = 10e9;  /* a PCIe 3/4 x16 order of magnitude; replaced by measurement later */
+        /* the rate of the device's own mat-vec (what decode is bound by), else its raw read bandwidth */
+        slm_device_probe pr = slm_device_probe_run(dev, m->layers[0].w_up.type, m->hp.n_embd, (size_t)128 << 20);
+        pd[d].bandwidth = pr.matvec_bandwidth > 0                 ? pr.matvec_bandwidth
+                          : dev->ops->measure_bandwidth ? dev->ops->measure_bandwidth(dev)
+                                                        : 0;
+        /* host -> device copies; a PCIe 3/4 x16 order of magnitude when the probe could not tell */
+        pd[d].link_bandwidth = d > 0 && pr.link_bandwidth > 0 ? pr.link_bandwidth : 10e9;
         pd[d].link_latency = 20e-6;
     }
     return SLM_OK;
