@@ -305,6 +305,11 @@ int main(void) {
         runs[n_runs++] = (isa_run){.k = k};
     }
     test_matmul(runs, n_runs);
+    /* the exact-activation set (--f32-act): same shapes and bounds, and far closer to the reference */
+    isa_run exact = {.k = slm_cpu_kernels_f32act(best)};
+    test_matmul(&exact, 1);
+    printf("f32 activations: NMSE vs reference %.3g\n", err_nmse(&exact.vs_ref));
+    CHECK(err_nmse(&exact.vs_ref) < 1e-10, "f32-activation mat-mul NMSE %g", err_nmse(&exact.vs_ref));
     test_f16_helpers(runs, n_runs);
     test_real_model(runs, n_runs);
     return slm_test_finish("test_cpu_kernels");
