@@ -46,7 +46,7 @@ typedef struct bench_options {
     bench_int_list n_gpu_layers;/* -ngl: SLM_NGL_ALL (-1, "all"), SLM_NGL_AUTO (-2, "auto"), N */
     bench_int_list n_batch;     /* -b */
     bench_str_list devices;     /* -dev: cpu, vulkan:0, cuda:0 */
-    bench_str_list kv_types;    /* -ctk: f16 (the only KV type the engine has) */
+    bench_str_list kv_types;    /* -ctk: one of BENCH_KV_TYPES, checked while parsing */
     int reps;                   /* -r */
     int n_ctx;                  /* -c: 0 = the largest p + n of the tests */
     bench_format format;        /* -o md|csv|json */
@@ -58,9 +58,13 @@ typedef struct bench_options {
     bool verbose;               /* -v */
     bool help;                  /* -h */
     bool no_peak;               /* --no-peak: skip the bandwidth measurement */
-    int peak_mib;               /* --peak-mib: buffer of the CPU read (default 512) */
+    int peak_mib;               /* --peak-mib: buffer of the CPU read; 0 (default): bench_default_peak_mib */
     uint64_t seed;              /* token ids of the runs */
 } bench_options;
+
+/* The KV cache types the engine has, for -ctk (the usage error lists them). */
+#define BENCH_KV_TYPES "f16"
+bool bench_kv_type_supported(const char *name);
 
 /* Fills defaults, then parses argv. Fails with SLM_ERR_INVALID_ARG and a message naming the option. */
 slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_error *err);
@@ -71,6 +75,14 @@ slm_status bench_parse_int_list(const char *s, bool allow_ngl_words, bench_int_l
 
 /* ---- bandwidth ---- */
 
+/* The default buffer of the CPU peak read: at least 4x the last-level cache (llc_bytes, 0 if unknown) so
+ * that the figure is DRAM's and not the cache's, and at least 512 MiB, but no more than half of the
+ * available memory (avail_bytes, 0 if unknown); never under 16 MiB. */
+int bench_default_peak_mib(uint64_t llc_bytes, uint64_t avail_bytes);
+/* The largest CPU cache of cpu0 from sysfs (else sysconf), in bytes; 0 when unknown. */
+uint64_t bench_llc_bytes(void);
+/* MemAvailable from /proc/meminfo (else free pages), in bytes; 0 when unknown. */
+uint64_t bench_available_bytes(void);
 /* Best of reps multi-threaded reads of a buffer of mib MiB, in bytes/s (0 on failure). */
 double bench_cpu_read_bandwidth(int n_threads, int mib, int reps);
 /* A device's own measurement (backend measure_bandwidth) in bytes/s; 0 when the device cannot be opened or
@@ -150,6 +162,7 @@ typedef struct bench_device_fact {
     char name[160];
     double peak;               /* bytes/s */
     int threads;               /* cpu: the thread count of the measurement */
+    int buffer_mib;            /* cpu: the size of the buffer read; 0 for other devices */
 } bench_device_fact;
 
 typedef struct bench_sysinfo {
@@ -157,18 +170,25 @@ typedef struct bench_sysinfo {
     char cpu[128], cpu_features[96];
     int n_cores;
     double mem_gib;
+    uint64_t llc_bytes;        /* last-level cache, 0 when unknown */
+    int peak_mib;              /* the CPU peak read's buffer when --peak-mib is not given */
     bench_device_fact dev[8];
     int n_dev;
     char date[32];
 } bench_sysinfo;
 void bench_sysinfo_collect(bench_sysinfo *s);
-/* Peak of (spec, threads): measured once and remembered in s. */
+/* A device name without the spec it starts with ("vulkan:0 llvmpipe" -> "llvmpipe"), else name itself. */
+const char *bench_device_name_tail(const char *name, const char *spec);
+/* Peak of (spec, threads): measured once and remembered in s. mib: the CPU buffer (<= 0: s->peak_mib). */
 double bench_sysinfo_peak(bench_sysinfo *s, const char *spec, int threads, int mib, bool measure);
 
 /* ---- output ---- */
 
 void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results *r);
-void bench_report_csv(FILE *f, const bench_results *r);
+/* Every CSV row repeats the build and CPU facts (as llama-bench's do), so rows of several runs concatenate. */
+void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r);
+/* The shortest of %.15g, %.16g, %.17g that reads back as v: exact, yet 12.5 stays "12.5". */
+void bench_format_double(char *buf, size_t len, double v);
 void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r);
 /* Writes s as a JSON string (quotes and escapes). */
 void bench_json_string(FILE *f, const char *s);
@@ -205,7 +225,9 @@ const char *bench_first_gpu(char *buf, size_t len);
  * fills the result fields of row (the configuration fields must be set). */
 void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, bench_row *row);
 
-/* --profile: times every op of n_gen decode steps one by one and prints a table to f. */
-slm_status bench_profile(FILE *f, slm_model *m, int n_gen, slm_error *err);
+/* --profile: times every op of n_gen decode steps one by one and prints a table to f. warmup: one untimed
+ * step first. fused_s_per_token: the tg row's measured seconds per token, printed beside the op-by-op total
+ * (0: none). */
+slm_status bench_profile(FILE *f, slm_model *m, int n_gen, bool warmup, double fused_s_per_token, slm_error *err);
 
 #endif

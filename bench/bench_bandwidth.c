@@ -1,6 +1,7 @@
 /* Peak read bandwidth, the denominator of "% of peak": on the CPU a multi-threaded sum over a buffer far
  * larger than the caches (decode reads weights the same way: once, in order, every thread its own share);
  * on other devices the backend's own copy/read kernel (measure_bandwidth). */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,12 +56,76 @@ static void *bw_worker(void *arg) {
     return NULL;
 }
 
+/* "491520K", "32M", "1024" (bytes), as in the size files of /sys/devices/system/cpu/cpu0/cache. */
+static uint64_t parse_size(const char *s) {
+    uint64_t v = 0;
+    while (isdigit((unsigned char)*s)) v = v * 10 + (uint64_t)(*s++ - '0');
+    if (*s == 'K' || *s == 'k') v <<= 10;
+    else if (*s == 'M' || *s == 'm') v <<= 20;
+    else if (*s == 'G' || *s == 'g') v <<= 30;
+    return v;
+}
+
+uint64_t bench_llc_bytes(void) {
+    uint64_t best = 0;
+    for (int i = 0; i < 16; i++) {
+        char path[96], line[64];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(line, sizeof line, f)) {
+            uint64_t v = parse_size(line);
+            if (v > best) best = v;  /* the largest cache is the last level */
+        }
+        fclose(f);
+    }
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    if (!best) {
+        long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        best = l3 > 0 ? (uint64_t)l3 : l2 > 0 ? (uint64_t)l2 : 0;
+    }
+#endif
+    return best;
+}
+
+uint64_t bench_available_bytes(void) {
+    uint64_t avail = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[128];
+        while (fgets(line, sizeof line, f)) {
+            unsigned long long kb;
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                avail = (uint64_t)kb << 10;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    if (!avail) {
+        /* free pages only (no reclaimable cache): an underestimate, which is the safe side */
+        long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && page > 0) avail = (uint64_t)pages * (uint64_t)page;
+    }
+    return avail;
+}
+
+int bench_default_peak_mib(uint64_t llc_bytes, uint64_t avail_bytes) {
+    uint64_t mib = 512, llc4 = (4 * llc_bytes + (1u << 20) - 1) >> 20;
+    if (llc4 > mib) mib = llc4;
+    if (avail_bytes && mib > avail_bytes / 2 >> 20) mib = avail_bytes / 2 >> 20;
+    if (mib < 16) mib = 16;
+    if (mib > (1u << 20)) mib = 1u << 20;  /* 1 TiB: keeps the int and the shift well defined */
+    return (int)mib;
+}
+
 double bench_cpu_read_bandwidth(int n_threads, int mib, int reps) {
     if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 256) n_threads = 256;
     if (reps < 1) reps = 1;
-    size_t bytes = (size_t)(mib > 0 ? mib : 512) << 20;
+    if (mib <= 0) mib = bench_default_peak_mib(bench_llc_bytes(), bench_available_bytes());
+    size_t bytes = (size_t)mib << 20;
     uint64_t *buf = NULL;
     if (posix_memalign((void **)&buf, 64, bytes)) return 0;
     memset(buf, 1, bytes);  /* touch every page before timing */

@@ -2,6 +2,7 @@
  * line, and one JSON document. Every row carries its configuration, so rows from several runs can be
  * concatenated and compared. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
@@ -15,7 +16,27 @@ static void ngl_text(int ngl, char *buf, size_t len) {
     else snprintf(buf, len, "%d", ngl);
 }
 
+void bench_format_double(char *buf, size_t len, double v) {
+    /* %.17g always reads back exactly but turns 0.1 into 0.10000000000000001; the first precision that
+     * reads back is the shortest exact text */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
 /* ---- markdown ---- */
+
+/* Sizes and counts small enough to show as 0.00 GiB / 0.00 B (test models) get a smaller unit. */
+static void size_text(uint64_t bytes, char *buf, size_t len) {
+    if (bytes >= (1ull << 30)) snprintf(buf, len, "%.2f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+    else snprintf(buf, len, "%.2f MiB", bytes / (1024.0 * 1024.0));
+}
+
+static void count_text(uint64_t n, char *buf, size_t len) {
+    if (n >= 1000000000ull) snprintf(buf, len, "%.2f B", n / 1e9);
+    else snprintf(buf, len, "%.2f M", n / 1e6);
+}
 
 static void md_cell(FILE *f, const char *s) {
     /* a '|' inside a cell would split it */
@@ -31,12 +52,16 @@ static void md_cell(FILE *f, const char *s) {
 void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results *r) {
     fprintf(f, "slm %s (commit %s, %s, %s) | backends: %s\n", s->version, s->commit, s->build_type, s->compiler,
             s->backends);
-    fprintf(f, "CPU: %s | %d cores | %s | %.1f GiB RAM\n", s->cpu, s->n_cores, s->cpu_features, s->mem_gib);
+    fprintf(f, "CPU: %s | %d cores | %s | last-level cache %.0f MiB | %.1f GiB RAM\n", s->cpu, s->n_cores,
+            s->cpu_features, s->llc_bytes / (1024.0 * 1024.0), s->mem_gib);
     for (int i = 0; i < s->n_dev; i++) {
-        if (s->dev[i].peak > 0)
-            fprintf(f, "peak read bandwidth: %s (%s): %.2f GB/s\n", s->dev[i].spec, s->dev[i].name, s->dev[i].peak / 1e9);
+        const bench_device_fact *d = &s->dev[i];
+        char how[64] = "";
+        if (d->buffer_mib > 0) snprintf(how, sizeof how, " (read of a %d MiB buffer)", d->buffer_mib);
+        if (d->peak > 0)
+            fprintf(f, "peak read bandwidth: %s (%s): %.2f GB/s%s\n", d->spec, d->name, d->peak / 1e9, how);
         else
-            fprintf(f, "peak read bandwidth: %s (%s): not measured\n", s->dev[i].spec, s->dev[i].name);
+            fprintf(f, "peak read bandwidth: %s (%s): not measured\n", d->spec, d->name);
     }
     fprintf(f, "date: %s\n\n", s->date);
     fprintf(f, "| model | size | params | backend | threads | ngl | n_batch | type_kv | test | t/s | MB/token | GB/s "
@@ -48,9 +73,9 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
         char buf[160];
         fputc('|', f);
         md_cell(f, w->model);
-        snprintf(buf, sizeof buf, "%.2f GiB", w->model_bytes / (1024.0 * 1024.0 * 1024.0));
+        size_text(w->model_bytes, buf, sizeof buf);
         md_cell(f, buf);
-        snprintf(buf, sizeof buf, "%.2f B", w->model_params / 1e9);
+        count_text(w->model_params, buf, sizeof buf);
         md_cell(f, buf);
         md_cell(f, w->device);
         snprintf(buf, sizeof buf, "%d", w->threads);
@@ -71,7 +96,8 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
         snprintf(buf, sizeof buf, "%.2f ± %.2f", w->ts_mean, w->ts_sd);
         md_cell(f, buf);
         if (w->kind == BENCH_TG) {
-            snprintf(buf, sizeof buf, "%.1f", w->bytes_per_token / 1e6);
+            /* three decimals (kB) below 10 MB, where one decimal would hide a small model's differences */
+            snprintf(buf, sizeof buf, w->bytes_per_token < 1e7 ? "%.3f" : "%.1f", w->bytes_per_token / 1e6);
             md_cell(f, buf);
             snprintf(buf, sizeof buf, "%.2f", w->gbps);
             md_cell(f, buf);
@@ -94,7 +120,8 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
     if (any_tg)
         fprintf(f, "\nMB/token: weights read per generated token (every layer, the output head, one embedding row)"
                    " + the f16 KV cache read at the mean position. GB/s = MB/token x t/s; %% of peak = the time the"
-                   " bytes take at each device's measured peak / the measured time.\n");
+                   " bytes take at each device's measured peak / the measured time; above 100%% means the bytes"
+                   " came (partly) from a cache, as when the model is smaller than the last-level cache.\n");
 }
 
 /* ---- CSV ---- */
@@ -113,18 +140,30 @@ void bench_csv_field(FILE *f, const char *s) {
 }
 
 static void csv_num(FILE *f, double v) {
-    if (isfinite(v)) fprintf(f, ",%.6g", v);
-    else fputs(",", f);
+    char buf[40];
+    fputc(',', f);
+    if (!isfinite(v)) return;
+    bench_format_double(buf, sizeof buf, v);
+    fputs(buf, f);
 }
 
-void bench_report_csv(FILE *f, const bench_results *r) {
-    fprintf(f, "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
+void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
+    fprintf(f, "build_commit,build_version,build_type,compiler,backends,cpu_info,cpu_features,n_cores,test_time,"
+               "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
                "n_tokens,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
                "pct_peak,predicted_ts,prediction,placement\n");
     for (int i = 0; i < r->n; i++) {
         const bench_row *w = &r->rows[i];
         char ngl[16];
         ngl_text(w->n_gpu_layers, ngl, sizeof ngl);
+        const char *facts[] = {s->commit, s->version, s->build_type, s->compiler, s->backends, s->cpu, s->cpu_features};
+        for (size_t k = 0; k < sizeof facts / sizeof facts[0]; k++) {
+            bench_csv_field(f, facts[k]);
+            fputc(',', f);
+        }
+        fprintf(f, "%d,", s->n_cores);
+        bench_csv_field(f, s->date);
+        fputc(',', f);
         bench_csv_field(f, w->model);
         fputc(',', f);
         bench_csv_field(f, w->model_type);
@@ -173,9 +212,19 @@ void bench_json_string(FILE *f, const char *s) {
 }
 
 static void json_num(FILE *f, const char *key, double v, bool comma) {
+    char buf[40];
     fprintf(f, "\"%s\": ", key);
-    if (isfinite(v)) fprintf(f, "%.6g", v);
-    else fputs("null", f);
+    if (isfinite(v)) {
+        bench_format_double(buf, sizeof buf, v);
+        fputs(buf, f);
+    } else
+        fputs("null", f);
+    if (comma) fputs(", ", f);
+}
+
+/* Counts and sizes as integers: a double would round a byte count above 2^53 and print it as 1.03e+06. */
+static void json_int(FILE *f, const char *key, uint64_t v, bool comma) {
+    fprintf(f, "\"%s\": %llu", key, (unsigned long long)v);
     if (comma) fputs(", ", f);
 }
 
@@ -195,15 +244,17 @@ void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r) 
     fputs("},\n  \"system\": {", f);
     json_str(f, "cpu", s->cpu, true);
     json_str(f, "cpu_features", s->cpu_features, true);
-    json_num(f, "n_cores", s->n_cores, true);
+    json_int(f, "n_cores", (uint64_t)(s->n_cores > 0 ? s->n_cores : 0), true);
     json_num(f, "mem_gib", s->mem_gib, true);
+    json_int(f, "llc_bytes", s->llc_bytes, true);
     json_str(f, "date", s->date, false);
     fputs("},\n  \"devices\": [", f);
     for (int i = 0; i < s->n_dev; i++) {
         fputs(i ? ",\n    {" : "\n    {", f);
         json_str(f, "spec", s->dev[i].spec, true);
         json_str(f, "name", s->dev[i].name, true);
-        json_num(f, "threads", s->dev[i].threads, true);
+        json_int(f, "threads", (uint64_t)s->dev[i].threads, true);
+        json_int(f, "buffer_mib", (uint64_t)s->dev[i].buffer_mib, true);
         json_num(f, "peak_gbps", s->dev[i].peak / 1e9, false);
         fputc('}', f);
     }
@@ -214,19 +265,19 @@ void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r) 
         fputs(i ? ",\n    {" : "\n    {", f);
         json_str(f, "model", w->model, true);
         json_str(f, "model_type", w->model_type, true);
-        json_num(f, "size_bytes", (double)w->model_bytes, true);
-        json_num(f, "params", (double)w->model_params, true);
+        json_int(f, "size_bytes", w->model_bytes, true);
+        json_int(f, "params", w->model_params, true);
         json_str(f, "device", w->device, true);
         json_str(f, "device_name", w->device_name, true);
-        json_num(f, "threads", w->threads, true);
+        json_int(f, "threads", (uint64_t)(w->threads > 0 ? w->threads : 0), true);
         ngl_text(w->n_gpu_layers, buf, sizeof buf);
         json_str(f, "n_gpu_layers", buf, true);
-        json_num(f, "n_batch", w->n_batch, true);
+        json_int(f, "n_batch", (uint64_t)(w->n_batch > 0 ? w->n_batch : 0), true);
         json_str(f, "type_kv", w->kv_type, true);
         snprintf(buf, sizeof buf, "%s%d", kind_name(w->kind), w->n_tokens);
         json_str(f, "test", buf, true);
-        json_num(f, "n_tokens", w->n_tokens, true);
-        json_num(f, "reps", w->reps, true);
+        json_int(f, "n_tokens", (uint64_t)(w->n_tokens > 0 ? w->n_tokens : 0), true);
+        json_int(f, "reps", (uint64_t)(w->reps > 0 ? w->reps : 0), true);
         fprintf(f, "\"ok\": %s, ", w->ok ? "true" : "false");
         json_str(f, "error", w->error, true);
         json_num(f, "avg_ts", w->ts_mean, true);

@@ -78,10 +78,18 @@ void bench_sysinfo_collect(bench_sysinfo *s) {
     cpu_features(s->cpu_features, sizeof s->cpu_features);
     s->n_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     s->mem_gib = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0 * 1024.0);
+    s->llc_bytes = bench_llc_bytes();
+    s->peak_mib = bench_default_peak_mib(s->llc_bytes, bench_available_bytes());
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(s->date, sizeof s->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+const char *bench_device_name_tail(const char *name, const char *spec) {
+    /* backends name their devices "vulkan:0 llvmpipe ..."; the report prints the spec beside the name */
+    size_t n = strlen(spec);
+    return !strncmp(name, spec, n) && name[n] == ' ' ? name + n + 1 : name;
 }
 
 double bench_sysinfo_peak(bench_sysinfo *s, const char *spec, int threads, int mib, bool measure) {
@@ -95,11 +103,15 @@ double bench_sysinfo_peak(bench_sysinfo *s, const char *spec, int threads, int m
     snprintf(f->spec, sizeof f->spec, "%s", spec);
     f->threads = threads;
     if (cpu) {
-        f->peak = bench_cpu_read_bandwidth(threads, mib, 5);
+        f->buffer_mib = mib > 0 ? mib : s->peak_mib;
+        f->peak = bench_cpu_read_bandwidth(threads, f->buffer_mib, 5);
         snprintf(f->name, sizeof f->name, "%s, %d thread%s", s->cpu, threads, threads == 1 ? "" : "s");
     } else {
-        f->peak = bench_device_bandwidth(spec, f->name, sizeof f->name);
-        if (!f->name[0]) snprintf(f->name, sizeof f->name, "%s (not available)", spec);
+        char name[sizeof f->name];
+        f->peak = bench_device_bandwidth(spec, name, sizeof name);
+        const char *tail = bench_device_name_tail(name, spec);
+        if (tail[0]) snprintf(f->name, sizeof f->name, "%s", tail);
+        else snprintf(f->name, sizeof f->name, "not available");
     }
     return f->peak;
 }

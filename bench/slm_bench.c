@@ -34,7 +34,10 @@ static void model_type(const slm_model *m, const slm_model_info *info, char *buf
     if (slm_gguf_get_u64(m->gguf, "general.file_type", &id))
         for (size_t i = 0; i < sizeof FT / sizeof FT[0]; i++)
             if ((uint64_t)FT[i].id == id) ft = FT[i].name;
-    snprintf(buf, len, "%s %.2fB %s", info->arch, info->n_params / 1e9, ft ? ft : "mixed");
+    /* test-sized models would all read "0.00B" */
+    bool billions = info->n_params >= 1000000000ull;
+    snprintf(buf, len, "%s %.2f%s %s", info->arch, info->n_params / (billions ? 1e9 : 1e6), billions ? "B" : "M",
+             ft ? ft : "mixed");
 }
 
 static void fill_config(bench_row *row, const bench_source *src, const slm_model *m, const char *device, int threads,
@@ -110,12 +113,7 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                             dev = gpu;
                             cpu = false;
                         }
-                        if (strcmp(kv, "f16")) {
-                            snprintf(msg, sizeof msg, "KV cache type %s is not supported (f16 only)", kv);
-                            error_rows(res, o, src, dev, threads, ngl, nb, kv, msg);
-                            failures++;
-                            continue;
-                        }
+                        /* kv is one of BENCH_KV_TYPES (checked by bench_options_parse), today always f16 */
                         slm_params p = slm_params_default();
                         p.n_threads = threads;
                         p.n_ctx = n_ctx;
@@ -136,6 +134,7 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                         if (o->verbose)
                             fprintf(stderr, "slm-bench: loaded in %.2f s: %s%s%s\n", now_s() - t0, m->plan_text,
                                     m->plan_note[0] ? " | " : "", m->plan_note);
+                        int first_row = res->n;
                         for (int k = 0; k < 2; k++) {
                             const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
                             for (int i = 0; i < l->n; i++) {
@@ -158,7 +157,12 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                             FILE *pf = out;
                             int n = max_of(&o->n_gen) > 0 ? max_of(&o->n_gen) : 32;
                             if (n > n_ctx) n = n_ctx;
-                            if (bench_profile(pf, m, n, &err)) {
+                            /* the tg row of the same length, whose fused time the profile is compared with */
+                            double fused = 0;
+                            for (int r = first_row; r < res->n; r++)
+                                if (res->rows[r].kind == BENCH_TG && res->rows[r].ok && res->rows[r].n_tokens == n)
+                                    fused = res->rows[r].t_mean / n;
+                            if (bench_profile(pf, m, n, o->warmup, fused, &err)) {
                                 fprintf(stderr, "slm-bench: profile failed: %s\n", err.msg);
                                 failures++;
                             }
@@ -223,8 +227,8 @@ static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *s
         slm_model_free(m);
     }
     if (n_pts) {
-        fprintf(out, "\nsweep: %s on %s (tg%d, %d threads): predicted (%s) vs measured tokens/s\n\n", src->label, dev,
-                n_gen, threads, n_pts && res->n ? res->rows[res->n - 1].prediction_src : "");
+        fprintf(out, "\nsweep: %s on %s (tg%d, %d thread%s): predicted (%s) vs measured tokens/s\n\n", src->label, dev,
+                n_gen, threads, threads == 1 ? "" : "s", n_pts && res->n ? res->rows[res->n - 1].prediction_src : "");
         fprintf(out, "| GPU units | predicted t/s | measured t/s |\n| ---: | ---: | ---: |\n");
         for (int i = 0; i < n_pts; i++)
             fprintf(out, "| %d | %.2f | %.2f |\n", pts[i].gpu_units, pts[i].predicted, pts[i].measured);
@@ -316,7 +320,7 @@ int main(int argc, char **argv) {
         fputc('\n', out);
         bench_report_markdown(out, &si, &res);
     } else if (o.format == BENCH_CSV)
-        bench_report_csv(out, &res);
+        bench_report_csv(out, &si, &res);
     else
         bench_report_json(out, &si, &res);
     if (extra != out) {

@@ -54,7 +54,7 @@ static void test_options(void) {
     CHECK(o.synthetic.n == 2 && !strcmp(o.synthetic.v[1], "custom:q8_0"), "synthetic list");
     CHECK(o.n_prompt.v[0] == 512 && o.n_gen.v[0] == 128 && o.reps == 5 && o.format == BENCH_MD, "defaults");
     CHECK(o.n_gpu_layers.n == 1 && o.n_gpu_layers.v[0] == 0 && o.threads.n == 1 && o.threads.v[0] == 0, "defaults 2");
-    CHECK(o.warmup && !o.profile && !o.sweep_ngl && o.peak_mib == 512, "flags");
+    CHECK(o.warmup && !o.profile && !o.sweep_ngl && o.peak_mib == 0, "flags (peak buffer sized at run time)");
     bench_options_free(&o);
 
     /* a GPU device without -ngl puts every layer on it; ranges, auto, flags */
@@ -85,6 +85,10 @@ static void test_options(void) {
         "-m x -p 0 -n 0",               /* nothing to run */
         "-m x -b 0",                    /* batch */
         "--write-synthetic f.gguf -m x",/* needs --synthetic */
+        "-m x --peak-mib 8",            /* too small a buffer to measure anything */
+        "-m x -ctk q8_0",               /* the engine has f16 KV only */
+        "-m x -ctk f16,q4_0",           /* one bad item spoils the list */
+        "-m x -ctk f1",                 /* no prefix match */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
@@ -93,6 +97,62 @@ static void test_options(void) {
     }
     CHECK(parse(&o, &err, "-h") == SLM_OK && o.help, "help needs no model");
     bench_options_free(&o);
+
+    /* an unsupported KV type is a usage error naming the type and the supported ones */
+    err.msg[0] = 0;
+    CHECK(parse(&o, &err, "-m x -ctk q8_0") == SLM_ERR_INVALID_ARG && strstr(err.msg, "'q8_0'") &&
+              strstr(err.msg, "supported: f16") && strstr(err.msg, "-ctk"),
+          "KV type message: %s", err.msg);
+    bench_options_free(&o);
+    CHECK(parse(&o, &err, "-m x --cache-type f16,f16 --peak-mib 64") == SLM_OK && o.kv_types.n == 2 &&
+              !strcmp(o.kv_types.v[1], "f16") && o.peak_mib == 64,
+          "f16 twice, peak buffer: %s", err.msg);
+    bench_options_free(&o);
+    CHECK(bench_kv_type_supported("f16") && !bench_kv_type_supported("") && !bench_kv_type_supported("f16x") &&
+              !bench_kv_type_supported("q8_0"),
+          "KV type table");
+}
+
+/* ---- the peak read's buffer and the device label ---- */
+
+static void test_peak_buffer(void) {
+    const uint64_t MiB = 1ull << 20, GiB = 1ull << 30;
+    /* max(512 MiB, 4 x LLC), at most half the available memory, at least 16 MiB */
+    CHECK(bench_default_peak_mib(0, 0) == 512, "nothing known: %d", bench_default_peak_mib(0, 0));
+    CHECK(bench_default_peak_mib(32 * MiB, 64 * GiB) == 512, "small LLC: %d",
+          bench_default_peak_mib(32 * MiB, 64 * GiB));
+    CHECK(bench_default_peak_mib(480 * MiB, 22 * GiB) == 1920, "480 MiB LLC: %d",
+          bench_default_peak_mib(480 * MiB, 22 * GiB));
+    CHECK(bench_default_peak_mib(200 * MiB + 1, 0) == 801, "rounded up to whole MiB: %d",
+          bench_default_peak_mib(200 * MiB + 1, 0));
+    CHECK(bench_default_peak_mib(480 * MiB, 2 * GiB) == 1024, "capped by memory: %d",
+          bench_default_peak_mib(480 * MiB, 2 * GiB));
+    CHECK(bench_default_peak_mib(0, 20 * MiB) == 16, "floor: %d", bench_default_peak_mib(0, 20 * MiB));
+    /* this machine: the sysinfo default follows the same rule from what sysfs says */
+    bench_sysinfo si;
+    bench_sysinfo_collect(&si);
+    CHECK(si.llc_bytes == bench_llc_bytes() && si.peak_mib >= 16 &&
+              (si.peak_mib >= 512 || bench_available_bytes() / 2 < 512 * MiB),
+          "sysinfo: llc %llu, peak buffer %d MiB", (unsigned long long)si.llc_bytes, si.peak_mib);
+    CHECK(!strcmp(bench_device_name_tail("vulkan:0 llvmpipe (LLVM 15)", "vulkan:0"), "llvmpipe (LLVM 15)") &&
+              !strcmp(bench_device_name_tail("vulkan:01 x", "vulkan:0"), "vulkan:01 x") &&
+              !strcmp(bench_device_name_tail("cuda:0", "cuda:0"), "cuda:0"),
+          "device name tail");
+}
+
+static void test_format_double(void) {
+    char buf[40];
+    bench_format_double(buf, sizeof buf, 12.5);
+    CHECK(!strcmp(buf, "12.5"), "12.5 -> %s", buf);
+    bench_format_double(buf, sizeof buf, 949904.0);
+    CHECK(!strcmp(buf, "949904"), "an integral value prints as an integer: %s", buf);
+    bench_format_double(buf, sizeof buf, 0.1);
+    CHECK(!strcmp(buf, "0.1"), "0.1 -> %s", buf);
+    const double vals[] = {1.0 / 3.0, 9007199254740993.0, 1e-300, 123456.789012345678, 2.0 / 3.0 * 1e9};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        bench_format_double(buf, sizeof buf, vals[i]);
+        CHECK(strtod(buf, NULL) == vals[i], "%.17g printed as %s does not read back", vals[i], buf);
+    }
 }
 
 static void test_stats(void) {
@@ -345,6 +405,7 @@ static void test_formats(void) {
     snprintf(si.dev[0].name, sizeof si.dev[0].name, "cpu, 2 threads");
     si.dev[0].peak = 12.34e9;
     si.dev[0].threads = 2;
+    si.dev[0].buffer_mib = 1920;
     FILE *f;
     char *buf = NULL;
     size_t len = 0;
@@ -353,9 +414,15 @@ static void test_formats(void) {
     bench_report_json(f, &si, &r);
     fclose(f);
     CHECK(json_valid(buf), "JSON is not well formed:\n%s", buf);
-    CHECK(strstr(buf, "\"avg_ts\": 12.5") && strstr(buf, "\"n_gpu_layers\": \"all\"") &&
-              strstr(buf, "\"peak_gbps\": 12.34") && strstr(buf, "\"ok\": false"),
+    CHECK(strstr(buf, "\"avg_ts\": 12.5,") && strstr(buf, "\"n_gpu_layers\": \"all\"") &&
+              strstr(buf, "\"peak_gbps\": 12.34}") && strstr(buf, "\"ok\": false") &&
+              strstr(buf, "\"buffer_mib\": 1920,"),
           "JSON values:\n%s", buf);
+    /* counts and byte sizes exactly, never 7.73e+08 */
+    CHECK(strstr(buf, "\"size_bytes\": 773000000,") && strstr(buf, "\"params\": 1235814400,") &&
+              strstr(buf, "\"bytes_per_token\": 949904,") && strstr(buf, "\"gbps\": 0.011873,") &&
+              strstr(buf, "\"n_tokens\": 128,") && !strstr(buf, "e+"),
+          "JSON numbers:\n%s", buf);
     CHECK(json_valid("{\"a\": [1, 2.5e3, \"x\\n\"], \"b\": null}") && !json_valid("{\"a\": 1,}") &&
               !json_valid("{\"a\": \"\n\"}") && !json_valid("[1 2]"),
           "the validator itself");
@@ -368,25 +435,55 @@ static void test_formats(void) {
     free(buf);
 
     capture_begin(&f, &buf, &len);
-    bench_report_csv(f, &r);
+    bench_report_csv(f, &si, &r);
     fclose(f);
     /* split into records: a newline inside quotes belongs to the field */
     int records = 0, header_fields = -1;
     bool q = false;
-    char *start = buf;
+    char *start = buf, *header = NULL;
     for (char *p = buf; *p; p++) {
         if (*p == '"') q = !q;
         if (*p == '\n' && !q) {
             *p = 0;
             int n = csv_fields(start, -1, NULL, 0);
-            if (header_fields < 0) header_fields = n;
-            CHECK(n == header_fields && n == 26, "record %d has %d fields (header %d)", records, n, header_fields);
-            if (records == 1) {
-                char field[128];
-                csv_fields(start, 0, field, sizeof field);
-                CHECK(!strcmp(field, "weird \"name\", with\\ | pipes\nand a newline"), "quoted field: [%s]", field);
-                csv_fields(start, 15, field, sizeof field);
-                CHECK(!strcmp(field, "12.5"), "avg_ts field: [%s]", field);
+            if (header_fields < 0) {
+                header_fields = n;
+                header = start;
+            }
+            CHECK(n == header_fields && n == 35, "record %d has %d fields (header %d)", records, n, header_fields);
+            if (records >= 1) {
+                /* the fields by their header names, as a spreadsheet would read them */
+                static const struct { const char *name, *row1, *row2; } want[] = {
+                    {"model", "weird \"name\", with\\ | pipes\nand a newline", "second"},
+                    {"cpu_info", "CPU \"quoted\"\tname", "CPU \"quoted\"\tname"},
+                    {"n_cores", NULL, NULL},
+                    {"avg_ts", "12.5", "0"},
+                    {"size_bytes", "773000000", "0"},
+                    {"params", "1235814400", "0"},
+                    {"bytes_per_token", "949904", "0"},
+                    {"gbps", "0.011873", "0"},
+                    {"test", "tg128", "pp512"},
+                    {"n_gpu_layers", "0", "all"},
+                    {"ok", "true", "false"},
+                    {"build_commit", NULL, NULL},
+                };
+                for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+                    int col = -1;
+                    char name[64], field[128];
+                    for (int c = 0; c < header_fields && col < 0; c++) {
+                        csv_fields(header, c, name, sizeof name);
+                        if (!strcmp(name, want[k].name)) col = c;
+                    }
+                    CHECK(col >= 0, "CSV has no column %s", want[k].name);
+                    if (col < 0) continue;
+                    csv_fields(start, col, field, sizeof field);
+                    const char *w = records == 1 ? want[k].row1 : want[k].row2;
+                    if (!strcmp(want[k].name, "build_commit")) w = si.commit;
+                    char cores[16];
+                    snprintf(cores, sizeof cores, "%d", si.n_cores);
+                    if (!strcmp(want[k].name, "n_cores")) w = cores;
+                    CHECK(!strcmp(field, w), "row %d %s: [%s], expected [%s]", records, want[k].name, field, w);
+                }
             }
             records++;
             start = p + 1;
@@ -398,6 +495,10 @@ static void test_formats(void) {
     capture_begin(&f, &buf, &len);
     bench_report_markdown(f, &si, &r);
     fclose(f);
+    /* the header names each device once and says how the CPU peak was read; small sizes keep their digits */
+    CHECK(strstr(buf, "peak read bandwidth: cpu (cpu, 2 threads): 12.34 GB/s (read of a 1920 MiB buffer)") &&
+              strstr(buf, "| 737.19 MiB | 1.24 B |") && strstr(buf, "| 0.950 |"),
+          "markdown header and cells:\n%s", buf);
     /* every table line has the same number of unescaped '|' */
     int cols = -1, lines = 0;
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
@@ -432,6 +533,8 @@ static void test_bandwidth(void) {
 
 int main(void) {
     test_options();
+    test_peak_buffer();
+    test_format_double();
     test_stats();
     test_accounting();
     test_formats();
