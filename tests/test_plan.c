@@ -85,6 +85,29 @@ int main(void) {
     }
     CHECK(prev == 41, "a huge budget takes every layer and the head (%d)", prev);
 
+    /* uneven layers (a Q4_K_M file mixes Q4_K and Q6_K layers; first and last layers differ): auto takes
+     * exactly the most units whose bytes, summed here by hand, fit the budget less the margin */
+    {
+        uint64_t odd[29];
+        for (int i = 0; i < 29; i++) odd[i] = (i % 3 == 0 ? 61 : 47) * MiB + 4093u * (uint64_t)(i + 1);
+        slm_plan_model om = model(29, lb, 0, 5 * MiB + 3);
+        om.layer_bytes = odd;
+        for (uint64_t b = 50 * MiB; b <= 2600 * MiB; b += 37 * MiB + 11) {
+            dev[1].budget = b;
+            int want = 0;
+            for (int u = 1; u <= 30; u++) {
+                uint64_t need = om.output_bytes + om.logits_bytes + om.scratch_bytes;
+                for (int i = 29 - (u - 1); i < 29; i++) need += odd[i] + om.kv_bytes_per_layer;
+                if ((double)need <= (double)b * 0.95) want = u;
+            }
+            r.n_gpu_layers = SLM_NGL_AUTO;
+            CHECK(slm_plan_make(&om, dev, 2, &r, &p, &err) == SLM_OK, "%s", err.msg);
+            CHECK(p.n_gpu_units == want, "uneven layers, budget %llu: %d units, want %d", (unsigned long long)b,
+                  p.n_gpu_units, want);
+            check_budget(&p, dev, 0.05, "uneven");
+        }
+    }
+
     /* two GPUs split 3:1 */
     m = model(32, lb, 100 * MiB, 8 * MiB);
     dev[1].budget = 8192 * MiB;
@@ -97,6 +120,22 @@ int main(void) {
     CHECK(on1 == 24 && on2 == 8, "3:1 split gives 24/8, got %d/%d", on1, on2);
     CHECK(p.output_device == 2, "head goes with the last layers");
     check_budget(&p, dev, 0, "two gpus");
+
+    /* auto over two GPUs of different sizes: neither budget is ever exceeded, and a bigger second card
+     * never fits fewer units */
+    r.n_gpu_layers = SLM_NGL_AUTO;
+    dev[1].budget = 1500 * MiB;
+    prev = -1;
+    for (uint64_t b = 0; b <= 6000 * MiB; b += 311 * MiB) {
+        dev[2].budget = b;
+        CHECK(slm_plan_make(&m, dev, 3, &r, &p, &err) == SLM_OK, "%s", err.msg);
+        check_budget(&p, dev, 0.05, "auto two gpus");
+        CHECK(p.n_gpu_units >= prev, "two gpus: units must not shrink with a bigger second budget");
+        prev = p.n_gpu_units;
+    }
+    dev[1].budget = 8192 * MiB;
+    dev[2].budget = 4096 * MiB;
+    r.n_gpu_layers = SLM_NGL_ALL;
 
     /* the cost model: full offload is faster than none for a faster GPU */
     r.tensor_split = NULL;
