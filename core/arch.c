@@ -50,9 +50,14 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         hp->arch = SLM_ARCH_QWEN2;
         hp->rope_neox = true;
         hp->has_qkv_bias = true;
+    } else if (!strcmp(arch, "phi3")) {
+        /* Phi-3 and Phi-4: llama's block with fused qkv and gate/up weights (model.c splits them) and
+         * rotation of half-split pairs; no biases. */
+        hp->arch = SLM_ARCH_PHI3;
+        hp->rope_neox = true;
     } else {
         return slm_fail(err, SLM_ERR_UNSUPPORTED,
-                        "unsupported architecture '%s' (supported: llama, qwen2)", arch);
+                        "unsupported architecture '%s' (supported: llama, qwen2, phi3)", arch);
     }
     slm_status s;
     if ((s = read_int(g, arch, "block_count", true, 0, &hp->n_layer, err)) ||
@@ -88,6 +93,14 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         if ((s = read_float(g, arch, "rope.scaling.factor", 1.0f, &factor, err))) return s;
     }
     hp->rope_freq_scale = factor > 0.0f ? 1.0f / factor : 1.0f;
+    hp->rope_attn_factor = 0.0f;
+    if ((s = read_int(g, arch, "rope.scaling.original_context_length", false, 0, &hp->n_ctx_orig, err)) ||
+        (s = read_int(g, arch, "attention.sliding_window", false, 0, &hp->sliding_window, err)) ||
+        (s = read_float(g, arch, "rope.scaling.attn_factor", 0.0f, &hp->rope_attn_factor, err)))
+        return s;
+    if (hp->rope_attn_factor < 0.0f || hp->rope_attn_factor > 16.0f)
+        return slm_fail(err, SLM_ERR_FORMAT, "metadata key %s.rope.scaling.attn_factor %g is not usable", arch,
+                        hp->rope_attn_factor);
     if ((s = read_int(g, arch, "vocab_size", false, 0, &hp->n_vocab, err))) return s;
     if (hp->n_vocab == 0) {
         const slm_gguf_kv *kv = slm_gguf_find(g, "tokenizer.ggml.tokens");

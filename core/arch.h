@@ -6,7 +6,7 @@
 
 #include "gguf.h"
 
-typedef enum slm_arch_kind { SLM_ARCH_LLAMA, SLM_ARCH_QWEN2 } slm_arch_kind;
+typedef enum slm_arch_kind { SLM_ARCH_LLAMA, SLM_ARCH_QWEN2, SLM_ARCH_PHI3 } slm_arch_kind;
 
 typedef struct slm_hparams {
     slm_arch_kind arch;
@@ -15,6 +15,14 @@ typedef struct slm_hparams {
     float norm_eps, rope_freq_base, rope_freq_scale;
     bool rope_neox;       /* NeoX-style pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
     bool has_qkv_bias;    /* qwen2 */
+    /* phi3: the context the rope frequencies were trained for before long-context extension
+     * ({arch}.rope.scaling.original_context_length; 0 when absent), and the sliding attention window
+     * ({arch}.attention.sliding_window; 0 when absent or disabled, as Phi-4 files say). */
+    int n_ctx_orig, sliding_window;
+    /* Magnitude factor of rotated q and k ("longrope" attention factor, 1 otherwise): q.k scales by its
+     * square. Set by the model loader, which sees whether the file carries long-context rope factors;
+     * a non-zero {arch}.rope.scaling.attn_factor from the file is kept here meanwhile. */
+    float rope_attn_factor;
 } slm_hparams;
 
 /* Reads {arch}.* keys; fails naming the key for missing or inconsistent values and for unknown

@@ -91,7 +91,9 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
     op->p.attn.n_head = hp->n_head;
     op->p.attn.n_head_kv = hp->n_head_kv;
     op->p.attn.head_dim = hp->head_dim;
-    op->p.attn.scale = 1.0f / sqrtf((float)hp->head_dim);
+    /* longrope's magnitude factor on rotated q and k scales q.k by its square (see model.c) */
+    float mag = hp->rope_attn_factor > 0.0f ? hp->rope_attn_factor : 1.0f;
+    op->p.attn.scale = mag * mag / sqrtf((float)hp->head_dim);
     slm_tensor none = {0};
     if ((s = matmul(g, il, "attn_output", L->wo, none, att, tmp, err))) return s;
     PUSH(SLM_OP_ADD, "attn_residual");

@@ -2,6 +2,7 @@
  * placement plan, and the upload of each device's layers. */
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,33 +42,122 @@ static slm_status bind(slm_model *m, const char *name, int64_t ne0, int64_t ne1,
     return SLM_OK;
 }
 
+/* phi3 fuses weights that llama keeps apart: attn_qkv [n_embd, Q + 2 KV] holds the rows of q, then k, then v;
+ * ffn_up [n_embd, 2 n_ff] the rows of gate, then up. Rows are contiguous bytes whatever the quantization,
+ * so each part is bound as a row range of the fused tensor: the same mat-mul ops as llama, no copy, and the
+ * parts add up to the fused tensor's bytes (the planner's count stays exact). */
+static slm_status bind_fused(slm_model *m, const char *name, int64_t ne0, const int64_t *parts, int n_parts,
+                             slm_tensor **slots, slm_error *err) {
+    int64_t rows = 0;
+    for (int i = 0; i < n_parts; i++) rows += parts[i];
+    slm_tensor whole;
+    slm_status s = bind(m, name, ne0, rows, true, &whole, err);
+    if (s) return s;
+    for (int64_t i = 0, first = 0; i < n_parts; first += parts[i], i++)
+        *slots[i] = slm_tensor_cols(whole, first, parts[i]);
+    return SLM_OK;
+}
+
+static bool has_tensor(const slm_model *m, const char *name) { return slm_gguf_find_tensor(m->gguf, name) != NULL; }
+
 static slm_status bind_layer(slm_model *m, int il, slm_error *err) {
     const slm_hparams *hp = &m->hp;
     slm_layer *L = &m->layers[il];
     int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     char n[96];
     slm_status s;
+#define NAME(suffix) snprintf(n, sizeof n, "blk.%d.%s", il, suffix)
 #define BIND(suffix, a, b, req, slot)                                    \
-    snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                      \
+    NAME(suffix);                                                        \
     if ((s = bind(m, n, a, b, req, &L->slot, err))) return s;
     BIND("attn_norm.weight", E, 0, true, attn_norm);
-    BIND("attn_q.weight", E, Q, true, wq);
-    BIND("attn_k.weight", E, KV, true, wk);
-    BIND("attn_v.weight", E, KV, true, wv);
+    /* phi3 files written by the common converters fuse q/k/v and gate/up; some carry them apart, as llama. */
+    bool phi3 = hp->arch == SLM_ARCH_PHI3;
+    NAME("attn_qkv.weight");
+    if (phi3 && has_tensor(m, n)) {
+        int64_t parts[3] = {Q, KV, KV};
+        slm_tensor *slots[3] = {&L->wq, &L->wk, &L->wv};
+        if ((s = bind_fused(m, n, E, parts, 3, slots, err))) return s;
+    } else {
+        BIND("attn_q.weight", E, Q, true, wq);
+        BIND("attn_k.weight", E, KV, true, wk);
+        BIND("attn_v.weight", E, KV, true, wv);
+    }
     BIND("attn_output.weight", Q, E, true, wo);
     BIND("attn_q.bias", Q, 0, hp->has_qkv_bias, bq);
     BIND("attn_k.bias", KV, 0, hp->has_qkv_bias, bk);
     BIND("attn_v.bias", KV, 0, hp->has_qkv_bias, bv);
     BIND("ffn_norm.weight", E, 0, true, ffn_norm);
-    BIND("ffn_gate.weight", E, hp->n_ff, true, w_gate);
-    BIND("ffn_up.weight", E, hp->n_ff, true, w_up);
+    NAME("ffn_gate.weight");
+    if (phi3 && !has_tensor(m, n)) {
+        NAME("ffn_up.weight");
+        int64_t parts[2] = {hp->n_ff, hp->n_ff};
+        slm_tensor *slots[2] = {&L->w_gate, &L->w_up};
+        if ((s = bind_fused(m, n, E, parts, 2, slots, err))) return s;
+    } else {
+        BIND("ffn_gate.weight", E, hp->n_ff, true, w_gate);
+        BIND("ffn_up.weight", E, hp->n_ff, true, w_up);
+    }
     BIND("ffn_down.weight", hp->n_ff, E, true, w_down);
 #undef BIND
+#undef NAME
     L->weight_bytes = 0;
     const slm_tensor *all[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk,
                                &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]->buf) L->weight_bytes += slm_tensor_bytes(all[i]);
+    return SLM_OK;
+}
+
+/* Rope frequency divisors must be finite and positive: a zero would turn every angle after it into NaN. */
+static slm_status check_divisors(const slm_model *m, const char *name, slm_error *err) {
+    const slm_gguf_tensor *t = slm_gguf_find_tensor(m->gguf, name);
+    if (!t) return SLM_OK;
+    const uint8_t *p = (const uint8_t *)t->data;
+    for (int64_t i = 0; i < t->ne[0]; i++) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);   /* the data is only 32-byte aligned as a whole; copy, never cast */
+        if (!(f > 0.0f) || !isfinite(f))
+            return slm_fail(err, SLM_ERR_FORMAT, "%s: tensor %s holds %g at %lld; rope divisors must be positive",
+                            m->gguf->path, name, f, (long long)i);
+    }
+    return SLM_OK;
+}
+
+/* Long-context Phi-3 ("longrope"): per-frequency divisors for contexts up to the original length
+ * (rope_factors_short) and beyond it (rope_factors_long), and a magnitude factor for rotated q and k,
+ * sqrt(1 + ln(s) / ln(original)) with s = trained context / original context. slm's rope op takes
+ * divisors (the rope_freqs slot) but no magnitude; since q.k is the only use of the rotated values the
+ * factor folds into the attention scale as its square, exact when every dimension is rotated. */
+static slm_status bind_longrope(slm_model *m, slm_error *err) {
+    slm_hparams *hp = &m->hp;
+    slm_tensor shrt, lng;
+    slm_status s;
+    if ((s = bind(m, "rope_factors_short.weight", hp->n_rot / 2, 0, false, &shrt, err)) ||
+        (s = bind(m, "rope_factors_long.weight", hp->n_rot / 2, 0, false, &lng, err)))
+        return s;
+    float file_factor = hp->rope_attn_factor;
+    hp->rope_attn_factor = file_factor > 0.0f ? file_factor : 1.0f;
+    if (!shrt.buf && !lng.buf) return SLM_OK;
+    const char *which = shrt.buf ? "rope_factors_short.weight" : "rope_factors_long.weight";
+    if (!shrt.buf || !lng.buf)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tensor %s comes without its %s partner (unsupported)",
+                        m->gguf->path, which, shrt.buf ? "rope_factors_long.weight" : "rope_factors_short.weight");
+    if (m->rope_freqs.buf)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tensor %s together with rope_freqs.weight is unsupported",
+                        m->gguf->path, which);
+    if (hp->n_ctx_orig < 1)
+        return slm_fail(err, SLM_ERR_FORMAT, "%s: tensor %s needs metadata key %s.rope.scaling.original_context_length",
+                        m->gguf->path, which, hp->arch_name);
+    if ((s = check_divisors(m, "rope_factors_short.weight", err)) ||
+        (s = check_divisors(m, "rope_factors_long.weight", err)))
+        return s;
+    /* params.n_ctx is final here (resolve_ctx) */
+    m->rope_freqs = m->params.n_ctx > hp->n_ctx_orig ? lng : shrt;
+    if (file_factor <= 0.0f) {
+        double sc = (double)hp->n_ctx_train / hp->n_ctx_orig;
+        hp->rope_attn_factor = sc > 1.0 ? (float)sqrt(1.0 + log(sc) / log((double)hp->n_ctx_orig)) : 1.0f;
+    }
     return SLM_OK;
 }
 
@@ -81,7 +171,13 @@ static slm_status bind_all(slm_model *m, slm_error *err) {
     if ((s = bind(m, "output_norm.weight", hp->n_embd, 0, true, &m->output_norm, err))) return s;
     if ((s = bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err))) return s;
     if (!m->output.buf) m->output = m->tok_embd; /* tied embeddings */
-    if ((s = bind(m, "rope_freqs.weight", hp->n_rot / 2, 0, false, &m->rope_freqs, err))) return s;
+    if ((s = bind(m, "rope_freqs.weight", hp->n_rot / 2, 0, false, &m->rope_freqs, err)) ||
+        (s = check_divisors(m, "rope_freqs.weight", err)) || (s = bind_longrope(m, err)))
+        return s;
+    if (hp->rope_attn_factor != 1.0f && hp->n_rot != hp->head_dim)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                        "%s: a rope attention factor (%g) with partial rotation (%d of %d dimensions) is unsupported",
+                        m->gguf->path, hp->rope_attn_factor, hp->n_rot, hp->head_dim);
     m->output_bytes = slm_tensor_bytes(&m->output) + slm_tensor_bytes(&m->output_norm);
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return slm_fail(err, SLM_ERR_NOMEM, "out of memory binding %d layers", hp->n_layer);
@@ -103,6 +199,25 @@ static slm_status copy_strings(slm_model *m, slm_error *err) {
     return SLM_OK;
 }
 
+/* Fixes the context before binding, since long-context rope factors are chosen by it: the request, else the
+ * trained context up to 4096 (slm_model_place's default rule, which then sees an explicit value).
+ * Phi-3 (not Phi-4) attends over a sliding window of the last W positions. The attention op is causal over
+ * the whole cache, which is the same function while the context is at most W: the default context is kept
+ * within the window, and a larger one asked for is refused rather than computed differently. */
+static slm_status resolve_ctx(slm_model *m, slm_error *err) {
+    bool asked = m->params.n_ctx > 0;
+    if (!asked) m->params.n_ctx = m->hp.n_ctx_train >= 1 && m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096;
+    int w = m->hp.sliding_window;
+    if (w <= 0) return SLM_OK;
+    if (!asked && m->params.n_ctx > w) m->params.n_ctx = w;
+    if (m->params.n_ctx > w)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                        "%s: context %d is longer than the model's sliding attention window %d "
+                        "(%s.attention.sliding_window), which is unsupported; use a context of at most %d",
+                        m->gguf->path, m->params.n_ctx, w, m->hp.arch_name, w);
+    return SLM_OK;
+}
+
 slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model **out, slm_error *err) {
     *out = NULL;
     slm_model *m = calloc(1, sizeof *m);
@@ -113,6 +228,7 @@ slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model 
     m->gguf = g;
     m->params = params ? *params : slm_params_default();
     slm_status s = slm_arch_read_hparams(g, &m->hp, err);
+    if (!s) s = resolve_ctx(m, err);
     if (!s) s = copy_strings(m, err);
     if (!s) s = bind_all(m, err);
     if (!s && slm_gguf_find(g, "tokenizer.ggml.model")) s = slm_tokenizer_create(g, &m->tok, err);

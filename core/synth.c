@@ -36,9 +36,9 @@ static const preset PRESETS[] = {
      8.0f, false, false},
     {"qwen2.5-14b", "Qwen2.5 14B", "qwen2", "qwen2", 48, 5120, 40, 8, 128, 13824, 152064, 32768, 1000000.0f, 1e-6f,
      0.0f, false, true},
-    /* Phi-4 is a phi3-architecture model (fused qkv and gate/up tensors); slm runs llama and qwen2, so it is
-     * written as a llama model with Phi-4's real dimensions: the same bytes per token, the same matmul shapes. */
-    {"phi4-14b", "Phi-4 14B (as llama)", "llama", "phi4", 40, 5120, 40, 10, 128, 17920, 100352, 16384, 250000.0f,
+    /* Phi-4: a phi3-architecture model, written as real Phi-4 files are: fused attn_qkv and gate/up (ffn_up)
+     * tensors, plain rope (base 250000, no long-context factors), no sliding window, untied head */
+    {"phi4-14b", "Phi-4 14B", "phi3", "phi4", 40, 5120, 40, 10, 128, 17920, 100352, 16384, 250000.0f,
      1e-5f, 0.0f, false, false},
     /* A small llama shape for tests and quick runs; every dimension can be overridden */
     {"custom", "custom", "llama", "custom", 2, 256, 4, 2, 64, 512, 1024, 4096, 10000.0f, 1e-5f, 0.0f, false, false},
@@ -167,7 +167,7 @@ static bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i -
 
 /* A k-quant needs rows that are multiples of 256; otherwise the nearest legacy type, as quantizers do. */
 static slm_dtype fit(slm_dtype t, int64_t ne0) {
-    if ((t == SLM_Q4_K || t == SLM_Q6_K) && ne0 % 256) return t == SLM_Q4_K ? SLM_Q4_0 : SLM_Q8_0;
+    if ((t == SLM_Q4_K || t == SLM_Q5_K || t == SLM_Q6_K) && ne0 % 256) return t == SLM_Q4_K ? SLM_Q4_0 : SLM_Q8_0;
     return t;
 }
 
@@ -182,6 +182,8 @@ slm_dtype slm_synth_tensor_type(const slm_synth_spec *s, const char *name) {
     case SLM_SYNTH_Q4_0: return head ? SLM_Q6_K : SLM_Q4_0;
     case SLM_SYNTH_Q4_K_M:
         if (head) return SLM_Q6_K;
+        /* the fused q/k/v of phi3 get one step more in every layer (what llama.cpp's Q4_K_M gives attn_qkv) */
+        if (strstr(name, ".attn_qkv.")) return SLM_Q5_K;
         int il = -1;
         if (sscanf(name, "blk.%d.", &il) == 1 && (strstr(name, "attn_v.") || strstr(name, "ffn_down.")) &&
             more_bits(il, s->n_layer))
@@ -205,6 +207,7 @@ static void add_desc(const slm_synth_spec *s, tdesc *d, int *n, const char *name
 static int list_tensors(const slm_synth_spec *s, tdesc *d) {
     int n = 0;
     int64_t E = s->n_embd, Q = (int64_t)s->n_head * s->head_dim, KV = (int64_t)s->n_head_kv * s->head_dim;
+    bool phi3 = !strcmp(s->arch, "phi3");
     add_desc(s, d, &n, "token_embd.weight", E, s->n_vocab, T_WEIGHT);
     if (s->rope_llama3_factor > 0) add_desc(s, d, &n, "rope_freqs.weight", s->head_dim / 2, 1, T_ROPE);
     char nm[48];
@@ -213,9 +216,13 @@ static int list_tensors(const slm_synth_spec *s, tdesc *d) {
     snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);         \
     add_desc(s, d, &n, nm, a, b, kind);
         ADD("attn_norm.weight", E, 1, T_NORM);
-        ADD("attn_q.weight", E, Q, T_WEIGHT);
-        ADD("attn_k.weight", E, KV, T_WEIGHT);
-        ADD("attn_v.weight", E, KV, T_WEIGHT);
+        if (phi3) {
+            ADD("attn_qkv.weight", E, Q + 2 * KV, T_WEIGHT);   /* rows: q, then k, then v */
+        } else {
+            ADD("attn_q.weight", E, Q, T_WEIGHT);
+            ADD("attn_k.weight", E, KV, T_WEIGHT);
+            ADD("attn_v.weight", E, KV, T_WEIGHT);
+        }
         if (s->qkv_bias) {
             ADD("attn_q.bias", Q, 1, T_BIAS);
             ADD("attn_k.bias", KV, 1, T_BIAS);
@@ -223,8 +230,12 @@ static int list_tensors(const slm_synth_spec *s, tdesc *d) {
         }
         ADD("attn_output.weight", Q, E, T_WEIGHT);
         ADD("ffn_norm.weight", E, 1, T_NORM);
-        ADD("ffn_gate.weight", E, s->n_ff, T_WEIGHT);
-        ADD("ffn_up.weight", E, s->n_ff, T_WEIGHT);
+        if (phi3) {
+            ADD("ffn_up.weight", E, 2 * (int64_t)s->n_ff, T_WEIGHT);   /* rows: gate, then up */
+        } else {
+            ADD("ffn_gate.weight", E, s->n_ff, T_WEIGHT);
+            ADD("ffn_up.weight", E, s->n_ff, T_WEIGHT);
+        }
         ADD("ffn_down.weight", s->n_ff, E, T_WEIGHT);
 #undef ADD
     }
@@ -313,6 +324,7 @@ static void put_f16(uint8_t *p, float f) {
 
 /* Standard deviations of uniformly random codes: 4 bits (q - 8 or q - 7.5), 6 bits (q - 32), int8. */
 #define SD_Q4 4.61f
+#define SD_Q5 9.23f
 #define SD_Q6 18.47f
 #define SD_Q8 73.9f
 
@@ -356,6 +368,24 @@ static void fill_blocks(slm_dtype t, uint8_t *p, size_t nblocks, float sigma, ui
             rand_bytes(st, p + 16, 128);
         }
         break;
+    case SLM_Q5_K:
+        /* as Q4_K with 5-bit codes: dmin = 15.5 d gives d*sc*(q - 15.5) */
+        for (size_t b = 0; b < nblocks; b++, p += 176) {
+            float d = sigma / (SD_Q5 * 32.0f) * rand_range(st, 0.75f, 1.25f);
+            put_f16(p, d);
+            put_f16(p + 2, 15.5f * d);
+            uint8_t sc[8];
+            uint64_t r = splitmix(st);
+            for (int j = 0; j < 8; j++) sc[j] = (uint8_t)(24 + ((r >> (8 * j)) & 15));
+            uint8_t *q = p + 4;
+            for (int j = 0; j < 4; j++) {
+                q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+                q[j + 4] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+                q[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((sc[j + 4] & 15) << 4));
+            }
+            rand_bytes(st, p + 16, 160);   /* qh[32], qs[128] */
+        }
+        break;
     case SLM_Q6_K:
         for (size_t b = 0; b < nblocks; b++, p += 210) {
             rand_bytes(st, p, 192);  /* ql, qh */
@@ -379,7 +409,8 @@ static void fill_blocks(slm_dtype t, uint8_t *p, size_t nblocks, float sigma, ui
 }
 
 slm_status slm_synth_fill(slm_dtype t, void *data, size_t nbytes, float sigma, uint64_t seed, slm_error *err) {
-    if (t != SLM_Q4_0 && t != SLM_Q8_0 && t != SLM_Q4_K && t != SLM_Q6_K && t != SLM_F16 && t != SLM_F32)
+    if (t != SLM_Q4_0 && t != SLM_Q8_0 && t != SLM_Q4_K && t != SLM_Q5_K && t != SLM_Q6_K && t != SLM_F16 &&
+        t != SLM_F32)
         return slm_fail(err, SLM_ERR_UNSUPPORTED, "synthetic: cannot fill type %s", slm_dtype_name(t));
     const slm_dtype_info *ti = slm_dtype_get(t);
     if (nbytes % (size_t)ti->block_bytes)
@@ -630,6 +661,11 @@ static slm_status add_metadata(const slm_synth_spec *s, slm_gguf_writer *w) {
     U32("attention.value_length", s->head_dim);
     U32("rope.dimension_count", s->head_dim);
     U32("vocab_size", s->n_vocab);
+    if (!strcmp(a, "phi3")) {
+        /* as Phi-4's converted files say: no window (0), trained for its whole context */
+        U32("attention.sliding_window", 0);
+        U32("rope.scaling.original_context_length", s->n_ctx);
+    }
     F32("attention.layer_norm_rms_epsilon", s->norm_eps);
     F32("rope.freq_base", s->rope_freq_base);
 #undef U32

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "gguf_write.h"
 #include "model.h"
 #include "quant_ref.h"
 #include "slm.h"
@@ -45,7 +46,13 @@ static void test_param_counts(void) {
     slm_synth_spec s = parse_ok("qwen2.5-14b:q4_k_m");
     CHECK(!strcmp(s.arch, "qwen2") && s.qkv_bias && !s.tied && s.n_head_kv == 8 && s.n_vocab == 152064, "qwen2 preset");
     s = parse_ok("phi4-14b");
-    CHECK(!strcmp(s.arch, "llama") && s.n_head_kv == 10 && s.n_ff == 17920 && s.quant == SLM_SYNTH_Q4_K_M, "phi4");
+    CHECK(!strcmp(s.arch, "phi3") && s.n_head_kv == 10 && s.n_ff == 17920 && s.quant == SLM_SYNTH_Q4_K_M &&
+              !s.tied && !s.qkv_bias && s.rope_freq_base == 250000.0f && s.rope_llama3_factor == 0,
+          "phi4 is a phi3-architecture model with plain rope");
+    /* llama.cpp's Q4_K_M mix as real Phi-4 files have it: Q5_K attn_qkv, Q6_K head, Q4_K ffn_up (gate+up) */
+    CHECK(slm_synth_tensor_type(&s, "blk.9.attn_qkv.weight") == SLM_Q5_K, "phi4 attn_qkv");
+    CHECK(slm_synth_tensor_type(&s, "blk.9.ffn_up.weight") == SLM_Q4_K, "phi4 ffn_up");
+    CHECK(slm_synth_tensor_type(&s, "blk.7.ffn_down.weight") == SLM_Q6_K, "phi4 ffn_down of layer 7");
 }
 
 static void test_parse(void) {
@@ -81,7 +88,7 @@ static void test_mix(void) {
 }
 
 static void test_fill(void) {
-    const slm_dtype types[] = {SLM_Q4_0, SLM_Q8_0, SLM_Q4_K, SLM_Q6_K, SLM_F16};
+    const slm_dtype types[] = {SLM_Q4_0, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K, SLM_F16};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         const slm_dtype_info *ti = slm_dtype_get(types[i]);
         int64_t n = 256 * 64;
@@ -201,6 +208,330 @@ static void test_file(void) {
     unlink(path);
 }
 
+/* Sum of the file's bytes of every tensor named blk.IL.* */
+static uint64_t layer_file_bytes(const slm_gguf *g, int il) {
+    char pre[32];
+    snprintf(pre, sizeof pre, "blk.%d.", il);
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].name.len > strlen(pre) && !strncmp(g->tensors[i].name.ptr, pre, strlen(pre)))
+            n += g->tensors[i].size;
+    return n;
+}
+
+/* Runs ids through a fresh context; copies the last position's logits to out[n_vocab]. */
+static bool eval_last(slm_model *m, const int32_t *ids, int n, float *out, int n_vocab) {
+    slm_error err = {{0}};
+    slm_context *c = NULL;
+    bool ok = slm_context_create(m, &c, &err) == SLM_OK && slm_eval(c, ids, n, false, &err) == SLM_OK;
+    CHECK(ok, "eval: %s", err.msg);
+    const float *lg = ok ? slm_logits(c, -1) : NULL;
+    if (lg) memcpy(out, lg, (size_t)n_vocab * sizeof *out);
+    slm_context_free(c);
+    return lg != NULL;
+}
+
+/* The Phi-4 preset at reduced width and depth: the phi3 architecture with its fused tensors, the Q4_K_M
+ * mix (Q5_K qkv), loaded and run through the normal path. */
+static void test_phi4_preset(void) {
+    slm_synth_spec s = parse_ok("phi4-14b:q4_k_m:n_layer=2:n_embd=256:n_head=4:n_head_kv=2:n_ff=512");
+    slm_error err = {{0}};
+    slm_gguf *g = NULL;
+    void *data = NULL;
+    CHECK(slm_synth_open(&s, 2, &g, &data, &err) == SLM_OK, "build: %s", err.msg);
+    if (!g) return;
+    const slm_gguf_tensor *qkv = slm_gguf_find_tensor(g, "blk.1.attn_qkv.weight");
+    const slm_gguf_tensor *up = slm_gguf_find_tensor(g, "blk.1.ffn_up.weight");
+    CHECK(qkv && qkv->ne[0] == 256 && qkv->ne[1] == 256 + 2 * 128 && qkv->type == SLM_Q5_K, "fused attn_qkv");
+    CHECK(up && up->ne[0] == 256 && up->ne[1] == 2 * 512 && !slm_gguf_find_tensor(g, "blk.1.ffn_gate.weight") &&
+              !slm_gguf_find_tensor(g, "blk.1.attn_q.weight"), "fused gate/up, no separate tensors");
+    slm_gguf_str a;
+    CHECK(slm_gguf_get_str(g, "general.architecture", &a) && slm_gguf_str_eq(a, "phi3"), "architecture phi3");
+    slm_params p = slm_params_default();
+    p.n_threads = 2;
+    slm_model *m = NULL;
+    CHECK(slm_model_load_gguf(g, &p, &m, &err) == SLM_OK, "load: %s", err.msg);
+    if (m) {
+        CHECK(m->hp.arch == SLM_ARCH_PHI3 && m->hp.rope_neox && m->hp.rope_attn_factor == 1.0f &&
+                  !m->rope_freqs.buf && m->hp.sliding_window == 0 && m->n_ctx == 4096,
+              "phi3 hyper-parameters (neox %d, factor %g, window %d, n_ctx %d)", m->hp.rope_neox,
+              m->hp.rope_attn_factor, m->hp.sliding_window, m->n_ctx);
+        const slm_layer *L = &m->layers[1];
+        size_t base = (size_t)(g->data_offset + qkv->offset), row = slm_dtype_row_bytes(SLM_Q5_K, 256);
+        CHECK(L->wq.offset == base && L->wk.offset == base + 256 * row && L->wv.offset == base + 384 * row &&
+                  L->wq.ne[1] == 256 && L->wk.ne[1] == 128 && L->wv.ne[1] == 128 && L->wv.type == SLM_Q5_K,
+              "q, k, v are row ranges of attn_qkv");
+        size_t ubase = (size_t)(g->data_offset + up->offset);
+        CHECK(L->w_gate.offset == ubase && L->w_up.offset == ubase + 512 * slm_dtype_row_bytes(SLM_Q4_K, 256) &&
+                  L->w_gate.ne[1] == 512 && L->w_up.ne[1] == 512, "gate, up are the halves of ffn_up");
+        for (int il = 0; il < 2; il++)
+            CHECK(m->layers[il].weight_bytes == layer_file_bytes(g, il), "layer %d: planner bytes %llu, file %llu",
+                  il, (unsigned long long)m->layers[il].weight_bytes, (unsigned long long)layer_file_bytes(g, il));
+        int32_t ids[6] = {100257, 300, 17, 4000, 99999, 256};
+        float *lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
+        if (lg && eval_last(m, ids, 6, lg, m->hp.n_vocab)) {
+            int bad = 0;
+            double sq = 0;
+            for (int i = 0; i < m->hp.n_vocab; i++) {
+                bad += !isfinite(lg[i]);
+                sq += (double)lg[i] * lg[i];
+            }
+            CHECK(bad == 0 && sq > 0, "phi4 logits finite and not all zero (%d bad)", bad);
+        }
+        free(lg);
+        slm_model_free(m);
+    }
+    free(data);
+}
+
+/* A tiny phi3 model with f32 weights, written by hand so that layouts and hostile variants can be made:
+ * the same logical weights fused (attn_qkv, gate+up in ffn_up) or apart (attn_q/k/v, ffn_gate/ffn_up). */
+enum { TE = 64, TNH = 4, TNKV = 2, THD = 16, TFF = 96, TV = 128, TL = 2, TCTX = 256 };
+typedef struct tiny_opts {
+    bool fused_qkv, fused_ffn;
+    int qkv_rows_delta, up_rows_delta;  /* hostile: fused tensors with rows missing or extra */
+    int longrope;                       /* 0 none, 1 short only, 2 short and long */
+    int orig_ctx, window;
+    float bad_factor;                   /* != 0: written as factor 3 of rope_factors_short */
+} tiny_opts;
+
+typedef struct tiny_file {
+    void *data;
+    size_t size;
+    float *pool;
+} tiny_file;
+
+static float *tiny_rand(float *at, size_t n, uint64_t seed, float scale) {
+    uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) at[i] = slm_test_randf(&st) * scale;
+    return at;
+}
+
+static bool tiny_write(const tiny_opts *o, tiny_file *f) {
+    memset(f, 0, sizeof *f);
+    slm_gguf_writer *w = NULL;
+    slm_error err = {{0}};
+    if (slm_gguf_writer_create(&w, &err)) return false;
+    const int Q = TNH * THD, KV = TNKV * THD;
+    size_t per_layer = 2 * TE + (size_t)TE * (Q + 2 * KV) + (size_t)Q * TE + 3 * (size_t)TE * TFF + 64;
+    f->pool = malloc(((size_t)2 * TV * TE + TE + 2 * THD + TL * per_layer) * sizeof(float));
+    float *at = f->pool;
+    slm_gguf_writer_add_str(w, "general.architecture", "phi3");
+    slm_gguf_writer_add_u32(w, "phi3.block_count", TL);
+    slm_gguf_writer_add_u32(w, "phi3.embedding_length", TE);
+    slm_gguf_writer_add_u32(w, "phi3.feed_forward_length", TFF);
+    slm_gguf_writer_add_u32(w, "phi3.attention.head_count", TNH);
+    slm_gguf_writer_add_u32(w, "phi3.attention.head_count_kv", TNKV);
+    slm_gguf_writer_add_u32(w, "phi3.context_length", TCTX);
+    slm_gguf_writer_add_u32(w, "phi3.rope.dimension_count", THD);
+    slm_gguf_writer_add_f32(w, "phi3.attention.layer_norm_rms_epsilon", 1e-5f);
+    slm_gguf_writer_add_f32(w, "phi3.rope.freq_base", 10000.0f);
+    if (o->orig_ctx) slm_gguf_writer_add_u32(w, "phi3.rope.scaling.original_context_length", (uint32_t)o->orig_ctx);
+    if (o->window) slm_gguf_writer_add_u32(w, "phi3.attention.sliding_window", (uint32_t)o->window);
+#define T2(name, ne0, ne1, ptr)                                                  \
+    do {                                                                         \
+        int64_t ne_[2] = {ne0, ne1};                                             \
+        slm_gguf_writer_add_tensor(w, name, SLM_F32, 2, ne_, ptr, 0);            \
+    } while (0)
+#define T1(name, ne0, ptr)                                                       \
+    do {                                                                         \
+        int64_t ne_[1] = {ne0};                                                  \
+        slm_gguf_writer_add_tensor(w, name, SLM_F32, 1, ne_, ptr, 0);            \
+    } while (0)
+    T2("token_embd.weight", TE, TV, tiny_rand(at, (size_t)TV * TE, 1, 1.0f));
+    at += (size_t)TV * TE;
+    T2("output.weight", TE, TV, tiny_rand(at, (size_t)TV * TE, 2, 0.2f));
+    at += (size_t)TV * TE;
+    float *ones = at;
+    for (int i = 0; i < TE; i++) ones[i] = 1.0f;
+    at += TE;
+    T1("output_norm.weight", TE, ones);
+    if (o->longrope) {
+        /* divisors 1..4: long wavelengths slowed most, as long-context factors are */
+        float *sf = at, *lf = at + THD / 2;
+        for (int i = 0; i < THD / 2; i++) {
+            sf[i] = 1.0f + (float)i / THD;
+            lf[i] = 1.0f + 3.0f * (float)i / (THD / 2 - 1);
+        }
+        if (o->bad_factor != 0) sf[3] = o->bad_factor;
+        at += THD;
+        T1("rope_factors_short.weight", THD / 2, sf);
+        if (o->longrope > 1) T1("rope_factors_long.weight", THD / 2, lf);
+    }
+    char nm[64];
+    for (int il = 0; il < TL; il++) {
+        uint64_t sd = 100 + 10 * (uint64_t)il;
+        const float sc = 0.15f;
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", il);
+        T1(nm, TE, ones);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", il);
+        T1(nm, TE, ones);
+        /* q, k, v rows in that order, contiguous: the fused tensor is their concatenation */
+        float *q = tiny_rand(at, (size_t)TE * Q, sd + 1, sc);
+        float *k = tiny_rand(q + (size_t)TE * Q, (size_t)TE * KV, sd + 2, sc);
+        float *v = tiny_rand(k + (size_t)TE * KV, (size_t)TE * KV, sd + 3, sc);
+        at = v + (size_t)TE * KV;
+        if (o->fused_qkv) {
+            snprintf(nm, sizeof nm, "blk.%d.attn_qkv.weight", il);
+            T2(nm, TE, Q + 2 * KV + o->qkv_rows_delta, q);
+        } else {
+            snprintf(nm, sizeof nm, "blk.%d.attn_q.weight", il);
+            T2(nm, TE, Q, q);
+            snprintf(nm, sizeof nm, "blk.%d.attn_k.weight", il);
+            T2(nm, TE, KV, k);
+            snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", il);
+            T2(nm, TE, KV, v);
+        }
+        snprintf(nm, sizeof nm, "blk.%d.attn_output.weight", il);
+        T2(nm, Q, TE, tiny_rand(at, (size_t)Q * TE, sd + 4, sc));
+        at += (size_t)Q * TE;
+        float *gt = tiny_rand(at, (size_t)TE * TFF, sd + 5, sc);
+        float *up = tiny_rand(gt + (size_t)TE * TFF, (size_t)TE * TFF, sd + 6, sc);
+        at = up + (size_t)TE * TFF;
+        if (o->fused_ffn) {
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", il);
+            T2(nm, TE, 2 * TFF + o->up_rows_delta, gt);
+        } else {
+            snprintf(nm, sizeof nm, "blk.%d.ffn_gate.weight", il);
+            T2(nm, TE, TFF, gt);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", il);
+            T2(nm, TE, TFF, up);
+        }
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", il);
+        T2(nm, TFF, TE, tiny_rand(at, (size_t)TFF * TE, sd + 7, sc));
+        at += (size_t)TFF * TE;
+    }
+#undef T1
+#undef T2
+    bool ok = slm_gguf_writer_write_memory(w, &f->data, &f->size, &err) == SLM_OK;
+    CHECK(ok, "tiny phi3: %s", err.msg);
+    slm_gguf_writer_free(w);
+    return ok;
+}
+
+static void tiny_free(tiny_file *f) {
+    free(f->data);
+    free(f->pool);
+}
+
+/* Loads a tiny file (n_ctx 0: the default); returns the status, the model in *out when it loaded. */
+static slm_status tiny_load(const tiny_file *f, int n_ctx, slm_model **out, slm_error *err) {
+    *out = NULL;
+    slm_gguf *g = NULL;
+    slm_status s = slm_gguf_open_memory(f->data, f->size, &g, err);
+    if (s) return s;
+    slm_params p = slm_params_default();
+    p.n_threads = 2;
+    p.n_ctx = n_ctx;
+    p.f32_activations = true;
+    return slm_model_load_gguf(g, &p, out, err);
+}
+
+static void test_phi3_layouts(void) {
+    const int32_t ids[7] = {1, 77, 3, 127, 64, 5, 90};
+    float want[TV], got[TV];
+    tiny_opts o = {.fused_qkv = false, .fused_ffn = false};
+    tiny_file f;
+    slm_model *m = NULL;
+    slm_error err = {{0}};
+    bool have = false;
+    if (tiny_write(&o, &f) && tiny_load(&f, 64, &m, &err) == SLM_OK) have = eval_last(m, ids, 7, want, TV);
+    CHECK(have, "separate layout: %s", err.msg);
+    slm_model_free(m);
+    tiny_free(&f);
+    /* every mix of fused and separate gives the same function: rows q|k|v and gate|up in that order */
+    for (int variant = 1; variant < 4 && have; variant++) {
+        o.fused_qkv = variant & 1;
+        o.fused_ffn = variant & 2;
+        if (!tiny_write(&o, &f)) continue;
+        CHECK(tiny_load(&f, 64, &m, &err) == SLM_OK, "variant %d: %s", variant, err.msg);
+        if (m && eval_last(m, ids, 7, got, TV)) {
+            double md = 0;
+            for (int i = 0; i < TV; i++) md = fmax(md, fabs(got[i] - want[i]));
+            CHECK(md <= 1e-5, "fused qkv %d, fused ffn %d: logits differ from the separate layout by %g",
+                  o.fused_qkv, o.fused_ffn, md);
+        }
+        slm_model_free(m);
+        tiny_free(&f);
+    }
+
+    /* hostile: fused tensors whose row counts do not add up fail naming the tensor */
+    struct { int dq, du; const char *name; } bad[] = {
+        {-1, 0, "blk.0.attn_qkv.weight"}, {16, 0, "blk.0.attn_qkv.weight"}, {0, -TFF, "blk.0.ffn_up.weight"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tiny_opts h = {.fused_qkv = true, .fused_ffn = true, .qkv_rows_delta = bad[i].dq, .up_rows_delta = bad[i].du};
+        if (!tiny_write(&h, &f)) continue;
+        slm_error e = {{0}};
+        slm_status st = tiny_load(&f, 64, &m, &e);
+        CHECK(st == SLM_ERR_FORMAT && strstr(e.msg, bad[i].name) && strstr(e.msg, "expected"),
+              "rows %+d/%+d: status %d, message '%s' must name %s", bad[i].dq, bad[i].du, st, e.msg, bad[i].name);
+        slm_model_free(m);
+        tiny_free(&f);
+    }
+}
+
+static void test_phi3_longrope_and_window(void) {
+    tiny_file f;
+    slm_model *m = NULL;
+    slm_error err = {{0}};
+    /* short and long factors: chosen by the context against the original one; magnitude from 256 / 64 */
+    tiny_opts o = {.fused_qkv = true, .fused_ffn = true, .longrope = 2, .orig_ctx = 64};
+    if (tiny_write(&o, &f)) {
+        const slm_gguf_tensor *ts = NULL, *tl = NULL;
+        for (int pass = 0; pass < 2; pass++) {
+            int n_ctx = pass ? 128 : 64;
+            CHECK(tiny_load(&f, n_ctx, &m, &err) == SLM_OK, "longrope n_ctx %d: %s", n_ctx, err.msg);
+            if (!m) continue;
+            ts = slm_gguf_find_tensor(m->gguf, "rope_factors_short.weight");
+            tl = slm_gguf_find_tensor(m->gguf, "rope_factors_long.weight");
+            const slm_gguf_tensor *want = pass ? tl : ts;
+            CHECK(m->rope_freqs.buf && want && m->rope_freqs.offset == m->gguf->data_offset + want->offset,
+                  "n_ctx %d uses the %s factors", n_ctx, pass ? "long" : "short");
+            double mag = sqrt(1.0 + log(256.0 / 64.0) / log(64.0));
+            CHECK(fabs(m->hp.rope_attn_factor - mag) < 1e-6, "attention factor %g, want %g", m->hp.rope_attn_factor,
+                  mag);
+            float lg[TV];
+            int32_t ids[3] = {4, 9, 16};
+            if (eval_last(m, ids, 3, lg, TV)) {
+                int bad = 0;
+                for (int i = 0; i < TV; i++) bad += !isfinite(lg[i]);
+                CHECK(bad == 0, "longrope logits finite");
+            }
+            slm_model_free(m);
+        }
+        tiny_free(&f);
+    }
+    struct { tiny_opts o; slm_status st; const char *msg; } bad[] = {
+        {{.fused_qkv = true, .fused_ffn = true, .longrope = 1, .orig_ctx = 64}, SLM_ERR_UNSUPPORTED,
+         "rope_factors_short.weight"},
+        {{.fused_qkv = true, .fused_ffn = true, .longrope = 2}, SLM_ERR_FORMAT, "original_context_length"},
+        {{.fused_qkv = true, .fused_ffn = true, .longrope = 2, .orig_ctx = 64, .bad_factor = NAN},
+         SLM_ERR_FORMAT, "rope_factors_short.weight"},
+        {{.fused_qkv = true, .fused_ffn = true, .longrope = 2, .orig_ctx = 64, .bad_factor = -1.0f}, SLM_ERR_FORMAT,
+         "rope_factors_short.weight"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!tiny_write(&bad[i].o, &f)) continue;
+        slm_error e = {{0}};
+        slm_status st = tiny_load(&f, 64, &m, &e);
+        CHECK(st == bad[i].st && strstr(e.msg, bad[i].msg), "longrope case %zu: status %d, message '%s'", i, st, e.msg);
+        slm_model_free(m);
+        tiny_free(&f);
+    }
+    /* a sliding window of 32: the default context stays within it, a longer one asked for is refused */
+    tiny_opts w = {.fused_qkv = true, .fused_ffn = true, .window = 32};
+    if (tiny_write(&w, &f)) {
+        CHECK(tiny_load(&f, 0, &m, &err) == SLM_OK && m && m->n_ctx == 32, "window: default context %d, want 32",
+              m ? m->n_ctx : -1);
+        slm_model_free(m);
+        slm_error e = {{0}};
+        CHECK(tiny_load(&f, 64, &m, &e) == SLM_ERR_UNSUPPORTED && strstr(e.msg, "sliding_window"),
+              "context 64 over a window of 32: '%s'", e.msg);
+        slm_model_free(m);
+        tiny_free(&f);
+    }
+}
+
 int main(void) {
     test_param_counts();
     test_parse();
@@ -208,5 +539,8 @@ int main(void) {
     test_fill();
     test_build_and_run();
     test_file();
+    test_phi4_preset();
+    test_phi3_layouts();
+    test_phi3_longrope_and_window();
     return slm_test_finish("test_synth");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""An independent numpy forward pass of llama- and qwen2-architecture GGUF models: the definition of
-"correct logits" that tests/reference/test_e2e_logits.py holds slm to.
+"""An independent numpy forward pass of llama-, qwen2- and phi3-architecture GGUF models: the definition
+of "correct logits" that tests/reference/test_e2e_logits.py holds slm to.
 
 It shares no code with slm: weights are read with the `gguf` package (GGUFReader) and dequantized with
 gguf.quants.dequantize, then the transformer is written out plainly:
@@ -8,8 +8,13 @@ gguf.quants.dequantize, then the transformer is written out plainly:
   x = token_embd[ids]
   per layer:  h = rmsnorm(x) * attn_norm
               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)          (biases: qwen2)
+                                 (phi3: Wq|Wk|Wv stored as the rows of one attn_qkv, Wgate|Wup as those
+                                 of ffn_up, in that order; some files keep them apart)
               rope(q), rope(k)   llama: pairs (2i, 2i+1)  ("normal"; the GGUF converter permutes Wq/Wk
-                                 for it), qwen2: pairs (i, i + n_rot/2)  ("NeoX")
+                                 for it), qwen2 and phi3: pairs (i, i + n_rot/2)  ("NeoX"); phi3
+                                 "longrope" files divide the frequencies by rope_factors_short (context
+                                 <= the original one) or rope_factors_long, and multiply cos and sin by
+                                 sqrt(1 + ln(s) / ln(original)), s = trained / original context
               k, v rounded to float16 (slm keeps its KV cache in f16; so does this reference)
               x += softmax(q k^T / sqrt(head_dim) + causal mask) v  Wo      (grouped-query heads)
               h = rmsnorm(x) * ffn_norm
@@ -29,7 +34,7 @@ import numpy as np
 from gguf import GGUFReader, GGMLQuantizationType
 from gguf.quants import dequantize
 
-SUPPORTED_ARCHS = ("llama", "qwen2")
+SUPPORTED_ARCHS = ("llama", "qwen2", "phi3")
 
 
 def _field(reader, key, default=None):
@@ -43,10 +48,12 @@ def _field(reader, key, default=None):
 class ReferenceModel:
     """Weights of one GGUF model, dequantized to float32 once, and a forward pass with a KV cache."""
 
-    def __init__(self, path, act_q8=False):
+    def __init__(self, path, act_q8=False, n_ctx=None):
         """act_q8: model what slm's CPU mat-muls do by default - round each activation block to 8 bits
         (one f32 scale per 32 values for the 32-element block formats, per 256 for the K-quants) before
-        multiplying it with a quantized weight. Off: activations stay f32."""
+        multiplying it with a quantized weight. Off: activations stay f32.
+        n_ctx: the context the model runs with (it picks phi3's long or short rope factors); default the
+        trained context up to 4096, as slm chooses."""
         self.path = path
         self.act_q8 = act_q8
         r = GGUFReader(path)
@@ -63,7 +70,9 @@ class ReferenceModel:
         self.n_rot = int(_field(r, a + "rope.dimension_count", self.head_dim))
         self.eps = float(_field(r, a + "attention.layer_norm_rms_epsilon", 1e-5))
         self.freq_base = float(_field(r, a + "rope.freq_base", 10000.0))
-        self.neox = arch == "qwen2"
+        self.neox = arch in ("qwen2", "phi3")
+        self.n_ctx_train = int(_field(r, a + "context_length", 2048))
+        self.n_ctx_orig = int(_field(r, a + "rope.scaling.original_context_length", 0))
         self.kv_f16 = True  # round K and V to float16 as slm's KV cache does
         self.tokens = _field(r, "tokenizer.ggml.tokens", [])
         self.bos_id = _field(r, "tokenizer.ggml.bos_token_id")
@@ -101,27 +110,55 @@ class ReferenceModel:
         self.output_norm = get("output_norm.weight")
         ff = get("rope_freqs.weight", required=False)
         self.rope_factors = ff.astype(np.float64) if ff is not None else np.ones(self.n_rot // 2)
+        short, long_ = get("rope_factors_short.weight", False), get("rope_factors_long.weight", False)
+        self.longrope = None if short is None else (short.astype(np.float64), long_.astype(np.float64))
+        self.rope_mag = 1.0
+        self.set_context(n_ctx or min(self.n_ctx_train if self.n_ctx_train >= 1 else 4096, 4096))
 
         self.layers = []
         for i in range(self.n_layer):
             p = f"blk.{i}."
-            L = {
-                "attn_norm": get(p + "attn_norm.weight"),
-                "wq": get(p + "attn_q.weight").T.copy(),  # [n_embd, n_head*head_dim]
-                "wk": get(p + "attn_k.weight").T.copy(),  # [n_embd, n_head_kv*head_dim]
-                "wv": get(p + "attn_v.weight").T.copy(),
-                "wo": get(p + "attn_output.weight").T.copy(),  # [n_head*head_dim, n_embd]
-                "ffn_norm": get(p + "ffn_norm.weight"),
-                "wg": get(p + "ffn_gate.weight").T.copy(),  # [n_embd, n_ff]
-                "wu": get(p + "ffn_up.weight").T.copy(),
-                "wd": get(p + "ffn_down.weight").T.copy(),  # [n_ff, n_embd]
-            }
-            for b in ("q", "k", "v"):
-                L["b" + b] = get(p + f"attn_{b}.bias", required=False)
             names = {"wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output", "wg": "ffn_gate",
                      "wu": "ffn_up", "wd": "ffn_down"}
+            L = {"attn_norm": get(p + "attn_norm.weight"), "ffn_norm": get(p + "ffn_norm.weight"),
+                 "wo": get(p + "attn_output.weight").T.copy(),  # [n_head*head_dim, n_embd]
+                 "wd": get(p + "ffn_down.weight").T.copy()}  # [n_ff, n_embd]
+            nq, nkv = self.n_head * self.head_dim, self.n_head_kv * self.head_dim
+            if arch == "phi3" and p + "attn_qkv.weight" in tensors:
+                qkv = get(p + "attn_qkv.weight")  # [nq + 2 nkv, n_embd]: rows of q, k, v
+                if qkv.shape[0] != nq + 2 * nkv:
+                    raise ValueError(f"{path}: {p}attn_qkv.weight has {qkv.shape[0]} rows, not {nq + 2 * nkv}")
+                L["wq"], L["wk"], L["wv"] = (qkv[:nq].T.copy(), qkv[nq:nq + nkv].T.copy(),
+                                             qkv[nq + nkv:].T.copy())
+                names.update(wq="attn_qkv", wk="attn_qkv", wv="attn_qkv")
+            else:
+                L["wq"] = get(p + "attn_q.weight").T.copy()  # [n_embd, n_head*head_dim]
+                L["wk"] = get(p + "attn_k.weight").T.copy()  # [n_embd, n_head_kv*head_dim]
+                L["wv"] = get(p + "attn_v.weight").T.copy()
+            if arch == "phi3" and p + "ffn_gate.weight" not in tensors:
+                gu = get(p + "ffn_up.weight")  # [2 n_ff, n_embd]: rows of gate, then up
+                n_ff = gu.shape[0] // 2
+                L["wg"], L["wu"] = gu[:n_ff].T.copy(), gu[n_ff:].T.copy()
+                names.update(wg="ffn_up")
+            else:
+                L["wg"] = get(p + "ffn_gate.weight").T.copy()  # [n_embd, n_ff]
+                L["wu"] = get(p + "ffn_up.weight").T.copy()
+            for b in ("q", "k", "v"):
+                L["b" + b] = get(p + f"attn_{b}.bias", required=False)
             L["block"] = {k: act_block(p + n + ".weight") for k, n in names.items()}
             self.layers.append(L)
+
+    def set_context(self, n_ctx):
+        """Runs the model with context n_ctx from now on: for longrope files, the short factors up to the
+        original context and the long ones beyond it, and the magnitude factor of cos and sin."""
+        self.n_ctx = n_ctx
+        if self.longrope is None:
+            return
+        if self.n_ctx_orig < 1:
+            raise ValueError(f"{self.path}: rope factors without rope.scaling.original_context_length")
+        self.rope_factors = self.longrope[1] if n_ctx > self.n_ctx_orig else self.longrope[0]
+        s = self.n_ctx_train / self.n_ctx_orig
+        self.rope_mag = float(np.sqrt(1 + np.log(s) / np.log(self.n_ctx_orig))) if s > 1 else 1.0
 
     # --- pieces -------------------------------------------------------------------------------------
 
@@ -145,8 +182,8 @@ class ReferenceModel:
         half = self.n_rot // 2
         inv = self.freq_base ** (-np.arange(half, dtype=np.float64) * 2.0 / self.n_rot) / self.rope_factors
         ang = pos[:, None].astype(np.float64) * inv[None, :]  # [T, half]
-        cos = np.cos(ang)[:, None, :]
-        sin = np.sin(ang)[:, None, :]
+        cos = np.cos(ang)[:, None, :] * self.rope_mag
+        sin = np.sin(ang)[:, None, :] * self.rope_mag
         y = x.astype(np.float64)
         if self.neox:
             a, b = y[..., :half], y[..., half:self.n_rot]
@@ -280,6 +317,88 @@ def write_qwen2_variant(src, dst, bias_scale, seed=0):
                 n_out = int(t.shape[1])
                 bias = (rng.standard_normal(n_out) * bias_scale).astype(np.float32)
                 w.add_tensor(t.name[:-len("weight")] + "bias", bias)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _copy_fields(r, w, src_arch, dst_arch):
+    """Every metadata key of reader r into writer w, {src_arch}.* renamed {dst_arch}.*."""
+    from gguf import GGUFValueType
+
+    for key, f in r.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        name = dst_arch + "." + key[len(src_arch) + 1:] if key.startswith(src_arch + ".") else key
+        vtype = f.types[0]
+        if vtype == GGUFValueType.ARRAY:
+            w.add_key_value(name, f.contents(), vtype, sub_type=f.types[-1])
+        else:
+            w.add_key_value(name, f.contents(), vtype)
+
+
+def _neox_rows(data, heads):
+    """Undoes the GGUF llama converter's per-head interleave of Wq/Wk rows (see write_qwen2_variant)."""
+    rows = data.shape[0]
+    hd = rows // heads
+    return data.reshape(heads, hd // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
+
+
+def write_phi3_variant(src, dst, longrope_orig_ctx=0, seed=0):
+    """Writes a phi3-architecture GGUF made from a llama one, with the layout the common converters give
+    real Phi-3/Phi-4 files, for testing the phi3 path on real weights (no small phi3 GGUF ships on PyPI).
+
+    Wq/Wk rows are reordered for NeoX RoPE as in write_qwen2_variant, then each layer's q, k and v rows
+    are stacked into one attn_qkv [n_embd, q + 2 kv] and its gate and up rows into one ffn_up
+    [n_embd, 2 n_ff]: whole rows of quantized blocks move untouched, so the model computes the same
+    function as the llama original (up to summation order). longrope_orig_ctx > 0 instead makes a
+    long-context ("longrope") model: rope.scaling.original_context_length = longrope_orig_ctx and random
+    rope_factors_short / rope_factors_long divisors (1..1.5 and 1..8, growing roughly with the wavelength).
+    """
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    r = GGUFReader(src)
+    if _field(r, "general.architecture") != "llama":
+        raise ValueError(f"{src}: not a llama GGUF")
+    n_head = int(_field(r, "llama.attention.head_count"))
+    n_head_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
+    n_embd = int(_field(r, "llama.embedding_length"))
+    n_rot = int(_field(r, "llama.rope.dimension_count", n_embd // n_head))
+    w = GGUFWriter(dst, "phi3")
+    _copy_fields(r, w, "llama", "phi3")
+    tensors = {t.name: t for t in r.tensors}
+    if longrope_orig_ctx:
+        w.add_key_value("phi3.rope.scaling.original_context_length", longrope_orig_ctx, GGUFValueType.UINT32)
+        rng = np.random.default_rng(seed)
+        ramp = np.linspace(0, 1, n_rot // 2)
+        w.add_tensor("rope_factors_short.weight",
+                     (1 + 0.5 * ramp * rng.uniform(0.5, 1, n_rot // 2)).astype(np.float32))
+        w.add_tensor("rope_factors_long.weight", (1 + 7 * ramp * rng.uniform(0.5, 1, n_rot // 2)).astype(np.float32))
+
+    def raw(name, heads=0):
+        t = tensors[name]
+        data = np.asarray(t.data)
+        return (_neox_rows(data, heads) if heads else data), GGMLQuantizationType(t.tensor_type)
+
+    for t in r.tensors:
+        n = t.name
+        if n.endswith(("attn_k.weight", "attn_v.weight", "ffn_gate.weight")):
+            continue  # written fused with their partners
+        if n.endswith("attn_q.weight"):
+            p = n[:-len("attn_q.weight")]
+            parts = [raw(p + "attn_q.weight", n_head), raw(p + "attn_k.weight", n_head_kv), raw(p + "attn_v.weight")]
+            n, fused = p + "attn_qkv.weight", parts
+        elif n.endswith("ffn_up.weight"):
+            p = n[:-len("ffn_up.weight")]
+            fused = [raw(p + "ffn_gate.weight"), raw(n)]
+        else:
+            fused = [raw(n)]
+        kinds = {k for _, k in fused}
+        if len(kinds) != 1:
+            raise ValueError(f"{src}: cannot fuse {n} from tensors of types {sorted(k.name for k in kinds)}")
+        data = np.concatenate([d for d, _ in fused], axis=0) if len(fused) > 1 else fused[0][0]
+        w.add_tensor(n, np.ascontiguousarray(data), raw_dtype=fused[0][1])
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

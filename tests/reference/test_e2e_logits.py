@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End to end: slm's logits and greedy generation against the independent numpy forward pass
-(reference_forward.py) on every llama/qwen2 GGUF in $SLM_TEST_MODELS.
+(reference_forward.py) on every llama/qwen2/phi3 GGUF in $SLM_TEST_MODELS.
 
   python tests/reference/test_e2e_logits.py --build BUILD_DIR [--device cpu|vulkan:0|cuda:0 ...]
 
@@ -25,7 +25,12 @@ default path is checked against a numpy model of the same rounding. Per model an
 
 Every llama model is also tested as a qwen2 model (reference_forward.write_qwen2_variant: the same
 weights with Wq/Wk rows reordered for NeoX RoPE, plus random Q/K/V biases), since no small Qwen2 GGUF
-is available as a package.
+is available as a package. Likewise as a phi3 model (write_phi3_variant: Wq/Wk reordered for NeoX RoPE,
+q/k/v fused into attn_qkv and gate/up into ffn_up, as converted Phi-3/Phi-4 files are): the same 4 checks,
+plus its logits against the llama original's (the same function: reference against reference, and slm
+against slm, cosine >= SAME_FUNCTION_COSINE at every position). And as a long-context phi3 model
+(longrope: random rope_factors_short/long and original context LONGROPE_ORIG_CTX): checks 1 and 2 at a
+context of LONGROPE_ORIG_CTX (short factors) and of twice that (long factors).
 
 Exit codes: 0 pass, 1 fail, 77 skip (numpy/gguf or a model missing).
 """
@@ -39,7 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 np, _ = common.require_modules("numpy", "gguf")
-from reference_forward import SUPPORTED_ARCHS, ReferenceModel, write_qwen2_variant  # noqa: E402
+from reference_forward import (SUPPORTED_ARCHS, ReferenceModel, write_phi3_variant,  # noqa: E402
+                               write_qwen2_variant)
 
 N_PROMPT = 48
 N_GEN = 32
@@ -60,6 +66,12 @@ STRICT_BATCH = 7
 Q8_NOISE_FACTOR = 4.0
 # Standard deviation of the Q/K/V biases of the qwen2 variant made from each llama model.
 QWEN2_VARIANT_BIAS = 0.1
+# A model and its phi3 rewrite compute the same function: only summation order and f16 roundings of K
+# differ, far below what a wrong row split (q/k/v or gate/up swapped) or RoPE pairing does.
+SAME_FUNCTION_COSINE = 0.9999
+# Original context of the longrope variant (SmolLM2 is trained for 8192: the magnitude factor is
+# sqrt(1 + ln 4 / ln 2048)).
+LONGROPE_ORIG_CTX = 2048
 
 
 def spread_ids(ref, n, rng):
@@ -107,9 +119,11 @@ def prompt_ids(ref):
     return bos + spread_ids(ref, max(8, N_PROMPT - len(bos) - len(tail)), rng) + tail
 
 
-def run_slm(slm, model, ids, device, out_path, f32_act):
+def run_slm(slm, model, ids, device, out_path, f32_act, n_ctx=None):
     cmd = [slm, "logits", "-m", model, "--tokens", ",".join(map(str, ids)), "--out", out_path,
            "-n", str(N_GEN)] + (["--f32-act", "-b", str(STRICT_BATCH)] if f32_act else [])
+    if n_ctx:
+        cmd += ["-c", str(n_ctx)]
     if device:
         cmd += ["--device", device]
     t0 = time.time()
@@ -152,11 +166,11 @@ def cosines(got, want):
     return (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-30)
 
 
-def slm_logits(tally, slm, path, ids, ref, dev, tag, f32_act):
+def slm_logits(tally, slm, path, ids, ref, dev, tag, f32_act, n_ctx=None):
     """(logits [T, n_vocab] float64, greedy ids) from one slm run, or None after recording the failure."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "logits.f32")
-        gen, err, dt = run_slm(slm, path, ids, dev, out, f32_act)
+        gen, err, dt = run_slm(slm, path, ids, dev, out, f32_act, n_ctx)
         if err:
             tally.check(False, f"{tag}: {err}")
             return None
@@ -170,26 +184,35 @@ def slm_logits(tally, slm, path, ids, ref, dev, tag, f32_act):
     return got, gen
 
 
-def check_model(tally, slm, path, devices, name=None):
+def check_model(tally, slm, path, devices, name=None, n_ctx=None, strict_logits_only=False, ref=None):
+    """Checks 1-4 (only 1 and 2 when strict_logits_only) of one model on every device, slm run with
+    context n_ctx (default its own). Returns {"ref": reference logits, "slm": {device: slm's f32-activation
+    logits}} for comparisons between models."""
     name = name or os.path.basename(path)
     t0 = time.time()
-    ref = ReferenceModel(path)
+    ref = ref or ReferenceModel(path, n_ctx=n_ctx)
     ids = prompt_ids(ref)
-    ref_logits, ref_gen, ref_step_logits = ref.greedy(ids, N_GEN)
-    ref.act_q8 = True
-    q8_logits = ref.forward(ids)
-    ref.act_q8 = False
+    if strict_logits_only:
+        ref_logits = ref.forward(ids)
+    else:
+        ref_logits, ref_gen, ref_step_logits = ref.greedy(ids, N_GEN)
+        ref.act_q8 = True
+        q8_logits = ref.forward(ids)
+        ref.act_q8 = False
     want = ref_logits.astype(np.float64)
-    q8_dev = float(np.mean(1 - cosines(q8_logits.astype(np.float64), want)))
+    result = {"ref": want, "slm": {}}
     print(f"{name}: {ref.arch}, {ref.n_layer} layers, n_vocab {ref.n_vocab}; reference "
           f"{time.time() - t0:.1f}s; prompt {','.join(map(str, ids))}")
-    print(f"{name}: reference greedy: {' '.join(map(str, ref_gen))}")
-    print(f"{name}: reference with 8-bit activations: mean 1 - cosine {q8_dev:.3g}")
+    if not strict_logits_only:
+        q8_dev = float(np.mean(1 - cosines(q8_logits.astype(np.float64), want)))
+        print(f"{name}: reference greedy: {' '.join(map(str, ref_gen))}")
+        print(f"{name}: reference with 8-bit activations: mean 1 - cosine {q8_dev:.3g}")
     for dev in devices:
         tag = f"{name} [{dev or 'default device'}, f32 activations]"
-        res = slm_logits(tally, slm, path, ids, ref, dev, tag, True)
+        res = slm_logits(tally, slm, path, ids, ref, dev, tag, True, n_ctx)
         if res:
             got, gen = res
+            result["slm"][dev] = got
             cos = cosines(got, want)
             worst = int(np.argmin(cos))
             tally.check(bool(cos.min() >= MIN_COSINE),
@@ -201,10 +224,13 @@ def check_model(tally, slm, path, devices, name=None):
             tally.check(agree >= MIN_ARGMAX_AGREEMENT,
                         f"{tag}: argmax agrees at {agree * 100:.1f}% of positions >= "
                         f"{MIN_ARGMAX_AGREEMENT * 100:.0f}%" + (f" (differs at {bad[:10]})" if bad else ""))
-            ok, msg = compare_greedy(ref, ref_gen, ref_step_logits, gen)
-            tally.check(ok, f"{tag}: greedy continuation: {msg}")
+            if not strict_logits_only:
+                ok, msg = compare_greedy(ref, ref_gen, ref_step_logits, gen)
+                tally.check(ok, f"{tag}: greedy continuation: {msg}")
+        if strict_logits_only:
+            continue
         tag = f"{name} [{dev or 'default device'}, default path]"
-        res = slm_logits(tally, slm, path, ids, ref, dev, tag, False)
+        res = slm_logits(tally, slm, path, ids, ref, dev, tag, False, n_ctx)
         if res:
             cos = cosines(res[0], want)
             dev_slm = float(np.mean(1 - cos))
@@ -213,6 +239,19 @@ def check_model(tally, slm, path, devices, name=None):
                         f"{tag}: mean 1 - cosine {dev_slm:.3g} <= {Q8_NOISE_FACTOR:g} x the 8-bit reference's "
                         f"{q8_dev:.3g} (min cosine {cos.min():.6f}, argmax agrees at "
                         f"{float((res[0].argmax(1) == want.argmax(1)).mean()) * 100:.1f}%)")
+    return result
+
+
+def check_same_function(tally, name, a, b):
+    """The phi3 rewrite against its llama original: reference vs reference and slm vs slm per device."""
+    pairs = [("reference", a["ref"], b["ref"])] + [
+        (f"slm [{dev or 'default device'}, f32 activations]", a["slm"][dev], b["slm"][dev])
+        for dev in a["slm"] if dev in b["slm"]]
+    for what, x, y in pairs:
+        cos = cosines(x, y)
+        tally.check(bool(cos.min() >= SAME_FUNCTION_COSINE),
+                    f"{name}: {what} logits against the llama original's: cosine per position min "
+                    f"{cos.min():.7f} >= {SAME_FUNCTION_COSINE}; max |diff| {np.abs(x - y).max():.4g}")
 
 
 def present_devices(slm):
@@ -229,6 +268,8 @@ def main():
     ap.add_argument("--model", action="append", help="a GGUF to test instead of $SLM_TEST_MODELS/*.gguf")
     ap.add_argument("--no-qwen2-variant", action="store_true",
                     help="skip the qwen2 models derived from the llama ones")
+    ap.add_argument("--no-phi3-variant", action="store_true",
+                    help="skip the phi3 models (plain and longrope) derived from the llama ones")
     a = ap.parse_args()
     devices = a.device or [d for d in os.environ.get("SLM_E2E_DEVICES", "").split(",") if d] or [None]
 
@@ -249,7 +290,21 @@ def main():
         if arch not in SUPPORTED_ARCHS:
             tally.skip(f"{os.path.basename(path)}: architecture {arch} has no numpy reference")
             continue
-        check_model(tally, slm, path, devices)
+        base = check_model(tally, slm, path, devices)
+        if arch == "llama" and not a.no_phi3_variant:
+            # No small phi3 GGUF ships on PyPI either: the same weights in phi3's fused layout.
+            with tempfile.TemporaryDirectory() as tmp:
+                p3 = os.path.join(tmp, "phi3-variant.gguf")
+                write_phi3_variant(path, p3)
+                name = os.path.basename(path) + " as phi3"
+                check_same_function(tally, name, base, check_model(tally, slm, p3, devices, name=name))
+                lr = os.path.join(tmp, "phi3-longrope-variant.gguf")
+                write_phi3_variant(path, lr, longrope_orig_ctx=LONGROPE_ORIG_CTX, seed=SEED)
+                ref = ReferenceModel(lr)
+                for n_ctx in (LONGROPE_ORIG_CTX, 2 * LONGROPE_ORIG_CTX):
+                    ref.set_context(n_ctx)
+                    check_model(tally, slm, lr, devices, ref=ref, n_ctx=n_ctx, strict_logits_only=True,
+                                name=f"{os.path.basename(path)} as phi3 longrope, context {n_ctx}")
         if arch == "llama" and not a.no_qwen2_variant:
             # No small Qwen2 GGUF ships on PyPI: the same weights as qwen2 (NeoX RoPE, Q/K/V biases).
             with tempfile.TemporaryDirectory() as tmp:
