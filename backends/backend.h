@@ -106,6 +106,7 @@ struct slm_device {
     void *ctx;          /* backend private state */
     int index;
     bool host_memory;   /* buffers are plain host memory (buffer.host is set) */
+    bool software;      /* a CPU implementation of a GPU API (lavapipe): used only when asked for */
     char name[160];     /* "cpu (AVX-512, 2 threads)", "vulkan:0 llvmpipe (LLVM 15.0.6, 256 bits)" */
 };
 

@@ -14,7 +14,7 @@
 slm_params slm_params_default(void) {
     slm_params p;
     memset(&p, 0, sizeof p);
-    p.device = "cpu";
+    p.device = "auto";
     p.n_gpu_layers = -2;
     return p;
 }

@@ -149,6 +149,31 @@ static slm_status open_gpus(slm_model *m, const char *list, const slm_device_con
     return SLM_OK;
 }
 
+/* No device named: the first hardware GPU, CUDA before Vulkan (which may show the same card again).
+ * Software renderers (lavapipe) are slower than the CPU backend, so only an explicit --device picks them.
+ * Finding none is not an error: the model runs on the CPU. */
+static void open_default_gpu(slm_model *m, const slm_device_config *cfg) {
+    static const char *const kinds[] = {"cuda", "vulkan"};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (const slm_backend_ops *const *b = slm_backends(); *b; b++) {
+            if (strcmp((*b)->name, kinds[k])) continue;
+            int n = (*b)->count();
+            for (int i = 0; i < n; i++) {
+                char spec[32];
+                snprintf(spec, sizeof spec, "%s:%d", kinds[k], i);
+                slm_device *d = NULL;
+                slm_error e;
+                if (slm_device_open(spec, cfg, &d, &e)) continue;
+                if (d->software) {
+                    slm_device_close(d);
+                    continue;
+                }
+                m->devices[m->n_devices++] = d;
+                return;
+            }
+        }
+}
+
 static slm_status measure(slm_model *m, slm_plan_device *pd) {
     for (int d = 0; d < m->n_devices; d++) {
         slm_device *dev = m->devices[d];
@@ -180,8 +205,13 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     m->n_devices = 1;
     s = m->devices[0]->ops->wrap_host(m->devices[0], (void *)m->gguf->base, m->gguf->size, &m->host_weights, err);
     if (s) return s;
-    bool gpu = p->device && *p->device && strncmp(p->device, "cpu", 3) != 0;
+    bool pick = !p->device || !*p->device || !strcmp(p->device, "auto");
+    bool gpu = !pick && strncmp(p->device, "cpu", 3) != 0;
     if (gpu && (s = open_gpus(m, p->device, &cfg, err))) return s;
+    if (pick) {
+        open_default_gpu(m, &cfg);
+        gpu = m->n_devices > 1;
+    }
     float shares[SLM_MAX_DEVICES] = {0};
     if (gpu && p->tensor_split && *p->tensor_split &&
         (s = parse_split(p->tensor_split, m->n_devices - 1, shares, err)))

@@ -36,7 +36,9 @@ typedef struct slm_params {
     int n_threads;        /* CPU threads; <= 0: number of cores */
     int n_ctx;            /* context window in tokens; <= 0: min(model's, 4096) */
     int n_batch;          /* largest batch per eval call; <= 0: 512 */
-    const char *device;   /* "cpu" (default), "vulkan:0", "cuda:0", or several GPUs: "cuda:0,cuda:1" */
+    const char *device;   /* "auto" (default, also NULL): the first hardware GPU (CUDA, then Vulkan) with
+                             n_gpu_layers of it, else the CPU; software Vulkan (lavapipe) only when named.
+                             "cpu": CPU only; "vulkan:0", "cuda:0", or several GPUs: "cuda:0,cuda:1" */
     int n_gpu_layers;     /* -1: all, -2: auto (fit), 0..n: the last n layers (+ output head first) */
     size_t vram_budget;   /* 0: the device's free memory; else a cap in bytes (per GPU) */
     const char *tensor_split; /* several GPUs: their shares of the GPU layers, "3,1" (NULL: equal) */

@@ -18,7 +18,7 @@ static void usage(void) {
             "                                                              then print N greedy token ids\n"
             "  devices                                                     list compute devices\n"
             "options: -t THREADS  -c CTX  -b BATCH  --temp T  --top-k K  --top-p P  --min-p P\n"
-            "         --repeat-penalty R  --seed S  --greedy  --device cpu|vulkan:N|cuda:N[,...]\n"
+            "         --repeat-penalty R  --seed S  --greedy  --device auto|cpu|vulkan:N|cuda:N[,...]\n"
             "         -ngl N|all|auto  --vram-budget SIZE  --tensor-split 3,1  -v\n"
             "         --f32-act  (CPU: f32 activations in mat-muls; slow, for accuracy checks)\n");
 }
@@ -63,7 +63,8 @@ static int cmd_run(const slm_cli_opts *o) {
     slm_sampler *smp = NULL;
     const char *prompt = o->prompt;
     if (o->chat) {
-        slm_status s = slm_chat_format_single(slm_model_chat_template(m), o->system, o->prompt, &text, &err);
+        slm_status s = slm_chat_format_single(slm_model_chat_template(m), slm_model_tokenizer(m), o->system,
+                                              o->prompt, &text, &err);
         if (s) { fail("chat template", s, &err); goto done; }
         prompt = text;
     }
@@ -192,7 +193,8 @@ static int cmd_devices(void) {
             }
             size_t fr = 0, tot = 0;
             dev->ops->memory(dev, &fr, &tot);
-            printf("%-10s %s  %.1f GiB free / %.1f GiB\n", spec, dev->name, fr / 1073741824.0, tot / 1073741824.0);
+            printf("%-10s %s  %.1f GiB free / %.1f GiB%s\n", spec, dev->name, fr / 1073741824.0, tot / 1073741824.0,
+                   dev->software ? "  (software: used only with --device)" : "");
             slm_device_close(dev);
         }
         if (n == 0) printf("%-10s (none present)\n", b[i]->name);
