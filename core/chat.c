@@ -58,10 +58,37 @@ static char *default_system(const char *tmpl) {
     return NULL;
 }
 
-slm_status slm_chat_template_init(const char *tmpl, slm_chat_template *out, slm_error *err) {
+/* A turn marker must be one special token: the rendered text is tokenized with parse_special, and a marker
+ * that came out as ordinary text pieces would mean nothing to the model. */
+static bool has_special(const slm_tokenizer *t, const char *text) {
+    int32_t id = slm_tokenizer_find(t, text, strlen(text));
+    slm_token_type ty = slm_tokenizer_token_type(t, id);
+    return id >= 0 && (ty == SLM_TOKEN_TYPE_CONTROL || ty == SLM_TOKEN_TYPE_USER_DEFINED);
+}
+
+slm_chat_family slm_chat_detect_vocab(const slm_tokenizer *t) {
+    if (!t) return SLM_CHAT_NONE;
+    if (has_special(t, "<|im_sep|>") && has_special(t, "<|im_start|>")) return SLM_CHAT_PHI4;
+    if (has_special(t, "<|start_header_id|>") && has_special(t, "<|end_header_id|>")) return SLM_CHAT_LLAMA3;
+    if (has_special(t, "<start_of_turn>") && has_special(t, "<end_of_turn>")) return SLM_CHAT_GEMMA;
+    if (has_special(t, "<|user|>") && has_special(t, "<|end|>")) return SLM_CHAT_PHI3;
+    if (has_special(t, "<|im_start|>") && has_special(t, "<|im_end|>")) return SLM_CHAT_CHATML;
+    return SLM_CHAT_NONE;
+}
+
+slm_status slm_chat_template_init(const char *tmpl, const slm_tokenizer *vocab, slm_chat_template *out,
+                                  slm_error *err) {
     memset(out, 0, sizeof *out);
     if (!tmpl) {
-        out->family = SLM_CHAT_CHATML;
+        out->family = slm_chat_detect_vocab(vocab);
+        out->from_vocab = true;
+        if (out->family == SLM_CHAT_NONE)
+            return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                            "the model has no chat template (tokenizer.chat_template) and %s: chat needs a template "
+                            "(use `slm run` without --chat for plain text)",
+                            vocab ? "its vocabulary has the turn tokens of no supported family (<|im_start|>, "
+                                    "<|start_header_id|>, <start_of_turn>, <|user|> + <|end|>, <|im_sep|>)"
+                                  : "no vocabulary to choose one from");
         return SLM_OK;
     }
     out->family = slm_chat_detect(tmpl);
@@ -208,11 +235,11 @@ slm_status slm_chat_apply(const slm_chat_template *t, const slm_chat_msg *msgs, 
     return SLM_OK;
 }
 
-slm_status slm_chat_format_single(const char *tmpl, const char *system, const char *prompt, char **out,
-                                  slm_error *err) {
+slm_status slm_chat_format_single(const char *tmpl, const slm_tokenizer *vocab, const char *system,
+                                  const char *prompt, char **out, slm_error *err) {
     *out = NULL;
     slm_chat_template t;
-    slm_status s = slm_chat_template_init(tmpl, &t, err);
+    slm_status s = slm_chat_template_init(tmpl, vocab, &t, err);
     if (s) return s;
     slm_chat_msg msgs[2];
     int n = 0;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "slm.h"
+#include "tokenizer.h"
 
 typedef enum slm_chat_family {
     SLM_CHAT_NONE = 0,  /* no template, or one of no supported family */
@@ -26,6 +27,7 @@ typedef struct slm_chat_msg {
 
 typedef struct slm_chat_template {
     slm_chat_family family;
+    bool from_vocab;      /* the file has no template: the family was chosen from the vocabulary */
     /* The system message the template inserts when the conversation has none (ChatML templates of Qwen2
      * and SmolLM2 carry one), or NULL. */
     char *default_system;
@@ -34,9 +36,17 @@ typedef struct slm_chat_template {
 const char *slm_chat_family_name(slm_chat_family f);  /* "chatml", "llama3", ... "none" */
 /* The family of a template text; SLM_CHAT_NONE for NULL or an unknown template. */
 slm_chat_family slm_chat_detect(const char *tmpl);
-/* Family and default system prompt of a template text. tmpl NULL (the model has none): ChatML, the most
- * common convention. An unrecognised template fails with SLM_ERR_UNSUPPORTED. */
-slm_status slm_chat_template_init(const char *tmpl, slm_chat_template *out, slm_error *err);
+/* The family whose turn markers vocab holds as special (control or user-defined) tokens, for a file without
+ * tokenizer.chat_template: <|im_sep|> Phi-4, <|start_header_id|> Llama 3, <start_of_turn> + <end_of_turn>
+ * Gemma, <|user|> + <|end|> Phi-3, <|im_start|> + <|im_end|> ChatML (most specific first: Phi-4 has
+ * <|im_start|> too). SLM_CHAT_NONE when none fits or vocab is NULL. */
+slm_chat_family slm_chat_detect_vocab(const slm_tokenizer *vocab);
+/* Family and default system prompt of a template text. tmpl NULL (the model has none): the family the
+ * vocabulary's special tokens imply (slm_chat_detect_vocab); rendering a layout whose markers the model
+ * does not have would feed it text it was never trained on, so when none fits this fails with
+ * SLM_ERR_UNSUPPORTED. An unrecognised template fails likewise. vocab may be NULL when tmpl is not. */
+slm_status slm_chat_template_init(const char *tmpl, const slm_tokenizer *vocab, slm_chat_template *out,
+                                  slm_error *err);
 void slm_chat_template_free(slm_chat_template *t);
 
 /* Renders msgs[0..n) into a malloc'd NUL-terminated string; add_generation_prompt appends the header
@@ -45,8 +55,9 @@ slm_status slm_chat_apply(const slm_chat_template *t, const slm_chat_msg *msgs, 
                           char **out, slm_error *err);
 
 /* For `slm run --chat`: one user prompt (with an optional system prompt, NULL for none) in the template
- * tmpl (the model's tokenizer.chat_template, may be NULL), with the generation prompt. */
-slm_status slm_chat_format_single(const char *tmpl, const char *system, const char *prompt, char **out,
-                                  slm_error *err);
+ * tmpl (the model's tokenizer.chat_template, may be NULL: then chosen from vocab), with the generation
+ * prompt. */
+slm_status slm_chat_format_single(const char *tmpl, const slm_tokenizer *vocab, const char *system,
+                                  const char *prompt, char **out, slm_error *err);
 
 #endif

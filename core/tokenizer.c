@@ -3,7 +3,7 @@
  * SentencePiece ("llama"): spaces become U+2581 ("▁"), one is prepended when add_space_prefix says so, the
  * text starts as one symbol per UTF-8 character and adjacent symbols are merged, highest vocabulary score
  * first (ties: leftmost), while the merged text is a vocabulary entry. Symbols left outside the vocabulary
- * fall back to <0xNN> byte tokens, or to the unknown token.
+ * fall back to <0xNN> byte tokens, or to the unknown token (one for a whole run of them, as SentencePiece does).
  *
  * Byte-level BPE ("gpt2"): the text is split into chunks by the pre-tokenizer's regular expressions (PCRE2,
  * Unicode properties), every byte of a chunk is one symbol (the vocabulary spells bytes as the printable
@@ -760,23 +760,28 @@ static bool encode_spm(const slm_tokenizer *t, work *w, const char *text, size_t
         spm_try(t, w, c.left);
     }
     if (w->oom) return false;
+    bool in_unk = false;  /* the last token came from a symbol outside the vocabulary */
     for (int i = 0; i >= 0; i = w->syms[i].next) {
         const sym *S = &w->syms[i];
         int32_t id = slm_tokenizer_find(t, w->text + S->start, (size_t)S->len);
         if (id >= 0 && (t->type[id] == SLM_TOKEN_TYPE_NORMAL || t->type[id] == SLM_TOKEN_TYPE_USER_DEFINED ||
                         t->type[id] == SLM_TOKEN_TYPE_UNUSED)) {
             if (!push(out, id)) return false;
+            in_unk = false;
             continue;
         }
-        for (int k = 0; k < S->len; k++) {
-            int32_t b = t->byte_tok[(unsigned char)w->text[S->start + k]];
-            if (b < 0) {
-                /* no byte tokens: the whole symbol is one unknown */
-                if (t->unk >= 0 && !push(out, t->unk)) return false;
-                break;
-            }
-            if (!push(out, b)) return false;
+        bool bytes = true;
+        for (int k = 0; k < S->len && bytes; k++) bytes = t->byte_tok[(unsigned char)w->text[S->start + k]] >= 0;
+        if (bytes) {
+            for (int k = 0; k < S->len; k++)
+                if (!push(out, t->byte_tok[(unsigned char)w->text[S->start + k]])) return false;
+            in_unk = false;
+            continue;
         }
+        /* no byte fallback: the symbol is unknown, and a run of unknown symbols is a single unknown token,
+         * as SentencePiece merges them (one <unk> then stands for the whole unreadable stretch) */
+        if (t->unk >= 0 && !in_unk && !push(out, t->unk)) return false;
+        in_unk = true;
     }
     return true;
 }

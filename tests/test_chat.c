@@ -1,11 +1,15 @@
-/* Chat templates: family detection from real template texts and the exact rendering of each family,
- * written out by hand from the families' documented prompt formats. */
+/* Chat templates: family detection from real template texts and, for files without one, from the
+ * vocabulary's special tokens; the exact rendering of each family, written out by hand from the families'
+ * documented prompt formats. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat.h"
+#include "gguf.h"
+#include "gguf_write.h"
 #include "test_util.h"
+#include "tokenizer.h"
 
 /* Template texts as the models' GGUF files carry them (abridged where the rest does not matter). */
 static const char SMOLLM2[] =
@@ -39,10 +43,11 @@ static const char GEMMA[] =
     "message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
     "{{'<start_of_turn>model\n'}}{% endif %}";
 
-static void expect(const char *tmpl, const slm_chat_msg *msgs, int n, bool gen, const char *want, const char *what) {
+static void expect_with(const char *tmpl, const slm_tokenizer *vocab, const slm_chat_msg *msgs, int n, bool gen,
+                        const char *want, const char *what) {
     slm_chat_template t;
     slm_error err = {{0}};
-    slm_status s = slm_chat_template_init(tmpl, &t, &err);
+    slm_status s = slm_chat_template_init(tmpl, vocab, &t, &err);
     CHECK(s == SLM_OK, "%s: init: %s", what, err.msg);
     if (s) return;
     char *out = NULL;
@@ -51,6 +56,142 @@ static void expect(const char *tmpl, const slm_chat_msg *msgs, int n, bool gen, 
     CHECK(out && !strcmp(out, want), "%s:\n--- got ---\n%s\n--- want ---\n%s", what, out ? out : "(null)", want);
     free(out);
     slm_chat_template_free(&t);
+}
+
+static void expect(const char *tmpl, const slm_chat_msg *msgs, int n, bool gen, const char *want, const char *what) {
+    expect_with(tmpl, NULL, msgs, n, gen, want, what);
+}
+
+/* A small SentencePiece vocabulary in memory: <unk> <s> </s> "▁" "a", then the given tokens, all of type
+ * `type` (3 control, 4 user-defined, 1 normal). NULL on failure (reported). */
+static slm_tokenizer *make_vocab(const char *const *extra, int n_extra, int32_t type) {
+    const char *toks[16] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a"};
+    int32_t types[16] = {2, 3, 3, 1, 1};
+    float scores[16] = {0};
+    int n = 5;
+    for (int i = 0; i < n_extra && n < 16; i++, n++) {
+        toks[n] = extra[i];
+        types[n] = type;
+    }
+    slm_error err = {{0}};
+    slm_gguf_writer *w = NULL;
+    void *buf = NULL;
+    size_t size = 0;
+    slm_gguf *g = NULL;
+    slm_tokenizer *t = NULL;
+    slm_status s = slm_gguf_writer_create(&w, &err);
+    if (!s) {
+        slm_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama");
+        slm_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, (uint64_t)n);
+        slm_gguf_writer_add_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
+        slm_gguf_writer_add_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n);
+        s = slm_gguf_writer_write_memory(w, &buf, &size, &err);
+    }
+    if (!s) s = slm_gguf_open_memory(buf, size, &g, &err);
+    if (!s) s = slm_tokenizer_create(g, &t, &err);  /* copies what it needs: g and buf may go */
+    CHECK(s == SLM_OK, "synthetic vocabulary: %s", err.msg);
+    slm_gguf_close(g);
+    free(buf);
+    slm_gguf_writer_free(w);
+    return t;
+}
+
+/* No tokenizer.chat_template: the family comes from the vocabulary's special tokens, never a guess. */
+static void check_vocab_fallback(void) {
+    static const struct {
+        const char *toks[4];
+        int n;
+        slm_chat_family want;
+    } cases[] = {
+        {{"<start_of_turn>", "<end_of_turn>"}, 2, SLM_CHAT_GEMMA},
+        {{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}, 3, SLM_CHAT_LLAMA3},
+        {{"<|im_start|>", "<|im_end|>"}, 2, SLM_CHAT_CHATML},
+        {{"<|user|>", "<|assistant|>", "<|end|>", "<|system|>"}, 4, SLM_CHAT_PHI3},
+        {{"<|im_start|>", "<|im_end|>", "<|im_sep|>"}, 3, SLM_CHAT_PHI4},  /* not ChatML: more specific */
+        {{"<|im_start|>"}, 1, SLM_CHAT_NONE},                              /* half a pair is no layout */
+        {{"<start_of_turn>"}, 1, SLM_CHAT_NONE},
+        {{"[INST]", "[/INST]"}, 2, SLM_CHAT_NONE},                          /* Llama 2: not supported */
+        {{0}, 0, SLM_CHAT_NONE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int32_t type = 3; type <= 4; type++) {
+            slm_tokenizer *v = make_vocab(cases[i].toks, cases[i].n, type);
+            if (!v) continue;
+            slm_chat_family got = slm_chat_detect_vocab(v);
+            CHECK(got == cases[i].want, "vocab case %zu (type %d): family %s, want %s", i, type,
+                  slm_chat_family_name(got), slm_chat_family_name(cases[i].want));
+            slm_chat_template t;
+            slm_error err = {{0}};
+            slm_status s = slm_chat_template_init(NULL, v, &t, &err);
+            if (cases[i].want == SLM_CHAT_NONE)
+                CHECK(s == SLM_ERR_UNSUPPORTED && strstr(err.msg, "no chat template"),
+                      "vocab case %zu: no fitting family must fail clearly (%d: %s)", i, s, err.msg);
+            else
+                CHECK(s == SLM_OK && t.family == cases[i].want && t.from_vocab, "vocab case %zu: init %d", i, s);
+            if (!s) slm_chat_template_free(&t);
+            slm_tokenizer_free(v);
+        }
+    }
+    /* markers that are ordinary vocabulary text would not tokenize to the model's turn tokens */
+    static const char *const gemma[] = {"<start_of_turn>", "<end_of_turn>"};
+    slm_tokenizer *v = make_vocab(gemma, 2, 1);
+    if (v) CHECK(slm_chat_detect_vocab(v) == SLM_CHAT_NONE, "normal-typed markers are no chat tokens");
+    slm_tokenizer_free(v);
+    CHECK(slm_chat_detect_vocab(NULL) == SLM_CHAT_NONE, "no vocabulary");
+    slm_chat_template t;
+    slm_error err = {{0}};
+    CHECK(slm_chat_template_init(NULL, NULL, &t, &err) == SLM_ERR_UNSUPPORTED && err.msg[0],
+          "neither template nor vocabulary fails");
+    /* a template in the file wins over the vocabulary */
+    v = make_vocab(gemma, 2, 3);
+    const slm_chat_msg hi[] = {{"user", "Hi!"}};
+    expect_with(NULL, v, hi, 1, true, "<start_of_turn>user\nHi!<end_of_turn>\n<start_of_turn>model\n",
+                "no template, Gemma vocabulary");
+    expect_with(CHATML_PLAIN, v, hi, 1, true, "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
+                "the file's template wins over the vocabulary");
+    char *out = NULL;
+    CHECK(slm_chat_format_single(NULL, v, NULL, "Hi!", &out, &err) == SLM_OK && out &&
+              !strcmp(out, "<start_of_turn>user\nHi!<end_of_turn>\n<start_of_turn>model\n"),
+          "single from the vocabulary: %s", out ? out : err.msg);
+    free(out);
+    slm_tokenizer_free(v);
+}
+
+/* Gemma 3's file has no tokenizer.chat_template: its vocabulary must give the Gemma layout, and the rendered
+ * prompt must tokenize to its turn tokens (<start_of_turn> is id 105, <end_of_turn> 106). */
+static void check_gemma_model(void) {
+    char path[600];
+    if (!slm_test_model("gemma-3-270m-q4_k_m.gguf", path, sizeof path)) {
+        printf("test_chat: no Gemma 3 test model: its vocabulary check skipped\n");
+        return;
+    }
+    slm_error err = {{0}};
+    slm_gguf *g = NULL;
+    slm_tokenizer *tok = NULL;
+    slm_status s = slm_gguf_open(path, &g, &err);
+    if (!s) s = slm_tokenizer_create(g, &tok, &err);
+    CHECK(s == SLM_OK, "gemma-3: %s", err.msg);
+    if (s) { slm_gguf_close(g); return; }
+    slm_gguf_str tmpl;
+    CHECK(!slm_gguf_get_str(g, "tokenizer.chat_template", &tmpl), "gemma-3 test file unexpectedly has a template");
+    CHECK(slm_tokenizer_find(tok, "<start_of_turn>", 15) == 105 && slm_tokenizer_find(tok, "<|im_start|>", 12) < 0,
+          "gemma-3 vocabulary: <start_of_turn> is 105, no <|im_start|>");
+    char *text = NULL;
+    s = slm_chat_format_single(NULL, tok, NULL, "Hi!", &text, &err);
+    CHECK(s == SLM_OK && text && !strcmp(text, "<start_of_turn>user\nHi!<end_of_turn>\n<start_of_turn>model\n"),
+          "gemma-3 without a template renders Gemma's layout: %s", text ? text : err.msg);
+    if (text) {
+        /* <bos> <start_of_turn> user \n Hi ! <end_of_turn> \n <start_of_turn> model \n; the word ids are
+         * SentencePiece's own on this vocabulary (tests/reference/test_tokenizer_spm.py builds that reference) */
+        static const int32_t want[] = {2, 105, 2364, 107, 10979, 236888, 106, 107, 105, 4368, 107};
+        slm_tokens v = {0};
+        s = slm_tokenizer_encode(tok, text, strlen(text), true, true, &v, &err);
+        CHECK(s == SLM_OK && v.n == 11 && !memcmp(v.ids, want, sizeof want), "gemma-3 prompt ids (%d tokens)", v.n);
+        slm_tokens_free(&v);
+    }
+    free(text);
+    slm_tokenizer_free(tok);
+    slm_gguf_close(g);
 }
 
 int main(void) {
@@ -66,9 +207,9 @@ int main(void) {
 
     slm_chat_template t;
     slm_error err = {{0}};
-    CHECK(slm_chat_template_init("{{ messages }}", &t, &err) == SLM_ERR_UNSUPPORTED && err.msg[0],
+    CHECK(slm_chat_template_init("{{ messages }}", NULL, &t, &err) == SLM_ERR_UNSUPPORTED && err.msg[0],
           "an unknown template is refused with a message");
-    CHECK(slm_chat_template_init(QWEN25_ESCAPED, &t, &err) == SLM_OK && t.default_system &&
+    CHECK(slm_chat_template_init(QWEN25_ESCAPED, NULL, &t, &err) == SLM_OK && t.default_system &&
               !strcmp(t.default_system, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
           "default system prompt from an escaped template: %s", t.default_system ? t.default_system : "(none)");
     slm_chat_template_free(&t);
@@ -95,8 +236,13 @@ int main(void) {
            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
            "smollm2 with a system message (replaces the default)");
     expect(CHATML_PLAIN, conv, 1, false, "<|im_start|>user\nHi!<|im_end|>\n", "chatml, no generation prompt");
-    expect(NULL, conv, 1, true, "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
-           "no template: ChatML without a default system");
+    {
+        static const char *const chatml[] = {"<|im_start|>", "<|im_end|>"};
+        slm_tokenizer *v = make_vocab(chatml, 2, 3);
+        expect_with(NULL, v, conv, 1, true, "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
+                    "no template, ChatML vocabulary: ChatML without a default system");
+        slm_tokenizer_free(v);
+    }
 
     /* Llama 3: contents trimmed, no BOS text (the tokenizer adds <|begin_of_text|>) */
     const slm_chat_msg padded[] = {{"system", "  Be brief.\n"}, {"user", "\nHi! "}};
@@ -135,21 +281,23 @@ int main(void) {
     /* bad roles are refused */
     const slm_chat_msg bad[] = {{"tool", "x"}};
     char *out = NULL;
-    CHECK(slm_chat_template_init(CHATML_PLAIN, &t, &err) == SLM_OK, "init");
+    CHECK(slm_chat_template_init(CHATML_PLAIN, NULL, &t, &err) == SLM_OK, "init");
     CHECK(slm_chat_apply(&t, bad, 1, true, &out, &err) == SLM_ERR_INVALID_ARG && !out, "role 'tool' refused");
     slm_chat_template_free(&t);
 
     /* the helper behind `slm run --chat` */
-    CHECK(slm_chat_format_single(SMOLLM2, "Be brief.", "Hi!", &out, &err) == SLM_OK, "single: %s", err.msg);
+    CHECK(slm_chat_format_single(SMOLLM2, NULL, "Be brief.", "Hi!", &out, &err) == SLM_OK, "single: %s", err.msg);
     CHECK(out && !strcmp(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
                               "<|im_start|>assistant\n"),
           "single with system: %s", out ? out : "(null)");
     free(out);
-    CHECK(slm_chat_format_single(LLAMA3, NULL, "Hi!", &out, &err) == SLM_OK, "single llama3");
+    CHECK(slm_chat_format_single(LLAMA3, NULL, NULL, "Hi!", &out, &err) == SLM_OK, "single llama3");
     CHECK(out && !strcmp(out, "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
                               "<|start_header_id|>assistant<|end_header_id|>\n\n"),
           "single llama3: %s", out ? out : "(null)");
     free(out);
-    CHECK(slm_chat_format_single("{{ messages }}", NULL, "Hi!", &out, &err) == SLM_ERR_UNSUPPORTED, "unknown");
+    CHECK(slm_chat_format_single("{{ messages }}", NULL, NULL, "Hi!", &out, &err) == SLM_ERR_UNSUPPORTED, "unknown");
+    check_vocab_fallback();
+    check_gemma_model();
     return slm_test_finish("test_chat");
 }

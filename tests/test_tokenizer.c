@@ -1,11 +1,13 @@
 /* Tokenizer tests: every case of the vocab fixtures (../shared/fixtures/vocab, expected ids from the
- * families' own tokenizers), round trips, special tokens, invalid UTF-8 and the streaming detokenizer. */
+ * families' own tokenizers), round trips, special tokens, invalid UTF-8, SentencePiece's single <unk> for
+ * a run of unknown characters, and the streaming detokenizer. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gguf.h"
+#include "gguf_write.h"
 #include "test_util.h"
 #include "tokenizer.h"
 
@@ -63,8 +65,29 @@ static void print_ids(const char *what, const int32_t *ids, int n) {
     fprintf(stderr, "\n");
 }
 
-/* All cases of one fixture; returns the number of cases checked. */
-static int run_fixture(const char *dir, const char *name) {
+/* Lines of s[0..n) that are exactly `line` (counted line by line, apart from the case parser below). */
+static int count_lines_equal(const char *s, size_t n, const char *line) {
+    int k = 0;
+    size_t ll = strlen(line);
+    for (const char *p = s, *end = s + n; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t l = (size_t)((eol ? eol : end) - p);
+        if (l == ll && !memcmp(p, line, ll)) k++;
+        p = eol ? eol + 1 : end;
+    }
+    return k;
+}
+
+/* Newline-terminated lines of s[0..n), plus an unterminated last one. */
+static int count_lines(const char *s, size_t n) {
+    int k = 0;
+    for (size_t i = 0; i < n; i++) k += s[i] == '\n';
+    return k + (n && s[n - 1] != '\n');
+}
+
+/* All cases of one fixture; returns the number of cases checked. *want: how many the files hold, from a
+ * count of their own (the separator lines of .inp, which must equal the lines of .out). */
+static int run_fixture(const char *dir, const char *name, int *want_cases) {
     char path[600];
     size_t inp_len, out_len;
     snprintf(path, sizeof path, "%s/%s.inp", dir, name);
@@ -72,6 +95,12 @@ static int run_fixture(const char *dir, const char *name) {
     snprintf(path, sizeof path, "%s/%s.out", dir, name);
     char *outp = read_all(path, &out_len);
     CHECK(inp && outp, "%s: cannot read the .inp/.out files", name);
+    *want_cases = -1;
+    if (inp && outp) {
+        int seps = count_lines_equal(inp, inp_len, "__ggml_vocab_test__"), lines = count_lines(outp, out_len);
+        CHECK(seps == lines && seps > 0, "%s: %d inputs in .inp but %d lines in .out", name, seps, lines);
+        *want_cases = seps;
+    }
     slm_gguf *g;
     slm_tokenizer *t = inp && outp ? load(dir, name, &g) : NULL;
     int cases = 0;
@@ -265,6 +294,58 @@ static void check_specials(const char *dir) {
     }
 }
 
+/* A SentencePiece vocabulary without <0xNN> byte pieces, written in memory: characters outside it become
+ * <unk>, and SentencePiece emits one <unk> for a whole run of them (its encoder merges adjacent unknown
+ * pieces), not one per character. */
+static void check_unknown_runs(void) {
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "ab"};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1};
+    static const float scores[] = {0, 0, 0, -1, -2, -3, -0.5f, -0.25f};
+    enum { UNK = 0, SP = 3, A = 4, B = 5, SP_A = 6, AB = 7 };
+    slm_error err = {{0}};
+    slm_gguf_writer *w = NULL;
+    void *buf = NULL;
+    size_t size = 0;
+    slm_gguf *g = NULL;
+    slm_tokenizer *t = NULL;
+    CHECK(slm_gguf_writer_create(&w, &err) == SLM_OK, "writer: %s", err.msg);
+    if (!w) return;
+    slm_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama");
+    slm_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, 8);
+    slm_gguf_writer_add_arr_i32(w, "tokenizer.ggml.token_type", types, 8);
+    slm_gguf_writer_add_arr_f32(w, "tokenizer.ggml.scores", scores, 8);
+    slm_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", UNK);
+    slm_status s = slm_gguf_writer_write_memory(w, &buf, &size, &err);
+    if (!s) s = slm_gguf_open_memory(buf, size, &g, &err);
+    if (!s) s = slm_tokenizer_create(g, &t, &err);
+    CHECK(s == SLM_OK, "no-byte SPM vocabulary: %s", err.msg);
+    if (t) {
+        struct { const char *text; int n; int32_t ids[8]; } cases[] = {
+            {"zz", 2, {SP, UNK}},                            /* the run is one <unk> */
+            {"z", 2, {SP, UNK}},
+            {"azzb", 3, {SP_A, UNK, B}},                     /* known symbols on both sides end the run */
+            {"z z", 4, {SP, UNK, SP, UNK}},                  /* "▁" is known: two runs */
+            {"ab\xc3\xa9\xe2\x82\xacz", 3, {SP, AB, UNK}},  /* unknown characters of any length */
+            {"zab", 3, {SP, UNK, AB}},
+        };
+        slm_tokens v = {0};
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            if (!encode(t, cases[i].text, strlen(cases[i].text), false, false, &v)) continue;
+            bool same = v.n == cases[i].n && !memcmp(v.ids, cases[i].ids, (size_t)v.n * sizeof *v.ids);
+            CHECK(same, "no-byte SPM \"%s\": ids differ", cases[i].text);
+            if (!same) {
+                print_ids("want", cases[i].ids, cases[i].n);
+                print_ids("got ", v.ids, v.n);
+            }
+        }
+        slm_tokens_free(&v);
+    }
+    slm_tokenizer_free(t);
+    slm_gguf_close(g);
+    free(buf);
+    slm_gguf_writer_free(w);
+}
+
 /* The UTF-8 stream on its own: held tails, invalid bytes replaced, always valid output. */
 static void check_detok_bytes(void) {
     slm_detok d;
@@ -323,6 +404,7 @@ int main(void) {
     char dirbuf[512];
     const char *dir = fixture_dir(dirbuf, sizeof dirbuf);
     check_detok_bytes();
+    check_unknown_runs();
     if (!dir) {
         fprintf(stderr, "test_tokenizer: no vocab fixtures (set SLM_SHARED): skipping the fixture cases\n");
         if (slm_test_failures) return slm_test_finish("test_tokenizer");
@@ -332,8 +414,8 @@ int main(void) {
                                         "ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf",
                                         "ggml-vocab-gpt-2.gguf"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        int n = run_fixture(dir, names[i]);
-        CHECK(n >= 40, "%s: only %d cases", names[i], n);
+        int want = 0, n = run_fixture(dir, names[i], &want);
+        CHECK(n == want, "%s: %d cases checked of the %d in the files", names[i], n, want);
         printf("%s: %d cases\n", names[i], n);
     }
     check_specials(dir);

@@ -4,7 +4,9 @@
  * tokens after the longest common prefix with what the context already holds are evaluated, so the KV
  * cache is reused across turns even when re-tokenizing the reply gives other ids than were sampled. When
  * the conversation outgrows the context, the oldest turns are dropped (the system message stays).
- * Commands: /exit (or end of input) quits, /reset forgets the conversation. */
+ * Commands: /exit (or end of input) quits, /reset forgets the conversation. -v reports on stderr, per
+ * turn, how many prompt tokens came from the cache and how many were evaluated (tests/reference/
+ * test_chat_cli.py reads it to check that a turn evaluates only its new tokens). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,8 @@ typedef struct chat {
     int32_t *prompt;    /* scratch: the rendered conversation */
     int n_ctx;
     int n_predict;
+    bool verbose;
+    int n_turns;
 } chat;
 
 /* Renders and tokenizes the conversation with the generation prompt into ch->prompt; returns the token
@@ -122,15 +126,23 @@ static bool turn(chat *ch, int n) {
     }
     ch->n_toks = n;
     for (int i = keep; i < n; i++) slm_sampler_accept(ch->smp, ch->prompt[i]);
+    ch->n_turns++;
+    if (ch->verbose)
+        fprintf(stderr, "slm: turn %d: prompt %d tokens, %d reused from the cache, %d evaluated\n", ch->n_turns, n,
+                keep, n - keep);
 
     slm_detok d;
     slm_detok_init(&d, slm_model_tokenizer(ch->m), true);
     char *reply = NULL;
     size_t rlen = 0, rcap = 0;
-    bool ok = true;
-    for (int g = 0; g < ch->n_predict && ch->n_toks < ch->n_ctx; g++) {
+    bool ok = true, full = false;
+    int n_gen = 0;
+    /* the logits of the last evaluated token are always there to sample from; the context bounds only the
+     * evaluation of what was sampled, checked below, so that running out of room is said and not silent */
+    for (int g = 0; g < ch->n_predict; g++) {
         int32_t t = slm_sampler_sample(ch->smp, slm_logits(ch->c, -1));
         if (slm_token_is_eog(ch->m, t)) break;
+        n_gen++;
         slm_sampler_accept(ch->smp, t);
         size_t l;
         const char *out = slm_detok_push(&d, t, &l);
@@ -149,7 +161,7 @@ static bool turn(chat *ch, int n) {
             rlen += l;
         }
         if (ch->n_toks >= ch->n_ctx) {
-            fprintf(stderr, "\nslm: the context is full\n");
+            full = true;
             break;
         }
         s = slm_eval(ch->c, &t, 1, false, &err);
@@ -165,6 +177,10 @@ static bool turn(chat *ch, int n) {
     if (tail && l) fwrite(tail, 1, l, stdout);
     printf("\n");
     fflush(stdout);
+    if (full)
+        fprintf(stderr, "slm: the context is full (%d tokens): the reply was cut off; the next turn drops the oldest "
+                        "turns, or start with a larger -c\n", ch->n_ctx);
+    if (ch->verbose) fprintf(stderr, "slm: turn %d: reply %d tokens\n", ch->n_turns, n_gen);
     slm_detok_free(&d);
     if (!history_add(&ch->hist, "assistant", reply ? reply : "", rlen)) ok = false;
     free(reply);
@@ -194,11 +210,16 @@ int slm_cmd_chat(int argc, char **argv) {
         slm_model_free(ch.m);
         return 1;
     }
-    if ((s = slm_chat_template_init(slm_model_chat_template(ch.m), &ch.tmpl, &err))) {
+    if ((s = slm_chat_template_init(slm_model_chat_template(ch.m), slm_model_tokenizer(ch.m), &ch.tmpl, &err))) {
         fprintf(stderr, "slm: %s\n", err.msg);
         slm_model_free(ch.m);
         return 1;
     }
+    ch.verbose = o.params.verbose;
+    bool tty = isatty(STDIN_FILENO);
+    if (ch.tmpl.from_vocab && (tty || ch.verbose))
+        fprintf(stderr, "slm: the model has no chat template: using the %s layout its vocabulary's turn tokens imply\n",
+                slm_chat_family_name(ch.tmpl.family));
     if ((s = slm_context_create(ch.m, &ch.c, &err))) {
         fprintf(stderr, "slm: cannot create context: %s\n", err.msg);
         goto done;
@@ -215,7 +236,6 @@ int slm_cmd_chat(int argc, char **argv) {
         goto done;
     }
     if (o.system && !history_add(&ch.hist, "system", o.system, strlen(o.system))) goto done;
-    bool tty = isatty(STDIN_FILENO);
     if (tty)
         fprintf(stderr, "slm: chatting with %s (%s template); /exit to quit, /reset to start over\n",
                 slm_model_get_info(ch.m).name, slm_chat_family_name(ch.tmpl.family));

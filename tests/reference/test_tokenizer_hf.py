@@ -20,6 +20,7 @@ Two corrections keep the reference faithful to the models' own tokenizers:
 - Where a vocabulary fixture carries expected ids (NAME.gguf.inp/.out, from the family's own tokenizer),
   the transformers tokenizer is first checked against them; a file whose conversion disagrees (transformers'
   Phi-3 GGUF converter, for one) is reported as skipped, since it is no reference for that file.
+  test_tokenizer_spm.py covers those SentencePiece files (and Gemma 3) against sentencepiece itself.
 
 Chat templates: the template of every file that has one, and the published templates of Llama 3, Gemma,
 Phi-3.5 and Phi-4 (written out below), are run with jinja2 the way transformers runs them

@@ -9,10 +9,11 @@
  *
  *   tokenize FILE.gguf --chat [--template FILE] < INPUT
  *
- * Renders conversations with the chat template of FILE (or the template text in --template FILE) through
- * core/chat.c. INPUT lines are "ROLE HEX" (the content hex encoded); a line "= 0" or "= 1" ends a
- * conversation, rendering it without or with the generation prompt. Output: one line per conversation,
- * "FAMILY HEX" (the rendered text), or "ERROR message". */
+ * Renders conversations with the chat template of FILE (or the template text in --template FILE; with
+ * neither, the family FILE's vocabulary implies) through core/chat.c. INPUT lines are "ROLE HEX" (the
+ * content hex encoded); a line "= 0" or "= 1" ends a conversation, rendering it without or with the
+ * generation prompt. Output: one line per conversation, "FAMILY HEX" (the rendered text), or
+ * "ERROR message" (also once, alone, when no template can be chosen). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,11 @@ static int chat_mode(const slm_gguf *g, const char *tmpl_path) {
     }
     slm_chat_template t;
     slm_error err = {{0}};
-    slm_status s = slm_chat_template_init(tmpl, &t, &err);
+    /* the vocabulary picks the family when there is no template; a file without one still renders */
+    slm_tokenizer *vocab = NULL;
+    if (slm_tokenizer_create(g, &vocab, &err)) vocab = NULL;
+    slm_status s = slm_chat_template_init(tmpl, vocab, &t, &err);
+    slm_tokenizer_free(vocab);
     free(tmpl);
     if (s) {
         printf("ERROR %s\n", err.msg);
