@@ -1,6 +1,7 @@
 #include "thread_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -11,6 +12,19 @@
 #endif
 
 #include "error.h"
+
+/* A wait that spins this long is waiting for a thread the OS has descheduled (more runnable threads than
+ * cores): yield the core to it instead of burning the rest of the time slice. */
+#define SLM_SPIN_BEFORE_YIELD 2048
+
+static inline void spin_or_yield(int *spins) {
+    if (++*spins < SLM_SPIN_BEFORE_YIELD) {
+        SLM_PAUSE();
+    } else {
+        *spins = 0;
+        sched_yield();
+    }
+}
 
 /* Workers spin briefly on a generation counter (a decode step is a few hundred short dispatches, so
  * sleeping on a condition variable per op would dominate), then fall back to the condition variable so
@@ -118,7 +132,8 @@ void slm_pool_run(slm_pool *p, slm_pool_fn fn, void *arg) {
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) SLM_PAUSE();
+    int spins = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) spin_or_yield(&spins);
 }
 
 void slm_pool_barrier(slm_pool *p) {
@@ -128,6 +143,7 @@ void slm_pool_barrier(slm_pool *p) {
         atomic_store_explicit(&p->bar_count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&p->bar_phase, 1, memory_order_release);
     } else {
-        while (atomic_load_explicit(&p->bar_phase, memory_order_acquire) == phase) SLM_PAUSE();
+        int spins = 0;
+        while (atomic_load_explicit(&p->bar_phase, memory_order_acquire) == phase) spin_or_yield(&spins);
     }
 }
