@@ -34,6 +34,8 @@ foreach(t ${_slm_wtypes})
   string(TOUPPER "${t}" T)
   list(APPEND _slm_vk_variants "matmul_${t}_f32|matmul.comp|WTYPE_${T}")
   list(APPEND _slm_vk_variants "matmul_${t}_f32_sg|matmul.comp|WTYPE_${T},USE_SUBGROUP")
+  list(APPEND _slm_vk_variants "matvec_${t}_f32|matvec.comp|WTYPE_${T}")
+  list(APPEND _slm_vk_variants "matmul_tiled_${t}_f32|matmul_tiled.comp|WTYPE_${T}")
   list(APPEND _slm_vk_variants "embed_${t}_f32|embed.comp|WTYPE_${T}")
 endforeach()
 list(APPEND _slm_vk_variants

@@ -4,26 +4,29 @@
 // at most two. One of WTYPE_* selects the format; slm_dq32 produces 32 consecutive elements (the "chunk"
 // c of a row: elements 32c .. 32c+31), which is the sub-block granularity of every supported format.
 
-uint w_u8(uint b) { return (w[b >> 2] >> ((b & 3u) * 8u)) & 0xFFu; }
-uint w_u16(uint b) { return (w[b >> 2] >> ((b & 2u) * 8u)) & 0xFFFFu; }
+// The words come from the buffer unless the including shader defines SLM_DQ_WORD(i) first (matvec.comp
+// copies each block into registers and points it there).
+#ifndef SLM_DQ_WORD
+#define SLM_DQ_WORD(i) w[i]
+#endif
+uint w_u8(uint b) { return (SLM_DQ_WORD(b >> 2) >> ((b & 3u) * 8u)) & 0xFFu; }
+uint w_u16(uint b) { return (SLM_DQ_WORD(b >> 2) >> ((b & 2u) * 8u)) & 0xFFFFu; }
 uint w_u32(uint b) {
     uint i = b >> 2;
-    if ((b & 2u) == 0u) return w[i];
-    return (w[i] >> 16) | (w[i + 1u] << 16);
+    if ((b & 2u) == 0u) return SLM_DQ_WORD(i);
+    return (SLM_DQ_WORD(i) >> 16) | (SLM_DQ_WORD(i + 1u) << 16);
 }
 float w_f16(uint b) { return unpackHalf2x16(w_u16(b)).x; }
 // Signed byte k (0..3) of a word.
 int s8(uint q, uint k) { return int(q << (24u - 8u * k)) >> 24; }
 
-#if defined(WTYPE_F32) || defined(WTYPE_F16) || defined(WTYPE_BF16)
-#define SLM_FLOAT_WEIGHTS 1
-#endif
+#include "quant_blocks.glsl"
 
 // rb: byte offset of the row in w; c: chunk index; k: row length (float types may end mid-chunk: zeros).
 void slm_dq32(uint rb, uint c, uint k, out float v[32]) {
 #if defined(WTYPE_F32)
     uint e0 = c * 32u;
-    [[unroll]] for (uint l = 0u; l < 32u; l++) v[l] = e0 + l < k ? uintBitsToFloat(w[(rb >> 2) + e0 + l]) : 0.0;
+    [[unroll]] for (uint l = 0u; l < 32u; l++) v[l] = e0 + l < k ? uintBitsToFloat(SLM_DQ_WORD((rb >> 2) + e0 + l)) : 0.0;
 #elif defined(WTYPE_F16)
     uint e0 = c * 32u;
     [[unroll]] for (uint l = 0u; l < 32u; l++) v[l] = e0 + l < k ? w_f16(rb + 2u * (e0 + l)) : 0.0;

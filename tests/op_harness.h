@@ -8,8 +8,9 @@
  *   slm_harness_run_all(&h);              // or slm_harness_matmul(&h, SLM_Q4_K, 512, 67, 3, true) ...
  *   return slm_harness_finish(&h, "test_x");
  *
- * Every operand lives at a byte offset inside its buffer that is a multiple of 4 but not of 16, so backends
- * that bind aligned ranges must handle the remainder. An op the device reports unsupported counts as a
+ * Every operand lives at a byte offset inside its buffer that is a multiple of 4 but not of 16 (h.offset;
+ * a test may set a 16-aligned one to reach a backend's aligned fast paths), so backends that bind aligned
+ * ranges must handle the remainder. An op the device reports unsupported counts as a
  * failure when h.require_all is set (the default), else as a skip. */
 #ifndef SLM_OP_HARNESS_H
 #define SLM_OP_HARNESS_H
@@ -40,6 +41,7 @@ typedef struct slm_harness {
     double tol_f32;            /* embed, rmsnorm, rope, add, swiglu */
     double tol_kv;             /* f32 -> f16 cache rows (rounding mode may differ) */
     double tol_attn;
+    size_t offset;             /* byte offset of every operand in its buffer (default SLM_HARNESS_OFFSET) */
     int n_pass, n_fail, n_skip;
     double op_seconds[SLM_OP_KIND_COUNT]; /* wall time of run + sync per kind (includes submission) */
     int op_count[SLM_OP_KIND_COUNT];
@@ -49,6 +51,7 @@ static inline void slm_harness_init(slm_harness *h, slm_device *dev) {
     memset(h, 0, sizeof *h);
     h->dev = dev;
     h->seed = 0x5eedf00dULL;
+    h->offset = SLM_HARNESS_OFFSET;
     h->require_all = true;
     h->verbose = getenv("SLM_TEST_VERBOSE") != NULL;
     h->tol_matmul_float = 1e-5;
@@ -71,17 +74,17 @@ typedef struct slm_harness_buf {
     bool live;
 } slm_harness_buf;
 
-/* Allocates bytes (+ the offset) and uploads data (when not NULL) at SLM_HARNESS_OFFSET. */
+/* Allocates bytes (+ the offset) and uploads data (when not NULL) at h->offset. */
 static inline bool slm_harness_alloc(slm_harness *h, slm_harness_buf *b, const void *data, size_t bytes) {
     slm_error err = {{0}};
     memset(b, 0, sizeof *b);
-    size_t total = bytes + SLM_HARNESS_OFFSET + 64;
+    size_t total = bytes + h->offset + 64;
     if (h->dev->ops->alloc(h->dev, total, &b->buf, &err)) {
         fprintf(stderr, "harness: alloc of %zu bytes failed: %s\n", total, err.msg);
         return false;
     }
     b->live = true;
-    if (data && h->dev->ops->upload(h->dev, &b->buf, SLM_HARNESS_OFFSET, data, bytes, &err)) {
+    if (data && h->dev->ops->upload(h->dev, &b->buf, h->offset, data, bytes, &err)) {
         fprintf(stderr, "harness: upload of %zu bytes failed: %s\n", bytes, err.msg);
         return false;
     }
@@ -95,7 +98,7 @@ static inline void slm_harness_free(slm_harness *h, slm_harness_buf *b) {
 
 static inline bool slm_harness_download(slm_harness *h, slm_harness_buf *b, void *out, size_t bytes) {
     slm_error err = {{0}};
-    if (h->dev->ops->download(h->dev, out, &b->buf, SLM_HARNESS_OFFSET, bytes, &err)) {
+    if (h->dev->ops->download(h->dev, out, &b->buf, h->offset, bytes, &err)) {
         fprintf(stderr, "harness: download failed: %s\n", err.msg);
         return false;
     }
@@ -194,10 +197,10 @@ static inline void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, in
         memset(&op, 0, sizeof op);
         op.kind = SLM_OP_MATMUL;
         op.name = "harness_matmul";
-        op.dst = slm_tensor_make(&by.buf, SLM_HARNESS_OFFSET, SLM_F32, N, T, 1, 1);
-        op.src[0] = slm_tensor_make(&bw.buf, SLM_HARNESS_OFFSET, t, K, N, 1, 1);
-        op.src[1] = slm_tensor_make(&bx.buf, SLM_HARNESS_OFFSET, SLM_F32, K, T, 1, 1);
-        if (bias) op.src[2] = slm_tensor_make(&bb.buf, SLM_HARNESS_OFFSET, SLM_F32, N, 1, 1, 1);
+        op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, N, T, 1, 1);
+        op.src[0] = slm_tensor_make(&bw.buf, h->offset, t, K, N, 1, 1);
+        op.src[1] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, K, T, 1, 1);
+        if (bias) op.src[2] = slm_tensor_make(&bb.buf, h->offset, SLM_F32, N, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(N * T))) {
             for (int64_t c = 0; c < T; c++)
                 for (int64_t r = 0; r < N; r++)
@@ -232,9 +235,9 @@ static inline void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd
         memset(&op, 0, sizeof op);
         op.kind = SLM_OP_EMBED;
         op.name = "harness_embed";
-        op.dst = slm_tensor_make(&by.buf, SLM_HARNESS_OFFSET, SLM_F32, n_embd, T, 1, 1);
-        op.src[0] = slm_tensor_make(&bw.buf, SLM_HARNESS_OFFSET, t, n_embd, n_vocab, 1, 1);
-        op.src[1] = slm_tensor_make(&bi.buf, SLM_HARNESS_OFFSET, SLM_I32, T, 1, 1, 1);
+        op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, n_embd, T, 1, 1);
+        op.src[0] = slm_tensor_make(&bw.buf, h->offset, t, n_embd, n_vocab, 1, 1);
+        op.src[1] = slm_tensor_make(&bi.buf, h->offset, SLM_I32, T, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(n_embd * T))) {
             for (int64_t i = 0; i < T; i++)
                 slm_ref_dequant_row(t, (uint8_t *)w + (size_t)ids[i] * rb, want + i * n_embd, n_embd);
@@ -263,9 +266,9 @@ static inline void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T) {
         op.kind = SLM_OP_RMSNORM;
         op.name = "harness_rmsnorm";
         op.p.norm.eps = 1e-5f;
-        op.dst = slm_tensor_make(&by.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        op.src[0] = slm_tensor_make(&bx.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        op.src[1] = slm_tensor_make(&bw.buf, SLM_HARNESS_OFFSET, SLM_F32, n, 1, 1, 1);
+        op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, n, T, 1, 1);
+        op.src[0] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, n, T, 1, 1);
+        op.src[1] = slm_tensor_make(&bw.buf, h->offset, SLM_F32, n, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(n * T))) {
             for (int64_t t = 0; t < T; t++) slm_ref_rmsnorm(x + t * n, w, want + t * n, (int)n, op.p.norm.eps);
             slm_harness_judge(h, what, got, want, n * T, h->tol_f32);
@@ -302,10 +305,10 @@ static inline void slm_harness_rope(slm_harness *h, int hd, int n_head, int64_t 
         op.p.rope.neox = neox;
         op.p.rope.freq_base = 10000.0f;
         op.p.rope.freq_scale = 0.5f;
-        op.dst = slm_tensor_make(&bx.buf, SLM_HARNESS_OFFSET, SLM_F32, hd, n_head, T, 1);
+        op.dst = slm_tensor_make(&bx.buf, h->offset, SLM_F32, hd, n_head, T, 1);
         op.src[0] = op.dst;
-        op.src[1] = slm_tensor_make(&bp.buf, SLM_HARNESS_OFFSET, SLM_I32, T, 1, 1, 1);
-        if (factors) op.src[2] = slm_tensor_make(&bf.buf, SLM_HARNESS_OFFSET, SLM_F32, n_rot / 2, 1, 1, 1);
+        op.src[1] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
+        if (factors) op.src[2] = slm_tensor_make(&bf.buf, h->offset, SLM_F32, n_rot / 2, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bx, got, sizeof(float) * (size_t)n)) {
             for (int64_t t = 0; t < T; t++)
                 for (int hh = 0; hh < n_head; hh++)
@@ -340,9 +343,9 @@ static inline void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx
         memset(&op, 0, sizeof op);
         op.kind = SLM_OP_KV_WRITE;
         op.name = "harness_kv_write";
-        op.dst = slm_tensor_make(&bc.buf, SLM_HARNESS_OFFSET, SLM_F16, n, n_ctx, 1, 1);
-        op.src[0] = slm_tensor_make(&bx.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        op.src[1] = slm_tensor_make(&bp.buf, SLM_HARNESS_OFFSET, SLM_I32, T, 1, 1, 1);
+        op.dst = slm_tensor_make(&bc.buf, h->offset, SLM_F16, n, n_ctx, 1, 1);
+        op.src[0] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, n, T, 1, 1);
+        op.src[1] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bc, back, 2 * (size_t)(n * n_ctx))) {
             for (int64_t i = 0; i < n * n_ctx; i++) {
                 got[i] = slm_f16_to_f32(back[i]);
@@ -390,11 +393,11 @@ static inline void slm_harness_attention(slm_harness *h, int hd, int n_head, int
         op.p.attn.n_head_kv = n_head_kv;
         op.p.attn.head_dim = hd;
         op.p.attn.scale = 1.0f / sqrtf((float)hd);
-        op.dst = slm_tensor_make(&bo.buf, SLM_HARNESS_OFFSET, SLM_F32, nq, T, 1, 1);
-        op.src[0] = slm_tensor_make(&bq.buf, SLM_HARNESS_OFFSET, SLM_F32, nq, T, 1, 1);
-        op.src[1] = slm_tensor_make(&bk.buf, SLM_HARNESS_OFFSET, SLM_F16, nkv, n_ctx, 1, 1);
-        op.src[2] = slm_tensor_make(&bv.buf, SLM_HARNESS_OFFSET, SLM_F16, nkv, n_ctx, 1, 1);
-        op.src[3] = slm_tensor_make(&bp.buf, SLM_HARNESS_OFFSET, SLM_I32, T, 1, 1, 1);
+        op.dst = slm_tensor_make(&bo.buf, h->offset, SLM_F32, nq, T, 1, 1);
+        op.src[0] = slm_tensor_make(&bq.buf, h->offset, SLM_F32, nq, T, 1, 1);
+        op.src[1] = slm_tensor_make(&bk.buf, h->offset, SLM_F16, nkv, n_ctx, 1, 1);
+        op.src[2] = slm_tensor_make(&bv.buf, h->offset, SLM_F16, nkv, n_ctx, 1, 1);
+        op.src[3] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bo, got, sizeof(float) * (size_t)(nq * T))) {
             for (int64_t t = 0; t < T; t++)
                 slm_ref_attention(q + t * nq, k, v, want + t * nq, hd, n_head, n_head_kv, pos[t], op.p.attn.scale);
@@ -425,9 +428,9 @@ static inline void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t
         memset(&op, 0, sizeof op);
         op.kind = kind;
         op.name = "harness_eltwise";
-        op.src[0] = slm_tensor_make(&ba.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        op.src[1] = slm_tensor_make(&bb.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        op.dst = kind == SLM_OP_ADD ? op.src[0] : slm_tensor_make(&by.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
+        op.src[0] = slm_tensor_make(&ba.buf, h->offset, SLM_F32, n, T, 1, 1);
+        op.src[1] = slm_tensor_make(&bb.buf, h->offset, SLM_F32, n, T, 1, 1);
+        op.dst = kind == SLM_OP_ADD ? op.src[0] : slm_tensor_make(&by.buf, h->offset, SLM_F32, n, T, 1, 1);
         slm_harness_buf *out = kind == SLM_OP_ADD ? &ba : &by;
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, out, got, sizeof(float) * (size_t)ne)) {
             if (kind == SLM_OP_ADD) {
@@ -466,17 +469,17 @@ static inline void slm_harness_chain(slm_harness *h, slm_dtype t, int64_t n, int
         slm_harness_alloc(h, &bn, nw, sizeof(float) * (size_t)n) && slm_harness_alloc(h, &bb, bias, sizeof(float) * (size_t)n) &&
         slm_harness_alloc(h, &bg, NULL, 2 * sizeof(float) * (size_t)ne) && slm_harness_alloc(h, &bx2, NULL, sizeof(float) * (size_t)ne)) {
         /* bg holds two activations: [n, T] normed at offset 0 and [n, T] gated after it */
-        slm_tensor tx = slm_tensor_make(&bx.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        slm_tensor tn = slm_tensor_make(&bg.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        slm_tensor tg = slm_tensor_make(&bg.buf, SLM_HARNESS_OFFSET + sizeof(float) * (size_t)ne, SLM_F32, n, T, 1, 1);
-        slm_tensor tx2 = slm_tensor_make(&bx2.buf, SLM_HARNESS_OFFSET, SLM_F32, n, T, 1, 1);
-        slm_tensor tw = slm_tensor_make(&bw.buf, SLM_HARNESS_OFFSET, t, n, n, 1, 1);
+        slm_tensor tx = slm_tensor_make(&bx.buf, h->offset, SLM_F32, n, T, 1, 1);
+        slm_tensor tn = slm_tensor_make(&bg.buf, h->offset, SLM_F32, n, T, 1, 1);
+        slm_tensor tg = slm_tensor_make(&bg.buf, h->offset + sizeof(float) * (size_t)ne, SLM_F32, n, T, 1, 1);
+        slm_tensor tx2 = slm_tensor_make(&bx2.buf, h->offset, SLM_F32, n, T, 1, 1);
+        slm_tensor tw = slm_tensor_make(&bw.buf, h->offset, t, n, n, 1, 1);
         slm_op ops[6];
         memset(ops, 0, sizeof ops);
         ops[0].kind = SLM_OP_RMSNORM; ops[0].p.norm.eps = 1e-6f; ops[0].dst = tn; ops[0].src[0] = tx;
-        ops[0].src[1] = slm_tensor_make(&bn.buf, SLM_HARNESS_OFFSET, SLM_F32, n, 1, 1, 1);
+        ops[0].src[1] = slm_tensor_make(&bn.buf, h->offset, SLM_F32, n, 1, 1, 1);
         ops[1].kind = SLM_OP_MATMUL; ops[1].dst = tg; ops[1].src[0] = tw; ops[1].src[1] = tn;
-        ops[1].src[2] = slm_tensor_make(&bb.buf, SLM_HARNESS_OFFSET, SLM_F32, n, 1, 1, 1);
+        ops[1].src[2] = slm_tensor_make(&bb.buf, h->offset, SLM_F32, n, 1, 1, 1);
         ops[2].kind = SLM_OP_ADD; ops[2].dst = tx; ops[2].src[0] = tx; ops[2].src[1] = tg;
         ops[3].kind = SLM_OP_SWIGLU; ops[3].dst = tn; ops[3].src[0] = tx; ops[3].src[1] = tx;
         ops[4].kind = SLM_OP_MATMUL; ops[4].dst = tx2; ops[4].src[0] = tw; ops[4].src[1] = tn;
@@ -532,6 +535,22 @@ static inline void slm_harness_run_matmuls(slm_harness *h, slm_dtype t) {
     }
 }
 
+/* Prompt-batch shapes (what tiled kernels get): rows, tokens and K off every tile size. Kept apart from
+ * slm_harness_run_matmuls, after the rest of the suite, so the seeded data of the older checks is unchanged. */
+static inline void slm_harness_run_batches(slm_harness *h, slm_dtype t) {
+    int64_t qb = slm_dtype_get(t)->block_elems;
+    if (qb == 1) {
+        slm_harness_matmul(h, t, 100, 130, 33, true);
+        slm_harness_matmul(h, t, 64, 257, 64, false);
+    } else if (qb == 32) {
+        slm_harness_matmul(h, t, 160, 130, 37, true);
+        slm_harness_matmul(h, t, 96, 300, 64, false);
+    } else {
+        slm_harness_matmul(h, t, 512, 129, 40, true);
+        slm_harness_matmul(h, t, 256, 200, 70, false);
+    }
+}
+
 static inline void slm_harness_run_all(slm_harness *h) {
     for (int i = 0; i < SLM_HARNESS_N_WTYPES; i++) {
         slm_dtype t = slm_harness_weight_types[i];
@@ -561,6 +580,7 @@ static inline void slm_harness_run_all(slm_harness *h) {
     slm_harness_chain(h, SLM_Q4_0, 256, 1);
     slm_harness_chain(h, SLM_Q6_K, 512, 3);
     slm_harness_chain(h, SLM_F32, 96, 2);
+    for (int i = 0; i < SLM_HARNESS_N_WTYPES; i++) slm_harness_run_batches(h, slm_harness_weight_types[i]);
 }
 
 /* Prints per-kind wall times and a summary; returns the test's exit code. */

@@ -13,7 +13,8 @@ slm_status slm_vk_check(vk_ctx *c, VkResult r, const char *what, slm_error *err)
     if (r == VK_SUCCESS) return SLM_OK;
     if (r == VK_ERROR_DEVICE_LOST) {
         if (c) c->lost = true;
-        return slm_fail(err, SLM_ERR_DEVICE, "vulkan: device lost during %s", what);
+        return slm_fail(err, SLM_ERR_DEVICE, "vulkan: the device was lost during %s (driver reset or hang); reopen it",
+                        what);
     }
     if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
         return slm_fail(err, SLM_ERR_DEVICE, "vulkan: out of device memory during %s", what);
@@ -146,9 +147,50 @@ static bool has_device_ext(VkPhysicalDevice p, const char *name) {
 
 static void vk_close(slm_device *d);
 
+static int64_t env_int(const char *name, int64_t def) {
+    const char *v = getenv(name);
+    if (!v || !*v) return def;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    return *end ? def : (int64_t)x;
+}
+
+/* Test hooks (read once here, kept in the context): make the real vkAllocateMemory path fail after N
+ * buffers or above a size, and make the wait for the Nth split report a lost device. */
+static void read_faults(vk_ctx *c) {
+    c->fail_alloc_after = env_int("SLM_VK_FAIL_ALLOC_AFTER", -1);
+    int64_t above = env_int("SLM_VK_FAIL_ALLOC_ABOVE", 0);
+    c->fail_alloc_above = above > 0 ? (uint64_t)above : 0;
+    int64_t lost = env_int("SLM_VK_FAKE_DEVICE_LOST", 0);
+    c->fake_lost_at = lost > 0 ? lost : 0;
+    c->n_allocs = c->n_splits = 0;
+}
+
+/* Mat-mul strategy. GPUs: matmul.comp (a workgroup per row, 8 tokens per workgroup) below 8 tokens, the
+ * tiled shader from 8. CPU drivers (lavapipe) run a lane per row (matvec.comp): there each load instruction
+ * loops over the SIMD lanes and barriers switch coroutines, so rows without reductions win; the tiled shader
+ * takes over once a batch reuses each dequantized tile enough. Devices with less shared memory than the
+ * tiles (Vulkan only promises 16 KiB) never tile. SLM_VK_MATVEC=lane|group and SLM_VK_TILED_MIN=N override
+ * both (tests use them to run every path on one device). */
+static void pick_matmul(vk_ctx *c) {
+    bool cpu = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    c->lane_matvec = cpu;
+    c->tiled_min_batch = cpu ? VK_TILED_MIN_CPU : VK_TILED_MIN_GPU;
+    const char *mv = getenv("SLM_VK_MATVEC");
+    if (mv && !strcmp(mv, "lane")) c->lane_matvec = true;
+    if (mv && !strcmp(mv, "group")) c->lane_matvec = false;
+    const char *tm = getenv("SLM_VK_TILED_MIN");
+    if (tm && *tm) {
+        long v = strtol(tm, NULL, 10);
+        c->tiled_min_batch = v >= 1 ? (uint32_t)v : UINT32_MAX;   /* 0: never tiled */
+    }
+    if (c->props.limits.maxComputeSharedMemorySize < VK_TILE_SHARED_BYTES) c->tiled_min_batch = UINT32_MAX;
+}
+
 static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg, slm_error *err) {
     vk_ctx *c = calloc(1, sizeof *c);
     if (!c) return slm_fail(err, SLM_ERR_NOMEM, "out of memory opening vulkan:%d", index);
+    c->fail_alloc_after = -1;   /* no fault hooks until read_faults at the end of open */
     d->ctx = c;
     d->host_memory = false;
     VkResult r = create_instance(&c->instance);
@@ -166,6 +208,7 @@ static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg
     c->phys = devs[index];
     c->queue_family = (uint32_t)find_compute_queue(c->phys);
     vkGetPhysicalDeviceProperties(c->phys, &c->props);
+    d->software = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;  /* lavapipe: never a default */
     vkGetPhysicalDeviceMemoryProperties(c->phys, &c->mem_props);
 
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
@@ -178,6 +221,7 @@ static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg
                         (sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT);
     const char *nosg = getenv("SLM_VK_NO_SUBGROUP");   /* test hook: force the shared-memory reductions */
     if (nosg && *nosg && *nosg != '0') c->subgroup_arith = false;
+    pick_matmul(c);
 
     VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
@@ -217,6 +261,7 @@ static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg
         return s;
     }
     snprintf(d->name, sizeof d->name, "vulkan:%d %.120s", index, c->props.deviceName);
+    read_faults(c);   /* only now: the hooks fail the caller's allocations, never the device's own at open */
     return SLM_OK;
 }
 

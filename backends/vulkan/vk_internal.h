@@ -11,11 +11,19 @@
 #include "error.h"
 #include "vk_backend.h"
 
+#define VK_N_WTYPES 11   /* weight types with shaders (slm_vk_wtype_index) */
+
+/* Flags of the lane-per-row mat-vec variants (matvec.comp), added to VK_PIPE_MATVEC_FIRST + 4 * type. */
+#define VK_MATVEC_X_VEC4 1u    /* activations read as vec4 */
+#define VK_MATVEC_W_ALIGN4 2u  /* every weight block starts on a 32-bit word */
+
 /* Every pipeline the recorder may use; created on first use. */
 typedef enum vk_pipe_id {
-    VK_PIPE_MATMUL_FIRST = 0,                  /* + weight type index (vk_wtype_index) */
-    VK_PIPE_EMBED_FIRST = VK_PIPE_MATMUL_FIRST + 11,
-    VK_PIPE_RMSNORM = VK_PIPE_EMBED_FIRST + 11,
+    VK_PIPE_MATMUL_FIRST = 0,                             /* + weight type index: matmul.comp */
+    VK_PIPE_TILED_FIRST = VK_PIPE_MATMUL_FIRST + VK_N_WTYPES,   /* + type: matmul_tiled.comp */
+    VK_PIPE_MATVEC_FIRST = VK_PIPE_TILED_FIRST + VK_N_WTYPES,   /* + 4 * type + VK_MATVEC_*: matvec.comp */
+    VK_PIPE_EMBED_FIRST = VK_PIPE_MATVEC_FIRST + 4 * VK_N_WTYPES,
+    VK_PIPE_RMSNORM = VK_PIPE_EMBED_FIRST + VK_N_WTYPES,
     VK_PIPE_ROPE,
     VK_PIPE_KV_WRITE,
     VK_PIPE_ATTENTION,
@@ -51,6 +59,16 @@ typedef struct vk_ctx {
     bool storage16;                  /* storageBuffer16BitAccess: needed by the f16 cache shaders */
     bool timestamps;
     bool lost;                       /* a device-lost error was seen: every later call fails */
+    /* mat-mul strategy (vk_device.c picks it per device type; SLM_VK_MATVEC / SLM_VK_TILED_MIN override) */
+    bool lane_matvec;                /* small batches use matvec.comp (CPU drivers) instead of matmul.comp */
+    uint32_t tiled_min_batch;        /* batches of at least this many tokens use matmul_tiled.comp */
+    /* fault injection for tests, read from the environment at open (vk_device.c) */
+    int64_t fail_alloc_after;        /* SLM_VK_FAIL_ALLOC_AFTER: buffer allocations after this many fail; -1 off */
+    uint64_t fail_alloc_above;       /* SLM_VK_FAIL_ALLOC_ABOVE: allocations above this many bytes fail; 0 off */
+    int64_t n_allocs;                /* vkAllocateMemory calls since open */
+    int64_t fake_lost_at;            /* SLM_VK_FAKE_DEVICE_LOST: the wait for this split (1 = the next) reports
+                                        a lost device; 0 off */
+    int64_t n_splits;                /* splits waited for since open */
     uint32_t mem_type_device;        /* buffers */
     uint32_t mem_type_staging;       /* host visible + coherent */
     bool device_mapped;              /* buffers are host visible (UMA, lavapipe): upload/download memcpy */
@@ -64,6 +82,9 @@ typedef struct vk_ctx {
 
     /* pipelines */
     VkPipelineCache pcache;
+    char pcache_path[512];           /* where the cache persists; empty: not persisted (vk_pipeline_cache.c) */
+    bool pcache_dirty;               /* pipelines were created since it was loaded */
+    size_t pcache_loaded;            /* bytes it was created from (0: empty) */
     VkDescriptorSetLayout dsl;
     VkPipelineLayout playout;
     VkPipeline pipes[VK_PIPE_COUNT];
@@ -99,12 +120,30 @@ void slm_vk_release(slm_device *d, slm_buffer *b);
 slm_status slm_vk_upload(slm_device *d, slm_buffer *b, size_t off, const void *src, size_t n, slm_error *err);
 slm_status slm_vk_download(slm_device *d, void *dst, const slm_buffer *b, size_t off, size_t n, slm_error *err);
 
+/* Columns (tokens) per matmul.comp workgroup: each dequantized weight chunk is reused this many times. */
+#define VK_MATMUL_NC 8
+/* Rows per invocation of matvec.comp: each activation chunk loaded serves this many rows. */
+#define VK_MATVEC_RPT 4
+/* matmul_tiled.comp's tile: weight rows x tokens per workgroup. */
+#define VK_TILE_ROWS 128
+#define VK_TILE_TOKENS 32
+#define VK_TILE_SHARED_BYTES ((VK_TILE_ROWS + VK_TILE_TOKENS) * 9 * 16)   /* its two tiles (rows of 9 vec4) */
+/* Batches from which the tiled shader is used. GPUs: from 8, where matmul.comp would need a second group of
+ * 8 columns. lavapipe: its shared-memory loads cost as much as buffer loads, so the tiled shader only
+ * overtakes the lane mat-vec at about 32 tokens (measured at SmolLM2 shapes). */
+#define VK_TILED_MIN_GPU 8
+#define VK_TILED_MIN_CPU 32
+
 /* vk_pipelines.c */
 int slm_vk_wtype_index(slm_dtype t);    /* -1 when the type has no shader */
 slm_status slm_vk_pipelines_init(vk_ctx *c, slm_error *err);
 void slm_vk_pipelines_free(vk_ctx *c);
 slm_status slm_vk_pipeline_get(vk_ctx *c, vk_pipe_id id, VkPipeline *out, slm_error *err);
 uint32_t slm_vk_pipeline_wg(vk_pipe_id id);   /* the workgroup size the pipeline was specialised with */
+
+/* vk_pipeline_cache.c */
+slm_status slm_vk_pcache_create(vk_ctx *c, slm_error *err);   /* c->pcache, from the file when it is valid */
+void slm_vk_pcache_save(vk_ctx *c);                           /* writes it back if new pipelines were made */
 
 /* vk_record.c */
 bool slm_vk_supports(slm_device *d, const slm_op *op);

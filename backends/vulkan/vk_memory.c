@@ -40,12 +40,21 @@ slm_status slm_vk_buf_create(vk_ctx *c, VkDeviceSize size, uint32_t mem_type, bo
     }
     VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
                                .memoryTypeIndex = (uint32_t)t};
-    VkResult r = vkAllocateMemory(c->device, &ai, NULL, &out->mem);
+    /* the test hooks (vk_device.c read_faults) fail here, where a real driver would */
+    bool injected = (c->fail_alloc_after >= 0 && c->n_allocs >= c->fail_alloc_after) ||
+                    (c->fail_alloc_above && req.size > c->fail_alloc_above);
+    c->n_allocs++;
+    VkResult r = injected ? VK_ERROR_OUT_OF_DEVICE_MEMORY : vkAllocateMemory(c->device, &ai, NULL, &out->mem);
     if (r != VK_SUCCESS) {
         vkDestroyBuffer(c->device, out->buf, NULL);
         memset(out, 0, sizeof *out);
-        if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
-            return slm_fail(err, SLM_ERR_DEVICE, "vulkan: out of device memory allocating %llu bytes",
+        /* slm.h: a failed device allocation is SLM_ERR_DEVICE, a failed host one SLM_ERR_NOMEM */
+        if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
+            return slm_fail(err, SLM_ERR_DEVICE, "vulkan: out of device memory allocating %llu bytes on %s%s",
+                            (unsigned long long)size, c->props.deviceName,
+                            injected ? " (injected by SLM_VK_FAIL_ALLOC_AFTER / SLM_VK_FAIL_ALLOC_ABOVE)" : "");
+        if (r == VK_ERROR_OUT_OF_HOST_MEMORY)
+            return slm_fail(err, SLM_ERR_NOMEM, "vulkan: out of host memory allocating a %llu-byte device buffer",
                             (unsigned long long)size);
         return slm_vk_check(c, r, "vkAllocateMemory", err);
     }

@@ -104,7 +104,8 @@ static slm_status bind(vk_ctx *c, vk_dispatch *dp, int slot, const slm_tensor *t
     VkDeviceSize align = c->props.limits.minStorageBufferOffsetAlignment;
     if (align < 4) align = 4;
     b->off = lo - lo % align;
-    b->range = (hi - b->off + 3) & ~(VkDeviceSize)3;
+    /* whole 16-byte units (buffers are 256-byte multiples), so vec4 views of the operand stay in range */
+    b->range = (hi - b->off + 15) & ~(VkDeviceSize)15;
     if (b->off + b->range > vb->size) b->range = vb->size - b->off;
     if (b->range > c->props.limits.maxStorageBufferRange)
         return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: %s: operand %d spans %llu bytes, over the device's %u-byte storage range",
@@ -206,12 +207,14 @@ static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
     if (x->ne[0] != K || y->ne[0] != N || y->ne[1] != T || (b->buf && b->ne[0] != N))
         return slm_fail(err, SLM_ERR_INVALID_ARG, "vulkan: matmul %s: shapes do not agree (K %lld, N %lld, T %lld)",
                         op->name ? op->name : "", (long long)K, (long long)N, (long long)T);
-    vk_dispatch dp = {.pipe = (vk_pipe_id)(VK_PIPE_MATMUL_FIRST + slm_vk_wtype_index(w->type))};
+    vk_ctx *c = r->c;
+    int wi = slm_vk_wtype_index(w->type);
+    vk_dispatch dp = {0};
     uint32_t welem = w->type == SLM_F32 ? 4 : 2;
-    slm_status s = bind(r->c, &dp, 0, y, 4, true, "matmul", err);
-    if (!s) s = bind(r->c, &dp, 1, w, welem, false, "matmul", err);
-    if (!s) s = bind(r->c, &dp, 2, x, 4, false, "matmul", err);
-    if (!s && b->buf) s = bind(r->c, &dp, 3, b, 4, false, "matmul", err);
+    slm_status s = bind(c, &dp, 0, y, 4, true, "matmul", err);
+    if (!s) s = bind(c, &dp, 1, w, welem, false, "matmul", err);
+    if (!s) s = bind(c, &dp, 2, x, 4, false, "matmul", err);
+    if (!s && b->buf) s = bind(c, &dp, 3, b, 4, false, "matmul", err);
     if (s) return s;
     uint32_t *p = dp.push;
     p[0] = (uint32_t)K; p[1] = (uint32_t)N; p[2] = (uint32_t)T;
@@ -219,8 +222,26 @@ static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
     p[5] = dp.b[2].rem / 4; p[6] = (uint32_t)(x->nb[1] / 4);
     p[7] = dp.b[0].rem / 4; p[8] = (uint32_t)(y->nb[1] / 4);
     p[9] = b->buf ? dp.b[3].rem / 4 : 0; p[10] = b->buf ? 1 : 0;
-    s = groups_1d((uint64_t)N, 1, dp.groups, err);
-    dp.groups[2] = (uint32_t)((T + 7) / 8);   /* VK_MATMUL_NC columns per workgroup */
+    if ((uint64_t)T >= c->tiled_min_batch) {
+        /* prompt batches: tiles of VK_TILE_ROWS rows x VK_TILE_TOKENS tokens */
+        dp.pipe = (vk_pipe_id)(VK_PIPE_TILED_FIRST + wi);
+        s = groups_1d((uint64_t)(N + VK_TILE_ROWS - 1) / VK_TILE_ROWS, 1, dp.groups, err);
+        dp.groups[2] = (uint32_t)((T + VK_TILE_TOKENS - 1) / VK_TILE_TOKENS);
+    } else if (c->lane_matvec) {
+        /* one row per lane; the aligned variants load activations as vec4 and blocks as whole words */
+        const slm_dtype_info *ti = slm_dtype_get(w->type);
+        uint32_t flags = 0;
+        if (p[5] % 4 == 0 && p[6] % 4 == 0) flags |= VK_MATVEC_X_VEC4;
+        bool block_words = ti->block_elems == 1 ? (w->type == SLM_F32 || K % 2 == 0) : ti->block_bytes % 4 == 0;
+        if (block_words && p[3] % 4 == 0 && p[4] % 4 == 0) flags |= VK_MATVEC_W_ALIGN4;
+        dp.pipe = (vk_pipe_id)(VK_PIPE_MATVEC_FIRST + 4 * wi + (int)flags);
+        s = groups_1d((uint64_t)N, slm_vk_pipeline_wg(dp.pipe) * VK_MATVEC_RPT, dp.groups, err);
+        dp.groups[2] = (uint32_t)T;
+    } else {
+        dp.pipe = (vk_pipe_id)(VK_PIPE_MATMUL_FIRST + wi);
+        s = groups_1d((uint64_t)N, 1, dp.groups, err);
+        dp.groups[2] = (uint32_t)((T + VK_MATMUL_NC - 1) / VK_MATMUL_NC);
+    }
     return s ? s : emit(r, &dp, err);
 }
 
@@ -508,6 +529,8 @@ slm_status slm_vk_sync(slm_device *d, slm_error *err) {
     if (!c->in_flight) return c->lost ? slm_fail(err, SLM_ERR_DEVICE, "vulkan: the device was lost earlier; reopen it") : SLM_OK;
     VkResult r = vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, VK_FENCE_TIMEOUT_NS);
     if (r == VK_TIMEOUT) return slm_vk_check(c, r, "waiting for a split", err);
+    /* test hook SLM_VK_FAKE_DEVICE_LOST=N: the Nth split's wait reports what a driver reports after a hang */
+    if (r == VK_SUCCESS && c->fake_lost_at && ++c->n_splits == c->fake_lost_at) r = VK_ERROR_DEVICE_LOST;
     c->in_flight = false;
     vkResetFences(c->device, 1, &c->fence);
     slm_status s = slm_vk_check(c, r, "waiting for a split", err);
