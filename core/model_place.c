@@ -54,6 +54,31 @@ typedef struct dev_upload {
     int n;
 } dev_upload;
 
+/* Bytes a context will allocate on device d beside the weights: the KV cache of its layers and the scratch
+ * (with the logits on the output device). Same sizes as core/context.c asks for. */
+static uint64_t runtime_bytes(const slm_model *m, int d) {
+    const slm_hparams *hp = &m->hp;
+    uint64_t per = slm_dtype_row_bytes(SLM_F16, (int64_t)hp->n_head_kv * hp->head_dim) * (uint64_t)m->n_ctx;
+    uint64_t n = 0;
+    for (int i = 0; i < hp->n_layer; i++) n += m->layers[i].device == d;
+    return 2 * n * per + slm_scratch_layout(hp, m->n_batch, m->output_device == d, NULL, NULL);
+}
+
+/* Holds the runtime allocation once while the weights are resident, so a device whose free memory was
+ * overstated fails here, where the loader can still place fewer layers, not later in slm_context_create. */
+static slm_status reserve_runtime(slm_model *m, int d, slm_error *err) {
+    slm_device *dev = m->devices[d];
+    uint64_t bytes = runtime_bytes(m, d);
+    if (!bytes) return SLM_OK;
+    slm_buffer trial = {0};
+    slm_error e = {{0}};
+    if (dev->ops->alloc(dev, (size_t)bytes, &trial, &e))
+        return slm_fail(err, SLM_ERR_DEVICE, "%s: no room for the KV cache and scratch (%.1f MiB) beside the weights: %s",
+                        dev->name, bytes / 1048576.0, e.msg);
+    dev->ops->release(dev, &trial);
+    return SLM_OK;
+}
+
 /* Allocates device d's weight buffer and copies its tensors there, without moving any binding yet. */
 static slm_status upload_device(slm_model *m, int d, dev_upload *u, slm_error *err) {
     slm_device *dev = m->devices[d];
@@ -74,6 +99,7 @@ static slm_status upload_device(slm_model *m, int d, dev_upload *u, slm_error *e
                      total / 1048576.0);
     else
         s = dev->ops->alloc(dev, (size_t)total, &m->dev_weights[d], err);
+    if (!s) s = reserve_runtime(m, d, err);
     for (int i = 0; i < u->n && !s; i++) {
         const uint8_t *src = (const uint8_t *)u->list[i]->buf->host + u->list[i]->offset;
         s = dev->ops->upload(dev, &m->dev_weights[d], (size_t)u->offs[i], src, slm_tensor_bytes(u->list[i]), err);

@@ -189,6 +189,27 @@ int main(void) {
                 CHECK(on && !strstr(on, "no layers"), "some layers must still be on %s: '%s'", devices[d], rv.plan);
                 compare_with_cpu("vulkan backend alloc failure", &rv, &cpu, n_vocab);
             }
+            /* the weights fit but a batch of 512 needs ~110 MiB of scratch: the loader's trial of the
+             * context's allocations must catch it and place the model without that GPU, so that
+             * slm_context_create then works */
+            setenv("SLM_VK_FAIL_ALLOC_ABOVE", "41943040", 1);
+            slm_params p = slm_params_default();
+            p.n_threads = 2;
+            p.n_ctx = 512;   /* the batch is capped by the context */
+            p.n_batch = 512;
+            p.device = devices[d];
+            p.n_gpu_layers = -1;
+            slm_model *m = NULL;
+            slm_context *c = NULL;
+            CHECK(slm_model_load(path, &p, &m, &err) == SLM_OK, "load, scratch too big: %s", err.msg);
+            if (m) {
+                printf("%s scratch too big: %s | %s\n", devices[d], m->plan_note, m->plan_text);
+                CHECK(strstr(m->plan_note, "KV cache and scratch") != NULL, "the note must say why: '%s'", m->plan_note);
+                CHECK(slm_context_create(m, &c, &err) == SLM_OK, "context after the fallback: %s", err.msg);
+                slm_context_free(c);
+                slm_model_free(m);
+            }
+            unsetenv("SLM_VK_FAIL_ALLOC_ABOVE");
         }
     }
     /* Two GPUs (--device A,B --tensor-split): the same device opened twice is two devices to slm, so the
