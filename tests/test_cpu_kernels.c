@@ -15,7 +15,8 @@
  *     order differs, so NMSE < 1e-10.
  *   - dot_f16_f32 / axpy_f16 against double sums of the converted halves.
  *   - when $SLM_TEST_MODELS holds SmolLM2-135M-Instruct.Q4_1.gguf: the first rows of every quantized
- *     matrix in it (real Q4_1 / Q8_0 scales and mins, not our quantizer's) under the same checks. */
+ *     matrix in it (real Q4_1 / Q8_0 scales and mins, not our quantizer's) under the same checks, through
+ *     matmul and (where the set has one) the packed GEMM. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -272,6 +273,21 @@ static void test_real_model(isa_run *runs, int n_runs) {
                   slm_cpu_isa_name(kk->isa), (int)t->name.len, t->name.ptr, slm_dtype_name(t->type), (long long)k,
                   bad, e);
             free(xq);
+            if (kk->gemm && kk->gemm_has(t->type)) {
+                /* the packed GEMM on the same real rows (its own activation layout and scratch) */
+                size_t ga = kk->gemm_act_row_bytes(k), sb = kk->gemm_scratch_bytes(k);
+                uint8_t *gx = aligned_alloc(64, ga * (size_t)nc), *scratch = aligned_alloc(64, sb);
+                for (int64_t c = 0; c < nc; c++) kk->gemm_quantize_act(x + c * k, gx + (size_t)c * ga, k);
+                kk->gemm(t->type, t->data, rb, n_rows, gx, ga, nc, k, out, n_rows, scratch);
+                int gbad = 0;
+                for (int64_t i = 0; i < nc * n_rows; i++) gbad += !(fabsf(out[i] - ref[i]) <= bound[i]);
+                double ge = slm_test_nmse(out, ref, nc * n_rows);
+                CHECK(gbad == 0 && ge < 1e-4, "%s gemm real tensor %.*s (%s, k=%lld): %d out of bound, NMSE %.3g",
+                      slm_cpu_isa_name(kk->isa), (int)t->name.len, t->name.ptr, slm_dtype_name(t->type),
+                      (long long)k, gbad, ge);
+                free(gx);
+                free(scratch);
+            }
         }
         n_checked++;
         free(x);
@@ -283,6 +299,189 @@ static void test_real_model(isa_run *runs, int n_runs) {
     CHECK(n_checked > 0, "no quantized 2-D tensor found in %s", path);
     printf("real-model check: %d tensors of %s\n", n_checked, path);
     slm_gguf_close(g);
+}
+
+/* ---- the packed GEMM of prompt batches (slm_cpu_kernels.gemm, where the set has one) ----
+ * Every type it takes, rows not a multiple of its 16-row group (and more rows than one tile of groups),
+ * odd column counts (its 6-column blocking) and more columns than one of its column chunks, k of one to
+ * many blocks, against slm_ref_dot_row under the same per-output bound and NMSE limit as matmul. For the 32-element types its activations are the
+ * matmul's (Q8_32), so it must also agree with the scalar matmul up to float summation order; the
+ * K-quants meet finer activation blocks than the matmul's, so only the reference applies to them. */
+
+static const slm_dtype GEMM_TYPES[] = {SLM_Q4_0, SLM_Q4_1, SLM_Q5_0, SLM_Q5_1, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K};
+#define N_GEMM_TYPES (int)(sizeof(GEMM_TYPES) / sizeof(GEMM_TYPES[0]))
+
+/* extreme != 0: block scales of the weights swing between ~1e3 and ~1e-5 (f16 subnormal scales) and the
+ * activation columns between 1e5 and 1e-5, to catch overflow or lost precision in the scale products. */
+static void gemm_case(const slm_cpu_kernels *kk, const slm_cpu_kernels *scalar, slm_dtype t, int64_t n_rows,
+                      int64_t k, int64_t n_cols, int extreme, uint64_t *seed, err_sum *vs_ref) {
+    size_t wrb = slm_dtype_row_bytes(t, k) + 1; /* odd row pitch: no alignment of the weights assumed */
+    uint8_t *w = calloc((size_t)n_rows, wrb);
+    float *wf = malloc((size_t)k * sizeof(float)), *wd = malloc((size_t)n_rows * k * sizeof(float));
+    float *x = malloc((size_t)n_cols * k * sizeof(float));
+    for (int64_t r = 0; r < n_rows; r++) {
+        slm_test_fill(wf, k, seed, 1.0f + 0.25f * (float)(r % 3));
+        for (int64_t i = 0; i < k; i++) {
+            if (r % 2) wf[i] += 0.4f;
+            if (extreme) wf[i] *= ((i / 32 + r) % 3 == 0) ? 3e3f : ((i / 32 + r) % 3 == 1) ? 2e-4f : 1.0f;
+        }
+        slm_ref_quantize_row(t, wf, w + (size_t)r * wrb, k);
+        slm_ref_dequant_row(t, w + (size_t)r * wrb, wd + r * k, k);
+    }
+    for (int64_t c = 0; c < n_cols; c++) {
+        float sc = extreme ? (c % 3 == 0 ? 1e5f : c % 3 == 1 ? 1e-5f : 1.0f) : 2.0f;
+        slm_test_fill(x + c * k, k, seed, sc);
+        if (c % 5 == 2)
+            for (int64_t i = 0; i < 32; i++) x[c * k + i] = 0; /* a block of zeros: scale 0 */
+    }
+    int64_t os = n_rows + 5;
+    size_t n_out = (size_t)n_cols * os;
+    float *ref = malloc(n_out * sizeof(float)), *bound = malloc(n_out * sizeof(float));
+    float *out = malloc(n_out * sizeof(float)), *mm = malloc(n_out * sizeof(float));
+    for (int64_t c = 0; c < n_cols; c++) {
+        float amax = 0;
+        for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[c * k + i]));
+        for (int64_t r = 0; r < n_rows; r++) {
+            ref[c * os + r] = slm_ref_dot_row(t, w + (size_t)r * wrb, x + c * k, k);
+            double sw = 0, swx = 0;
+            for (int64_t i = 0; i < k; i++) {
+                sw += fabs(wd[r * k + i]);
+                swx += fabs((double)wd[r * k + i] * x[c * k + i]);
+            }
+            bound[c * os + r] = (float)(1.01 * sw * amax / 254.0 + 1e-5 * swx + 1e-30);
+        }
+    }
+    size_t act = kk->gemm_act_row_bytes(k);
+    CHECK(act % 64 == 0, "gemm_act_row_bytes(%lld) = %zu is not a multiple of 64", (long long)k, act);
+    uint8_t *xq = aligned_alloc(64, act * (size_t)n_cols);
+    size_t sb = kk->gemm_scratch_bytes(k);
+    CHECK(sb > 0 && sb % 64 == 0, "gemm_scratch_bytes(%lld) = %zu", (long long)k, sb);
+    uint8_t *scratch = aligned_alloc(64, sb);
+    memset(scratch, 0xff, sb); /* NaN bytes: the GEMM may not rely on zeroed scratch */
+    for (int64_t c = 0; c < n_cols; c++) kk->gemm_quantize_act(x + c * k, xq + (size_t)c * act, k);
+    for (size_t i = 0; i < n_out; i++) out[i] = -12345.0f;
+    kk->gemm(t, w, wrb, n_rows, xq, act, n_cols, k, out, os, scratch);
+    int bad = 0;
+    for (int64_t c = 0; c < n_cols; c++) {
+        for (int64_t r = 0; r < os; r++) {
+            float o = out[c * os + r];
+            if (r >= n_rows) {
+                bad += o != -12345.0f; /* wrote past its rows */
+                continue;
+            }
+            if (!(fabsf(o - ref[c * os + r]) <= bound[c * os + r])) {
+                if (bad < 3)
+                    fprintf(stderr, "  gemm %s rows=%lld k=%lld T=%lld%s: out[%lld][%lld] = %g, ref %g, bound %g\n",
+                            slm_dtype_name(t), (long long)n_rows, (long long)k, (long long)n_cols,
+                            extreme ? " extreme" : "", (long long)c, (long long)r, o, ref[c * os + r],
+                            bound[c * os + r]);
+                bad++;
+            }
+        }
+        if (!extreme) err_add(vs_ref, out + c * os, ref + c * os, n_rows);
+    }
+    CHECK(bad == 0, "gemm %s rows=%lld k=%lld T=%lld%s: %d outputs out of bound or written out of range",
+          slm_dtype_name(t), (long long)n_rows, (long long)k, (long long)n_cols, extreme ? " extreme" : "", bad);
+    if (slm_dtype_get(t)->block_elems == 32) {
+        /* same activation blocks as matmul: only float summation order may differ */
+        CHECK(kk->gemm_act_row_bytes(k) == scalar->act_row_bytes(t, k), "gemm and matmul activations differ");
+        scalar->matmul(t, w, wrb, n_rows, xq, act, n_cols, k, mm, os);
+        err_sum e = {0, 0};
+        for (int64_t c = 0; c < n_cols; c++) err_add(&e, out + c * os, mm + c * os, n_rows);
+        CHECK(err_nmse(&e) < 1e-10, "gemm %s rows=%lld k=%lld T=%lld%s: NMSE vs scalar matmul %.3g",
+              slm_dtype_name(t), (long long)n_rows, (long long)k, (long long)n_cols, extreme ? " extreme" : "",
+              err_nmse(&e));
+    }
+    free(w);
+    free(wf);
+    free(wd);
+    free(x);
+    free(ref);
+    free(bound);
+    free(out);
+    free(mm);
+    free(xq);
+    free(scratch);
+}
+
+/* The GEMM's activation quantizer must give exactly the bytes of quantize_act's Q8_32 format (the
+ * portable one): random blocks, exact ties (x / d = n + 0.5 with d = 1), a zero block, a block with a
+ * NaN and one with an inf (scale NaN, zero quants). */
+static void test_gemm_quantize(const slm_cpu_kernels *kk, const slm_cpu_kernels *portable) {
+    const int64_t k = 7 * 32;
+    float x[7 * 32];
+    uint64_t seed = 31337;
+    slm_test_fill(x, k, &seed, 3.0f);
+    for (int i = 0; i < 32; i++) x[32 + i] = (i == 0) ? 127.0f : (float)(i - 16) + 0.5f; /* d = 1: ties */
+    for (int i = 0; i < 32; i++) x[64 + i] = 0.0f;
+    x[96 + 5] = NAN;
+    x[128 + 31] = -INFINITY;
+    x[160 + 3] = 1e30f; /* finite, large */
+    size_t ab = kk->gemm_act_row_bytes(k);
+    CHECK(ab == portable->act_row_bytes(SLM_Q8_0, k), "gemm_act_row_bytes differs from the Q8_32 format");
+    uint8_t *a = calloc(1, ab), *b = calloc(1, ab);
+    kk->gemm_quantize_act(x, a, k);
+    portable->quantize_act(SLM_Q8_0, x, b, k);
+    /* NaN scales compare unequal as floats but are the same bytes only by chance: compare NaN-ness */
+    const float *da = (const float *)a, *db = (const float *)b;
+    int bad = 0;
+    for (int i = 0; i < 2 * 7; i++) bad += !(isnan(da[i]) ? isnan(db[i]) : da[i] == db[i]);
+    /* the quants follow d[7] and s[7], rounded up to 64 bytes (act_quant.h) */
+    const int8_t *qa = (const int8_t *)a + 64, *qb = (const int8_t *)b + 64;
+    for (int i = 0; i < k; i++) bad += qa[i] != qb[i];
+    CHECK(bad == 0, "%s gemm_quantize_act differs from quantize_act in %d values", slm_cpu_isa_name(kk->isa), bad);
+    CHECK(isnan(da[3]) && isnan(da[4]) && qa[96 + 5] == 0 && qa[128 + 31] == 0, "NaN / inf blocks not flagged");
+    CHECK(qa[32 + 1] == -15 && qa[32 + 17] == 2 && qa[32] == 127, "ties not rounded half away from zero: %d %d",
+          qa[32 + 1], qa[32 + 17]);
+    free(a);
+    free(b);
+}
+
+static void test_gemm(const isa_run *runs, int n_runs) {
+    int n_sets = 0;
+    for (int ir = 0; ir < n_runs; ir++) {
+        const slm_cpu_kernels *kk = &runs[ir].k;
+        if (!kk->gemm) continue;
+        n_sets++;
+        test_gemm_quantize(kk, &runs[0].k);
+        CHECK(kk->gemm_has && kk->gemm_act_row_bytes && kk->gemm_quantize_act && kk->gemm_scratch_bytes &&
+                  kk->gemm_min_cols >= 2,
+              "%s: incomplete gemm entry", slm_cpu_isa_name(kk->isa));
+        CHECK(!kk->gemm_has(SLM_F32) && !kk->gemm_has(SLM_F16), "%s: gemm claims a type it has no packing for",
+              slm_cpu_isa_name(kk->isa));
+        uint64_t seed = 0x9e3779b97f4a7c15ull;
+        static const int64_t rows[] = {1, 17, 45, 143};
+        static const int64_t cols[] = {7, 9, 33, 100};
+        static const int64_t ks[] = {256, 1024, 4096};
+        for (int ti = 0; ti < N_GEMM_TYPES; ti++) {
+            slm_dtype t = GEMM_TYPES[ti];
+            CHECK(kk->gemm_has(t), "%s: gemm lacks %s", slm_cpu_isa_name(kk->isa), slm_dtype_name(t));
+            for (int ki = 0; ki < 3; ki++) {
+                err_sum e = {0, 0};
+                for (int ri = 0; ri < 4; ri++) {
+                    /* the big shapes only at the first k: the reference dot is the slow part */
+                    if (ks[ki] == 4096 && rows[ri] > 45) continue;
+                    gemm_case(kk, &runs[0].k, t, rows[ri], ks[ki], cols[(ri + ki) % 4], 0, &seed, &e);
+                }
+                CHECK(err_nmse(&e) < 1e-4, "%s gemm %s k=%lld: NMSE vs ref %.3g", slm_cpu_isa_name(kk->isa),
+                      slm_dtype_name(t), (long long)ks[ki], err_nmse(&e));
+                if (ki == 2)
+                    printf("  %-6s gemm %-5s k=%-5lld NMSE vs ref %.2e\n", slm_cpu_isa_name(kk->isa),
+                           slm_dtype_name(t), (long long)ks[ki], err_nmse(&e));
+            }
+            /* more columns than one of the GEMM's column chunks at k = 4096 (~200): several chunks */
+            {
+                err_sum e = {0, 0};
+                gemm_case(kk, &runs[0].k, t, 33, 4096, 230, 0, &seed, &e);
+                CHECK(err_nmse(&e) < 1e-4, "%s gemm %s k=4096 T=230: NMSE vs ref %.3g", slm_cpu_isa_name(kk->isa),
+                      slm_dtype_name(t), err_nmse(&e));
+            }
+            /* extreme scales: the per-output bound only (NMSE would be that of the largest outputs) */
+            err_sum unused = {0, 0};
+            gemm_case(kk, &runs[0].k, t, 21, 512, 9, 1, &seed, &unused);
+        }
+    }
+    if (n_sets == 0) printf("packed gemm: no kernel set on this CPU has one, not tested\n");
 }
 
 int main(void) {
@@ -310,6 +509,7 @@ int main(void) {
     test_matmul(&exact, 1);
     printf("f32 activations: NMSE vs reference %.3g\n", err_nmse(&exact.vs_ref));
     CHECK(err_nmse(&exact.vs_ref) < 1e-10, "f32-activation mat-mul NMSE %g", err_nmse(&exact.vs_ref));
+    test_gemm(runs, n_runs);
     test_f16_helpers(runs, n_runs);
     test_real_model(runs, n_runs);
     return slm_test_finish("test_cpu_kernels");

@@ -29,9 +29,17 @@ bool slm_cpu_op_supported(const slm_op *op) {
     }
 }
 
+/* Prompt batches of a weight type the packed GEMM takes go there (see slm_cpu_kernels.gemm). */
+static bool matmul_uses_gemm(const slm_cpu_exec *e, const slm_op *op) {
+    return e->k->gemm && op->src[1].ne[1] >= e->k->gemm_min_cols && e->k->gemm_has(op->src[0].type);
+}
+
 size_t slm_cpu_op_work_size(const slm_cpu_exec *e, const slm_op *op, int nth) {
     if (op->kind == SLM_OP_MATMUL) {
-        return e->k->act_row_bytes(op->src[0].type, op->src[0].ne[0]) * (size_t)op->src[1].ne[1] + 64;
+        int64_t K = op->src[0].ne[0], T = op->src[1].ne[1];
+        if (matmul_uses_gemm(e, op)) /* activations, then one packing scratch per thread */
+            return e->k->gemm_act_row_bytes(K) * (size_t)T + (size_t)nth * e->k->gemm_scratch_bytes(K) + 64;
+        return e->k->act_row_bytes(op->src[0].type, K) * (size_t)T + 64;
     }
     if (op->kind == SLM_OP_ATTENTION) {
         return (size_t)nth * ((size_t)op->src[1].ne[1] + 16) * sizeof(float) * 2;
@@ -42,24 +50,39 @@ size_t slm_cpu_op_work_size(const slm_cpu_exec *e, const slm_op *op, int nth) {
 static void run_matmul(const slm_cpu_exec *e, const slm_op *op, int ith, int nth) {
     const slm_tensor *w = &op->src[0], *x = &op->src[1], *b = &op->src[2], *y = &op->dst;
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1];
-    size_t act = e->k->act_row_bytes(w->type, K);
+    /* The work buffer was sized by slm_cpu_op_work_size for this op and nth, so the choice matches. */
+    const bool gemm = matmul_uses_gemm(e, op);
+    size_t act = gemm ? e->k->gemm_act_row_bytes(K) : e->k->act_row_bytes(w->type, K);
     /* Phase 1: quantize the activation columns (shared by every thread's rows). */
     int64_t c0, c1;
     share(T, ith, nth, 1, &c0, &c1);
-    for (int64_t c = c0; c < c1; c++) e->k->quantize_act(w->type, (const float *)COL(*x, c), e->work + c * act, K);
+    for (int64_t c = c0; c < c1; c++) {
+        const float *xc = (const float *)COL(*x, c);
+        if (gemm)
+            e->k->gemm_quantize_act(xc, e->work + c * act, K);
+        else
+            e->k->quantize_act(w->type, xc, e->work + c * act, K);
+    }
     slm_pool_barrier(e->pool);
-    /* Phase 2: each thread streams its own rows of the weight once. */
+    /* Phase 2: each thread streams its own rows of the weight once (in 16-row units: the GEMM's group). */
     int64_t r0, r1;
     share(N, ith, nth, 16, &r0, &r1);
     if (r0 >= r1) return;
     const uint8_t *wp = PTR(*w);
     float *out = (float *)PTR(*y);
     int64_t ostride = (int64_t)(y->nb[1] / sizeof(float));
-    /* Prompt batches: tiles of rows small enough to stay in cache while all columns pass over them. */
-    int64_t tile = T > 1 ? 32 : r1 - r0;
-    for (int64_t r = r0; r < r1; r += tile) {
-        int64_t n = r1 - r < tile ? r1 - r : tile;
-        e->k->matmul(w->type, wp + (size_t)r * w->nb[1], w->nb[1], n, e->work, act, T, K, out + r, ostride);
+    if (gemm) {
+        /* act is a multiple of 64 and work is 64-byte aligned, so every thread's scratch is too */
+        uint8_t *scratch = e->work + act * (size_t)T + (size_t)ith * e->k->gemm_scratch_bytes(K);
+        e->k->gemm(w->type, wp + (size_t)r0 * w->nb[1], w->nb[1], r1 - r0, e->work, act, T, K, out + r0, ostride,
+                   scratch);
+    } else {
+        /* Prompt batches: tiles of rows small enough to stay in cache while all columns pass over them. */
+        int64_t tile = T > 1 ? 32 : r1 - r0;
+        for (int64_t r = r0; r < r1; r += tile) {
+            int64_t n = r1 - r < tile ? r1 - r : tile;
+            e->k->matmul(w->type, wp + (size_t)r * w->nb[1], w->nb[1], n, e->work, act, T, K, out + r, ostride);
+        }
     }
     if (b->buf) {
         const float *bias = (const float *)PTR(*b);

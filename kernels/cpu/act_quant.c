@@ -36,9 +36,19 @@ static inline int round_q(float v) { return (int)(v + (v >= 0 ? 0.5f : -0.5f)); 
 /* Quantizes n elements with one scale; returns the scale and writes the quants. NaN/inf inputs give a
  * NaN scale, which makes the mat-mul output NaN rather than silently wrong. */
 static float quant_block(const float *x, int8_t *q, int n) {
+    /* A compare-select max and an exponent test instead of fmaxf: fmaxf is a library call here (it must
+     * skip NaN), which kept this loop scalar and made activation quantization a few per cent of a
+     * prompt batch; and skipping NaN is what must not happen, so the exponent test catches NaN and inf. */
     float amax = 0;
-    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-    if (!isfinite(amax)) {
+    uint32_t nonfinite = 0;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        nonfinite |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    if (nonfinite || !isfinite(amax)) {
         memset(q, 0, (size_t)n);
         return NAN;
     }

@@ -5,6 +5,7 @@
 
 #include "act_quant.h"
 #include "cpu_variants.h"
+#include "gemm_packed.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define SLM_CPU_X86 1
@@ -69,6 +70,13 @@ static void quantize_act(slm_dtype wtype, const float *x, void *xq, int64_t k) {
     slm_act_quantize(wtype, x, xq, k);
 }
 
+/* The packed GEMM's activations are Q8_32 whatever the weight type: Q8_0 is one type with that format. */
+static size_t gemm_act_row_bytes(int64_t k) { return slm_act_row_bytes(SLM_Q8_0, k); }
+
+/* Columns from which the packed GEMM beats the mat-vec kernels: packing and interleaving cost about what
+ * 3 (Q4_0) to 5 (Q4_K) columns of the mat-vec path cost (Sapphire Rapids, k = 2048, rows from memory). */
+#define SLM_GEMM_MIN_COLS 6
+
 slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
     while (isa > SLM_ISA_SCALAR && !isa_usable(isa)) isa = (slm_cpu_isa)(isa - 1);
     slm_cpu_kernels k = {.isa = isa, .act_row_bytes = slm_act_row_bytes, .quantize_act = quantize_act};
@@ -77,6 +85,12 @@ slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
         k.matmul = slm_cpu_matmul_avx512;
         k.dot_f16_f32 = slm_cpu_dot_f16_f32_avx512;
         k.axpy_f16 = slm_cpu_axpy_f16_avx512;
+        k.gemm_has = slm_cpu_gemm_has_avx512;
+        k.gemm_min_cols = SLM_GEMM_MIN_COLS;
+        k.gemm_act_row_bytes = gemm_act_row_bytes;
+        k.gemm_quantize_act = slm_cpu_gemm_quantize_act_avx512;
+        k.gemm_scratch_bytes = slm_cpu_gemm_scratch_bytes_avx512;
+        k.gemm = slm_cpu_gemm_avx512;
         break;
     case SLM_ISA_AVX2:
         k.matmul = slm_cpu_matmul_avx2;

@@ -4,6 +4,7 @@
 #ifndef SLM_CPU_KERNELS_H
 #define SLM_CPU_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,19 @@ typedef struct slm_cpu_kernels {
      * Weight rows are w_row_bytes apart; activation columns (from quantize_act) act_stride bytes apart. */
     void (*matmul)(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
                    size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride);
+    /* Packed GEMM for prompt batches (gemm_packed.h); gemm is NULL in a set without one (today only the
+     * AVX-512 set has it). It repacks weight rows before use, which pays off from gemm_min_cols columns
+     * on; below that, matmul is faster. Its activations are SLM_ACT_Q8_32 columns for every weight type
+     * it takes (K-quants included), so they come from gemm_act_row_bytes / gemm_quantize_act, not from
+     * act_row_bytes / quantize_act. scratch: 64-byte aligned, gemm_scratch_bytes(k) bytes, one per
+     * concurrent caller. */
+    bool (*gemm_has)(slm_dtype wtype);
+    int gemm_min_cols;
+    size_t (*gemm_act_row_bytes)(int64_t k);
+    void (*gemm_quantize_act)(const float *x, void *xq, int64_t k);
+    size_t (*gemm_scratch_bytes)(int64_t k);
+    void (*gemm)(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+                 size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch);
     /* Attention helpers over the f16 KV cache. */
     float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
     void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);   /* y += a * x */

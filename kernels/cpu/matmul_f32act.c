@@ -39,5 +39,8 @@ slm_cpu_kernels slm_cpu_kernels_f32act(slm_cpu_isa isa) {
     k.act_row_bytes = f32_row_bytes;
     k.quantize_act = f32_copy;
     k.matmul = f32_matmul;
+    /* the packed GEMM multiplies 8-bit activations: not in an exact-activation set */
+    k.gemm = NULL;
+    k.gemm_has = NULL;
     return k;
 }

@@ -1,0 +1,42 @@
+/* The packed GEMM of prompt batches (internal to kernels/cpu; reached through slm_cpu_kernels.gemm).
+ *
+ * The mat-vec kernels reduce each (row, column) dot product horizontally, which for many columns costs
+ * more than the multiplies. Here weight rows are first repacked, 16 at a time, so that one 64-byte vector
+ * holds 4 consecutive codes of each of 16 rows; a u8 x s8 dot-product instruction against 4 broadcast
+ * activation bytes then advances 16 output rows at once, lane r being row r, and nothing is reduced
+ * across lanes. Repacking costs one pass over the rows, paid back over the columns.
+ *
+ * Packed group of 16 rows, for each 32-element block b (K-quant sub-blocks count as blocks):
+ *   uint8 codes[8][16][4]   chunk j (elements 4j..4j+3) of row r at [j][r]: the unsigned codes
+ *                           (Q4_0/Q4_1/Q4_K 0..15, Q5_* 0..31, Q6_K 0..63, Q8_0 the signed value + 128)
+ *   float d[16]             the code scale of row r (Q4_K/Q5_K: d * sc of the sub-block; Q6_K: d * sc
+ *                           of elements 0..15, and the coef slot holds d * sc of elements 16..31)
+ *   float coef[16]          the min of row r (Q4_1, Q5_1 m; Q4_K, Q5_K -dmin * mn); unused for the
+ *                           offset types (Q4_0 -8, Q5_0 -16, Q8_0 -128 on the codes), whose offset the
+ *                           kernel takes from the activation sums in the integer domain
+ * so that dot = sum_b d[b] * d_a[b] * (sum(code * q_a) - offset * sum(q_a)) + coef[b] * s_a[b] for every
+ * type, against SLM_ACT_Q8_32 activation columns (s_a = d_a * sum(q_a)). */
+#ifndef SLM_GEMM_PACKED_H
+#define SLM_GEMM_PACKED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "types.h"
+
+/* Whether the AVX-512 packed GEMM takes wtype (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K). */
+bool slm_cpu_gemm_has_avx512(slm_dtype wtype);
+/* Quantizes x[k] into an SLM_ACT_Q8_32 column (slm_act_row_bytes(SLM_Q8_0, k) bytes at xq), with the
+ * values slm_act_quantize gives. */
+void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k);
+/* Bytes of scratch one call needs for rows of k elements (a multiple of 64). */
+size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k);
+/* out[c * out_stride + r] = dot(weight row r, activation column c) for r < n_rows, c < n_cols, with
+ * SLM_ACT_Q8_32 activation columns act_stride bytes apart; scratch is 64-byte aligned and holds
+ * slm_cpu_gemm_scratch_bytes_avx512(k) bytes. */
+void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+                         size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride,
+                         void *scratch);
+
+#endif
