@@ -322,6 +322,24 @@ static void put_f16(uint8_t *p, float f) {
     p[1] = (uint8_t)(h >> 8);
 }
 
+/* A Q4_K / Q5_K super-block: random codes (code_bytes after the 16 header bytes): d around d_mean, dmin =
+ * mid * d, and eight 6-bit scales 24..39 (mean ~32) that double as the mins, so the block's mean is zero. */
+static void kquant_block(uint64_t *st, uint8_t *p, float d_mean, float mid, size_t code_bytes) {
+    float d = d_mean * rand_range(st, 0.75f, 1.25f);
+    put_f16(p, d);
+    put_f16(p + 2, mid * d);
+    uint8_t sc[8];
+    uint64_t r = splitmix(st);
+    for (int j = 0; j < 8; j++) sc[j] = (uint8_t)(24 + ((r >> (8 * j)) & 15));
+    uint8_t *q = p + 4;
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        q[j + 4] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));   /* mins = scales */
+        q[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((sc[j + 4] & 15) << 4));
+    }
+    rand_bytes(st, p + 16, code_bytes);
+}
+
 /* Standard deviations of uniformly random codes: 4 bits (q - 8 or q - 7.5), 6 bits (q - 32), int8. */
 #define SD_Q4 4.61f
 #define SD_Q5 9.23f
@@ -352,39 +370,11 @@ static void fill_blocks(slm_dtype t, uint8_t *p, size_t nblocks, float sigma, ui
         break;
     case SLM_Q4_K:
         /* x = d*sc*q - dmin*mn with mn = sc and dmin = 7.5 d gives d*sc*(q - 7.5): zero mean for any sc */
-        for (size_t b = 0; b < nblocks; b++, p += 144) {
-            float d = sigma / (SD_Q4 * 32.0f) * rand_range(st, 0.75f, 1.25f);
-            put_f16(p, d);
-            put_f16(p + 2, 7.5f * d);
-            uint8_t sc[8];
-            uint64_t r = splitmix(st);
-            for (int j = 0; j < 8; j++) sc[j] = (uint8_t)(24 + ((r >> (8 * j)) & 15));  /* 24..39, mean ~32 */
-            uint8_t *q = p + 4;
-            for (int j = 0; j < 4; j++) {
-                q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
-                q[j + 4] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));   /* mins = scales */
-                q[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((sc[j + 4] & 15) << 4));
-            }
-            rand_bytes(st, p + 16, 128);
-        }
+        for (size_t b = 0; b < nblocks; b++, p += 144) kquant_block(st, p, sigma / (SD_Q4 * 32.0f), 7.5f, 128);
         break;
     case SLM_Q5_K:
-        /* as Q4_K with 5-bit codes: dmin = 15.5 d gives d*sc*(q - 15.5) */
-        for (size_t b = 0; b < nblocks; b++, p += 176) {
-            float d = sigma / (SD_Q5 * 32.0f) * rand_range(st, 0.75f, 1.25f);
-            put_f16(p, d);
-            put_f16(p + 2, 15.5f * d);
-            uint8_t sc[8];
-            uint64_t r = splitmix(st);
-            for (int j = 0; j < 8; j++) sc[j] = (uint8_t)(24 + ((r >> (8 * j)) & 15));
-            uint8_t *q = p + 4;
-            for (int j = 0; j < 4; j++) {
-                q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
-                q[j + 4] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
-                q[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((sc[j + 4] & 15) << 4));
-            }
-            rand_bytes(st, p + 16, 160);   /* qh[32], qs[128] */
-        }
+        /* as Q4_K with 5-bit codes: dmin = 15.5 d gives d*sc*(q - 15.5); codes qh[32], qs[128] */
+        for (size_t b = 0; b < nblocks; b++, p += 176) kquant_block(st, p, sigma / (SD_Q5 * 32.0f), 15.5f, 160);
         break;
     case SLM_Q6_K:
         for (size_t b = 0; b < nblocks; b++, p += 210) {
