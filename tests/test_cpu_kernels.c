@@ -53,6 +53,27 @@ typedef struct isa_run {
 } isa_run;
 
 /* One (type, n_rows, k) case over every usable ISA and 1..MAX_COLS columns. */
+/* The reference dot of every row r (weights w, dequantized wd [n_rows][k]) with every column c of x, and
+ * the error each output may have: half an 8-bit activation step per element when act_q8 (sum|w| * amax /
+ * 254, with 1% slack), plus 1e-5 relative to sum|w*x| for summation order, plus `floor`. */
+static void ref_and_bound(slm_dtype t, const uint8_t *w, size_t wrb, const float *wd, const float *x, int64_t k,
+                          int64_t n_rows, int64_t n_cols, int64_t os, bool act_q8, double floor, float *ref,
+                          float *bound) {
+    for (int64_t c = 0; c < n_cols; c++) {
+        float amax = 0;
+        for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[c * k + i]));
+        for (int64_t r = 0; r < n_rows; r++) {
+            ref[c * os + r] = slm_ref_dot_row(t, w + (size_t)r * wrb, x + c * k, k);
+            double sw = 0, swx = 0;
+            for (int64_t i = 0; i < k; i++) {
+                sw += fabs(wd[r * k + i]);
+                swx += fabs((double)wd[r * k + i] * x[c * k + i]);
+            }
+            bound[c * os + r] = (float)((act_q8 ? 1.01 * sw * amax / 254.0 : 0.0) + 1e-5 * swx + floor);
+        }
+    }
+}
+
 static void run_case(slm_dtype t, int64_t n_rows, int64_t k, size_t row_pad, isa_run *runs, int n_runs,
                      uint64_t *seed) {
     size_t rb = slm_dtype_row_bytes(t, k), wrb = rb + row_pad;
@@ -77,20 +98,7 @@ static void run_case(slm_dtype t, int64_t n_rows, int64_t k, size_t row_pad, isa
     int64_t ostride = n_rows + 3;
     float *ref = malloc((size_t)MAX_COLS * ostride * sizeof(float));
     float *bound = malloc((size_t)MAX_COLS * ostride * sizeof(float));
-    int is_float = !slm_dtype_is_quant(t);
-    for (int c = 0; c < MAX_COLS; c++) {
-        float amax = 0;
-        for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[c * k + i]));
-        for (int64_t r = 0; r < n_rows; r++) {
-            ref[c * ostride + r] = slm_ref_dot_row(t, w + (size_t)r * wrb, x + c * k, k);
-            double sw = 0, swx = 0;
-            for (int64_t i = 0; i < k; i++) {
-                sw += fabs(wd[r * k + i]);
-                swx += fabs((double)wd[r * k + i] * x[c * k + i]);
-            }
-            bound[c * ostride + r] = (float)((is_float ? 0.0 : 1.01 * sw * amax / 254.0) + 1e-5 * swx + 1e-6);
-        }
-    }
+    ref_and_bound(t, w, wrb, wd, x, k, n_rows, MAX_COLS, ostride, slm_dtype_is_quant(t), 1e-6, ref, bound);
 
     size_t act = runs[0].k.act_row_bytes(t, k);
     CHECK(act > 0 && act % 64 == 0, "act_row_bytes(%s, %lld) = %zu", slm_dtype_name(t), (long long)k, act);
@@ -338,19 +346,7 @@ static void gemm_case(const slm_cpu_kernels *kk, const slm_cpu_kernels *scalar, 
     size_t n_out = (size_t)n_cols * os;
     float *ref = malloc(n_out * sizeof(float)), *bound = malloc(n_out * sizeof(float));
     float *out = malloc(n_out * sizeof(float)), *mm = malloc(n_out * sizeof(float));
-    for (int64_t c = 0; c < n_cols; c++) {
-        float amax = 0;
-        for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[c * k + i]));
-        for (int64_t r = 0; r < n_rows; r++) {
-            ref[c * os + r] = slm_ref_dot_row(t, w + (size_t)r * wrb, x + c * k, k);
-            double sw = 0, swx = 0;
-            for (int64_t i = 0; i < k; i++) {
-                sw += fabs(wd[r * k + i]);
-                swx += fabs((double)wd[r * k + i] * x[c * k + i]);
-            }
-            bound[c * os + r] = (float)(1.01 * sw * amax / 254.0 + 1e-5 * swx + 1e-30);
-        }
-    }
+    ref_and_bound(t, w, wrb, wd, x, k, n_rows, n_cols, os, true, 1e-30, ref, bound);
     size_t act = kk->gemm_act_row_bytes(k);
     CHECK(act % 64 == 0, "gemm_act_row_bytes(%lld) = %zu is not a multiple of 64", (long long)k, act);
     uint8_t *xq = aligned_alloc(64, act * (size_t)n_cols);
