@@ -44,6 +44,16 @@ AI float h2f(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 AI __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* Software prefetch (into L2) of the weight bytes PREFETCH_AHEAD past [p, p + n): weight rows are
+ * contiguous, so this runs on into the next rows. From DRAM the hardware prefetcher alone left the
+ * kernels waiting on memory about as long as they computed: 8192 x 2048 Q4_0 matrices, 750 MB in turn,
+ * two threads, 11.6 GB/s without and 18-28 with; Llama 3.2 1B Q4_0 decode 14.6 -> 27 tokens/s. 1 to
+ * 16 KiB ahead measured alike; into L2 (T1) ~5% faster than into L1 (T0). */
+#define PREFETCH_AHEAD 4096
+AI void prefetch_ahead(const uint8_t *p, int n) {
+    for (int l = 0; l < n; l += 64) _mm_prefetch((const char *)p + PREFETCH_AHEAD + l, _MM_HINT_T1);
+}
 AI __m128i loadu128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
 
 AI float hsum8(__m256 v) {
@@ -205,7 +215,10 @@ AI void mm_blk32(slm_dtype t, const uint8_t *w, size_t wrb, int64_t nr, const ui
             off1[c] = 0;
         }
         int64_t b = 0;
-        for (; b + 8 <= nb; b += 8) blk32_group8(t, row + b * bb, b, &x, nc, acc, offacc);
+        for (; b + 8 <= nb; b += 8) {
+            prefetch_ahead(row + b * bb, 8 * bb);
+            blk32_group8(t, row + b * bb, b, &x, nc, acc, offacc);
+        }
         for (; b < nb; b++) blk32_step(t, row + b * bb, b, &x, nc, acc1, off1);
         for (int c = 0; c < nc; c++)
             out[c * os + r] = hsum8(_mm256_add_ps(acc[c], acc1[c])) + off_scale * hsum8(offacc[c]) + off1[c];
@@ -294,7 +307,10 @@ AI void mm_q45k(int is_q5, const uint8_t *w, size_t wrb, int64_t nr, const uint8
             acc[c] = _mm256_setzero_ps();
             macc[c] = _mm_setzero_ps();
         }
-        for (int64_t sb = 0; sb < ns; sb++) q45k_step(is_q5, row + sb * bb, sb, &x, nc, acc, macc);
+        for (int64_t sb = 0; sb < ns; sb++) {
+            prefetch_ahead(row + sb * bb, bb);
+            q45k_step(is_q5, row + sb * bb, sb, &x, nc, acc, macc);
+        }
         for (int c = 0; c < nc; c++) out[c * os + r] = hsum8(acc[c]) + hsum4(macc[c]);
     }
 }
@@ -352,7 +368,10 @@ AI void mm_q6k(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size
         const uint8_t *row = w + (size_t)r * wrb;
         __m256 acc[MAX_NC];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-        for (int64_t sb = 0; sb < ns; sb++) q6k_step(row + sb * 210, sb, &x, nc, acc);
+        for (int64_t sb = 0; sb < ns; sb++) {
+            prefetch_ahead(row + sb * 210, 210);
+            q6k_step(row + sb * 210, sb, &x, nc, acc);
+        }
         for (int c = 0; c < nc; c++) out[c * os + r] = hsum8(acc[c]);
     }
 }
