@@ -3,6 +3,9 @@
  * checks that the OS saves the wide registers (XCR0), not only the CPUID bits. */
 #include "cpu_kernels.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "act_quant.h"
 #include "cpu_variants.h"
 #include "gemm_packed.h"
@@ -51,9 +54,20 @@ static int isa_usable(slm_cpu_isa isa) {
     return 0;
 }
 
+/* SLM_CPU_ISA=scalar|avx2|avx512 caps the choice (to measure or test a lower variant on a newer CPU);
+ * it never raises it above what the CPU has. */
+static slm_cpu_isa isa_cap(void) {
+    const char *v = getenv("SLM_CPU_ISA");
+    if (!v || !*v) return SLM_ISA_AVX512;
+    if (!strcmp(v, "scalar")) return SLM_ISA_SCALAR;
+    if (!strcmp(v, "avx2")) return SLM_ISA_AVX2;
+    return SLM_ISA_AVX512;
+}
+
 slm_cpu_isa slm_cpu_isa_detect(void) {
-    if (has_avx512()) return SLM_ISA_AVX512;
-    if (has_avx2()) return SLM_ISA_AVX2;
+    slm_cpu_isa cap = isa_cap();
+    if (cap >= SLM_ISA_AVX512 && has_avx512()) return SLM_ISA_AVX512;
+    if (cap >= SLM_ISA_AVX2 && has_avx2()) return SLM_ISA_AVX2;
     return SLM_ISA_SCALAR;
 }
 
