@@ -13,7 +13,7 @@
  *     Float weight types (f32 activations) must match to 1e-10 NMSE.
  *   - each SIMD variant against the scalar variant: the integer parts are exact, only float summation
  *     order differs, so NMSE < 1e-10.
- *   - dot_f16_f32 / axpy_f16 against double sums of the converted halves.
+ *   - attend_f16 (one head of attention over the f16 KV cache) against slm_ref_attention.
  *   - when $SLM_TEST_MODELS holds SmolLM2-135M-Instruct.Q4_1.gguf: the first rows of every quantized
  *     matrix in it (real Q4_1 / Q8_0 scales and mins, not our quantizer's) under the same checks, through
  *     matmul and (where the set has one) the packed GEMM. */
@@ -25,6 +25,7 @@
 
 #include "cpu_kernels.h"
 #include "gguf.h"
+#include "ops_ref.h"
 #include "quant_ref.h"
 #include "test_util.h"
 #include "types.h"
@@ -190,43 +191,58 @@ static void test_matmul(isa_run *runs, int n_runs) {
     }
 }
 
-static void test_f16_helpers(isa_run *runs, int n_runs) {
+/* attend_f16 for one query head against slm_ref_attention (double sums): head 1 of 2 kv heads, so the
+ * rows are strided and offset; head sizes with and without 8- and 64-element tails; lengths around the
+ * 8-position blocks; a scale that makes most weights underflow; and a NaN query that must give NaN. */
+static void test_attend(isa_run *runs, int n_runs) {
     uint64_t seed = 77;
-    static const int64_t ns[] = {0, 1, 7, 8, 9, 15, 16, 17, 64, 100, 1000};
-    for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
-        int64_t n = ns[ni];
-        uint16_t *a = malloc((size_t)(n + 1) * 2);
-        float *b = malloc((size_t)(n + 1) * 4), *y = malloc((size_t)(n + 1) * 4), *y0 = malloc((size_t)(n + 1) * 4);
-        for (int64_t i = 0; i < n; i++) a[i] = slm_f32_to_f16(slm_test_randf(&seed) * 3.0f);
-        slm_test_fill(b, n, &seed, 1.0f);
-        slm_test_fill(y0, n, &seed, 1.0f);
-        double ref = 0, mag = 0;
-        for (int64_t i = 0; i < n; i++) {
-            ref += (double)slm_f16_to_f32(a[i]) * b[i];
-            mag += fabs((double)slm_f16_to_f32(a[i]) * b[i]);
-        }
-        float alpha = 0.37f;
-        for (int ir = 0; ir < n_runs; ir++) {
-            const slm_cpu_kernels *kk = &runs[ir].k;
-            float d = kk->dot_f16_f32(a, b, n);
-            CHECK(fabs(d - ref) <= 1e-6 * mag + 1e-7, "%s dot_f16_f32 n=%lld: %g vs %g", slm_cpu_isa_name(kk->isa),
-                  (long long)n, d, ref);
-            memcpy(y, y0, (size_t)n * 4);
-            y[n] = 99.0f; /* sentinel past the end */
-            kk->axpy_f16(y, alpha, a, n);
-            int bad = 0;
-            for (int64_t i = 0; i < n; i++) {
-                double r = (double)y0[i] + (double)alpha * slm_f16_to_f32(a[i]);
-                if (!(fabs(y[i] - r) <= 1e-6 * (fabs(y0[i]) + fabs(alpha * slm_f16_to_f32(a[i]))) + 1e-7)) bad++;
+    static const int hds[] = {1, 7, 64, 80, 96, 128, 200};
+    static const int64_t ns[] = {1, 7, 8, 9, 17, 100, 1000};
+    static const float scales[] = {0.125f, 4.0f};
+    for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
+        for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
+            for (size_t si = 0; si < 2; si++) {
+                int hd = hds[hi];
+                int64_t n = ns[ni];
+                size_t row = 2 * (size_t)hd; /* 2 kv heads per cached position */
+                uint16_t *kc = malloc((size_t)n * row * 2), *vc = malloc((size_t)n * row * 2);
+                float *q = malloc(row * 4), *ref = malloc(row * 4), *out = malloc(((size_t)hd + 1) * 4),
+                      *scores = malloc((size_t)n * 4);
+                float vmax = 0;
+                for (size_t i = 0; i < (size_t)n * row; i++) {
+                    kc[i] = slm_f32_to_f16(slm_test_randf(&seed) * 3.0f);
+                    vc[i] = slm_f32_to_f16(slm_test_randf(&seed) * 2.0f);
+                    if (fabsf(slm_f16_to_f32(vc[i])) > vmax) vmax = fabsf(slm_f16_to_f32(vc[i]));
+                }
+                slm_test_fill(q, (int64_t)row, &seed, 1.0f);
+                slm_ref_attention(q, kc, vc, ref, hd, 2, 2, (int)n - 1, scales[si]);
+                for (int ir = 0; ir < n_runs; ir++) {
+                    const slm_cpu_kernels *kk = &runs[ir].k;
+                    out[hd] = 99.0f; /* sentinel past the end */
+                    kk->attend_f16(q + hd, kc + hd, vc + hd, row, row, n, hd, scales[si], scores, out);
+                    int bad = 0;
+                    for (int i = 0; i < hd; i++)
+                        if (!(fabsf(out[i] - ref[hd + i]) <= 2e-5f * vmax)) bad++;
+                    CHECK(bad == 0 && out[hd] == 99.0f, "%s attend_f16 hd=%d n=%lld scale=%g: %d of %d wrong",
+                          slm_cpu_isa_name(kk->isa), hd, (long long)n, scales[si], bad, hd);
+                    if (hi == 3 && si == 0) {
+                        float keep = q[hd];
+                        q[hd] = NAN;
+                        kk->attend_f16(q + hd, kc + hd, vc + hd, row, row, n, hd, scales[si], scores, out);
+                        q[hd] = keep;
+                        int nan = 0;
+                        for (int i = 0; i < hd; i++) nan += isnan(out[i]) != 0;
+                        CHECK(nan == hd, "%s attend_f16 NaN query n=%lld: %d of %d outputs NaN",
+                              slm_cpu_isa_name(kk->isa), (long long)n, nan, hd);
+                    }
+                }
+                free(kc);
+                free(vc);
+                free(q);
+                free(ref);
+                free(out);
+                free(scores);
             }
-            CHECK(bad == 0 && y[n] == 99.0f, "%s axpy_f16 n=%lld: %d wrong", slm_cpu_isa_name(kk->isa),
-                  (long long)n, bad);
-        }
-        free(a);
-        free(b);
-        free(y);
-        free(y0);
-    }
 }
 
 /* Real weights: up to 48 rows of every 2-D weight of a type the kernels take, random activations. */
@@ -495,7 +511,7 @@ int main(void) {
             printf("%s: not available on this CPU, not tested\n", slm_cpu_isa_name((slm_cpu_isa)i));
             continue;
         }
-        CHECK(k.matmul && k.quantize_act && k.act_row_bytes && k.dot_f16_f32 && k.axpy_f16, "%s: missing function",
+        CHECK(k.matmul && k.quantize_act && k.act_row_bytes && k.attend_f16, "%s: missing function",
               slm_cpu_isa_name(k.isa));
         runs[n_runs++] = (isa_run){.k = k};
     }
@@ -506,7 +522,7 @@ int main(void) {
     printf("f32 activations: NMSE vs reference %.3g\n", err_nmse(&exact.vs_ref));
     CHECK(err_nmse(&exact.vs_ref) < 1e-10, "f32-activation mat-mul NMSE %g", err_nmse(&exact.vs_ref));
     test_gemm(runs, n_runs);
-    test_f16_helpers(runs, n_runs);
+    test_attend(runs, n_runs);
     test_real_model(runs, n_runs);
     return slm_test_finish("test_cpu_kernels");
 }

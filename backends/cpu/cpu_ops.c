@@ -188,24 +188,10 @@ static void run_attention(const slm_cpu_exec *e, const slm_op *op, int ith, int 
         int h = (int)(i % nh), kh = h / group;
         const float *q = (const float *)COL(op->src[0], t) + (size_t)h * hd;
         float *out = (float *)COL(op->dst, t) + (size_t)h * hd;
-        int n = pos[t] + 1;
-        float mx = -INFINITY;
-        for (int p = 0; p < n; p++) {
-            const uint16_t *k = (const uint16_t *)COL(op->src[1], p) + (size_t)kh * hd;
-            scores[p] = e->k->dot_f16_f32(k, q, hd) * op->p.attn.scale;
-            if (scores[p] > mx) mx = scores[p];
-        }
-        float sum = 0.0f;
-        for (int p = 0; p < n; p++) {
-            scores[p] = expf(scores[p] - mx);
-            sum += scores[p];
-        }
-        memset(out, 0, (size_t)hd * sizeof(float));
-        float inv = 1.0f / sum;
-        for (int p = 0; p < n; p++) {
-            const uint16_t *v = (const uint16_t *)COL(op->src[2], p) + (size_t)kh * hd;
-            e->k->axpy_f16(out, scores[p] * inv, v, hd);
-        }
+        /* K and V rows of kv head kh, one per cached position */
+        e->k->attend_f16(q, (const uint16_t *)COL(op->src[1], 0) + (size_t)kh * hd,
+                         (const uint16_t *)COL(op->src[2], 0) + (size_t)kh * hd, op->src[1].nb[1] / 2,
+                         op->src[2].nb[1] / 2, pos[t] + 1, hd, op->p.attn.scale, scores, out);
     }
 }
 

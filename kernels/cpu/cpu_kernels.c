@@ -97,8 +97,7 @@ slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
     switch (isa) {
     case SLM_ISA_AVX512:
         k.matmul = slm_cpu_matmul_avx512;
-        k.dot_f16_f32 = slm_cpu_dot_f16_f32_avx512;
-        k.axpy_f16 = slm_cpu_axpy_f16_avx512;
+        k.attend_f16 = slm_cpu_attend_f16_avx512;
         k.gemm_has = slm_cpu_gemm_has_avx512;
         k.gemm_min_cols = SLM_GEMM_MIN_COLS;
         k.gemm_act_row_bytes = gemm_act_row_bytes;
@@ -108,14 +107,12 @@ slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
         break;
     case SLM_ISA_AVX2:
         k.matmul = slm_cpu_matmul_avx2;
-        k.dot_f16_f32 = slm_cpu_dot_f16_f32_avx2;
-        k.axpy_f16 = slm_cpu_axpy_f16_avx2;
+        k.attend_f16 = slm_cpu_attend_f16_avx2;
         break;
     default:
         k.isa = SLM_ISA_SCALAR;
         k.matmul = slm_cpu_matmul_scalar;
-        k.dot_f16_f32 = slm_cpu_dot_f16_f32_scalar;
-        k.axpy_f16 = slm_cpu_axpy_f16_scalar;
+        k.attend_f16 = slm_cpu_attend_f16_scalar;
         break;
     }
     return k;

@@ -39,9 +39,11 @@ typedef struct slm_cpu_kernels {
     size_t (*gemm_scratch_bytes)(int64_t k);
     void (*gemm)(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
                  size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch);
-    /* Attention helpers over the f16 KV cache. */
-    float (*dot_f16_f32)(const uint16_t *a, const float *b, int64_t n);
-    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);   /* y += a * x */
+    /* One query head against n positions of the f16 KV cache: out[hd] = softmax(scale * K q) V, where
+     * row p of K and V (hd elements) starts at k + p * k_stride and v + p * v_stride (elements).
+     * scores: n floats of scratch. n >= 1. */
+    void (*attend_f16)(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride, int64_t n, int hd,
+                       float scale, float *scores, float *out);
 } slm_cpu_kernels;
 
 /* The kernel set for isa (falls back to a lower one if isa is not supported by this build or CPU). */

@@ -219,14 +219,28 @@ void slm_cpu_matmul_scalar(slm_dtype wtype, const void *w, size_t w_row_bytes, i
     }
 }
 
-float slm_cpu_dot_f16_f32_scalar(const uint16_t *a, const float *b, int64_t n) {
-    float acc = 0;
-    for (int64_t i = 0; i < n; i++) acc += slm_f16_to_f32(a[i]) * b[i];
-    return acc;
-}
-
-void slm_cpu_axpy_f16_scalar(float *y, float a, const uint16_t *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * slm_f16_to_f32(x[i]);
+void slm_cpu_attend_f16_scalar(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride, int64_t n, int hd,
+                               float scale, float *scores, float *out) {
+    float mx = -INFINITY;
+    for (int64_t p = 0; p < n; p++) {
+        const uint16_t *kp = k + (size_t)p * k_stride;
+        float acc = 0;
+        for (int i = 0; i < hd; i++) acc += slm_f16_to_f32(kp[i]) * q[i];
+        scores[p] = acc * scale;
+        if (scores[p] > mx) mx = scores[p];
+    }
+    float sum = 0;
+    for (int64_t p = 0; p < n; p++) {
+        scores[p] = expf(scores[p] - mx);
+        sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < hd; i++) out[i] = 0;
+    for (int64_t p = 0; p < n; p++) {
+        const uint16_t *vp = v + (size_t)p * v_stride;
+        float w = scores[p] * inv;
+        for (int i = 0; i < hd; i++) out[i] += w * slm_f16_to_f32(vp[i]);
+    }
 }
 
 bool slm_cpu_matmul_has_fast_scalar(slm_dtype wtype) { return row_dot_for(wtype) != NULL; }
