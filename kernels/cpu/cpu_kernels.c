@@ -90,6 +90,11 @@ static size_t gemm_act_row_bytes(int64_t k) { return slm_act_row_bytes(SLM_Q8_0,
 /* Columns from which the packed GEMM beats the mat-vec kernels: packing and interleaving cost about what
  * 3 (Q4_0) to 5 (Q4_K) columns of the mat-vec path cost (Sapphire Rapids, k = 2048, rows from memory). */
 #define SLM_GEMM_MIN_COLS 6
+/* The AVX2 GEMM packs its rows with scalar word operations, which costs more: it overtakes the mat-vec
+ * path at ~16 columns for Q4_0 and ~24 for Q4_K (2 threads, 1B/3B shapes, SLM_CPU_ISA=avx2). */
+#define SLM_GEMM_MIN_COLS_AVX2 24
+
+static void gemm_quantize_act_portable(const float *x, void *xq, int64_t k) { slm_act_quantize(SLM_Q8_0, x, xq, k); }
 
 slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
     while (isa > SLM_ISA_SCALAR && !isa_usable(isa)) isa = (slm_cpu_isa)(isa - 1);
@@ -108,6 +113,12 @@ slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
     case SLM_ISA_AVX2:
         k.matmul = slm_cpu_matmul_avx2;
         k.attend_f16 = slm_cpu_attend_f16_avx2;
+        k.gemm_has = slm_cpu_gemm_has_avx2;
+        k.gemm_min_cols = SLM_GEMM_MIN_COLS_AVX2;
+        k.gemm_act_row_bytes = gemm_act_row_bytes;
+        k.gemm_quantize_act = gemm_quantize_act_portable;
+        k.gemm_scratch_bytes = slm_cpu_gemm_scratch_bytes_avx2;
+        k.gemm = slm_cpu_gemm_avx2;
         break;
     default:
         k.isa = SLM_ISA_SCALAR;

@@ -1,0 +1,289 @@
+/* AVX2 packed GEMM for prompt batches on CPUs without AVX-512 (contract in gemm_packed.h; the idea is
+ * that of gemm_packed_avx512.c at half the width). This file is compiled with AVX2/FMA/F16C flags: the
+ * dispatcher hands it out only after slm_cpu_isa_detect() reported at least AVX2.
+ *
+ * Packed group of 8 rows, per 32-element block (K-quant sub-blocks count as blocks), REC_BYTES:
+ *   uint8 codes[8][8][4]   chunk j (elements 4j..4j+3) of row r at [j][r], unsigned (Q4 0..15, Q5 0..31,
+ *                          Q6_K 0..63)
+ *   float d[8]             the code scale of row r (Q6_K: of elements 0..15)
+ *   float coef[8]          the min of row r (Q4_1, Q5_1, Q4_K, Q5_K), Q6_K: the scale of elements 16..31
+ * One 256-bit load then holds a chunk of 8 rows; a u8 x s8 multiply (maddubs) against 4 broadcast
+ * activation bytes advances 8 output rows without horizontal sums. AVX2 has no u8 x s8 dot instruction:
+ * two chunks' maddubs are added in 16 bits (at most 4 * 63 * 127, no overflow) and widened by one madd.
+ * Q8_0 is not taken: its codes (the signed weight + 128) would saturate maddubs.
+ *
+ * Packing works on 32-bit words of 4 codes (no vector shuffles), about 30 operations per row and block. */
+#include "gemm_packed.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "act_quant.h"
+
+#define AI static inline __attribute__((always_inline))
+
+#define GROUP_ROWS 8
+#define REC_BYTES 320                /* codes 8 x 32 B, d 32 B, coef 32 B */
+#define COLS 4                       /* columns per pass: 4 x (int + float) accumulators + 5 temporaries */
+#define ACT_REC (COLS * 48)          /* per block: int8 q[COLS][32], float d[COLS], int32 ioff[COLS],
+                                      * float s[COLS], int32 ioffh[COLS] */
+#define ACT_D (COLS * 32)
+#define ACT_IOFF (COLS * 36)
+#define ACT_S (COLS * 40)
+#define ACT_IOFFH (COLS * 44)
+#define ACT_BUDGET (1024 * 1024)     /* activation bytes of one column chunk (L2) */
+
+enum { MODE_OFFSET = 0, MODE_MIN = 1, MODE_HALVES = 2 };
+
+bool slm_cpu_gemm_has_avx2(slm_dtype wtype) {
+    switch (wtype) {
+    case SLM_Q4_0:
+    case SLM_Q4_1:
+    case SLM_Q5_0:
+    case SLM_Q5_1:
+    case SLM_Q4_K:
+    case SLM_Q5_K:
+    case SLM_Q6_K: return true;
+    default: return false;
+    }
+}
+
+AI uint32_t rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+AI float h2f(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* Bits 0..3 of b to bit 4 of bytes 0..3 (the fifth bit of 4 consecutive Q5_0/Q5_1 codes). */
+AI uint32_t fifth_bits(uint32_t b) {
+    return ((b & 1u) | (b & 2u) << 7 | (b & 4u) << 14 | (b & 8u) << 21) << 4;
+}
+
+/* Six-bit scale and min of sub-block j from the 12 scale bytes of a Q4_K/Q5_K super-block. */
+AI void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
+
+/* Block b of a row: the 8 code words (chunk j = elements 4j..4j+3), the scale and the coefficient. */
+static void block_words(slm_dtype t, const uint8_t *row, int64_t b, uint32_t w[8], float *d, float *coef) {
+    const uint32_t m4 = 0x0f0f0f0fu;
+    switch (t) {
+    case SLM_Q4_0:
+    case SLM_Q4_1:
+    case SLM_Q5_0:
+    case SLM_Q5_1: {
+        const int bb = t == SLM_Q4_0 ? 18 : t == SLM_Q4_1 ? 20 : t == SLM_Q5_0 ? 22 : 24;
+        const int has_min = t == SLM_Q4_1 || t == SLM_Q5_1, is_q5 = t == SLM_Q5_0 || t == SLM_Q5_1;
+        const uint8_t *blk = row + b * bb, *qs = blk + 2 + 2 * has_min + 4 * is_q5;
+        uint32_t qh = is_q5 ? rd32(blk + 2 + 2 * has_min) : 0;
+        for (int j = 0; j < 4; j++) {
+            uint32_t v = rd32(qs + 4 * j); /* low nibbles: elements 4j.., high: 16 + 4j.. */
+            w[j] = (v & m4) | (is_q5 ? fifth_bits(qh >> (4 * j) & 15) : 0);
+            w[j + 4] = (v >> 4 & m4) | (is_q5 ? fifth_bits(qh >> (16 + 4 * j) & 15) : 0);
+        }
+        *d = h2f(blk);
+        *coef = has_min ? h2f(blk + 2) : 0.0f;
+        return;
+    }
+    case SLM_Q4_K:
+    case SLM_Q5_K: {
+        const int is_q5 = t == SLM_Q5_K, sbk = (int)(b & 7);
+        const uint8_t *blk = row + (b >> 3) * (is_q5 ? 176 : 144);
+        /* sub-blocks 2p and 2p + 1 share qs[32p ..] (low / high nibble); Q5_K bit sbk of qh[l] is the
+         * fifth bit of element l */
+        const uint8_t *qs = blk + (is_q5 ? 48 : 16) + 32 * (sbk >> 1), *qh = blk + 16;
+        for (int j = 0; j < 8; j++) {
+            w[j] = rd32(qs + 4 * j) >> (4 * (sbk & 1)) & m4;
+            if (is_q5) w[j] |= (rd32(qh + 4 * j) >> sbk & 0x01010101u) << 4;
+        }
+        int sc, mn;
+        k_scale_min(blk + 4, sbk, &sc, &mn);
+        *d = h2f(blk) * (float)sc;
+        *coef = -(h2f(blk + 2) * (float)mn);
+        return;
+    }
+    default: { /* SLM_Q6_K */
+        const uint8_t *blk = row + (b >> 3) * 210;
+        const int s = (int)(b & 7), h = s >> 2, s4 = s & 3;
+        /* elements 128h + 32 s4 + l: low 4 bits from ql[64h + 32 (s4 & 1) + l] (high nibble for s4 >= 2),
+         * bits 4..5 from bits 2 s4 of qh[32h + l] */
+        const uint8_t *ql = blk + 64 * h + 32 * (s4 & 1), *qh = blk + 128 + 32 * h;
+        for (int j = 0; j < 8; j++)
+            w[j] = (rd32(ql + 4 * j) >> (4 * (s4 >> 1)) & m4) | (rd32(qh + 4 * j) >> (2 * s4) & 0x03030303u) << 4;
+        const float dd = h2f(blk + 208);
+        const int8_t *sc = (const int8_t *)(blk + 192);
+        *d = dd * (float)sc[2 * s];
+        *coef = dd * (float)sc[2 * s + 1];
+        return;
+    }
+    }
+}
+
+/* Rows 0..n_valid-1 of a group (rows wrb bytes apart) into dst; missing rows get zero codes and scales. */
+static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, int n_valid, int64_t nb, uint8_t *dst) {
+    if (n_valid < GROUP_ROWS) memset(dst, 0, (size_t)nb * REC_BYTES);
+    for (int r = 0; r < n_valid; r++) {
+        const uint8_t *row = w + (size_t)r * wrb;
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *rec = dst + (size_t)b * REC_BYTES;
+            uint32_t words[8];
+            float d, coef;
+            block_words(t, row, b, words, &d, &coef);
+            for (int j = 0; j < 8; j++) memcpy(rec + 32 * j + 4 * r, &words[j], 4);
+            memcpy(rec + 256 + 4 * r, &d, 4);
+            memcpy(rec + 288 + 4 * r, &coef, 4);
+        }
+    }
+}
+
+static int code_offset(slm_dtype t) {
+    return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : 0;
+}
+
+/* Activation columns in groups of COLS, one record per block (layout at ACT_REC). ioff = -offset * sum(q)
+ * starts the integer accumulator (for Q6_K over elements 0..15, ioffh over 16..31). */
+static void interleave_cols(const uint8_t *xq, size_t as, int64_t n_cols, int64_t k, int offset, int halves,
+                            uint8_t *dst) {
+    const int64_t nb = k / 32;
+    for (int64_t c = 0; c < n_cols; c++) {
+        const uint8_t *col = xq + (size_t)c * as;
+        const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);
+        const int8_t *q = slm_act32_q(col, k);
+        uint8_t *g = dst + (size_t)(c / COLS) * (size_t)nb * ACT_REC;
+        const int slot = (int)(c % COLS);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *rec = g + (size_t)b * ACT_REC;
+            int32_t lo = 0, hi = 0;
+            for (int i = 0; i < 16; i++) lo += q[32 * b + i];
+            for (int i = 16; i < 32; i++) hi += q[32 * b + i];
+            int32_t ioff = -offset * (halves ? lo : lo + hi), ioffh = halves ? -offset * hi : 0;
+            memcpy(rec + 32 * slot, q + 32 * b, 32);
+            memcpy(rec + ACT_D + 4 * slot, d + b, 4);
+            memcpy(rec + ACT_IOFF + 4 * slot, &ioff, 4);
+            memcpy(rec + ACT_S + 4 * slot, s + b, 4);
+            memcpy(rec + ACT_IOFFH + 4 * slot, &ioffh, 4);
+        }
+    }
+}
+
+static int64_t chunk_cols(int64_t k) {
+    size_t per_col = (size_t)(k / 32) * (ACT_REC / COLS);
+    int64_t c = per_col > 0 ? (int64_t)(ACT_BUDGET / per_col) / COLS * COLS : COLS;
+    return c < COLS ? COLS : c;
+}
+
+size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k) {
+    if (k < 32) return REC_BYTES;
+    size_t act = (size_t)(chunk_cols(k) / COLS) * (size_t)(k / 32) * ACT_REC;
+    return slm_act_round64((size_t)(k / 32) * REC_BYTES) + slm_act_round64(act);
+}
+
+/* Chunks j0..j0+nj-1 of one block into integer accumulators started at ioff, then f += (d_w d_a) acc. */
+AI void half_step(const uint8_t *rec, const uint8_t *a, int nc, int j0, int nj, const int32_t *ioff, int dwoff,
+                  __m256 *f) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[COLS];
+    _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) acc[c] = _mm256_set1_epi32(ioff[c]);
+#pragma GCC unroll 4
+    for (int j = j0; j < j0 + nj; j += 2) {
+        __m256i w0 = _mm256_load_si256((const __m256i *)(rec + 32 * j)),
+                w1 = _mm256_load_si256((const __m256i *)(rec + 32 * (j + 1)));
+        _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) {
+            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, _mm256_set1_epi32((int)rd32(a + 32 * c + 4 * j))),
+                                         _mm256_maddubs_epi16(w1, _mm256_set1_epi32((int)rd32(a + 32 * c + 4 * j + 4))));
+            acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(p, ones));
+        }
+    }
+    const float *da = (const float *)(a + ACT_D);
+    const __m256 dw = _mm256_load_ps((const float *)(rec + dwoff));
+    _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++)
+        f[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[c]), _mm256_mul_ps(dw, _mm256_set1_ps(da[c])), f[c]);
+}
+
+AI void group_cols(const uint8_t *grp, const uint8_t *act, int64_t nb, int nc, int mode, float *out, int64_t os,
+                   int n_valid) {
+    __m256 f[COLS];
+    _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) f[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *rec = grp + (size_t)b * REC_BYTES, *a = act + (size_t)b * ACT_REC;
+        if (mode == MODE_HALVES) {
+            half_step(rec, a, nc, 0, 4, (const int32_t *)(a + ACT_IOFF), 256, f);
+            half_step(rec, a, nc, 4, 4, (const int32_t *)(a + ACT_IOFFH), 288, f);
+            continue;
+        }
+        half_step(rec, a, nc, 0, 8, (const int32_t *)(a + ACT_IOFF), 256, f);
+        if (mode == MODE_MIN) {
+            const float *sa = (const float *)(a + ACT_S);
+            const __m256 cf = _mm256_load_ps((const float *)(rec + 288));
+            _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) f[c] = _mm256_fmadd_ps(cf, _mm256_set1_ps(sa[c]), f[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) {
+        if (n_valid == GROUP_ROWS) {
+            _mm256_storeu_ps(out + c * os, f[c]);
+        } else {
+            float tmp[GROUP_ROWS];
+            _mm256_storeu_ps(tmp, f[c]);
+            memcpy(out + c * os, tmp, (size_t)n_valid * 4);
+        }
+    }
+}
+
+typedef void (*group_fn)(const uint8_t *, const uint8_t *, int64_t, float *, int64_t, int);
+
+#define SLM_GROUP_FN(NC, MODE)                                                                            \
+    static void group_##NC##_##MODE(const uint8_t *grp, const uint8_t *act, int64_t nb, float *out,         \
+                                    int64_t os, int n_valid) {                                             \
+        group_cols(grp, act, nb, NC, MODE, out, os, n_valid);                                               \
+    }
+#define SLM_GROUP_FNS(MODE) SLM_GROUP_FN(1, MODE) SLM_GROUP_FN(2, MODE) SLM_GROUP_FN(3, MODE) SLM_GROUP_FN(4, MODE)
+SLM_GROUP_FNS(0)
+SLM_GROUP_FNS(1)
+SLM_GROUP_FNS(2)
+
+/* [mode][columns - 1] */
+static const group_fn GROUP_FNS[3][COLS] = {{group_1_0, group_2_0, group_3_0, group_4_0},
+                                            {group_1_1, group_2_1, group_3_1, group_4_1},
+                                            {group_1_2, group_2_2, group_3_2, group_4_2}};
+
+void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+                       size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {
+    const int64_t nb = k / 32, chunk = chunk_cols(k);
+    uint8_t *grp = scratch, *act = grp + slm_act_round64((size_t)nb * REC_BYTES);
+    const int offset = code_offset(wtype), halves = wtype == SLM_Q6_K;
+    const group_fn *fns = GROUP_FNS[halves ? MODE_HALVES : offset == 0 ? MODE_MIN : MODE_OFFSET];
+    for (int64_t c0 = 0; c0 < n_cols; c0 += chunk) {
+        int64_t c1 = n_cols - c0 < chunk ? n_cols : c0 + chunk;
+        interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves, act);
+        for (int64_t r = 0; r < n_rows; r += GROUP_ROWS) {
+            int nv = n_rows - r < GROUP_ROWS ? (int)(n_rows - r) : GROUP_ROWS;
+            pack_group(wtype, (const uint8_t *)w + (size_t)r * w_row_bytes, w_row_bytes, nv, nb, grp);
+            for (int64_t c = c0; c < c1; c += COLS) {
+                int64_t nc = c1 - c < COLS ? c1 - c : COLS;
+                fns[nc - 1](grp, act + (size_t)((c - c0) / COLS) * (size_t)nb * ACT_REC, nb, out + c * out_stride + r,
+                            out_stride, nv);
+            }
+        }
+    }
+}
+
+#else
+/* Built for a CPU family without AVX2: the dispatcher never offers this GEMM. */
+bool slm_cpu_gemm_has_avx2(slm_dtype wtype) { return false; }
+size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k) { return 0; }
+void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+                       size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {}
+#endif
