@@ -39,6 +39,16 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int
                          size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride,
                          void *scratch);
 
+/* Activation columns for the GEMM kernels, in groups of `cols`, one record per 32-element block:
+ *   int8 q[cols][32], float d[cols], int32 ioff[copies][cols], float s[cols], int32 ioffh[copies][cols]
+ * (SLM_GEMM_ACT_REC bytes). ioff = -offset * sum(q) (Q6_K, halves = 1: over elements 0..15, ioffh over
+ * 16..31): the kernel starts the block's integer accumulator there, so a constant code offset (Q4_0 8,
+ * Q5_0 16, Q6_K 32, Q8_0 128) costs no float step. `copies` > 1 repeats the offsets, one per accumulator
+ * set, so that each starts from its own broadcast load. */
+#define SLM_GEMM_ACT_REC(cols, copies) ((size_t)(cols) * (40 + 8 * (size_t)(copies)))
+void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset,
+                                  int halves, int cols, int copies, void *dst);
+
 /* The AVX2 packed GEMM (gemm_packed_avx2.c: 8 rows per vector; the same contract as the AVX-512 one
  * above, for every type but Q8_0). Its activations come from the portable quantizer. */
 bool slm_cpu_gemm_has_avx2(slm_dtype wtype);

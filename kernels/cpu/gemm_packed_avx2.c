@@ -27,8 +27,7 @@
 #define GROUP_ROWS 8
 #define REC_BYTES 320                /* codes 8 x 32 B, d 32 B, coef 32 B */
 #define COLS 4                       /* columns per pass: 4 x (int + float) accumulators + 5 temporaries */
-#define ACT_REC (COLS * 48)          /* per block: int8 q[COLS][32], float d[COLS], int32 ioff[COLS],
-                                      * float s[COLS], int32 ioffh[COLS] */
+#define ACT_REC SLM_GEMM_ACT_REC(COLS, 1) /* activation record per block (gemm_packed.h) */
 #define ACT_D (COLS * 32)
 #define ACT_IOFF (COLS * 36)
 #define ACT_S (COLS * 40)
@@ -153,32 +152,6 @@ static int code_offset(slm_dtype t) {
     return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : 0;
 }
 
-/* Activation columns in groups of COLS, one record per block (layout at ACT_REC). ioff = -offset * sum(q)
- * starts the integer accumulator (for Q6_K over elements 0..15, ioffh over 16..31). */
-static void interleave_cols(const uint8_t *xq, size_t as, int64_t n_cols, int64_t k, int offset, int halves,
-                            uint8_t *dst) {
-    const int64_t nb = k / 32;
-    for (int64_t c = 0; c < n_cols; c++) {
-        const uint8_t *col = xq + (size_t)c * as;
-        const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);
-        const int8_t *q = slm_act32_q(col, k);
-        uint8_t *g = dst + (size_t)(c / COLS) * (size_t)nb * ACT_REC;
-        const int slot = (int)(c % COLS);
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *rec = g + (size_t)b * ACT_REC;
-            int32_t lo = 0, hi = 0;
-            for (int i = 0; i < 16; i++) lo += q[32 * b + i];
-            for (int i = 16; i < 32; i++) hi += q[32 * b + i];
-            int32_t ioff = -offset * (halves ? lo : lo + hi), ioffh = halves ? -offset * hi : 0;
-            memcpy(rec + 32 * slot, q + 32 * b, 32);
-            memcpy(rec + ACT_D + 4 * slot, d + b, 4);
-            memcpy(rec + ACT_IOFF + 4 * slot, &ioff, 4);
-            memcpy(rec + ACT_S + 4 * slot, s + b, 4);
-            memcpy(rec + ACT_IOFFH + 4 * slot, &ioffh, 4);
-        }
-    }
-}
-
 static int64_t chunk_cols(int64_t k) {
     size_t per_col = (size_t)(k / 32) * (ACT_REC / COLS);
     int64_t c = per_col > 0 ? (int64_t)(ACT_BUDGET / per_col) / COLS * COLS : COLS;
@@ -267,7 +240,8 @@ void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64
     const group_fn *fns = GROUP_FNS[halves ? MODE_HALVES : offset == 0 ? MODE_MIN : MODE_OFFSET];
     for (int64_t c0 = 0; c0 < n_cols; c0 += chunk) {
         int64_t c1 = n_cols - c0 < chunk ? n_cols : c0 + chunk;
-        interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves, act);
+        slm_cpu_gemm_interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves,
+                                     COLS, 1, act);
         for (int64_t r = 0; r < n_rows; r += GROUP_ROWS) {
             int nv = n_rows - r < GROUP_ROWS ? (int)(n_rows - r) : GROUP_ROWS;
             pack_group(wtype, (const uint8_t *)w + (size_t)r * w_row_bytes, w_row_bytes, nv, nb, grp);

@@ -1,7 +1,7 @@
 /* AVX-512 VNNI packed GEMM (layout and contract in gemm_packed.h). This file is compiled with AVX-512
  * flags: the dispatcher hands it out only after slm_cpu_isa_detect() reported AVX512.
  *
- * Work of one call: columns in chunks (interleaved into scratch, see interleave_cols), rows in tiles of
+ * Work of one call: columns in chunks (interleaved into scratch by slm_cpu_gemm_interleave_cols), rows in tiles of
  * a few 16-row groups packed into scratch; then groups two at a time meet the chunk's columns six at a
  * time (2 x 6 integer and 2 x 6 float accumulators of 16 rows stay in registers; one packed vector load
  * feeds 6 dot products, one activation broadcast 2).
@@ -341,17 +341,12 @@ static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, int n_valid, i
         pack_blk32(t, rp, n_valid, k / 32, dst);
 }
 
-/* ---- activations: columns interleaved in groups of COLS ----
- * Per COLS-column group and block b, one record: int8 q[COLS][32] (column c's quants of block b), float
- * d[COLS], int32 ioff[2][COLS] (two equal copies), float s[COLS]. The kernel then walks one pointer for its columns instead of
- * three per column (the general registers would spill); the copy is T * k * 1.4 bytes against 16 * T * k
- * multiply-adds per row group.
- *
- * ioff = -offset * sum(q) for the types whose codes carry a constant offset (Q4_0 8, Q5_0 16, Q8_0 128):
- * that term has the same scale d_w * d_a as the dot product, so the kernel starts the block's integer
- * accumulator at ioff instead of zero and needs no float multiply-add for it. The types with a min
- * (Q4_1, Q5_1, Q4_K, Q5_K) get ioff = 0 and one multiply-add of coef * s. */
-#define ACT_REC (COLS * 56)
+/* ---- activations: columns interleaved in groups of COLS (slm_cpu_gemm_interleave_cols, two copies of
+ * the offsets) ----
+ * The kernel then walks one pointer for its columns instead of three per column (the general registers
+ * would spill); the copy is T * k * 1.4 bytes against 16 * T * k multiply-adds per row group. The types
+ * with a min (Q4_1, Q5_1, Q4_K, Q5_K) get ioff = 0 and one multiply-add of coef * s. */
+#define ACT_REC SLM_GEMM_ACT_REC(COLS, 2)
 #define ACT_D (COLS * 32)
 #define ACT_IOFF (COLS * 36)  /* twice: int32 ioff[2][COLS], one copy per row group of the kernel */
 #define ACT_S (COLS * 44)
@@ -365,32 +360,6 @@ static int64_t chunk_cols(int64_t k) {
     size_t per_col = (size_t)(k / 32) * (ACT_REC / COLS);
     int64_t c = per_col > 0 ? (int64_t)(ACT_BUDGET / per_col) / COLS * COLS : COLS;
     return c < COLS ? COLS : c;
-}
-
-static void interleave_cols(const uint8_t *xq, size_t as, int64_t n_cols, int64_t k, int offset, int halves,
-                            uint8_t *dst) {
-    const int64_t nb = k / 32;
-    for (int64_t c = 0; c < n_cols; c++) {
-        const uint8_t *col = xq + (size_t)c * as;
-        const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);
-        const int8_t *q = slm_act32_q(col, k);
-        uint8_t *g = dst + (size_t)(c / COLS) * nb * ACT_REC;
-        int slot = (int)(c % COLS);
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *rec = g + (size_t)b * ACT_REC;
-            int32_t sum0 = 0, sum1 = 0;
-            for (int i = 0; i < 16; i++) sum0 += q[32 * b + i];
-            for (int i = 16; i < 32; i++) sum1 += q[32 * b + i];
-            int32_t ioff = -offset * (halves ? sum0 : sum0 + sum1), ioffh = halves ? -offset * sum1 : 0;
-            memcpy(rec + 32 * slot, q + 32 * b, 32);
-            memcpy(rec + ACT_D + 4 * slot, d + b, 4);
-            memcpy(rec + ACT_IOFF + 4 * slot, &ioff, 4);
-            memcpy(rec + ACT_IOFF + 4 * (COLS + slot), &ioff, 4);
-            memcpy(rec + ACT_S + 4 * slot, s + b, 4);
-            memcpy(rec + ACT_IOFFH + 4 * slot, &ioffh, 4);
-            memcpy(rec + ACT_IOFFH + 4 * (COLS + slot), &ioffh, 4);
-        }
-    }
 }
 
 size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k) {
@@ -514,7 +483,8 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int
     const tile_fn(*fns)[COLS] = TILE_FNS[halves ? MODE_HALVES : offset == 0 ? MODE_MIN : MODE_OFFSET];
     for (int64_t c0 = 0; c0 < n_cols; c0 += chunk) {
         int64_t c1 = n_cols - c0 < chunk ? n_cols : c0 + chunk;
-        interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves, act);
+        slm_cpu_gemm_interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves,
+                                     COLS, 2, act);
         for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS * groups) {
             int64_t ng = (n_rows - r0 + GROUP_ROWS - 1) / GROUP_ROWS;
             if (ng > groups) ng = groups;
