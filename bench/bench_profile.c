@@ -56,8 +56,7 @@ static slm_status setup(prof_state *p, int n_ctx, slm_error *err) {
         if (s) return s;
         slm_scratch_layout(hp, 1, logits, &p->scratch_buf[d], &p->scratch[d]);
     }
-    int64_t row = (int64_t)hp->n_head_kv * hp->head_dim;
-    size_t per = slm_dtype_row_bytes(SLM_F16, row) * (size_t)n_ctx;
+    size_t per = slm_kv_row_bytes(hp) * (size_t)n_ctx;
     p->kv_buf = calloc(2 * (size_t)hp->n_layer, sizeof *p->kv_buf);
     p->k = calloc((size_t)hp->n_layer, sizeof *p->k);
     p->v = calloc((size_t)hp->n_layer, sizeof *p->v);
@@ -68,8 +67,8 @@ static slm_status setup(prof_state *p, int n_ctx, slm_error *err) {
             slm_status s = dev->ops->alloc(dev, per, &p->kv_buf[2 * il + j], err);
             if (s) return s;
         }
-        p->k[il] = slm_tensor_make(&p->kv_buf[2 * il], 0, SLM_F16, row, n_ctx, 1, 1);
-        p->v[il] = slm_tensor_make(&p->kv_buf[2 * il + 1], 0, SLM_F16, row, n_ctx, 1, 1);
+        p->k[il] = slm_kv_tensor(&p->kv_buf[2 * il], 0, hp, n_ctx);
+        p->v[il] = slm_kv_tensor(&p->kv_buf[2 * il + 1], 0, hp, n_ctx);
     }
     return SLM_OK;
 }
@@ -105,7 +104,8 @@ static double op_bytes(const slm_op *op, int pos) {
     case SLM_OP_MATMUL: return (double)slm_tensor_bytes(&op->src[0]) + (op->src[2].buf ? slm_tensor_bytes(&op->src[2]) : 0);
     case SLM_OP_EMBED: return (double)op->src[0].nb[1];
     case SLM_OP_RMSNORM: return (double)slm_tensor_bytes(&op->src[1]);
-    case SLM_OP_ATTENTION: return 2.0 * (double)op->src[1].nb[1] * (pos + 1);
+    case SLM_OP_ATTENTION: /* the K and V elements read, not the padding between rows */
+        return 2.0 * (double)slm_dtype_row_bytes(SLM_F16, op->src[1].ne[0]) * (pos + 1);
     default: return 0;
     }
 }

@@ -41,8 +41,7 @@ static bool device_used(const slm_model *m, int d) {
 static slm_status alloc_kv(slm_context *c, slm_error *err) {
     slm_model *m = c->m;
     const slm_hparams *hp = &m->hp;
-    int64_t row = (int64_t)hp->n_head_kv * hp->head_dim;
-    size_t per = slm_dtype_row_bytes(SLM_F16, row) * (size_t)m->n_ctx;
+    size_t per = slm_kv_row_bytes(hp) * (size_t)m->n_ctx;
     c->k_cache = calloc((size_t)hp->n_layer, sizeof *c->k_cache);
     c->v_cache = calloc((size_t)hp->n_layer, sizeof *c->v_cache);
     if (!c->k_cache || !c->v_cache) return slm_fail(err, SLM_ERR_NOMEM, "out of memory for the KV cache");
@@ -57,8 +56,8 @@ static slm_status alloc_kv(slm_context *c, slm_error *err) {
         size_t at = 0;
         for (int i = 0; i < hp->n_layer; i++) {
             if (m->layers[i].device != d) continue;
-            c->k_cache[i] = slm_tensor_make(&c->kv_buf[d], at, SLM_F16, row, m->n_ctx, 1, 1);
-            c->v_cache[i] = slm_tensor_make(&c->kv_buf[d], at + per, SLM_F16, row, m->n_ctx, 1, 1);
+            c->k_cache[i] = slm_kv_tensor(&c->kv_buf[d], at, hp, m->n_ctx);
+            c->v_cache[i] = slm_kv_tensor(&c->kv_buf[d], at + per, hp, m->n_ctx);
             at += 2 * per;
         }
     }

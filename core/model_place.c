@@ -19,7 +19,7 @@ void slm_model_plan_input(const slm_model *m, uint64_t *layer_bytes, slm_plan_mo
     pm->layer_bytes = layer_bytes;
     pm->output_bytes = m->output_bytes;
     pm->embd_row_bytes = m->tok_embd.nb[1];
-    pm->kv_bytes_per_layer = 2ull * (uint64_t)hp->n_head_kv * hp->head_dim * (uint64_t)m->n_ctx * 2;
+    pm->kv_bytes_per_layer = 2ull * slm_kv_row_bytes(hp) * (uint64_t)m->n_ctx;
     pm->scratch_bytes = slm_scratch_layout(hp, m->n_batch, false, NULL, NULL);
     pm->logits_bytes = (uint64_t)hp->n_vocab * (uint64_t)m->n_batch * 4;
     pm->boundary_bytes = (uint64_t)hp->n_embd * 4;
@@ -58,7 +58,7 @@ typedef struct dev_upload {
  * (with the logits on the output device). Same sizes as core/context.c asks for. */
 static uint64_t runtime_bytes(const slm_model *m, int d) {
     const slm_hparams *hp = &m->hp;
-    uint64_t per = slm_dtype_row_bytes(SLM_F16, (int64_t)hp->n_head_kv * hp->head_dim) * (uint64_t)m->n_ctx;
+    uint64_t per = (uint64_t)slm_kv_row_bytes(hp) * (uint64_t)m->n_ctx;
     uint64_t n = 0;
     for (int i = 0; i < hp->n_layer; i++) n += m->layers[i].device == d;
     return 2 * n * per + slm_scratch_layout(hp, m->n_batch, m->output_device == d, NULL, NULL);

@@ -324,36 +324,40 @@ static inline void slm_harness_rope(slm_harness *h, int hd, int n_head, int64_t 
     free(x); free(got); free(ff); free(pos);
 }
 
-/* Writes T columns into rows pos of an f16 cache [n, n_ctx] that holds other data; checks every row. */
-static inline void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, int pos0) {
+/* Writes T columns into rows pos of an f16 cache [n, n_ctx] that holds other data; checks every row. Rows
+ * are `pad` halves apart beyond n (the KV cache pads its rows, see slm_kv_row_bytes); the padding must stay. */
+static inline void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, int pos0, int64_t pad) {
     char what[128];
-    snprintf(what, sizeof what, "kv_write n=%lld n_ctx=%lld T=%lld pos0=%d", (long long)n, (long long)n_ctx,
-             (long long)T, pos0);
+    snprintf(what, sizeof what, "kv_write n=%lld n_ctx=%lld T=%lld pos0=%d pad=%lld", (long long)n, (long long)n_ctx,
+             (long long)T, pos0, (long long)pad);
+    const int64_t ld = n + pad, ne = ld * n_ctx;
     float *x = malloc(sizeof(float) * (size_t)(n * T));
-    uint16_t *cache = malloc(2 * (size_t)(n * n_ctx)), *back = malloc(2 * (size_t)(n * n_ctx));
-    float *got = malloc(sizeof(float) * (size_t)(n * n_ctx)), *want = malloc(sizeof(float) * (size_t)(n * n_ctx));
+    uint16_t *cache = malloc(2 * (size_t)ne), *back = malloc(2 * (size_t)ne);
+    float *got = malloc(sizeof(float) * (size_t)ne), *want = malloc(sizeof(float) * (size_t)ne);
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
     slm_test_fill(x, n * T, slm_harness_rng(h), 4.0f);
-    for (int64_t i = 0; i < n * n_ctx; i++) cache[i] = slm_f32_to_f16(slm_test_randf(slm_harness_rng(h)));
+    for (int64_t i = 0; i < ne; i++) cache[i] = slm_f32_to_f16(slm_test_randf(slm_harness_rng(h)));
     for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
     slm_harness_buf bx, bc, bp;
-    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(n * T)) && slm_harness_alloc(h, &bc, cache, 2 * (size_t)(n * n_ctx)) &&
+    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(n * T)) && slm_harness_alloc(h, &bc, cache, 2 * (size_t)ne) &&
         slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T)) {
         slm_op op;
         memset(&op, 0, sizeof op);
         op.kind = SLM_OP_KV_WRITE;
         op.name = "harness_kv_write";
         op.dst = slm_tensor_make(&bc.buf, h->offset, SLM_F16, n, n_ctx, 1, 1);
+        op.dst.nb[1] = 2 * (size_t)ld;
+        op.dst.nb[2] = op.dst.nb[3] = op.dst.nb[1] * (size_t)n_ctx;
         op.src[0] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, n, T, 1, 1);
         op.src[1] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
-        if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bc, back, 2 * (size_t)(n * n_ctx))) {
-            for (int64_t i = 0; i < n * n_ctx; i++) {
+        if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bc, back, 2 * (size_t)ne)) {
+            for (int64_t i = 0; i < ne; i++) {
                 got[i] = slm_f16_to_f32(back[i]);
                 want[i] = slm_f16_to_f32(cache[i]);
             }
             for (int64_t t = 0; t < T; t++)
-                for (int64_t i = 0; i < n; i++) want[pos[t] * n + i] = slm_f16_to_f32(slm_f32_to_f16(x[t * n + i]));
-            slm_harness_judge(h, what, got, want, n * n_ctx, h->tol_kv);
+                for (int64_t i = 0; i < n; i++) want[pos[t] * ld + i] = slm_f16_to_f32(slm_f32_to_f16(x[t * n + i]));
+            slm_harness_judge(h, what, got, want, ne, h->tol_kv);
         }
     } else {
         CHECK(0, "%s: buffers", what);
@@ -364,15 +368,17 @@ static inline void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx
 }
 
 /* T query tokens at positions pos0..pos0+T-1 over a random f16 cache of n_ctx rows (rows past a token's
- * position hold garbage that must be masked). */
+ * position hold garbage that must be masked), rows `pad` halves apart beyond the heads (NaN there: a kernel
+ * that reads the padding fails). */
 static inline void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T,
-                                         int pos0) {
+                                         int pos0, int64_t pad) {
     char what[128];
-    snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pos0=%d", hd, n_head, n_head_kv,
-             (long long)n_ctx, (long long)T, pos0);
-    int64_t nq = (int64_t)hd * n_head, nkv = (int64_t)hd * n_head_kv;
+    snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pos0=%d pad=%lld", hd, n_head, n_head_kv,
+             (long long)n_ctx, (long long)T, pos0, (long long)pad);
+    int64_t nq = (int64_t)hd * n_head, nkv = (int64_t)hd * n_head_kv, ld = nkv + pad;
     float *q = malloc(sizeof(float) * (size_t)(nq * T));
     uint16_t *k = malloc(2 * (size_t)(nkv * n_ctx)), *v = malloc(2 * (size_t)(nkv * n_ctx));
+    uint16_t *kd = malloc(2 * (size_t)(ld * n_ctx)), *vd = malloc(2 * (size_t)(ld * n_ctx));
     float *got = malloc(sizeof(float) * (size_t)(nq * T)), *want = malloc(sizeof(float) * (size_t)(nq * T));
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
     slm_test_fill(q, nq * T, slm_harness_rng(h), 1.0f);
@@ -380,10 +386,15 @@ static inline void slm_harness_attention(slm_harness *h, int hd, int n_head, int
         k[i] = slm_f32_to_f16(slm_test_randf(slm_harness_rng(h)) * 2.0f);
         v[i] = slm_f32_to_f16(slm_test_randf(slm_harness_rng(h)));
     }
+    for (int64_t r = 0; r < n_ctx; r++)
+        for (int64_t i = 0; i < ld; i++) {
+            kd[r * ld + i] = i < nkv ? k[r * nkv + i] : 0x7e00; /* f16 NaN */
+            vd[r * ld + i] = i < nkv ? v[r * nkv + i] : 0x7e00;
+        }
     for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
     slm_harness_buf bq, bk, bv, bp, bo;
-    if (slm_harness_alloc(h, &bq, q, sizeof(float) * (size_t)(nq * T)) && slm_harness_alloc(h, &bk, k, 2 * (size_t)(nkv * n_ctx)) &&
-        slm_harness_alloc(h, &bv, v, 2 * (size_t)(nkv * n_ctx)) && slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T) &&
+    if (slm_harness_alloc(h, &bq, q, sizeof(float) * (size_t)(nq * T)) && slm_harness_alloc(h, &bk, kd, 2 * (size_t)(ld * n_ctx)) &&
+        slm_harness_alloc(h, &bv, vd, 2 * (size_t)(ld * n_ctx)) && slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T) &&
         slm_harness_alloc(h, &bo, NULL, sizeof(float) * (size_t)(nq * T))) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -397,6 +408,10 @@ static inline void slm_harness_attention(slm_harness *h, int hd, int n_head, int
         op.src[0] = slm_tensor_make(&bq.buf, h->offset, SLM_F32, nq, T, 1, 1);
         op.src[1] = slm_tensor_make(&bk.buf, h->offset, SLM_F16, nkv, n_ctx, 1, 1);
         op.src[2] = slm_tensor_make(&bv.buf, h->offset, SLM_F16, nkv, n_ctx, 1, 1);
+        for (int j = 1; j <= 2; j++) {
+            op.src[j].nb[1] = 2 * (size_t)ld;
+            op.src[j].nb[2] = op.src[j].nb[3] = op.src[j].nb[1] * (size_t)n_ctx;
+        }
         op.src[3] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bo, got, sizeof(float) * (size_t)(nq * T))) {
             for (int64_t t = 0; t < T; t++)
@@ -409,7 +424,7 @@ static inline void slm_harness_attention(slm_harness *h, int hd, int n_head, int
     }
     slm_harness_free(h, &bq); slm_harness_free(h, &bk); slm_harness_free(h, &bv); slm_harness_free(h, &bp);
     slm_harness_free(h, &bo);
-    free(q); free(k); free(v); free(got); free(want); free(pos);
+    free(q); free(k); free(v); free(kd); free(vd); free(got); free(want); free(pos);
 }
 
 /* SWIGLU (dst separate) or ADD (in place: dst is src0). */
@@ -565,14 +580,17 @@ static inline void slm_harness_run_all(slm_harness *h) {
     slm_harness_rope(h, 64, 9, 3, 64, true, false, 1000);
     slm_harness_rope(h, 128, 3, 4, 96, true, true, 17);   /* partial rotation + frequency factors */
     slm_harness_rope(h, 80, 5, 2, 32, false, true, 4000);
-    slm_harness_kv_write(h, 192, 40, 1, 17);
-    slm_harness_kv_write(h, 130, 64, 9, 3);
-    slm_harness_attention(h, 64, 4, 2, 32, 1, 0);       /* first token: one key */
-    slm_harness_attention(h, 64, 9, 3, 128, 1, 100);
-    slm_harness_attention(h, 128, 4, 1, 1100, 1, 1030);  /* long context at batch 1 */
-    slm_harness_attention(h, 96, 6, 2, 2100, 1, 2049);
-    slm_harness_attention(h, 64, 4, 4, 96, 9, 40);       /* prompt batch, causal */
-    slm_harness_attention(h, 128, 2, 1, 300, 13, 0);
+    slm_harness_kv_write(h, 192, 40, 1, 17, 0);
+    slm_harness_kv_write(h, 130, 64, 9, 3, 0);
+    slm_harness_kv_write(h, 512, 50, 3, 20, 32);           /* padded rows, as the KV cache has them */
+    slm_harness_attention(h, 64, 4, 2, 32, 1, 0, 0);       /* first token: one key */
+    slm_harness_attention(h, 64, 9, 3, 128, 1, 100, 0);
+    slm_harness_attention(h, 128, 4, 1, 1100, 1, 1030, 0);  /* long context at batch 1 */
+    slm_harness_attention(h, 96, 6, 2, 2100, 1, 2049, 0);
+    slm_harness_attention(h, 64, 4, 4, 96, 9, 40, 0);       /* prompt batch, causal */
+    slm_harness_attention(h, 128, 2, 1, 300, 13, 0, 0);
+    slm_harness_attention(h, 64, 32, 8, 600, 1, 550, 32);   /* padded rows (8 kv heads of 64, as Llama 3.2 1B) */
+    slm_harness_attention(h, 64, 32, 8, 200, 7, 100, 32);
     slm_harness_eltwise(h, SLM_OP_SWIGLU, 1536, 1);
     slm_harness_eltwise(h, SLM_OP_SWIGLU, 1000, 3);
     slm_harness_eltwise(h, SLM_OP_ADD, 576, 1);

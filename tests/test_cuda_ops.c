@@ -274,8 +274,8 @@ int main(void) {
     slm_harness_matmul(&h, SLM_Q4_K, 512, 77, 9, true);
     slm_harness_matmul(&h, SLM_Q8_0, 2048, 300, 64, false);
     slm_harness_matmul(&h, SLM_F16, 256, 40, 33, true);
-    slm_harness_attention(&h, 256, 2, 1, 200, 1, 150);   /* the largest head_dim */
-    slm_harness_attention(&h, 80, 6, 3, 700, 20, 600);   /* prompt batch deep into the cache */
+    slm_harness_attention(&h, 256, 2, 1, 200, 1, 150, 0);   /* the largest head_dim */
+    slm_harness_attention(&h, 80, 6, 3, 700, 20, 600, 32);   /* prompt batch deep into the cache */
     slm_harness_embed(&h, SLM_Q6_K, 768, 50, 12);
 
     decode_replay(&h, SLM_Q4_K, 5, 5);
