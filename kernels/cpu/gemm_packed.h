@@ -50,7 +50,7 @@ void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_c
                                   int halves, int cols, int copies, void *dst);
 
 /* The AVX2 packed GEMM (gemm_packed_avx2.c: 8 rows per vector; the same contract as the AVX-512 one
- * above, for every type but Q8_0). Its activations come from the portable quantizer. */
+ * above, for the same types). Its activations come from the portable quantizer. */
 bool slm_cpu_gemm_has_avx2(slm_dtype wtype);
 size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k);
 void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,

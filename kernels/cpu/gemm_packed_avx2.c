@@ -4,13 +4,14 @@
  *
  * Packed group of 8 rows, per 32-element block (K-quant sub-blocks count as blocks), REC_BYTES:
  *   uint8 codes[8][8][4]   chunk j (elements 4j..4j+3) of row r at [j][r], unsigned (Q4 0..15, Q5 0..31,
- *                          Q6_K 0..63)
+ *                          Q6_K 0..63; Q8_0 the signed weights)
  *   float d[8]             the code scale of row r (Q6_K: of elements 0..15)
  *   float coef[8]          the min of row r (Q4_1, Q5_1, Q4_K, Q5_K), Q6_K: the scale of elements 16..31
  * One 256-bit load then holds a chunk of 8 rows; a u8 x s8 multiply (maddubs) against 4 broadcast
  * activation bytes advances 8 output rows without horizontal sums. AVX2 has no u8 x s8 dot instruction:
  * two chunks' maddubs are added in 16 bits (at most 4 * 63 * 127, no overflow) and widened by one madd.
- * Q8_0 is not taken: its codes (the signed weight + 128) would saturate maddubs.
+ * Q8_0 keeps its signed codes: the kernel multiplies |w| by the activation with w's sign (at most
+ * 2 * 128 * 127 per pair, so each chunk is widened on its own).
  *
  * Packing works on 32-bit words of 4 codes (no vector shuffles), about 30 operations per row and block. */
 #include "gemm_packed.h"
@@ -34,7 +35,7 @@
 #define ACT_IOFFH (COLS * 44)
 #define ACT_BUDGET (1024 * 1024)     /* activation bytes of one column chunk (L2) */
 
-enum { MODE_OFFSET = 0, MODE_MIN = 1, MODE_HALVES = 2 };
+enum { MODE_OFFSET = 0, MODE_MIN = 1, MODE_HALVES = 2, MODE_SIGNED = 3 };
 
 bool slm_cpu_gemm_has_avx2(slm_dtype wtype) {
     switch (wtype) {
@@ -44,7 +45,8 @@ bool slm_cpu_gemm_has_avx2(slm_dtype wtype) {
     case SLM_Q5_1:
     case SLM_Q4_K:
     case SLM_Q5_K:
-    case SLM_Q6_K: return true;
+    case SLM_Q6_K:
+    case SLM_Q8_0: return true;
     default: return false;
     }
 }
@@ -114,6 +116,13 @@ static void block_words(slm_dtype t, const uint8_t *row, int64_t b, uint32_t w[8
         *coef = -(h2f(blk + 2) * (float)mn);
         return;
     }
+    case SLM_Q8_0: {
+        const uint8_t *blk = row + b * 34;
+        for (int j = 0; j < 8; j++) w[j] = rd32(blk + 2 + 4 * j);
+        *d = h2f(blk);
+        *coef = 0.0f;
+        return;
+    }
     default: { /* SLM_Q6_K */
         const uint8_t *blk = row + (b >> 3) * 210;
         const int s = (int)(b & 7), h = s >> 2, s4 = s & 3;
@@ -166,10 +175,21 @@ size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k) {
 
 /* Chunks j0..j0+nj-1 of one block into integer accumulators started at ioff, then f += (d_w d_a) acc. */
 AI void half_step(const uint8_t *rec, const uint8_t *a, int nc, int j0, int nj, const int32_t *ioff, int dwoff,
-                  __m256 *f) {
+                  int is_signed, __m256 *f) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc[COLS];
     _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) acc[c] = _mm256_set1_epi32(ioff[c]);
+    if (is_signed) {
+#pragma GCC unroll 8
+        for (int j = j0; j < j0 + nj; j++) {
+            __m256i w = _mm256_load_si256((const __m256i *)(rec + 32 * j)), u = _mm256_abs_epi8(w);
+            _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) {
+                __m256i x = _mm256_sign_epi8(_mm256_set1_epi32((int)rd32(a + 32 * c + 4 * j)), w);
+                acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones));
+            }
+        }
+        nj = 0; /* skips the unsigned loop below */
+    }
 #pragma GCC unroll 4
     for (int j = j0; j < j0 + nj; j += 2) {
         __m256i w0 = _mm256_load_si256((const __m256i *)(rec + 32 * j)),
@@ -193,11 +213,11 @@ AI void group_cols(const uint8_t *grp, const uint8_t *act, int64_t nb, int nc, i
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *rec = grp + (size_t)b * REC_BYTES, *a = act + (size_t)b * ACT_REC;
         if (mode == MODE_HALVES) {
-            half_step(rec, a, nc, 0, 4, (const int32_t *)(a + ACT_IOFF), 256, f);
-            half_step(rec, a, nc, 4, 4, (const int32_t *)(a + ACT_IOFFH), 288, f);
+            half_step(rec, a, nc, 0, 4, (const int32_t *)(a + ACT_IOFF), 256, 0, f);
+            half_step(rec, a, nc, 4, 4, (const int32_t *)(a + ACT_IOFFH), 288, 0, f);
             continue;
         }
-        half_step(rec, a, nc, 0, 8, (const int32_t *)(a + ACT_IOFF), 256, f);
+        half_step(rec, a, nc, 0, 8, (const int32_t *)(a + ACT_IOFF), 256, mode == MODE_SIGNED, f);
         if (mode == MODE_MIN) {
             const float *sa = (const float *)(a + ACT_S);
             const __m256 cf = _mm256_load_ps((const float *)(rec + 288));
@@ -226,18 +246,23 @@ typedef void (*group_fn)(const uint8_t *, const uint8_t *, int64_t, float *, int
 SLM_GROUP_FNS(0)
 SLM_GROUP_FNS(1)
 SLM_GROUP_FNS(2)
+SLM_GROUP_FNS(3)
 
 /* [mode][columns - 1] */
-static const group_fn GROUP_FNS[3][COLS] = {{group_1_0, group_2_0, group_3_0, group_4_0},
+static const group_fn GROUP_FNS[4][COLS] = {{group_1_0, group_2_0, group_3_0, group_4_0},
                                             {group_1_1, group_2_1, group_3_1, group_4_1},
-                                            {group_1_2, group_2_2, group_3_2, group_4_2}};
+                                            {group_1_2, group_2_2, group_3_2, group_4_2},
+                                            {group_1_3, group_2_3, group_3_3, group_4_3}};
 
 void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
                        size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {
     const int64_t nb = k / 32, chunk = chunk_cols(k);
     uint8_t *grp = scratch, *act = grp + slm_act_round64((size_t)nb * REC_BYTES);
     const int offset = code_offset(wtype), halves = wtype == SLM_Q6_K;
-    const group_fn *fns = GROUP_FNS[halves ? MODE_HALVES : offset == 0 ? MODE_MIN : MODE_OFFSET];
+    const group_fn *fns = GROUP_FNS[wtype == SLM_Q8_0 ? MODE_SIGNED
+                                    : halves      ? MODE_HALVES
+                                    : offset == 0 ? MODE_MIN
+                                                  : MODE_OFFSET];
     for (int64_t c0 = 0; c0 < n_cols; c0 += chunk) {
         int64_t c1 = n_cols - c0 < chunk ? n_cols : c0 + chunk;
         slm_cpu_gemm_interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves,
