@@ -49,12 +49,12 @@ struct slm_model {
     double predicted_tps;                   /* the planner's decode prediction (0 on a single device) */
 };
 
-/* Loads from an already opened GGUF (a file or a synthetic model in memory); takes ownership of g. */
 /* Bytes between positions of the f16 K (or V) cache: n_head_kv * head_dim halves, padded (model.c). */
 size_t slm_kv_row_bytes(const slm_hparams *hp);
 /* One layer's K or V cache for n_ctx positions at offset of buf (slm_kv_row_bytes(hp) * n_ctx bytes). */
 slm_tensor slm_kv_tensor(slm_buffer *buf, size_t offset, const slm_hparams *hp, int64_t n_ctx);
 
+/* Loads from an already opened GGUF (a file or a synthetic model in memory); takes ownership of g. */
 slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model **out, slm_error *err);
 const slm_tokenizer *slm_model_tokenizer(const slm_model *m);
 const char *slm_model_chat_template(const slm_model *m);   /* NULL when the file has none */

@@ -1,8 +1,8 @@
 /* AVX-512 VNNI packed GEMM (layout and contract in gemm_packed.h). This file is compiled with AVX-512
  * flags: the dispatcher hands it out only after slm_cpu_isa_detect() reported AVX512.
  *
- * Work of one call: columns in chunks (interleaved into scratch by slm_cpu_gemm_interleave_cols), rows in tiles of
- * a few 16-row groups packed into scratch; then groups two at a time meet the chunk's columns six at a
+ * Work of one call: columns in chunks (interleaved into scratch by slm_cpu_gemm_interleave_cols), rows
+ * in tiles of a few 16-row groups packed into scratch; then groups two at a time meet the chunk's columns six at a
  * time (2 x 6 integer and 2 x 6 float accumulators of 16 rows stay in registers; one packed vector load
  * feeds 6 dot products, one activation broadcast 2).
  *
