@@ -2,9 +2,9 @@
  * flags: the dispatcher hands it out only after slm_cpu_isa_detect() reported AVX512.
  *
  * Work of one call: columns in chunks (interleaved into scratch by slm_cpu_gemm_interleave_cols), rows
- * in tiles of a few 16-row groups packed into scratch; then groups two at a time meet the chunk's columns six at a
- * time (2 x 6 integer and 2 x 6 float accumulators of 16 rows stay in registers; one packed vector load
- * feeds 6 dot products, one activation broadcast 2).
+ * in tiles of a few 16-row groups packed into scratch; then groups two at a time meet the chunk's columns
+ * six at a time (2 x 6 integer and 2 x 6 float accumulators of 16 rows stay in registers; one packed
+ * vector load feeds 6 dot products, one activation broadcast 2).
  *
  * Measured on one Sapphire Rapids core, k = 2048, 120 columns: ~210 G multiply-adds/s against ~50 for
  * the mat-vec kernel on the same data (Q4_0; Q4_1/Q4_K ~195, Q6_K ~165). That is about half of the
