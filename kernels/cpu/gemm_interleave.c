@@ -1,5 +1,6 @@
-/* Activation columns of the packed GEMMs (gemm_packed.h), interleaved for the kernels' register blocking.
- * Portable C: both the AVX-512 and the AVX2 GEMM call it with their own column count. */
+/* Activation columns of the packed GEMMs (gemm_packed.h), interleaved for the kernels' register blocking,
+ * and how many go in one chunk. Portable C: both the AVX-512 and the AVX2 GEMM call it with their own
+ * column count. */
 #include <string.h>
 
 #include "act_quant.h"
@@ -32,4 +33,10 @@ void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_c
             }
         }
     }
+}
+
+int64_t slm_cpu_gemm_chunk_cols(int64_t k, int cols, size_t rec_bytes, size_t budget) {
+    size_t per_col = (size_t)(k / 32) * (rec_bytes / (size_t)cols);
+    int64_t c = per_col > 0 ? (int64_t)(budget / per_col) / cols * cols : cols;
+    return c < cols ? cols : c;
 }

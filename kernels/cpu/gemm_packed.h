@@ -48,6 +48,9 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int
 #define SLM_GEMM_ACT_REC(cols, copies) ((size_t)(cols) * (40 + 8 * (size_t)(copies)))
 void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset,
                                   int halves, int cols, int copies, void *dst);
+/* Columns per chunk: as many whole groups of `cols` as fit `budget` bytes of records (rec_bytes per block
+ * and group), at least one group. */
+int64_t slm_cpu_gemm_chunk_cols(int64_t k, int cols, size_t rec_bytes, size_t budget);
 
 /* The AVX2 packed GEMM (gemm_packed_avx2.c: 8 rows per vector; the same contract as the AVX-512 one
  * above, for the same types). Its activations come from the portable quantizer. */

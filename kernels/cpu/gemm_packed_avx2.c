@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "act_quant.h"
+#include "simd_bytes.h"
 
 #define AI static inline __attribute__((always_inline))
 
@@ -51,16 +52,6 @@ bool slm_cpu_gemm_has_avx2(slm_dtype wtype) {
     }
 }
 
-AI uint32_t rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-AI float h2f(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
 /* Bits 0..3 of b to bit 4 of bytes 0..3 (the fifth bit of 4 consecutive Q5_0/Q5_1 codes). */
 AI uint32_t fifth_bits(uint32_t b) {
@@ -161,11 +152,7 @@ static int code_offset(slm_dtype t) {
     return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : 0;
 }
 
-static int64_t chunk_cols(int64_t k) {
-    size_t per_col = (size_t)(k / 32) * (ACT_REC / COLS);
-    int64_t c = per_col > 0 ? (int64_t)(ACT_BUDGET / per_col) / COLS * COLS : COLS;
-    return c < COLS ? COLS : c;
-}
+static int64_t chunk_cols(int64_t k) { return slm_cpu_gemm_chunk_cols(k, COLS, ACT_REC, ACT_BUDGET); }
 
 size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k) {
     if (k < 32) return REC_BYTES;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "act_quant.h"
+#include "simd_bytes.h"
 
 #define AI static inline __attribute__((always_inline))
 
@@ -94,11 +95,6 @@ void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k) {
 
 /* ---- packing ---- */
 
-AI uint32_t rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* 16 bytes at offset off of rows rp[i], rp[4 + i], rp[8 + i], rp[12 + i] into 128-bit lanes 0..3. */
 AI __m512i load4rows(const uint8_t *const *rp, int i, size_t off) {
@@ -356,11 +352,7 @@ static int code_offset(slm_dtype t) {
     return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : t == SLM_Q8_0 ? 128 : 0;
 }
 
-static int64_t chunk_cols(int64_t k) {
-    size_t per_col = (size_t)(k / 32) * (ACT_REC / COLS);
-    int64_t c = per_col > 0 ? (int64_t)(ACT_BUDGET / per_col) / COLS * COLS : COLS;
-    return c < COLS ? COLS : c;
-}
+static int64_t chunk_cols(int64_t k) { return slm_cpu_gemm_chunk_cols(k, COLS, ACT_REC, ACT_BUDGET); }
 
 size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k) {
     if (k < 32) return REC_BYTES;

@@ -26,6 +26,7 @@
 
 #include "act_quant.h"
 #include "cpu_variants.h"
+#include "simd_bytes.h"
 
 #define AI static inline __attribute__((always_inline))
 #define SLM_CAT2(a, b) a##_##b
@@ -34,16 +35,6 @@
 
 #define MAX_NC 4
 
-AI uint32_t rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-AI float h2f(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 AI __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* Software prefetch (into L2) of the weight bytes PREFETCH_AHEAD past [p, p + n): weight rows are
