@@ -9,9 +9,9 @@
 void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset,
                                   int halves, int cols, int copies, void *dst) {
     const int64_t nb = k / 32;
-    const size_t rec_bytes = SLM_GEMM_ACT_REC(cols, copies), off_d = 32 * (size_t)cols,
-                 off_ioff = off_d + 4 * (size_t)cols, off_s = off_ioff + 4 * (size_t)cols * (size_t)copies,
-                 off_ioffh = off_s + 4 * (size_t)cols;
+    const size_t rec_bytes = SLM_GEMM_ACT_REC(cols, copies), off_d = SLM_GEMM_ACT_D(cols),
+                 off_ioff = SLM_GEMM_ACT_IOFF(cols), off_s = SLM_GEMM_ACT_S(cols, copies),
+                 off_ioffh = SLM_GEMM_ACT_IOFFH(cols, copies);
     for (int64_t c = 0; c < n_cols; c++) {
         const uint8_t *col = (const uint8_t *)xq + (size_t)c * act_stride;
         const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);

@@ -45,7 +45,11 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int
  * 16..31): the kernel starts the block's integer accumulator there, so a constant code offset (Q4_0 8,
  * Q5_0 16, Q6_K 32, Q8_0 128) costs no float step. `copies` > 1 repeats the offsets, one per accumulator
  * set, so that each starts from its own broadcast load. */
-#define SLM_GEMM_ACT_REC(cols, copies) ((size_t)(cols) * (40 + 8 * (size_t)(copies)))
+#define SLM_GEMM_ACT_D(cols) (32 * (size_t)(cols))
+#define SLM_GEMM_ACT_IOFF(cols) (36 * (size_t)(cols))
+#define SLM_GEMM_ACT_S(cols, copies) (SLM_GEMM_ACT_IOFF(cols) + 4 * (size_t)(cols) * (size_t)(copies))
+#define SLM_GEMM_ACT_IOFFH(cols, copies) (SLM_GEMM_ACT_S(cols, copies) + 4 * (size_t)(cols))
+#define SLM_GEMM_ACT_REC(cols, copies) (SLM_GEMM_ACT_IOFFH(cols, copies) + 4 * (size_t)(cols) * (size_t)(copies))
 void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset,
                                   int halves, int cols, int copies, void *dst);
 /* Columns per chunk: as many whole groups of `cols` as fit `budget` bytes of records (rec_bytes per block

@@ -30,10 +30,10 @@
 #define REC_BYTES 320                /* codes 8 x 32 B, d 32 B, coef 32 B */
 #define COLS 4                       /* columns per pass: 4 x (int + float) accumulators + 5 temporaries */
 #define ACT_REC SLM_GEMM_ACT_REC(COLS, 1) /* activation record per block (gemm_packed.h) */
-#define ACT_D (COLS * 32)
-#define ACT_IOFF (COLS * 36)
-#define ACT_S (COLS * 40)
-#define ACT_IOFFH (COLS * 44)
+#define ACT_D SLM_GEMM_ACT_D(COLS)
+#define ACT_IOFF SLM_GEMM_ACT_IOFF(COLS)
+#define ACT_S SLM_GEMM_ACT_S(COLS, 1)
+#define ACT_IOFFH SLM_GEMM_ACT_IOFFH(COLS, 1)
 #define ACT_BUDGET (1024 * 1024)     /* activation bytes of one column chunk (L2) */
 
 enum { MODE_OFFSET = 0, MODE_MIN = 1, MODE_HALVES = 2, MODE_SIGNED = 3 };

@@ -343,10 +343,10 @@ static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, int n_valid, i
  * would spill); the copy is T * k * 1.4 bytes against 16 * T * k multiply-adds per row group. The types
  * with a min (Q4_1, Q5_1, Q4_K, Q5_K) get ioff = 0 and one multiply-add of coef * s. */
 #define ACT_REC SLM_GEMM_ACT_REC(COLS, 2)
-#define ACT_D (COLS * 32)
-#define ACT_IOFF (COLS * 36)  /* twice: int32 ioff[2][COLS], one copy per row group of the kernel */
-#define ACT_S (COLS * 44)
-#define ACT_IOFFH (COLS * 48) /* Q6_K: ioff of elements 16..31 (ioff then covers 0..15), twice */
+#define ACT_D SLM_GEMM_ACT_D(COLS)
+#define ACT_IOFF SLM_GEMM_ACT_IOFF(COLS)          /* twice: one copy per row group of the kernel */
+#define ACT_S SLM_GEMM_ACT_S(COLS, 2)
+#define ACT_IOFFH SLM_GEMM_ACT_IOFFH(COLS, 2)     /* Q6_K: ioff of elements 16..31, twice */
 
 static int code_offset(slm_dtype t) {
     return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : t == SLM_Q8_0 ? 128 : 0;
