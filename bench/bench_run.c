@@ -66,10 +66,7 @@ void bench_source_free(bench_source *src) {
 slm_status bench_source_load(const bench_source *src, const slm_params *p, slm_model **m, slm_error *err) {
     *m = NULL;
     if (src->path) return slm_model_load(src->path, p, m, err);
-    slm_gguf *g = NULL;
-    slm_status st = slm_gguf_open_memory(src->synth_data, src->synth_size, &g, err);
-    if (st) return st;
-    return slm_model_load_gguf(g, p, m, err);  /* takes g, the same path as a file */
+    return slm_model_load_memory(src->synth_data, src->synth_size, p, m, err);  /* the same path as a file */
 }
 
 /* ---- one test ---- */

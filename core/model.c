@@ -218,7 +218,8 @@ static slm_status resolve_ctx(slm_model *m, slm_error *err) {
     return SLM_OK;
 }
 
-slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model **out, slm_error *err) {
+slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, const slm_debug_params *dbg, slm_model **out,
+                               slm_error *err) {
     *out = NULL;
     slm_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -227,6 +228,7 @@ slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model 
     }
     m->gguf = g;
     m->params = params ? *params : slm_params_default();
+    if (dbg) m->dbg = *dbg;
     slm_status s = slm_arch_read_hparams(g, &m->hp, err);
     if (!s) s = resolve_ctx(m, err);
     if (!s) s = copy_strings(m, err);
@@ -241,11 +243,31 @@ slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model 
     return SLM_OK;
 }
 
-slm_status slm_model_load(const char *path, const slm_params *params, slm_model **out, slm_error *err) {
+slm_status slm_model_load_debug(const char *path, const slm_params *params, const slm_debug_params *dbg,
+                                slm_model **out, slm_error *err) {
+    *out = NULL;
     slm_gguf *g = NULL;
     slm_status s = slm_gguf_open(path, &g, err);
     if (s) return s;
-    return slm_model_load_gguf(g, params, out, err);
+    return slm_model_load_gguf(g, params, dbg, out, err);
+}
+
+slm_status slm_model_load(const char *path, const slm_params *params, slm_model **out, slm_error *err) {
+    return slm_model_load_debug(path, params, NULL, out, err);
+}
+
+slm_status slm_model_load_memory_debug(const void *data, size_t size, const slm_params *params,
+                                       const slm_debug_params *dbg, slm_model **out, slm_error *err) {
+    *out = NULL;
+    slm_gguf *g = NULL;
+    slm_status s = slm_gguf_open_memory(data, size, &g, err);
+    if (s) return s;
+    return slm_model_load_gguf(g, params, dbg, out, err);
+}
+
+slm_status slm_model_load_memory(const void *data, size_t size, const slm_params *params, slm_model **out,
+                                 slm_error *err) {
+    return slm_model_load_memory_debug(data, size, params, NULL, out, err);
 }
 
 void slm_model_free(slm_model *m) {

@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "gguf.h"
 #include "slm.h"
+#include "slm_debug.h"
 
 #define SLM_MAX_DEVICES 4
 
@@ -26,6 +27,7 @@ struct slm_model {
     slm_gguf *gguf;
     slm_hparams hp;
     slm_params params;
+    slm_debug_params dbg;                   /* testing knobs (include/slm_debug.h) */
     slm_tokenizer *tok;
 
     slm_device *devices[SLM_MAX_DEVICES];   /* [0] is always the CPU */
@@ -55,7 +57,8 @@ size_t slm_kv_row_bytes(const slm_hparams *hp);
 slm_tensor slm_kv_tensor(slm_buffer *buf, size_t offset, const slm_hparams *hp, int64_t n_ctx);
 
 /* Loads from an already opened GGUF (a file or a synthetic model in memory); takes ownership of g. */
-slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, slm_model **out, slm_error *err);
+slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, const slm_debug_params *dbg, slm_model **out,
+                               slm_error *err);
 const slm_tokenizer *slm_model_tokenizer(const slm_model *m);
 const char *slm_model_chat_template(const slm_model *m);   /* NULL when the file has none */
 

@@ -94,7 +94,7 @@ static slm_status upload_device(slm_model *m, int d, dev_upload *u, slm_error *e
     }
     if (total == 0) return SLM_OK;
     slm_status s;
-    if (m->params.fault_alloc_limit && total > m->params.fault_alloc_limit)
+    if (m->dbg.fault_alloc_limit && total > m->dbg.fault_alloc_limit)
         s = slm_fail(err, SLM_ERR_DEVICE, "%s: out of device memory allocating %.1f MiB (simulated)", dev->name,
                      total / 1048576.0);
     else
@@ -225,7 +225,7 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     if (m->n_ctx < 1) m->n_ctx = 4096;
     m->n_batch = p->n_batch > 0 ? p->n_batch : 512;
     if (m->n_batch > m->n_ctx) m->n_batch = m->n_ctx;
-    slm_device_config cfg = {.n_threads = p->n_threads, .f32_activations = p->f32_activations};
+    slm_device_config cfg = {.n_threads = p->n_threads, .f32_activations = m->dbg.f32_activations};
     slm_status s = slm_device_open("cpu", &cfg, &m->devices[0], err);
     if (s) return s;
     m->n_devices = 1;

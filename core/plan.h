@@ -9,8 +9,6 @@
 #include "slm.h"
 
 #define SLM_PLAN_MAX_DEVICES 4
-#define SLM_NGL_ALL (-1)
-#define SLM_NGL_AUTO (-2)
 
 typedef struct slm_plan_model {
     int n_layer;

@@ -39,20 +39,23 @@ typedef struct slm_params {
     const char *device;   /* "auto" (default, also NULL): the first hardware GPU (CUDA, then Vulkan) with
                              n_gpu_layers of it, else the CPU; software Vulkan (lavapipe) only when named.
                              "cpu": CPU only; "vulkan:0", "cuda:0", or several GPUs: "cuda:0,cuda:1" */
-    int n_gpu_layers;     /* -1: all, -2: auto (fit), 0..n: the last n layers (+ output head first) */
+    int n_gpu_layers;     /* SLM_NGL_ALL, SLM_NGL_AUTO (fit), 0..n: the last n layers (+ output head first) */
     size_t vram_budget;   /* 0: the device's free memory; else a cap in bytes (per GPU) */
     const char *tensor_split; /* several GPUs: their shares of the GPU layers, "3,1" (NULL: equal) */
     bool verbose;         /* print the plan and load messages to stderr */
-    bool f32_activations; /* CPU: multiply quantized weights with f32 activations instead of 8-bit blocks:
-                             several times slower, used to check accuracy */
-    size_t fault_alloc_limit; /* testing: GPU weight allocations above this many bytes fail as if the device
-                                 were out of memory (0: off) */
 } slm_params;
+
+/* Named n_gpu_layers values. */
+#define SLM_NGL_ALL (-1)  /* every layer and the output head on the GPU(s) */
+#define SLM_NGL_AUTO (-2) /* as many as fit the GPUs' free memory (or vram_budget) */
 
 slm_params slm_params_default(void);
 
 /* Loads a GGUF model and places its weights as the params ask. */
 slm_status slm_model_load(const char *path, const slm_params *params, slm_model **out, slm_error *err);
+/* The same from a GGUF image in memory (data must outlive the model; it is used in place, as a mapping). */
+slm_status slm_model_load_memory(const void *data, size_t size, const slm_params *params, slm_model **out,
+                                 slm_error *err);
 void slm_model_free(slm_model *m);
 
 typedef struct slm_model_info {
@@ -84,6 +87,23 @@ typedef struct slm_perf {
     uint64_t bytes_per_token;
 } slm_perf;
 slm_perf slm_context_perf(const slm_context *c);
+
+/* Observing evaluation op by op (profiles). With an observer set, slm_eval runs every op of the forward pass
+ * on its own and waits for it, so the times are per op but the whole is slower than a normal eval; device
+ * boundary copies are reported as ops of kind "copy". NULL turns it off. */
+typedef struct slm_op_event {
+    const char *name;        /* "attn_q", "ffn_down", "attention", "boundary_copy" */
+    const char *kind;        /* "matmul", "attention", ..., "copy" */
+    int layer;               /* -1: embedding, 0..n_layer-1, n_layer: output head */
+    int device;              /* index of the device in the model's placement (0: the CPU) */
+    const char *device_name;
+    int pos;                 /* position of the batch's first token */
+    int n_tokens;            /* tokens in the batch */
+    uint64_t bytes;          /* bytes read from memory other than activations: weights, KV cache rows */
+    double seconds;
+} slm_op_event;
+typedef void (*slm_op_observer)(const slm_op_event *ev, void *user);
+void slm_context_set_observer(slm_context *c, slm_op_observer fn, void *user);
 
 /* Tokenizer. parse_special: treat special-token text (e.g. "<|im_start|>") as the special token. */
 slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,

@@ -199,7 +199,7 @@ static void test_accounting(void) {
     p.n_threads = 2;
     p.n_ctx = 64;
     slm_model *m = NULL;
-    CHECK(slm_model_load_gguf(g, &p, &m, &err) == SLM_OK, "load: %s", err.msg);
+    CHECK(slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK, "load: %s", err.msg);
     if (m) {
         bench_bytes bm;
         bench_bytes_from_model(m, 2, &bm);

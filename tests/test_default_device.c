@@ -52,7 +52,7 @@ static int load_devices(const slm_synth_spec *s, const char *device, bool *softw
     p.device = device;
     slm_model *m = NULL;
     int n = -1;
-    if (slm_model_load_gguf(g, &p, &m, &err) == SLM_OK) {
+    if (slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK) {
         n = m->n_devices;
         for (int d = 0; d < m->n_devices; d++) *software |= m->devices[d]->software;
         slm_model_free(m);

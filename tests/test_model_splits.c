@@ -31,16 +31,15 @@ static bool run_model(const char *path, const char *device, const char *split, i
     p.n_batch = 16;
     p.device = device;
     p.n_gpu_layers = ngl;
-    p.fault_alloc_limit = fault_limit;
     p.tensor_split = split;
     /* GPU kernels multiply with f32 activations; the CPU's default 8-bit activation blocks alone move this
      * small model's logits by up to cosine 0.997 (tests/reference/test_e2e_logits.py), so every run here
      * keeps f32 activations on the CPU too and the splits compare like with like. */
-    p.f32_activations = true;
+    slm_debug_params dbg = {.f32_activations = true, .fault_alloc_limit = fault_limit};
     slm_model *m;
     slm_context *c;
     slm_error err = {{0}};
-    if (slm_model_load(path, &p, &m, &err)) {
+    if (slm_model_load_debug(path, &p, &dbg, &m, &err)) {
         fprintf(stderr, "load (%s, ngl %d): %s\n", device, ngl, err.msg);
         return false;
     }

@@ -159,7 +159,7 @@ static void test_build_and_run(void) {
     p.n_threads = 2;
     p.n_ctx = 64;
     slm_model *m = NULL;
-    slm_status st = g ? slm_model_load_gguf(g, &p, &m, &err) : SLM_ERR_IO;
+    slm_status st = g ? slm_model_load_gguf(g, &p, NULL, &m, &err) : SLM_ERR_IO;
     CHECK(st == SLM_OK, "load: %s", err.msg);
     if (m) {
         slm_model_info info = slm_model_get_info(m);
@@ -250,7 +250,7 @@ static void test_phi4_preset(void) {
     slm_params p = slm_params_default();
     p.n_threads = 2;
     slm_model *m = NULL;
-    CHECK(slm_model_load_gguf(g, &p, &m, &err) == SLM_OK, "load: %s", err.msg);
+    CHECK(slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK, "load: %s", err.msg);
     if (m) {
         CHECK(m->hp.arch == SLM_ARCH_PHI3 && m->hp.rope_neox && m->hp.rope_attn_factor == 1.0f &&
                   !m->rope_freqs.buf && m->hp.sliding_window == 0 && m->n_ctx == 4096,
@@ -423,8 +423,8 @@ static slm_status tiny_load(const tiny_file *f, int n_ctx, slm_model **out, slm_
     slm_params p = slm_params_default();
     p.n_threads = 2;
     p.n_ctx = n_ctx;
-    p.f32_activations = true;
-    return slm_model_load_gguf(g, &p, out, err);
+    slm_debug_params dbg = {.f32_activations = true};
+    return slm_model_load_gguf(g, &p, &dbg, out, err);
 }
 
 static void test_phi3_layouts(void) {

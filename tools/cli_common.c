@@ -64,15 +64,15 @@ bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o) {
         else if (!strcmp(a, "--seed")) { ok = v != NULL; if (ok) o->sampling.seed = strtoull(v, NULL, 10); }
         else if (!strcmp(a, "--device")) o->params.device = v;
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) {
-            if (v && !strcmp(v, "all")) o->params.n_gpu_layers = -1;
-            else if (v && !strcmp(v, "auto")) o->params.n_gpu_layers = -2;
+            if (v && !strcmp(v, "all")) o->params.n_gpu_layers = SLM_NGL_ALL;
+            else if (v && !strcmp(v, "auto")) o->params.n_gpu_layers = SLM_NGL_AUTO;
             else ok = v && parse_int(v, 0, 1 << 20, &o->params.n_gpu_layers);
         } else if (!strcmp(a, "--vram-budget")) ok = v && slm_cli_parse_size(v, &o->params.vram_budget);
         else if (!strcmp(a, "-ts") || !strcmp(a, "--tensor-split")) { ok = v != NULL; o->params.tensor_split = v; }
         else { takes = false;
             if (!strcmp(a, "--chat")) o->chat = true;
             else if (!strcmp(a, "--greedy")) o->sampling.temp = 0;
-            else if (!strcmp(a, "--f32-act")) o->params.f32_activations = true;
+            else if (!strcmp(a, "--f32-act")) o->debug.f32_activations = true;
             else if (!strcmp(a, "--no-bos")) o->no_bos = true;
             else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->params.verbose = true;
             else {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "slm.h"
+#include "slm_debug.h"
 
 typedef struct slm_cli_opts {
     const char *model;
@@ -16,6 +17,7 @@ typedef struct slm_cli_opts {
     bool chat;
     bool no_bos;
     slm_params params;
+    slm_debug_params debug;   /* --f32-act */
     slm_sampler_params sampling;
 } slm_cli_opts;
 

@@ -200,7 +200,7 @@ int slm_cmd_chat(int argc, char **argv) {
     ch.n_predict = o.n_predict > 0 && o.n_predict != 128 ? o.n_predict : 4096;
     slm_error err = {{0}};
     int rc = 1;
-    slm_status s = slm_model_load(o.model, &o.params, &ch.m, &err);
+    slm_status s = slm_model_load_debug(o.model, &o.params, &o.debug, &ch.m, &err);
     if (s) {
         fprintf(stderr, "slm: cannot load model: %s (%s)\n", err.msg, slm_status_name(s));
         return 1;

@@ -34,7 +34,7 @@ static int load(const slm_cli_opts *o, slm_model **m, slm_context **c) {
         fprintf(stderr, "slm: no model given (-m FILE)\n");
         return 1;
     }
-    slm_status s = slm_model_load(o->model, &o->params, m, &err);
+    slm_status s = slm_model_load_debug(o->model, &o->params, &o->debug, m, &err);
     if (s) return fail("cannot load model", s, &err);
     if (o->params.verbose || (*m)->plan_note[0]) {
         if ((*m)->plan_note[0]) fprintf(stderr, "slm: %s\n", (*m)->plan_note);
