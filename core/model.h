@@ -9,8 +9,6 @@
 #include "slm.h"
 #include "slm_debug.h"
 
-#define SLM_MAX_DEVICES 4
-
 typedef struct slm_tokenizer slm_tokenizer;
 
 typedef struct slm_layer {

@@ -298,3 +298,38 @@ void slm_model_unplace(slm_model *m) {
     m->devices[0] = NULL;
     m->n_devices = 0;
 }
+
+slm_plan_info slm_model_plan_info(const slm_model *m) {
+    slm_plan_info pi;
+    memset(&pi, 0, sizeof pi);
+    const slm_hparams *hp = &m->hp;
+    pi.n_devices = m->n_devices;
+    pi.n_ctx = m->n_ctx;
+    pi.n_batch = m->n_batch;
+    pi.predicted_tps = m->predicted_tps;
+    snprintf(pi.text, sizeof pi.text, "%s", m->plan_text);
+    snprintf(pi.note, sizeof pi.note, "%s", m->plan_note);
+    uint64_t kv_layer = 2ull * slm_kv_row_bytes(hp) * (uint64_t)m->n_ctx;
+    for (int d = 0; d < m->n_devices; d++) {
+        slm_plan_device_info *di = &pi.device[d];
+        snprintf(di->name, sizeof di->name, "%s", m->devices[d]->name);
+        di->gpu = d > 0;
+        di->output = m->output_device == d;
+        for (int il = 0; il < hp->n_layer; il++) {
+            if (m->layers[il].device != d) continue;
+            di->n_layers++;
+            di->read_bytes_per_token += m->layers[il].weight_bytes;
+        }
+        if (di->output) di->read_bytes_per_token += m->output_bytes;
+        if (d == 0) di->read_bytes_per_token += m->tok_embd.nb[1];  /* the embedding lookup runs on the host */
+        /* the host holds the whole embedding table, which is also the head when the embeddings are tied */
+        bool tied_here = di->output && m->output.buf == m->tok_embd.buf && m->output.offset == m->tok_embd.offset;
+        di->weight_bytes = d > 0 ? m->dev_weights[d].size
+                                 : di->read_bytes_per_token - m->tok_embd.nb[1] +
+                                       (tied_here ? 0 : slm_tensor_bytes(&m->tok_embd));
+        di->kv_bytes = kv_layer * (uint64_t)di->n_layers;
+        bool used = d == 0 || di->output || di->n_layers > 0;
+        di->scratch_bytes = used ? slm_scratch_layout(hp, m->n_batch, di->output, NULL, NULL) : 0;
+    }
+    return pi;
+}

@@ -67,6 +67,40 @@ typedef struct slm_model_info {
 } slm_model_info;
 slm_model_info slm_model_get_info(const slm_model *m);
 
+/* Where a loaded model's weights went and what a token costs on each device. */
+#define SLM_MAX_DEVICES 4
+typedef struct slm_plan_device_info {
+    char name[160];                /* "cpu (AVX-512, 2 threads)", "vulkan:0 llvmpipe (...)" */
+    bool gpu;                      /* not the host CPU */
+    int n_layers;                  /* layers placed on the device */
+    bool output;                   /* the output head (final norm and projection) runs here */
+    uint64_t weight_bytes;         /* weights held by the device (the CPU's are read from the mapped file) */
+    uint64_t read_bytes_per_token; /* weights read per generated token here (layers, head, one embedding row) */
+    uint64_t kv_bytes;             /* one context's KV cache for n_ctx positions */
+    uint64_t scratch_bytes;        /* one context's activations for n_batch tokens */
+} slm_plan_device_info;
+
+typedef struct slm_plan_info {
+    int n_devices;                 /* device[0] is always the CPU */
+    slm_plan_device_info device[SLM_MAX_DEVICES];
+    int n_ctx, n_batch;            /* as resolved from the params and the model */
+    double predicted_tps;          /* the planner's decode tokens/s (0 when everything is on one device) */
+    char text[512];                /* one line: "cpu: layers 0-17 (1.2 GiB) | vulkan:0: layers 18-29 + output" */
+    char note[512];                /* why the placement differs from the request; "" when it does not */
+} slm_plan_info;
+slm_plan_info slm_model_plan_info(const slm_model *m);
+
+/* Devices of every compiled-in backend, for listings (`slm devices`): returns how many there are, filling
+ * at most max entries. Opening a GPU to ask costs a driver start-up (~0.1-1 s). */
+typedef struct slm_device_info {
+    char spec[32];                 /* "cpu", "vulkan:0", "cuda:0": what params.device takes */
+    char name[160];
+    bool gpu;
+    bool software;                 /* a CPU implementation of a GPU API (lavapipe): used only when named */
+    size_t free_bytes, total_bytes;
+} slm_device_info;
+int slm_devices_list(slm_device_info *out, int max);
+
 /* A context holds the KV cache and scratch memory for one sequence. */
 slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err);
 void slm_context_free(slm_context *c);
