@@ -66,6 +66,8 @@ typedef struct slm_op {
     slm_op_kind kind;
     int layer;          /* -1: embedding, 0..n_layer-1, n_layer: output head */
     const char *name;   /* e.g. "attn_q" (static string) for profiles */
+    int device;         /* the device that runs it (an index into the scheduler's devices), set by the graph
+                           builder from the placement; backends do not read it */
     slm_tensor dst;
     slm_tensor src[4];
     union {

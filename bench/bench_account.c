@@ -31,15 +31,11 @@ void bench_bytes_from_model(const slm_model *m, int kv_type_bytes, bench_bytes *
     memset(out, 0, sizeof *out);
     const slm_hparams *hp = &m->hp;
     uint64_t kv_layer = 2ull * (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim * (uint64_t)kv_type_bytes;
-    for (int i = 0; i < hp->n_layer; i++) {
-        int d = m->layers[i].device;
-        if (d < 0 || d >= SLM_MAX_DEVICES) d = 0;
-        out->dev_weights[d] += m->layers[i].weight_bytes;
-        out->dev_kv_per_pos[d] += kv_layer;
+    slm_plan_info pi = slm_model_plan_info(m);
+    for (int d = 0; d < pi.n_devices; d++) {
+        out->dev_weights[d] = pi.device[d].read_bytes_per_token;
+        out->dev_kv_per_pos[d] = kv_layer * (uint64_t)pi.device[d].n_layers;
     }
-    int od = m->output_device >= 0 && m->output_device < SLM_MAX_DEVICES ? m->output_device : 0;
-    out->dev_weights[od] += m->output_bytes;
-    out->dev_weights[0] += m->tok_embd.nb[1];  /* the embedding lookup runs on the host */
     for (int d = 0; d < SLM_MAX_DEVICES; d++) {
         out->weights += out->dev_weights[d];
         out->kv_per_pos += out->dev_kv_per_pos[d];

@@ -81,7 +81,7 @@ static void fail_row(bench_row *row, const char *msg) {
 static double ideal_seconds(const slm_model *m, const bench_bytes *b, bench_sysinfo *si, const bench_options *o,
                             const bench_row *row, int n_gen, double *peak_out) {
     double t = 0;
-    for (int d = 0; d < m->n_devices; d++) {
+    for (int d = 0; d < slm_model_plan_info(m).n_devices; d++) {
         double bytes = bench_bytes_per_token(b, d, 0, n_gen);
         if (bytes <= 0) continue;
         const char *spec = d == 0 ? "cpu" : row->device;
@@ -91,7 +91,7 @@ static double ideal_seconds(const slm_model *m, const bench_bytes *b, bench_sysi
     }
     /* the peak column shows the device that holds most of the bytes */
     double best = -1;
-    for (int d = 0; d < m->n_devices; d++) {
+    for (int d = 0; d < slm_model_plan_info(m).n_devices; d++) {
         double bytes = bench_bytes_per_token(b, d, 0, n_gen);
         if (bytes > best) {
             best = bytes;
@@ -107,7 +107,7 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
     int n = row->n_tokens;
     row->ok = true;
     row->reps = 0;
-    snprintf(row->placement, sizeof row->placement, "%s", m->plan_text);
+    snprintf(row->placement, sizeof row->placement, "%s", slm_model_plan_info(m).text);
     int n_vocab = m->hp.n_vocab;
     int32_t *toks = malloc((size_t)(n > 0 ? n : 1) * sizeof *toks);
     double *ts = malloc((size_t)o->reps * sizeof *ts), *tsec = malloc((size_t)o->reps * sizeof *tsec);
@@ -166,8 +166,8 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
         double ideal = ideal_seconds(m, &b, si, o, row, n, &peak);
         row->peak_gbps = peak / 1e9;
         if (ideal > 0) row->pct_peak = 100.0 * ideal * row->ts_mean;
-        if (m->predicted_tps > 0) {
-            row->predicted_ts = m->predicted_tps;
+        if (slm_model_plan_info(m).predicted_tps > 0) {
+            row->predicted_ts = slm_model_plan_info(m).predicted_tps;
             snprintf(row->prediction_src, sizeof row->prediction_src, "planner");
         } else if (ideal > 0) {
             row->predicted_ts = 1.0 / ideal;

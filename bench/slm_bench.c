@@ -48,8 +48,8 @@ static void fill_config(bench_row *row, const bench_source *src, const slm_model
         row->model_bytes = info.weight_bytes;
         row->model_params = info.n_params;
         model_type(m, &info, row->model_type, sizeof row->model_type);
-        int last = m->n_devices - 1;
-        snprintf(row->device_name, sizeof row->device_name, "%s", m->devices[last]->name);
+        slm_plan_info pi = slm_model_plan_info(m);
+        snprintf(row->device_name, sizeof row->device_name, "%s", pi.device[pi.n_devices - 1].name);
     }
     snprintf(row->device, sizeof row->device, "%s", device);
     row->threads = threads;
@@ -132,8 +132,8 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                             continue;
                         }
                         if (o->verbose)
-                            fprintf(stderr, "slm-bench: loaded in %.2f s: %s%s%s\n", now_s() - t0, m->plan_text,
-                                    m->plan_note[0] ? " | " : "", m->plan_note);
+                            fprintf(stderr, "slm-bench: loaded in %.2f s: %s%s%s\n", now_s() - t0, slm_model_plan_info(m).text,
+                                    slm_model_plan_info(m).note[0] ? " | " : "", slm_model_plan_info(m).note);
                         int first_row = res->n;
                         for (int k = 0; k < 2; k++) {
                             const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;

@@ -106,5 +106,9 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         const slm_gguf_kv *kv = slm_gguf_find(g, "tokenizer.ggml.tokens");
         if (kv && kv->type == SLM_GGUF_ARRAY) hp->n_vocab = (int)kv->arr_len;
     }
+    /* neither key: the embedding table's rows (the binding checks the table's shape against this) */
+    const slm_gguf_tensor *te = slm_gguf_find_tensor(g, "token_embd.weight");
+    if (hp->n_vocab == 0 && te) hp->n_vocab = (int)te->ne[1];
+    if (!te) return slm_fail(err, SLM_ERR_FORMAT, "%s: missing tensor token_embd.weight", g->path);
     return SLM_OK;
 }

@@ -19,14 +19,13 @@ typedef struct slm_hparams {
      * ({arch}.rope.scaling.original_context_length; 0 when absent), and the sliding attention window
      * ({arch}.attention.sliding_window; 0 when absent or disabled, as Phi-4 files say). */
     int n_ctx_orig, sliding_window;
-    /* Magnitude factor of rotated q and k ("longrope" attention factor, 1 otherwise): q.k scales by its
-     * square. Set by the model loader, which sees whether the file carries long-context rope factors;
-     * a non-zero {arch}.rope.scaling.attn_factor from the file is kept here meanwhile. */
+    /* {arch}.rope.scaling.attn_factor, the magnitude factor of rotated q and k (0: absent); the factor the
+     * model runs with is resolved in model_config.c, which sees whether the file has longrope factors. */
     float rope_attn_factor;
 } slm_hparams;
 
-/* Reads {arch}.* keys; fails naming the key for missing or inconsistent values and for unknown
- * architectures. */
+/* Reads {arch}.* keys (n_vocab from the vocabulary or, without one, the embedding table); fails naming the
+ * key for missing or inconsistent values and for unknown architectures. */
 slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *err);
 
 #endif

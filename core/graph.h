@@ -1,29 +1,40 @@
-/* The forward pass of one batch as an ordered list of ops, each tagged with its layer. Operands live on the
- * device of their layer: the layer's weights, that device's scratch and the layer's KV cache. */
+/* The forward pass of one batch as an ordered list of ops, each carrying its layer and its device (from the
+ * placement), with the weights that device holds (the placement's binding table), that device's scratch and
+ * the layer's KV cache. Where data must move between devices the graph says so: a transfer names the bytes
+ * and the op it must precede. The scheduler runs it without knowing the model. */
 #ifndef SLM_GRAPH_H
 #define SLM_GRAPH_H
 
 #include "backend.h"
+#include "kv_cache.h"
 #include "model.h"
 #include "scratch.h"
+
+/* dst (on one device) = src (the same bytes on another), before op `before` runs. */
+typedef struct slm_transfer {
+    int before;
+    slm_tensor src, dst;
+} slm_transfer;
 
 typedef struct slm_graph {
     slm_op *ops;
     int n_ops, cap;
+    slm_transfer *xfers;     /* in the order of their `before` */
+    int n_xfers, xcap;
 } slm_graph;
 
 typedef struct slm_graph_inputs {
     const slm_model *m;
-    slm_scratch *scratch;    /* [m->n_devices]; device 0's holds the token ids */
-    slm_tensor *k_cache;     /* [n_layer] f16 [n_kv*hd, n_ctx] on the layer's device */
-    slm_tensor *v_cache;
+    slm_scratch *scratch;    /* [n_devices]; device 0's holds the token ids */
+    const slm_kv_cache *kv;
     int n_tokens;
     bool all_logits;         /* logits for every token (else the last one only) */
 } slm_graph_inputs;
 
+/* Builds the graph, then moves each op its device cannot run (slm_device_supports) to the CPU with the
+ * host's weights and scratch, declaring the copies of its activations; fails when such an op reads the
+ * KV cache, which stays where its layer is. */
 slm_status slm_graph_build(const slm_graph_inputs *in, slm_graph *g, slm_error *err);
 void slm_graph_free(slm_graph *g);
-/* The device an op runs on. */
-int slm_graph_op_device(const slm_model *m, const slm_op *op);
 
 #endif

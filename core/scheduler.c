@@ -1,32 +1,103 @@
 #include "scheduler.h"
 
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "error.h"
 
-static slm_status cross(slm_sched *s, int from, int to, int n_tokens, slm_error *err) {
-    slm_device *a = s->m->devices[from], *b = s->m->devices[to];
-    slm_tensor xa = slm_tensor_cols(s->scratch[from].x, 0, n_tokens);
-    slm_tensor xb = slm_tensor_cols(s->scratch[to].x, 0, n_tokens);
-    size_t bytes = slm_tensor_bytes(&xa);
-    if (bytes > s->staging_size) return slm_fail(err, SLM_ERR_INVALID_ARG, "scheduler: staging too small");
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static slm_status run_transfer(slm_sched *s, const slm_transfer *x, slm_error *err) {
+    size_t bytes = slm_tensor_bytes(&x->src);
+    if (bytes > s->staging_size) {
+        void *grown = realloc(s->staging, bytes);
+        if (!grown) return slm_fail(err, SLM_ERR_NOMEM, "scheduler: out of memory for a %zu-byte transfer", bytes);
+        s->staging = grown;
+        s->staging_size = bytes;
+    }
+    slm_device *a = x->src.buf->dev, *b = x->dst.buf->dev;
     slm_status st = a->ops->sync(a, err);
-    if (!st) st = a->ops->download(a, s->staging, xa.buf, xa.offset, bytes, err);
-    if (!st) st = b->ops->upload(b, xb.buf, xb.offset, s->staging, bytes, err);
+    if (!st) st = a->ops->download(a, s->staging, x->src.buf, x->src.offset, bytes, err);
+    if (!st) st = b->ops->upload(b, x->dst.buf, x->dst.offset, s->staging, bytes, err);
     return st;
 }
 
-slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int n_tokens, slm_error *err) {
-    const slm_model *m = s->m;
-    int i = 0, cur = 0;
+/* Bytes an op streams from memory that is not activations: weights, embedding rows, the KV rows it sees. */
+static uint64_t op_bytes(const slm_op *op, int pos, int n_tokens) {
+    switch (op->kind) {
+    case SLM_OP_MATMUL: return slm_tensor_bytes(&op->src[0]) + (op->src[2].buf ? slm_tensor_bytes(&op->src[2]) : 0);
+    case SLM_OP_EMBED: return (uint64_t)op->src[0].nb[1] * (uint64_t)n_tokens;
+    case SLM_OP_RMSNORM: return slm_tensor_bytes(&op->src[1]);
+    case SLM_OP_ATTENTION: return slm_kv_bytes_read(&op->src[1], pos + n_tokens);
+    default: return 0;
+    }
+}
+
+static void observe(slm_sched *s, const char *name, const char *kind, int layer, int device, int pos, int n_tokens,
+                    uint64_t bytes, double seconds) {
+    slm_op_event ev = {.name = name, .kind = kind, .layer = layer, .device = device,
+                       .device_name = s->devices[device]->name, .pos = pos, .n_tokens = n_tokens, .bytes = bytes,
+                       .seconds = seconds};
+    s->observer(&ev, s->observer_user);
+}
+
+/* Op by op, each waited for and reported. */
+static slm_status run_observed(slm_sched *s, const slm_graph *g, int pos, int n_tokens, slm_error *err) {
+    slm_status st = SLM_OK;
+    int x = 0;
+    for (int i = 0; i < g->n_ops && !st; i++) {
+        const slm_op *op = &g->ops[i];
+        for (; x < g->n_xfers && g->xfers[x].before <= i && !st; x++) {
+            const slm_transfer *t = &g->xfers[x];
+            double t0 = now_s();
+            st = run_transfer(s, t, err);
+            if (!st) st = t->dst.buf->dev->ops->sync(t->dst.buf->dev, err);
+            int to = 0;
+            for (int d = 0; d < s->n_devices; d++)
+                if (s->devices[d] == t->dst.buf->dev) to = d;
+            if (!st) observe(s, "boundary_copy", "copy", op->layer, to, pos, n_tokens, 0, now_s() - t0);
+        }
+        if (st) break;
+        slm_device *dev = s->devices[op->device];
+        double t0 = now_s();
+        st = dev->ops->run(dev, op, 1, err);
+        if (!st) st = dev->ops->sync(dev, err);
+        if (!st)
+            observe(s, op->name ? op->name : slm_op_kind_name(op->kind), slm_op_kind_name(op->kind), op->layer,
+                    op->device, pos, n_tokens, op_bytes(op, pos, n_tokens), now_s() - t0);
+    }
+    return st;
+}
+
+slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int pos, int n_tokens, slm_error *err) {
+    for (int i = 0; i < g->n_ops; i++)
+        if (g->ops[i].device < 0 || g->ops[i].device >= s->n_devices)
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "scheduler: op %d (%s) has no device", i, g->ops[i].name);
+    if (s->observer) return run_observed(s, g, pos, n_tokens, err);
+    int i = 0, x = 0, last = 0;
     slm_status st = SLM_OK;
     while (i < g->n_ops && !st) {
-        int dev = slm_graph_op_device(m, &g->ops[i]);
-        int j = i + 1;
-        while (j < g->n_ops && slm_graph_op_device(m, &g->ops[j]) == dev) j++;
-        if (dev != cur) st = cross(s, cur, dev, n_tokens, err);
-        if (!st) st = m->devices[dev]->ops->run(m->devices[dev], g->ops + i, j - i, err);
-        cur = dev;
+        for (; x < g->n_xfers && g->xfers[x].before <= i && !st; x++) st = run_transfer(s, &g->xfers[x], err);
+        /* a split ends where the device changes or the next transfer is due */
+        int dev = g->ops[i].device, j = i + 1;
+        int stop = x < g->n_xfers ? g->xfers[x].before : g->n_ops;
+        while (j < g->n_ops && j < stop && g->ops[j].device == dev) j++;
+        if (!st) st = s->devices[dev]->ops->run(s->devices[dev], g->ops + i, j - i, err);
+        last = dev;
         i = j;
     }
-    if (!st) st = m->devices[cur]->ops->sync(m->devices[cur], err);
+    for (; x < g->n_xfers && !st; x++) st = run_transfer(s, &g->xfers[x], err);
+    if (!st) st = s->devices[last]->ops->sync(s->devices[last], err);
     return st;
+}
+
+void slm_sched_free(slm_sched *s) {
+    free(s->staging);
+    s->staging = NULL;
+    s->staging_size = 0;
 }

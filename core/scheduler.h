@@ -1,17 +1,23 @@
-/* Executes a graph: consecutive ops of one device form a split, run by that device's backend in one call;
- * between splits only the residual stream crosses, through host staging memory. */
+/* Executes a graph on a set of devices: consecutive ops of one device form a split, run by that device's
+ * backend in one call; the graph's transfers run between splits through host staging memory. The scheduler
+ * knows devices, ops and transfers, not the model. An observer, when set, sees every op and transfer with
+ * its device, the bytes it reads and its time: each then runs and is waited for alone. */
 #ifndef SLM_SCHEDULER_H
 #define SLM_SCHEDULER_H
 
 #include "graph.h"
 
 typedef struct slm_sched {
-    const slm_model *m;
-    slm_scratch *scratch;     /* [m->n_devices] */
-    void *staging;            /* host memory for one residual stream of n_batch tokens */
+    slm_device *const *devices;
+    int n_devices;
+    void *staging;            /* host memory for transfers, grown to the largest (owned) */
     size_t staging_size;
+    slm_op_observer observer; /* NULL: off */
+    void *observer_user;
 } slm_sched;
 
-slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int n_tokens, slm_error *err);
+/* pos: the position of the batch's first token (for the observer's byte counts). */
+slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int pos, int n_tokens, slm_error *err);
+void slm_sched_free(slm_sched *s);
 
 #endif

@@ -29,3 +29,19 @@ uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits
     if (!buf) memset(s, 0, sizeof *s);
     return at;
 }
+
+#define SCRATCH_FIELDS(s) {&(s)->x, &(s)->xn, &(s)->q, &(s)->k, &(s)->v, &(s)->att, &(s)->tmp, &(s)->gate, \
+                           &(s)->up, &(s)->logits, &(s)->pos, &(s)->ids}
+
+bool slm_scratch_remap(const slm_scratch *from, const slm_scratch *to, slm_tensor *t) {
+    if (t->buf != &from->buf) return false;
+    const slm_tensor *a[] = SCRATCH_FIELDS(from), *b[] = SCRATCH_FIELDS(to);
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
+        size_t lo = a[i]->offset, n = slm_tensor_bytes(a[i]);
+        if (!a[i]->buf || !b[i]->buf || t->offset < lo || t->offset >= lo + n) continue;
+        t->offset = b[i]->offset + (t->offset - lo);
+        t->buf = b[i]->buf;
+        return true;
+    }
+    return false;
+}

@@ -1,5 +1,6 @@
-/* Activation buffers of one device for a batch of up to n_batch tokens. Every device that runs a split
- * has one; only the residual stream x (and the positions) crosses between devices. */
+/* Activation buffers of one device for a batch of up to n_batch tokens. Every device that runs a split has
+ * one, laid out alike (the logits only on the output device), so that an activation has a twin on every
+ * device: the graph builder declares which cross a device boundary. */
 #ifndef SLM_SCRATCH_H
 #define SLM_SCRATCH_H
 
@@ -23,5 +24,8 @@ typedef struct slm_scratch {
 /* Lays the tensors out in buf (NULL: only sizes) and returns the bytes needed. */
 uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits, slm_buffer *buf,
                             slm_scratch *s);
+
+/* A view into from's tensors moved to the same place in to's (false when t is not in from's buffer). */
+bool slm_scratch_remap(const slm_scratch *from, const slm_scratch *to, slm_tensor *t);
 
 #endif

@@ -14,6 +14,8 @@ typedef struct slm_debug_params {
                                  several times slower, used to check accuracy */
     size_t fault_alloc_limit; /* GPU weight allocations above this many bytes fail as if the device were out
                                  of memory (0: off) */
+    const char *gpu_refuse_ops; /* "rope,swiglu": op kinds every GPU treats as unsupported, so that the graph
+                                   routes them to the CPU (NULL: none) */
 } slm_debug_params;
 
 /* slm_model_load and slm_model_load_memory with testing knobs (dbg NULL: none). */

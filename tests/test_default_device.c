@@ -53,8 +53,8 @@ static int load_devices(const slm_synth_spec *s, const char *device, bool *softw
     slm_model *m = NULL;
     int n = -1;
     if (slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK) {
-        n = m->n_devices;
-        for (int d = 0; d < m->n_devices; d++) *software |= m->devices[d]->software;
+        n = m->place.n_devices;
+        for (int d = 0; d < n; d++) *software |= m->place.devices[d]->software;
         slm_model_free(m);
     } else {
         CHECK(0, "load with device '%s': %s", device ? device : "NULL", err.msg);

@@ -2,8 +2,10 @@
  * output head counts as the first GPU unit) gives logits equal to the all-CPU run within tolerance and the
  * same greedy tokens (N_GEN of them; with every layer on the GPU N_GEN_ALL, each step's logits compared
  * too); a device that fails its weight allocation (simulated by the loader, and for Vulkan for real inside
- * the backend) makes the model load with fewer layers and says why. Runs on every GPU device present
- * (Vulkan, CUDA); exit 77 when there is none. */
+ * the backend) makes the model load with fewer layers and says why; ops a GPU refuses run on the CPU (the
+ * graph routes them, with their activations copied there and back) with the same logits, and one that reads
+ * the KV cache fails with a message that says so. Runs on every GPU device present (Vulkan, CUDA); exit 77
+ * when there is none. */
 #include <math.h>
 
 #include "backend.h"
@@ -23,8 +25,8 @@ typedef struct run_result {
     char plan[512], note[512];
 } run_result;
 
-static bool run_model(const char *path, const char *device, const char *split, int ngl, size_t fault_limit,
-                      int n_vocab, int n_gen, run_result *r) {
+static bool run_model_refusing(const char *path, const char *device, const char *split, int ngl, size_t fault_limit,
+                               const char *refuse, int n_vocab, int n_gen, run_result *r, slm_error *eval_err) {
     slm_params p = slm_params_default();
     p.n_threads = 2;
     p.n_ctx = 64;
@@ -35,7 +37,7 @@ static bool run_model(const char *path, const char *device, const char *split, i
     /* GPU kernels multiply with f32 activations; the CPU's default 8-bit activation blocks alone move this
      * small model's logits by up to cosine 0.997 (tests/reference/test_e2e_logits.py), so every run here
      * keeps f32 activations on the CPU too and the splits compare like with like. */
-    slm_debug_params dbg = {.f32_activations = true, .fault_alloc_limit = fault_limit};
+    slm_debug_params dbg = {.f32_activations = true, .fault_alloc_limit = fault_limit, .gpu_refuse_ops = refuse};
     slm_model *m;
     slm_context *c;
     slm_error err = {{0}};
@@ -43,8 +45,8 @@ static bool run_model(const char *path, const char *device, const char *split, i
         fprintf(stderr, "load (%s, ngl %d): %s\n", device, ngl, err.msg);
         return false;
     }
-    snprintf(r->plan, sizeof r->plan, "%s", m->plan_text);
-    snprintf(r->note, sizeof r->note, "%s", m->plan_note);
+    snprintf(r->plan, sizeof r->plan, "%s", m->place.text);
+    snprintf(r->note, sizeof r->note, "%s", m->place.note);
     if (slm_context_create(m, &c, &err)) {
         fprintf(stderr, "context: %s\n", err.msg);
         slm_model_free(m);
@@ -70,9 +72,15 @@ static bool run_model(const char *path, const char *device, const char *split, i
         ok = slm_eval(c, &best, 1, false, &err) == SLM_OK;
     }
     if (!ok) fprintf(stderr, "eval (%s, ngl %d): %s\n", device, ngl, err.msg);
+    if (eval_err) *eval_err = err;
     slm_context_free(c);
     slm_model_free(m);
     return ok;
+}
+
+static bool run_model(const char *path, const char *device, const char *split, int ngl, size_t fault_limit,
+                      int n_vocab, int n_gen, run_result *r) {
+    return run_model_refusing(path, device, split, ngl, fault_limit, NULL, n_vocab, n_gen, r, NULL);
 }
 
 static double cosine(const float *a, const float *b, int n) {
@@ -172,6 +180,17 @@ int main(void) {
             CHECK(cosine(r.logits, cpu.logits, n_vocab) >= 0.999, "fallback logits differ");
             free_result(&r);
         }
+        /* ops the GPU refuses run on the CPU between its splits, with the same results */
+        run_result rr = {0};
+        ok = run_model_refusing(path, devices[d], NULL, -1, 0, "rmsnorm,rope,swiglu,add", n_vocab, N_GEN, &rr, NULL);
+        CHECK(ok, "%s: ops refused by the GPU must run on the CPU", devices[d]);
+        if (ok) compare_with_cpu("refused rmsnorm/rope/swiglu/add routed to the cpu", &rr, &cpu, n_vocab);
+        /* attention reads the KV cache, which stays on the layer's device: a clear error, not a wrong answer */
+        slm_error e = {{0}};
+        ok = run_model_refusing(path, devices[d], NULL, -1, 0, "attention", n_vocab, 1, &rr, &e);
+        CHECK(!ok && strstr(e.msg, "cannot run op attention") && strstr(e.msg, "KV cache"),
+              "refused attention must fail saying why: '%s'", e.msg);
+        free_result(&rr);
         /* the same through the real allocation path: the Vulkan backend's own hook fails every device
          * allocation above 40 MiB inside vkAllocateMemory, and the loader must re-plan the same way */
         if (!strncmp(devices[d], "vulkan", 6)) {
@@ -202,8 +221,8 @@ int main(void) {
             slm_context *c = NULL;
             CHECK(slm_model_load(path, &p, &m, &err) == SLM_OK, "load, scratch too big: %s", err.msg);
             if (m) {
-                printf("%s scratch too big: %s | %s\n", devices[d], m->plan_note, m->plan_text);
-                CHECK(strstr(m->plan_note, "KV cache and scratch") != NULL, "the note must say why: '%s'", m->plan_note);
+                printf("%s scratch too big: %s | %s\n", devices[d], m->place.note, m->place.text);
+                CHECK(strstr(m->place.note, "KV cache and scratch") != NULL, "the note must say why: '%s'", m->place.note);
                 CHECK(slm_context_create(m, &c, &err) == SLM_OK, "context after the fallback: %s", err.msg);
                 slm_context_free(c);
                 slm_model_free(m);

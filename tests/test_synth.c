@@ -252,11 +252,11 @@ static void test_phi4_preset(void) {
     slm_model *m = NULL;
     CHECK(slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK, "load: %s", err.msg);
     if (m) {
-        CHECK(m->hp.arch == SLM_ARCH_PHI3 && m->hp.rope_neox && m->hp.rope_attn_factor == 1.0f &&
-                  !m->rope_freqs.buf && m->hp.sliding_window == 0 && m->n_ctx == 4096,
+        CHECK(m->hp.arch == SLM_ARCH_PHI3 && m->hp.rope_neox && m->cfg.rope_attn_factor == 1.0f &&
+                  !m->host.rope_freqs.buf && m->hp.sliding_window == 0 && m->cfg.n_ctx == 4096,
               "phi3 hyper-parameters (neox %d, factor %g, window %d, n_ctx %d)", m->hp.rope_neox,
-              m->hp.rope_attn_factor, m->hp.sliding_window, m->n_ctx);
-        const slm_layer *L = &m->layers[1];
+              m->cfg.rope_attn_factor, m->hp.sliding_window, m->cfg.n_ctx);
+        const slm_layer *L = &m->host.layers[1];
         size_t base = (size_t)(g->data_offset + qkv->offset), row = slm_dtype_row_bytes(SLM_Q5_K, 256);
         CHECK(L->wq.offset == base && L->wk.offset == base + 256 * row && L->wv.offset == base + 384 * row &&
                   L->wq.ne[1] == 256 && L->wk.ne[1] == 128 && L->wv.ne[1] == 128 && L->wv.type == SLM_Q5_K,
@@ -265,8 +265,8 @@ static void test_phi4_preset(void) {
         CHECK(L->w_gate.offset == ubase && L->w_up.offset == ubase + 512 * slm_dtype_row_bytes(SLM_Q4_K, 256) &&
                   L->w_gate.ne[1] == 512 && L->w_up.ne[1] == 512, "gate, up are the halves of ffn_up");
         for (int il = 0; il < 2; il++)
-            CHECK(m->layers[il].weight_bytes == layer_file_bytes(g, il), "layer %d: planner bytes %llu, file %llu",
-                  il, (unsigned long long)m->layers[il].weight_bytes, (unsigned long long)layer_file_bytes(g, il));
+            CHECK(m->layer_bytes[il] == layer_file_bytes(g, il), "layer %d: planner bytes %llu, file %llu",
+                  il, (unsigned long long)m->layer_bytes[il], (unsigned long long)layer_file_bytes(g, il));
         int32_t ids[6] = {100257, 300, 17, 4000, 99999, 256};
         float *lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
         if (lg && eval_last(m, ids, 6, lg, m->hp.n_vocab)) {
@@ -485,10 +485,10 @@ static void test_phi3_longrope_and_window(void) {
             ts = slm_gguf_find_tensor(m->gguf, "rope_factors_short.weight");
             tl = slm_gguf_find_tensor(m->gguf, "rope_factors_long.weight");
             const slm_gguf_tensor *want = pass ? tl : ts;
-            CHECK(m->rope_freqs.buf && want && m->rope_freqs.offset == m->gguf->data_offset + want->offset,
+            CHECK(m->host.rope_freqs.buf && want && m->host.rope_freqs.offset == m->gguf->data_offset + want->offset,
                   "n_ctx %d uses the %s factors", n_ctx, pass ? "long" : "short");
             double mag = sqrt(1.0 + log(256.0 / 64.0) / log(64.0));
-            CHECK(fabs(m->hp.rope_attn_factor - mag) < 1e-6, "attention factor %g, want %g", m->hp.rope_attn_factor,
+            CHECK(fabs(m->cfg.rope_attn_factor - mag) < 1e-6, "attention factor %g, want %g", m->cfg.rope_attn_factor,
                   mag);
             float lg[TV];
             int32_t ids[3] = {4, 9, 16};
@@ -521,8 +521,8 @@ static void test_phi3_longrope_and_window(void) {
     /* a sliding window of 32: the default context stays within it, a longer one asked for is refused */
     tiny_opts w = {.fused_qkv = true, .fused_ffn = true, .window = 32};
     if (tiny_write(&w, &f)) {
-        CHECK(tiny_load(&f, 0, &m, &err) == SLM_OK && m && m->n_ctx == 32, "window: default context %d, want 32",
-              m ? m->n_ctx : -1);
+        CHECK(tiny_load(&f, 0, &m, &err) == SLM_OK && m && m->cfg.n_ctx == 32, "window: default context %d, want 32",
+              m ? m->cfg.n_ctx : -1);
         slm_model_free(m);
         slm_error e = {{0}};
         CHECK(tiny_load(&f, 64, &m, &e) == SLM_ERR_UNSUPPORTED && strstr(e.msg, "sliding_window"),

@@ -36,9 +36,10 @@ static int load(const slm_cli_opts *o, slm_model **m, slm_context **c) {
     }
     slm_status s = slm_model_load_debug(o->model, &o->params, &o->debug, m, &err);
     if (s) return fail("cannot load model", s, &err);
-    if (o->params.verbose || (*m)->plan_note[0]) {
-        if ((*m)->plan_note[0]) fprintf(stderr, "slm: %s\n", (*m)->plan_note);
-        fprintf(stderr, "slm: plan: %s\n", (*m)->plan_text);
+    slm_plan_info plan = slm_model_plan_info(*m);
+    if (o->params.verbose || plan.note[0]) {
+        if (plan.note[0]) fprintf(stderr, "slm: %s\n", plan.note);
+        fprintf(stderr, "slm: plan: %s\n", plan.text);
     }
     s = slm_context_create(*m, c, &err);
     if (s) {

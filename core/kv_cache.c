@@ -1,0 +1,65 @@
+#include "kv_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* Rows are padded to 64 bytes and, when that is a multiple of 256, by one more line: at such a stride one
+ * head's rows fall into a fraction of the cache sets (8 kv heads of 64 give 1 KiB rows, which use 1/8 of a
+ * CPU's L2 sets), and CPU attention over long contexts waits on conflict misses. */
+size_t slm_kv_row_bytes(const slm_hparams *hp) {
+    size_t b = slm_dtype_row_bytes(SLM_F16, (int64_t)hp->n_head_kv * hp->head_dim);
+    b = (b + 63) & ~(size_t)63;
+    return b % 256 ? b : b + 64;
+}
+
+uint64_t slm_kv_layer_bytes(const slm_hparams *hp, int n_ctx) {
+    return 2ull * slm_kv_row_bytes(hp) * (uint64_t)n_ctx;
+}
+
+uint64_t slm_kv_bytes_read(const slm_tensor *k_cache, int n_pos) {
+    return 2ull * slm_dtype_row_bytes(k_cache->type, k_cache->ne[0]) * (uint64_t)n_pos;
+}
+
+static slm_tensor kv_tensor(slm_buffer *buf, size_t offset, const slm_hparams *hp, int64_t n_ctx) {
+    slm_tensor t = slm_tensor_make(buf, offset, SLM_F16, (int64_t)hp->n_head_kv * hp->head_dim, n_ctx, 1, 1);
+    t.nb[1] = slm_kv_row_bytes(hp);
+    t.nb[2] = t.nb[3] = t.nb[1] * (size_t)t.ne[1];
+    return t;
+}
+
+slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,
+                               const int *layer_device, slm_kv_cache *kv, slm_error *err) {
+    memset(kv, 0, sizeof *kv);
+    kv->n_layer = hp->n_layer;
+    kv->n_ctx = n_ctx;
+    kv->k = calloc((size_t)hp->n_layer, sizeof *kv->k);
+    kv->v = calloc((size_t)hp->n_layer, sizeof *kv->v);
+    if (!kv->k || !kv->v) return slm_fail(err, SLM_ERR_NOMEM, "out of memory for the KV cache");
+    size_t per = slm_kv_row_bytes(hp) * (size_t)n_ctx;
+    for (int d = 0; d < n_devices && d < SLM_KV_MAX_DEVICES; d++) {
+        size_t n = 0;
+        for (int il = 0; il < hp->n_layer; il++) n += layer_device[il] == d;
+        if (!n) continue;
+        slm_device *dev = devices[d];
+        slm_status s = dev->ops->alloc(dev, 2 * n * per, &kv->buf[d], err);
+        if (s) return s;
+        size_t at = 0;
+        for (int il = 0; il < hp->n_layer; il++) {
+            if (layer_device[il] != d) continue;
+            kv->k[il] = kv_tensor(&kv->buf[d], at, hp, n_ctx);
+            kv->v[il] = kv_tensor(&kv->buf[d], at + per, hp, n_ctx);
+            at += 2 * per;
+        }
+    }
+    return SLM_OK;
+}
+
+void slm_kv_cache_free(slm_kv_cache *kv) {
+    for (int d = 0; d < SLM_KV_MAX_DEVICES; d++)
+        if (kv->buf[d].size) kv->buf[d].dev->ops->release(kv->buf[d].dev, &kv->buf[d]);
+    free(kv->k);
+    free(kv->v);
+    memset(kv, 0, sizeof *kv);
+}

@@ -1,0 +1,31 @@
+/* The KV cache: its layout (row size and padding, bytes per layer and per device, bytes read at a position)
+ * and its allocation, one buffer per device holding the K and V of the layers placed there. The planner,
+ * the placement's memory check, the context and the op observer all size it from here. */
+#ifndef SLM_KV_CACHE_H
+#define SLM_KV_CACHE_H
+
+#include "arch.h"
+#include "backend.h"
+
+#define SLM_KV_MAX_DEVICES 4
+
+typedef struct slm_kv_cache {
+    int n_layer, n_ctx;
+    slm_buffer buf[SLM_KV_MAX_DEVICES];  /* the layers of device d, K then V of each, in layer order */
+    slm_tensor *k, *v;                   /* [n_layer] f16 [n_head_kv * head_dim, n_ctx], rows padded */
+} slm_kv_cache;
+
+/* Bytes between positions of one layer's K (or V) rows. */
+size_t slm_kv_row_bytes(const slm_hparams *hp);
+/* K and V of one layer for n_ctx positions. */
+uint64_t slm_kv_layer_bytes(const slm_hparams *hp, int n_ctx);
+/* K and V bytes an attention op over the cache `k_cache` reads when it sees n_pos positions (the elements,
+ * not the padding between rows). */
+uint64_t slm_kv_bytes_read(const slm_tensor *k_cache, int n_pos);
+
+/* Allocates the cache of every layer on its device (layer_device[il] indexes devices). */
+slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,
+                               const int *layer_device, slm_kv_cache *out, slm_error *err);
+void slm_kv_cache_free(slm_kv_cache *kv);
+
+#endif
