@@ -2,7 +2,7 @@
 # tests/test_bench.c links too. Include this after add_subdirectory(tests) so test_bench exists.
 file(GLOB SLM_BENCH_LIB_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/bench/bench_*.c)
 add_library(slm_bench_lib STATIC ${SLM_BENCH_LIB_SOURCES})
-target_link_libraries(slm_bench_lib PUBLIC slm)
+target_link_libraries(slm_bench_lib PUBLIC slm_support slm)
 target_include_directories(slm_bench_lib PUBLIC ${CMAKE_SOURCE_DIR}/bench)
 
 # Build facts for the report header: version, commit (at configure time), build type.

@@ -5,7 +5,7 @@
 
 #include "../bench/bench.h"
 #include "plan.h"
-#include "synth.h"
+#include "synth_gguf.h"
 #include "test_util.h"
 
 /* Built by cmake/bench.cmake, test_bench links the bench library (SLM_BENCH_LIB); built by the plain tests
