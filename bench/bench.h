@@ -1,7 +1,7 @@
 /* slm-bench internals, shared by the files of bench/ and by tests/test_bench.c.
  *
  * bench_options.c   command line -> bench_options (lists, ranges, defaults, help)
- * bench_bandwidth.c measured peak read bandwidth: CPU (multi-threaded read), other devices (backend probe)
+ * bench_bandwidth.c the CPU peak read's buffer size (the read itself: slm_device_peak_read)
  * bench_account.c   bytes read per generated token (weights + KV cache), per device
  * bench_run.c       one configuration: load (file or synthetic), prompt and generation runs, statistics
  * bench_profile.c   --profile: every op of a decode step timed on its own
@@ -83,12 +83,6 @@ int bench_default_peak_mib(uint64_t llc_bytes, uint64_t avail_bytes);
 uint64_t bench_llc_bytes(void);
 /* MemAvailable from /proc/meminfo (else free pages), in bytes; 0 when unknown. */
 uint64_t bench_available_bytes(void);
-/* Best of reps multi-threaded reads of a buffer of mib MiB, in bytes/s (0 on failure). */
-double bench_cpu_read_bandwidth(int n_threads, int mib, int reps);
-/* A device's own measurement (backend measure_bandwidth) in bytes/s; 0 when the device cannot be opened or
- * has none. name (optional) receives the device's description. */
-double bench_device_bandwidth(const char *spec, char *name, size_t name_len);
-
 /* ---- accounting ---- */
 
 typedef struct bench_bytes {

@@ -102,13 +102,12 @@ double bench_sysinfo_peak(bench_sysinfo *s, const char *spec, int threads, int m
     bench_device_fact *f = &s->dev[s->n_dev++];
     snprintf(f->spec, sizeof f->spec, "%s", spec);
     f->threads = threads;
+    char name[sizeof f->name];
+    if (cpu) f->buffer_mib = mib > 0 ? mib : s->peak_mib;
+    f->peak = slm_device_peak_read(spec, threads, (size_t)f->buffer_mib << 20, name, sizeof name, NULL);
     if (cpu) {
-        f->buffer_mib = mib > 0 ? mib : s->peak_mib;
-        f->peak = bench_cpu_read_bandwidth(threads, f->buffer_mib, 5);
         snprintf(f->name, sizeof f->name, "%s, %d thread%s", s->cpu, threads, threads == 1 ? "" : "s");
     } else {
-        char name[sizeof f->name];
-        f->peak = bench_device_bandwidth(spec, name, sizeof name);
         const char *tail = bench_device_name_tail(name, spec);
         if (tail[0]) snprintf(f->name, sizeof f->name, "%s", tail);
         else snprintf(f->name, sizeof f->name, "not available");

@@ -527,8 +527,14 @@ static void test_formats(void) {
 
 static void test_bandwidth(void) {
     /* no timing assertions: the measurement runs and gives a positive, finite number */
-    double bw = bench_cpu_read_bandwidth(2, 32, 2);
-    CHECK(bw > 0 && isfinite(bw), "cpu read bandwidth %g", bw);
+    char name[160];
+    slm_error err = {{0}};
+    double bw = slm_device_peak_read("cpu", 2, (size_t)32 << 20, name, sizeof name, &err);
+    CHECK(bw > 0 && isfinite(bw), "cpu read bandwidth %g: %s", bw, err.msg);
+    CHECK(!strncmp(name, "cpu", 3), "the CPU device's name: %s", name);
+    err.msg[0] = 0;
+    bw = slm_device_peak_read("nodevice:0", 0, 0, name, sizeof name, &err);
+    CHECK(bw == 0 && err.msg[0] && !name[0], "an unknown device: %g, '%s'", bw, err.msg);
 }
 
 int main(void) {
