@@ -72,11 +72,11 @@ int bench_default_peak_mib(uint64_t llc_bytes, uint64_t avail_bytes) {
 }
 
 const char *bench_first_gpu(char *buf, size_t len) {
-    const slm_backend_ops *const *b = slm_backends();
-    for (; b && *b; b++) {
-        if (!strcmp((*b)->name, "cpu")) continue;
-        if ((*b)->count && (*b)->count() > 0) {
-            snprintf(buf, len, "%s:0", (*b)->name);
+    slm_backend_info b[8];
+    int n = slm_backends_list(b, 8);
+    for (int i = 0; i < n && i < 8; i++) {
+        if (strcmp(b[i].name, "cpu") && b[i].n_devices > 0) {
+            snprintf(buf, len, "%s:0", b[i].name);
             return buf;
         }
     }

@@ -5,7 +5,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "bench.h"
 
 #ifndef SLM_BENCH_VERSION
@@ -68,11 +67,11 @@ void bench_sysinfo_collect(bench_sysinfo *s) {
 #else
     snprintf(s->compiler, sizeof s->compiler, "unknown");
 #endif
-    const slm_backend_ops *const *b = slm_backends();
-    for (; b && *b; b++) {
+    slm_backend_info b[8];
+    int n_b = slm_backends_list(b, 8);
+    for (int i = 0; i < n_b && i < 8; i++) {
         size_t used = strlen(s->backends);
-        int n = (*b)->count ? (*b)->count() : 0;
-        snprintf(s->backends + used, sizeof s->backends - used, "%s%s(%d)", used ? " " : "", (*b)->name, n);
+        snprintf(s->backends + used, sizeof s->backends - used, "%s%s(%d)", used ? " " : "", b[i].name, b[i].n_devices);
     }
     cpu_model(s->cpu, sizeof s->cpu);
     cpu_features(s->cpu_features, sizeof s->cpu_features);

@@ -22,6 +22,11 @@ const char *slm_model_file_type(const slm_model *m) {
     return NULL;
 }
 
+uint64_t slm_model_kv_read_bytes(const slm_model *m) {
+    const slm_hparams *hp = &m->hp;
+    return 2ull * (uint64_t)hp->n_layer * slm_dtype_row_bytes(SLM_F16, (int64_t)hp->n_head_kv * hp->head_dim);
+}
+
 int slm_backends_list(slm_backend_info *out, int max) {
     int n = 0;
     for (const slm_backend_ops *const *b = slm_backends(); b && *b; b++, n++)

@@ -174,6 +174,11 @@ void slm_sampler_accept(slm_sampler *s, int32_t token);  /* history for the repe
  * does not say or names a type this build has no name for. */
 const char *slm_model_file_type(const slm_model *m);
 
+/* KV cache bytes a generated token reads per position of its context: the K and V rows of every layer, as
+ * stored (f16) but without the rows' alignment padding, which attention does not read. The plan's kv_bytes
+ * are the memory held, padding included. */
+uint64_t slm_model_kv_read_bytes(const slm_model *m);
+
 /* Backends compiled into this build ("cpu" first, then "vulkan", "cuda") and how many devices each sees
  * (counting a GPU backend's devices starts its driver): returns how many backends there are, filling at most
  * max entries. Cheaper than slm_devices_list, which opens every device. */
