@@ -1,7 +1,7 @@
 /* slm-bench internals, shared by the files of bench/ and by tests/test_bench.c.
  *
  * bench_options.c   command line -> bench_options (lists, ranges, defaults, help)
- * bench_bandwidth.c the CPU peak read's buffer size (the read itself: slm_device_peak_read)
+ * bench_bandwidth.c the CPU peak read's buffer size (the read itself: slm_device_peak_read), the first GPU
  * bench_account.c   bytes read per generated token (weights + KV cache), per device
  * bench_run.c       one configuration: load (file or synthetic), prompt and generation runs, statistics
  * bench_profile.c   --profile: every op of a decode step timed on its own

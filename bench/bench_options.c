@@ -80,7 +80,8 @@ void bench_options_free(bench_options *o) {
 }
 
 static slm_status push_int(bench_int_list *l, int v, const char *s, slm_error *err) {
-    if (l->n == BENCH_MAX_LIST) return bench_fail(err, SLM_ERR_INVALID_ARG, "'%s': more than %d values", s, BENCH_MAX_LIST);
+    if (l->n == BENCH_MAX_LIST)
+        return bench_fail(err, SLM_ERR_INVALID_ARG, "'%s': more than %d values", s, BENCH_MAX_LIST);
     l->v[l->n++] = v;
     return SLM_OK;
 }
@@ -115,14 +116,14 @@ slm_status bench_parse_int_list(const char *s, bool ngl_words, bench_int_list *l
             size_t blen = plus ? (size_t)(plus - dash - 1) : len - (size_t)(dash - p) - 1;
             if (!to_int(p, (size_t)(dash - p), &a) || !to_int(dash + 1, blen, &b) ||
                 (plus && (!to_int(plus + 1, len - (size_t)(plus - p) - 1, &step) || step < 1)) || b < a)
-                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a range first-last[+step]", (int)len,
-                                p, s);
+                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a range first-last[+step]",
+                                  (int)len, p, s);
             for (int v = a; v <= b; v += step)
                 if ((st = push_int(l, v, s, err))) return st;
         } else {
             if (!to_int(p, len, &a))
-                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a non-negative number%s", (int)len, p,
-                                s, ngl_words ? ", all or auto" : "");
+                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a non-negative number%s",
+                                  (int)len, p, s, ngl_words ? ", all or auto" : "");
             if ((st = push_int(l, a, s, err))) return st;
         }
         if (!e) break;
@@ -197,7 +198,7 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
             for (int k = first; k < o->kv_types.n && !st; k++)
                 if (!bench_kv_type_supported(o->kv_types.v[k]))
                     st = bench_fail(err, SLM_ERR_INVALID_ARG, "KV cache type '%s' is not supported (supported: %s)",
-                                  o->kv_types.v[k], BENCH_KV_TYPES);
+                                    o->kv_types.v[k], BENCH_KV_TYPES);
         }
         else if (IS("-r", "--repetitions") || IS("-c", "--ctx-size") || IS("--peak-mib", NULL) || IS("--seed", NULL)) {
             if (!(st = bench_parse_int_list(v, false, &one, err)) && one.n != 1)
