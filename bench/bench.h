@@ -1,14 +1,16 @@
 /* slm-bench internals, shared by the files of bench/ and by tests/test_bench.c.
  *
  * bench_options.c   command line -> bench_options (lists, ranges, defaults, help)
- * bench_bandwidth.c measured peak read bandwidth: CPU (multi-threaded read), other devices (backend probe)
+ * bench_bandwidth.c the CPU peak read's buffer size (the read itself: slm_device_peak_read), the first GPU
  * bench_account.c   bytes read per generated token (weights + KV cache), per device
  * bench_run.c       one configuration: load (file or synthetic), prompt and generation runs, statistics
  * bench_profile.c   --profile: every op of a decode step timed on its own
  * bench_sysinfo.c   build, CPU and device facts for the report header
  * bench_report.c    markdown, CSV and JSON output
  * bench_svg.c       --sweep-ngl plot
- * slm_bench.c       main */
+ * slm_bench.c       main
+ *
+ * bench/ builds on the public API (slm.h, its measurement block) and support/synth.h alone. */
 #ifndef SLM_BENCH_H
 #define SLM_BENCH_H
 
@@ -17,8 +19,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "gguf.h"
-#include "model.h"
 #include "slm.h"
 
 #define BENCH_MAX_LIST 64
@@ -62,6 +62,12 @@ typedef struct bench_options {
     uint64_t seed;              /* token ids of the runs */
 } bench_options;
 
+/* Formats the message into err (when not NULL) and returns s: bench's own failures read like the library's. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+slm_status bench_fail(slm_error *err, slm_status s, const char *fmt, ...);
+
 /* The KV cache types the engine has, for -ctk (the usage error lists them). */
 #define BENCH_KV_TYPES "f16"
 bool bench_kv_type_supported(const char *name);
@@ -83,12 +89,6 @@ int bench_default_peak_mib(uint64_t llc_bytes, uint64_t avail_bytes);
 uint64_t bench_llc_bytes(void);
 /* MemAvailable from /proc/meminfo (else free pages), in bytes; 0 when unknown. */
 uint64_t bench_available_bytes(void);
-/* Best of reps multi-threaded reads of a buffer of mib MiB, in bytes/s (0 on failure). */
-double bench_cpu_read_bandwidth(int n_threads, int mib, int reps);
-/* A device's own measurement (backend measure_bandwidth) in bytes/s; 0 when the device cannot be opened or
- * has none. name (optional) receives the device's description. */
-double bench_device_bandwidth(const char *spec, char *name, size_t name_len);
-
 /* ---- accounting ---- */
 
 typedef struct bench_bytes {
@@ -98,12 +98,10 @@ typedef struct bench_bytes {
     uint64_t dev_kv_per_pos[SLM_MAX_DEVICES];
 } bench_bytes;
 
-/* From the GGUF tensor directory alone (every tensor is on the host; rope_freqs excluded, the embedding
- * counted as one row, plus the whole matrix when it is also the output head). kv_type_bytes: bytes per
- * cached element (2 for f16). */
-void bench_bytes_from_gguf(const slm_gguf *g, int kv_type_bytes, bench_bytes *out);
-/* From a loaded model, split by the device of each layer and of the head. */
-void bench_bytes_from_model(const slm_model *m, int kv_type_bytes, bench_bytes *out);
+/* From a loaded model's placement (slm_model_plan_info: the weights each device reads) and the KV bytes read per
+ * cached position (slm_model_kv_read_bytes, every layer), split by the layers of each device.
+ * tests/test_bench.c checks both against a count from the file's tensor directory. */
+void bench_bytes_from_plan(const slm_plan_info *pi, uint64_t kv_per_pos, bench_bytes *out);
 /* KV positions read on average per token when n_gen tokens are generated after n_past: token i attends
  * n_past + i + 1 positions, so the mean is n_past + (n_gen + 1) / 2. */
 double bench_kv_mean_positions(int n_past, int n_gen);

@@ -1,11 +1,10 @@
 /* slm-bench command line: llama-bench's conventions (comma lists make one row per combination) plus the
  * synthetic-model, bandwidth, profile and sweep options. */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
-#include "error.h"
-#include "plan.h"
 
 void bench_options_usage(FILE *f) {
     fprintf(f,
@@ -47,6 +46,16 @@ void bench_options_usage(FILE *f) {
             "  -h, --help\n");
 }
 
+slm_status bench_fail(slm_error *err, slm_status s, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
 bool bench_kv_type_supported(const char *name) {
     /* a whole-word match in the comma-separated BENCH_KV_TYPES */
     size_t n = strlen(name);
@@ -71,7 +80,8 @@ void bench_options_free(bench_options *o) {
 }
 
 static slm_status push_int(bench_int_list *l, int v, const char *s, slm_error *err) {
-    if (l->n == BENCH_MAX_LIST) return slm_fail(err, SLM_ERR_INVALID_ARG, "'%s': more than %d values", s, BENCH_MAX_LIST);
+    if (l->n == BENCH_MAX_LIST)
+        return bench_fail(err, SLM_ERR_INVALID_ARG, "'%s': more than %d values", s, BENCH_MAX_LIST);
     l->v[l->n++] = v;
     return SLM_OK;
 }
@@ -88,7 +98,7 @@ static bool to_int(const char *s, size_t len, int *out) {
 }
 
 slm_status bench_parse_int_list(const char *s, bool ngl_words, bench_int_list *l, slm_error *err) {
-    if (!s || !*s) return slm_fail(err, SLM_ERR_INVALID_ARG, "empty list");
+    if (!s || !*s) return bench_fail(err, SLM_ERR_INVALID_ARG, "empty list");
     const char *p = s;
     while (*p) {
         const char *e = strchr(p, ',');
@@ -106,33 +116,33 @@ slm_status bench_parse_int_list(const char *s, bool ngl_words, bench_int_list *l
             size_t blen = plus ? (size_t)(plus - dash - 1) : len - (size_t)(dash - p) - 1;
             if (!to_int(p, (size_t)(dash - p), &a) || !to_int(dash + 1, blen, &b) ||
                 (plus && (!to_int(plus + 1, len - (size_t)(plus - p) - 1, &step) || step < 1)) || b < a)
-                return slm_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a range first-last[+step]", (int)len,
-                                p, s);
+                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a range first-last[+step]",
+                                  (int)len, p, s);
             for (int v = a; v <= b; v += step)
                 if ((st = push_int(l, v, s, err))) return st;
         } else {
             if (!to_int(p, len, &a))
-                return slm_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a non-negative number%s", (int)len, p,
-                                s, ngl_words ? ", all or auto" : "");
+                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a non-negative number%s",
+                                  (int)len, p, s, ngl_words ? ", all or auto" : "");
             if ((st = push_int(l, a, s, err))) return st;
         }
         if (!e) break;
         p = e + 1;
-        if (!*p) return slm_fail(err, SLM_ERR_INVALID_ARG, "'%s' ends with a comma", s);
+        if (!*p) return bench_fail(err, SLM_ERR_INVALID_ARG, "'%s' ends with a comma", s);
     }
     return SLM_OK;
 }
 
 static slm_status parse_str_list(const char *s, bench_str_list *l, bool split, slm_error *err) {
-    if (!s || !*s) return slm_fail(err, SLM_ERR_INVALID_ARG, "empty value");
+    if (!s || !*s) return bench_fail(err, SLM_ERR_INVALID_ARG, "empty value");
     const char *p = s;
     for (;;) {
         const char *e = split ? strchr(p, ',') : NULL;
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (!len) return slm_fail(err, SLM_ERR_INVALID_ARG, "empty item in '%s'", s);
-        if (l->n == BENCH_MAX_STR) return slm_fail(err, SLM_ERR_INVALID_ARG, "too many values ('%s')", s);
+        if (!len) return bench_fail(err, SLM_ERR_INVALID_ARG, "empty item in '%s'", s);
+        if (l->n == BENCH_MAX_STR) return bench_fail(err, SLM_ERR_INVALID_ARG, "too many values ('%s')", s);
         l->v[l->n] = strndup(p, len);
-        if (!l->v[l->n]) return slm_fail(err, SLM_ERR_NOMEM, "out of memory");
+        if (!l->v[l->n]) return bench_fail(err, SLM_ERR_NOMEM, "out of memory");
         l->n++;
         if (!e) return SLM_OK;
         p = e + 1;
@@ -162,7 +172,7 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
                        IS("--no-warmup", NULL) || IS("-v", "--verbose") || IS("--no-peak", NULL));
         const char *v = NULL;
         if (takes) {
-            if (i + 1 >= argc) return slm_fail(err, SLM_ERR_INVALID_ARG, "option %s needs a value", a);
+            if (i + 1 >= argc) return bench_fail(err, SLM_ERR_INVALID_ARG, "option %s needs a value", a);
             v = argv[++i];
         }
         bench_int_list one = {{0}, 0};
@@ -187,12 +197,12 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
             st = parse_str_list(v, &o->kv_types, true, err);
             for (int k = first; k < o->kv_types.n && !st; k++)
                 if (!bench_kv_type_supported(o->kv_types.v[k]))
-                    st = slm_fail(err, SLM_ERR_INVALID_ARG, "KV cache type '%s' is not supported (supported: %s)",
-                                  o->kv_types.v[k], BENCH_KV_TYPES);
+                    st = bench_fail(err, SLM_ERR_INVALID_ARG, "KV cache type '%s' is not supported (supported: %s)",
+                                    o->kv_types.v[k], BENCH_KV_TYPES);
         }
         else if (IS("-r", "--repetitions") || IS("-c", "--ctx-size") || IS("--peak-mib", NULL) || IS("--seed", NULL)) {
             if (!(st = bench_parse_int_list(v, false, &one, err)) && one.n != 1)
-                st = slm_fail(err, SLM_ERR_INVALID_ARG, "%s takes one number, not '%s'", a, v);
+                st = bench_fail(err, SLM_ERR_INVALID_ARG, "%s takes one number, not '%s'", a, v);
             if (st) break;
             if (IS("-r", "--repetitions")) o->reps = one.v[0];
             else if (IS("-c", "--ctx-size")) o->n_ctx = one.v[0];
@@ -202,10 +212,10 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
             if (!strcmp(v, "md")) o->format = BENCH_MD;
             else if (!strcmp(v, "csv")) o->format = BENCH_CSV;
             else if (!strcmp(v, "json")) o->format = BENCH_JSON;
-            else st = slm_fail(err, SLM_ERR_INVALID_ARG, "-o %s: the formats are md, csv and json", v);
+            else st = bench_fail(err, SLM_ERR_INVALID_ARG, "-o %s: the formats are md, csv and json", v);
         } else if (IS("--out", NULL)) o->out_path = v;
         else if (IS("--svg", NULL)) o->svg_path = v;
-        else st = slm_fail(err, SLM_ERR_INVALID_ARG, "unknown option '%s' (see --help)", a);
+        else st = bench_fail(err, SLM_ERR_INVALID_ARG, "unknown option '%s' (see --help)", a);
 #undef IS
         if (st && !err) break;
         if (st && err && strncmp(err->msg, a, strlen(a))) {
@@ -217,18 +227,18 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
     }
     if (st) return st;
     if (o->help) return SLM_OK;
-    if (o->reps < 1) return slm_fail(err, SLM_ERR_INVALID_ARG, "-r must be at least 1");
-    if (o->peak_mib && o->peak_mib < 16) return slm_fail(err, SLM_ERR_INVALID_ARG, "--peak-mib must be at least 16");
+    if (o->reps < 1) return bench_fail(err, SLM_ERR_INVALID_ARG, "-r must be at least 1");
+    if (o->peak_mib && o->peak_mib < 16) return bench_fail(err, SLM_ERR_INVALID_ARG, "--peak-mib must be at least 16");
     if (!o->models.n && !o->synthetic.n)
-        return slm_fail(err, SLM_ERR_INVALID_ARG, "no model: give -m FILE or --synthetic SPEC");
+        return bench_fail(err, SLM_ERR_INVALID_ARG, "no model: give -m FILE or --synthetic SPEC");
     if (o->write_synthetic && !o->synthetic.n)
-        return slm_fail(err, SLM_ERR_INVALID_ARG, "--write-synthetic needs --synthetic SPEC");
+        return bench_fail(err, SLM_ERR_INVALID_ARG, "--write-synthetic needs --synthetic SPEC");
     if (!o->n_prompt.n) push_int(&o->n_prompt, 512, "", NULL);
     if (!o->n_gen.n) push_int(&o->n_gen, 128, "", NULL);
     if (!o->threads.n) push_int(&o->threads, 0, "", NULL);   /* 0: all cores, resolved at run time */
     if (!o->n_batch.n) push_int(&o->n_batch, 512, "", NULL);
     for (int i = 0; i < o->n_batch.n; i++)
-        if (o->n_batch.v[i] < 1) return slm_fail(err, SLM_ERR_INVALID_ARG, "-b: batch sizes must be at least 1");
+        if (o->n_batch.v[i] < 1) return bench_fail(err, SLM_ERR_INVALID_ARG, "-b: batch sizes must be at least 1");
     if (!o->devices.n) parse_str_list("cpu", &o->devices, false, NULL);
     if (!o->n_gpu_layers.n) {
         /* a named GPU device without -ngl means all layers on it */
@@ -241,6 +251,6 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
     for (int i = 0; i < o->n_prompt.n; i++) any |= o->n_prompt.v[i] > 0;
     for (int i = 0; i < o->n_gen.n; i++) any |= o->n_gen.v[i] > 0;
     if (!any && !o->write_synthetic && !o->profile)
-        return slm_fail(err, SLM_ERR_INVALID_ARG, "nothing to run: every -p and -n is 0");
+        return bench_fail(err, SLM_ERR_INVALID_ARG, "nothing to run: every -p and -n is 0");
     return SLM_OK;
 }

@@ -85,8 +85,7 @@ slm_status bench_profile(FILE *f, slm_model *m, int n_gen, bool warmup, double f
     if (n_gen < 1) n_gen = 16;
     prof_state *p = calloc(1, sizeof *p);
     slm_context *c = NULL;
-    slm_status s = p ? slm_context_create(m, &c, err) : SLM_ERR_NOMEM;
-    if (!p && err) snprintf(err->msg, sizeof err->msg, "profile: out of memory");
+    slm_status s = p ? slm_context_create(m, &c, err) : bench_fail(err, SLM_ERR_NOMEM, "profile: out of memory");
     int n_vocab = slm_model_get_info(m).n_vocab;
     uint64_t rng = 12345;
     /* the warm-up decodes position 0 unobserved, so the first timed op does not pay for cold caches, page

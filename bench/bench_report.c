@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "bench.h"
-#include "plan.h"
 
 static const char *kind_name(bench_test_kind k) { return k == BENCH_PP ? "pp" : "tg"; }
 

@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include "bench.h"
-#include "error.h"
 #include "synth.h"
 
 static double run_now(void) {
@@ -78,10 +77,10 @@ static void fail_row(bench_row *row, const char *msg) {
 
 /* Seconds per token at each device's peak for this row's bytes: the time decode would take if every
  * device streamed its share at its measured peak. 0 when a peak is unknown. */
-static double ideal_seconds(const slm_model *m, const bench_bytes *b, bench_sysinfo *si, const bench_options *o,
+static double ideal_seconds(int n_devices, const bench_bytes *b, bench_sysinfo *si, const bench_options *o,
                             const bench_row *row, int n_gen, double *peak_out) {
     double t = 0;
-    for (int d = 0; d < slm_model_plan_info(m).n_devices; d++) {
+    for (int d = 0; d < n_devices; d++) {
         double bytes = bench_bytes_per_token(b, d, 0, n_gen);
         if (bytes <= 0) continue;
         const char *spec = d == 0 ? "cpu" : row->device;
@@ -91,7 +90,7 @@ static double ideal_seconds(const slm_model *m, const bench_bytes *b, bench_sysi
     }
     /* the peak column shows the device that holds most of the bytes */
     double best = -1;
-    for (int d = 0; d < slm_model_plan_info(m).n_devices; d++) {
+    for (int d = 0; d < n_devices; d++) {
         double bytes = bench_bytes_per_token(b, d, 0, n_gen);
         if (bytes > best) {
             best = bytes;
@@ -107,8 +106,9 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
     int n = row->n_tokens;
     row->ok = true;
     row->reps = 0;
-    snprintf(row->placement, sizeof row->placement, "%s", slm_model_plan_info(m).text);
-    int n_vocab = m->hp.n_vocab;
+    slm_plan_info pi = slm_model_plan_info(m);
+    snprintf(row->placement, sizeof row->placement, "%s", pi.text);
+    int n_vocab = slm_model_get_info(m).n_vocab;
     int32_t *toks = malloc((size_t)(n > 0 ? n : 1) * sizeof *toks);
     double *ts = malloc((size_t)o->reps * sizeof *ts), *tsec = malloc((size_t)o->reps * sizeof *tsec);
     slm_context *c = NULL;
@@ -158,16 +158,16 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
     row->t_mean = t.mean;
     if (row->kind == BENCH_TG) {
         bench_bytes b;
-        bench_bytes_from_model(m, 2, &b);  /* the KV cache is f16 */
+        bench_bytes_from_plan(&pi, slm_model_kv_read_bytes(m), &b);
         row->weight_bytes_per_token = (double)b.weights;
         row->bytes_per_token = bench_bytes_per_token(&b, -1, 0, n);
         row->gbps = row->bytes_per_token * row->ts_mean / 1e9;
         double peak = 0;
-        double ideal = ideal_seconds(m, &b, si, o, row, n, &peak);
+        double ideal = ideal_seconds(pi.n_devices, &b, si, o, row, n, &peak);
         row->peak_gbps = peak / 1e9;
         if (ideal > 0) row->pct_peak = 100.0 * ideal * row->ts_mean;
-        if (slm_model_plan_info(m).predicted_tps > 0) {
-            row->predicted_ts = slm_model_plan_info(m).predicted_tps;
+        if (pi.predicted_tps > 0) {
+            row->predicted_ts = pi.predicted_tps;
             snprintf(row->prediction_src, sizeof row->prediction_src, "planner");
         } else if (ideal > 0) {
             row->predicted_ts = 1.0 / ideal;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 
 #include "bench.h"
-#include "error.h"
 
 /* A "nice" tick step (1, 2 or 5 times a power of ten) giving about n ticks over [0, max]. */
 static double nice_step(double max, int n) {
@@ -90,8 +89,8 @@ void bench_svg_sweep_file(FILE *f, const char *title, const bench_sweep_point *p
 
 slm_status bench_svg_sweep(const char *path, const char *title, const bench_sweep_point *p, int n, slm_error *err) {
     FILE *f = fopen(path, "w");
-    if (!f) return slm_fail(err, SLM_ERR_IO, "cannot create %s", path);
+    if (!f) return bench_fail(err, SLM_ERR_IO, "cannot create %s", path);
     bench_svg_sweep_file(f, title, p, n);
-    if (fclose(f)) return slm_fail(err, SLM_ERR_IO, "writing %s failed", path);
+    if (fclose(f)) return bench_fail(err, SLM_ERR_IO, "writing %s failed", path);
     return SLM_OK;
 }

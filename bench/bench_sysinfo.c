@@ -5,7 +5,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "bench.h"
 
 #ifndef SLM_BENCH_VERSION
@@ -68,11 +67,11 @@ void bench_sysinfo_collect(bench_sysinfo *s) {
 #else
     snprintf(s->compiler, sizeof s->compiler, "unknown");
 #endif
-    const slm_backend_ops *const *b = slm_backends();
-    for (; b && *b; b++) {
+    slm_backend_info b[8];
+    int n_b = slm_backends_list(b, 8);
+    for (int i = 0; i < n_b && i < 8; i++) {
         size_t used = strlen(s->backends);
-        int n = (*b)->count ? (*b)->count() : 0;
-        snprintf(s->backends + used, sizeof s->backends - used, "%s%s(%d)", used ? " " : "", (*b)->name, n);
+        snprintf(s->backends + used, sizeof s->backends - used, "%s%s(%d)", used ? " " : "", b[i].name, b[i].n_devices);
     }
     cpu_model(s->cpu, sizeof s->cpu);
     cpu_features(s->cpu_features, sizeof s->cpu_features);
@@ -102,13 +101,12 @@ double bench_sysinfo_peak(bench_sysinfo *s, const char *spec, int threads, int m
     bench_device_fact *f = &s->dev[s->n_dev++];
     snprintf(f->spec, sizeof f->spec, "%s", spec);
     f->threads = threads;
+    char name[sizeof f->name];
+    if (cpu) f->buffer_mib = mib > 0 ? mib : s->peak_mib;
+    f->peak = slm_device_peak_read(spec, threads, (size_t)f->buffer_mib << 20, name, sizeof name, NULL);
     if (cpu) {
-        f->buffer_mib = mib > 0 ? mib : s->peak_mib;
-        f->peak = bench_cpu_read_bandwidth(threads, f->buffer_mib, 5);
         snprintf(f->name, sizeof f->name, "%s, %d thread%s", s->cpu, threads, threads == 1 ? "" : "s");
     } else {
-        char name[sizeof f->name];
-        f->peak = bench_device_bandwidth(spec, name, sizeof name);
         const char *tail = bench_device_name_tail(name, spec);
         if (tail[0]) snprintf(f->name, sizeof f->name, "%s", tail);
         else snprintf(f->name, sizeof f->name, "not available");

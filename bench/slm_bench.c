@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "plan.h"
 #include "synth.h"
 
 static double now_s(void) {
@@ -24,16 +23,7 @@ static int max_of(const bench_int_list *l) {
 
 /* "llama 1.24B Q4_K - Medium" style: architecture, parameters, the file type. */
 static void model_type(const slm_model *m, const slm_model_info *info, char *buf, size_t len) {
-    static const struct { int id; const char *name; } FT[] = {
-        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"},
-        {14, "Q4_K - Small"}, {15, "Q4_K - Medium"}, {16, "Q5_K - Small"}, {17, "Q5_K - Medium"}, {18, "Q6_K"},
-        {32, "BF16"},
-    };
-    const char *ft = NULL;
-    uint64_t id;
-    if (slm_gguf_get_u64(m->gguf, "general.file_type", &id))
-        for (size_t i = 0; i < sizeof FT / sizeof FT[0]; i++)
-            if ((uint64_t)FT[i].id == id) ft = FT[i].name;
+    const char *ft = slm_model_file_type(m);
     /* test-sized models would all read "0.00B" */
     bool billions = info->n_params >= 1000000000ull;
     snprintf(buf, len, "%s %.2f%s %s", info->arch, info->n_params / (billions ? 1e9 : 1e6), billions ? "B" : "M",
@@ -78,9 +68,11 @@ static void error_rows(bench_results *res, const bench_options *o, const bench_s
 
 static void backends_text(char *buf, size_t len) {
     buf[0] = 0;
-    for (const slm_backend_ops *const *b = slm_backends(); b && *b; b++) {
+    slm_backend_info b[8];
+    int n = slm_backends_list(b, 8);
+    for (int i = 0; i < n && i < 8; i++) {
         size_t used = strlen(buf);
-        snprintf(buf + used, len - used, "%s%s", used ? ", " : "", (*b)->name);
+        snprintf(buf + used, len - used, "%s%s", used ? ", " : "", b[i].name);
     }
 }
 
@@ -131,9 +123,11 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                             failures++;
                             continue;
                         }
-                        if (o->verbose)
-                            fprintf(stderr, "slm-bench: loaded in %.2f s: %s%s%s\n", now_s() - t0, slm_model_plan_info(m).text,
-                                    slm_model_plan_info(m).note[0] ? " | " : "", slm_model_plan_info(m).note);
+                        if (o->verbose) {
+                            slm_plan_info pi = slm_model_plan_info(m);
+                            fprintf(stderr, "slm-bench: loaded in %.2f s: %s%s%s\n", now_s() - t0, pi.text,
+                                    pi.note[0] ? " | " : "", pi.note);
+                        }
                         int first_row = res->n;
                         for (int k = 0; k < 2; k++) {
                             const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
@@ -212,7 +206,7 @@ static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *s
             if (n_units < 0) break;
             continue;
         }
-        if (n_units < 0) n_units = m->hp.n_layer + 1;
+        if (n_units < 0) n_units = slm_model_get_info(m).n_layer + 1;
         fill_config(row, src, m, dev, threads, k, p.n_batch, "f16");
         row->kind = BENCH_TG;
         row->n_tokens = n_gen;

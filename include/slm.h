@@ -166,6 +166,36 @@ void slm_sampler_free(slm_sampler *s);
 int32_t slm_sampler_sample(slm_sampler *s, const float *logits);
 void slm_sampler_accept(slm_sampler *s, int32_t token);  /* history for the repetition penalty */
 
+/* ---- measurement (slm-bench) ---- */
+/* What a benchmark reports beside speed: the file's quantization, the backends of this build, and a device's
+ * peak read bandwidth (the denominator of "% of peak"). */
+
+/* The file's quantization as its general.file_type names it ("Q4_0", "Q4_K - Medium"); NULL when the file
+ * does not say or names a type this build has no name for. */
+const char *slm_model_file_type(const slm_model *m);
+
+/* KV cache bytes a generated token reads per position of its context: the K and V rows of every layer, as
+ * stored (f16) but without the rows' alignment padding, which attention does not read. The plan's kv_bytes
+ * are the memory held, padding included. */
+uint64_t slm_model_kv_read_bytes(const slm_model *m);
+
+/* Backends compiled into this build ("cpu" first, then "vulkan", "cuda") and how many devices each sees
+ * (counting a GPU backend's devices starts its driver): returns how many backends there are, filling at most
+ * max entries. Cheaper than slm_devices_list, which opens every device. */
+typedef struct slm_backend_info {
+    const char *name;
+    int n_devices;
+} slm_backend_info;
+int slm_backends_list(slm_backend_info *out, int max);
+
+/* Peak read bandwidth of a device in bytes/s, measured now. "cpu": n_threads threads (<= 0: every core) each
+ * sum their share of a host buffer of `bytes` (0: 1 GiB; make it several times the last-level cache) with
+ * the widest vector loads, best of 5 reads. A GPU ("vulkan:0", "cuda:0"): its backend's own read kernel
+ * (n_threads and bytes unused). name (optional) receives the device's description. Returns 0 and fills err
+ * when the device cannot be opened or measured. */
+double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char *name, size_t name_len,
+                            slm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "../bench/bench.h"
-#include "plan.h"
-#include "synth.h"
+#include "arch.h"
+#include "gguf.h"
+#include "model.h"
+#include "synth_gguf.h"
 #include "test_util.h"
 
 /* Built by cmake/bench.cmake, test_bench links the bench library (SLM_BENCH_LIB); built by the plain tests
@@ -177,6 +179,30 @@ static void test_stats(void) {
 #define HAND_WEIGHTS 883856.0
 #define HAND_KV 1024.0
 
+/* The same bytes from the GGUF tensor directory alone, independently of the engine's placement (every tensor
+ * on the host; rope_freqs excluded, the embedding counted as one row, plus the whole matrix when it is also
+ * the output head). kv_type_bytes: bytes per cached element (2 for f16). */
+static void file_bytes(const slm_gguf *g, int kv_type_bytes, bench_bytes *out) {
+    memset(out, 0, sizeof *out);
+    bool has_output = slm_gguf_find_tensor(g, "output.weight") != NULL;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const slm_gguf_tensor *t = &g->tensors[i];
+        if (slm_gguf_str_eq(t->name, "rope_freqs.weight")) continue;  /* a few floats, kept by the rope op */
+        if (slm_gguf_str_eq(t->name, "token_embd.weight")) {
+            out->weights += t->size / (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);  /* one row */
+            if (!has_output) out->weights += t->size;                           /* tied: it is the head */
+            continue;
+        }
+        out->weights += t->size;
+    }
+    slm_hparams hp;
+    if (slm_arch_read_hparams(g, &hp, NULL) == SLM_OK)
+        out->kv_per_pos = 2ull * (uint64_t)hp.n_layer * (uint64_t)hp.n_head_kv * (uint64_t)hp.head_dim *
+                          (uint64_t)kv_type_bytes;
+    out->dev_weights[0] = out->weights;
+    out->dev_kv_per_pos[0] = out->kv_per_pos;
+}
+
 static void test_accounting(void) {
     slm_synth_spec s;
     slm_error err = {{0}};
@@ -186,7 +212,7 @@ static void test_accounting(void) {
     CHECK(slm_synth_open(&s, 2, &g, &data, &err) == SLM_OK, "build: %s", err.msg);
     if (!g) return;
     bench_bytes b;
-    bench_bytes_from_gguf(g, 2, &b);
+    file_bytes(g, 2, &b);
     CHECK(b.weights == (uint64_t)HAND_WEIGHTS, "weights %llu, by hand 883856", (unsigned long long)b.weights);
     CHECK(b.kv_per_pos == (uint64_t)HAND_KV, "kv %llu, by hand 1024", (unsigned long long)b.kv_per_pos);
     CHECK(fabs(bench_kv_mean_positions(0, 128) - 64.5) < 1e-12, "mean position");
@@ -194,7 +220,7 @@ static void test_accounting(void) {
     CHECK(fabs(bench_bytes_per_token(&b, -1, 0, 128) - 949904.0) < 1e-6, "tg128 bytes %.1f",
           bench_bytes_per_token(&b, -1, 0, 128));
 
-    /* the loaded model splits the same bytes by device, and the engine agrees on the weights */
+    /* the engine's placement (slm_model_plan_info, what bench reads) gives the same bytes as the file */
     slm_params p = slm_params_default();
     p.n_threads = 2;
     p.n_ctx = 64;
@@ -202,10 +228,12 @@ static void test_accounting(void) {
     CHECK(slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK, "load: %s", err.msg);
     if (m) {
         bench_bytes bm;
-        bench_bytes_from_model(m, 2, &bm);
-        CHECK(bm.weights == (uint64_t)HAND_WEIGHTS && bm.dev_weights[0] == bm.weights, "model weights %llu",
-              (unsigned long long)bm.weights);
-        CHECK(bm.kv_per_pos == (uint64_t)HAND_KV, "model kv %llu", (unsigned long long)bm.kv_per_pos);
+        slm_plan_info pi = slm_model_plan_info(m);
+        bench_bytes_from_plan(&pi, slm_model_kv_read_bytes(m), &bm);
+        CHECK(bm.weights == b.weights && bm.weights == (uint64_t)HAND_WEIGHTS && bm.dev_weights[0] == bm.weights,
+              "model weights %llu, file %llu", (unsigned long long)bm.weights, (unsigned long long)b.weights);
+        CHECK(bm.kv_per_pos == b.kv_per_pos && bm.kv_per_pos == (uint64_t)HAND_KV, "model kv %llu",
+              (unsigned long long)bm.kv_per_pos);
         slm_context *c = NULL;
         if (slm_context_create(m, &c, &err) == SLM_OK) {
             slm_perf pf = slm_context_perf(c);
@@ -253,11 +281,36 @@ static void test_accounting(void) {
     CHECK(slm_synth_parse("custom:q4_0:tied=1", &s, &err) == SLM_OK, "%s", err.msg);
     CHECK(slm_synth_open(&s, 2, &g, &data, &err) == SLM_OK, "build: %s", err.msg);
     if (g) {
-        bench_bytes_from_gguf(g, 2, &b);
+        file_bytes(g, 2, &b);
         CHECK(b.weights == 667648 + 1024 + 215040 + 210, "tied weights %llu", (unsigned long long)b.weights);
-        slm_gguf_close(g);
+        slm_model *mt = NULL;
+        CHECK(slm_model_load_gguf(g, &p, NULL, &mt, &err) == SLM_OK, "load tied: %s", err.msg);
+        if (mt) {
+            slm_plan_info pi = slm_model_plan_info(mt);
+            bench_bytes bm;
+            bench_bytes_from_plan(&pi, slm_model_kv_read_bytes(mt), &bm);
+            CHECK(bm.weights == b.weights, "tied: the engine reads %llu, the file says %llu",
+                  (unsigned long long)bm.weights, (unsigned long long)b.weights);
+            slm_model_free(mt);
+        }
+        /* the model took g, loaded or not */
     }
     free(data);
+
+    /* a split placement: each device's weights, and the KV cache by its layers (1 of 4 on the CPU) */
+    slm_plan_info pi;
+    memset(&pi, 0, sizeof pi);
+    pi.n_devices = 2;
+    pi.device[0].read_bytes_per_token = 1000;
+    pi.device[0].n_layers = 1;
+    pi.device[1].read_bytes_per_token = 3000;
+    pi.device[1].n_layers = 3;
+    bench_bytes_from_plan(&pi, 1024, &b);
+    CHECK(b.weights == 4000 && b.kv_per_pos == 1024 && b.dev_weights[1] == 3000 && b.dev_kv_per_pos[0] == 256,
+          "split: %llu %llu", (unsigned long long)b.weights, (unsigned long long)b.kv_per_pos);
+    CHECK(bench_bytes_per_token(&b, 1, 0, 4) == 3000 + 2.5 * 768 && bench_bytes_per_token(&b, 2, 0, 4) == 0 &&
+              bench_bytes_per_token(&b, -1, 0, 4) == 4000 + 2.5 * 1024,
+          "per-device bytes per token");
 }
 
 /* ---- output formats ---- */
@@ -527,8 +580,14 @@ static void test_formats(void) {
 
 static void test_bandwidth(void) {
     /* no timing assertions: the measurement runs and gives a positive, finite number */
-    double bw = bench_cpu_read_bandwidth(2, 32, 2);
-    CHECK(bw > 0 && isfinite(bw), "cpu read bandwidth %g", bw);
+    char name[160];
+    slm_error err = {{0}};
+    double bw = slm_device_peak_read("cpu", 2, (size_t)32 << 20, name, sizeof name, &err);
+    CHECK(bw > 0 && isfinite(bw), "cpu read bandwidth %g: %s", bw, err.msg);
+    CHECK(!strncmp(name, "cpu", 3), "the CPU device's name: %s", name);
+    err.msg[0] = 0;
+    bw = slm_device_peak_read("nodevice:0", 0, 0, name, sizeof name, &err);
+    CHECK(bw == 0 && err.msg[0] && !name[0], "an unknown device: %g, '%s'", bw, err.msg);
 }
 
 int main(void) {

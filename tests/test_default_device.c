@@ -6,7 +6,7 @@
 
 #include "backend.h"
 #include "model.h"
-#include "synth.h"
+#include "synth_gguf.h"
 #include "test_util.h"
 
 /* Spec of the device the default should pick ("cuda:0", ...), or "" when only software renderers or no

@@ -9,7 +9,7 @@
 #include "model.h"
 #include "quant_ref.h"
 #include "slm.h"
-#include "synth.h"
+#include "synth_gguf.h"
 #include "test_util.h"
 
 static slm_synth_spec parse_ok(const char *spec) {

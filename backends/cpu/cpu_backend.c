@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "cpu_bandwidth.h"
 #include "cpu_ops.h"
 #include "error.h"
 
@@ -140,41 +140,10 @@ static slm_status cpu_run(slm_device *d, const slm_op *ops, int n_ops, slm_error
 
 static slm_status cpu_sync(slm_device *d, slm_error *err) { return SLM_OK; }
 
-/* Peak read bandwidth: every thread sums its share of a buffer much larger than the caches. */
-typedef struct bw_arg {
-    const uint64_t *buf;
-    size_t n;
-    uint64_t sums[64];
-} bw_arg;
-
-static void bw_read(void *varg, int ith, int nth) {
-    bw_arg *a = varg;
-    size_t per = a->n / (size_t)nth, i0 = per * (size_t)ith, i1 = i0 + per;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = i0; i + 4 <= i1; i += 4) {
-        s0 += a->buf[i]; s1 += a->buf[i + 1]; s2 += a->buf[i + 2]; s3 += a->buf[i + 3];
-    }
-    if (ith < 64) a->sums[ith] = s0 + s1 + s2 + s3;
-}
-
+/* Peak read bandwidth: the host's one measurement (cpu_bandwidth.c), on as many threads as the pool has. */
 static double cpu_measure_bandwidth(slm_device *d) {
     cpu_ctx *c = d->ctx;
-    size_t bytes = (size_t)1 << 30;
-    uint64_t *buf = NULL;
-    if (posix_memalign((void **)&buf, 64, bytes)) return 0;
-    memset(buf, 1, bytes);
-    bw_arg a = {.buf = buf, .n = bytes / 8};
-    double best = 0;
-    for (int rep = 0; rep < 5; rep++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        slm_pool_run(c->pool, bw_read, &a);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        if (s > 0 && bytes / s > best) best = bytes / s;
-    }
-    free(buf);
-    return best;
+    return slm_cpu_peak_read(slm_pool_size(c->pool), SLM_CPU_PEAK_READ_BYTES, 5);
 }
 
 const slm_backend_ops slm_backend_cpu = {

@@ -10,7 +10,7 @@ independently of ours.
    offset, size and data bytes (CRC-32) must equal what was written and what gguf's GGUFReader finds.
 2. The same comparison against GGUFReader for every *.gguf under $SLM_TEST_MODELS.
 3. A GGUF v1 file and a truncated file must make gguf_dump fail with a message.
-4. Our writer (core/gguf_write.c through BUILD/bin/gguf_write_sample), v2 and v3, alignment 32 and 64: GGUFReader
+4. Our writer (support/gguf_write.c through BUILD/bin/gguf_write_sample), v2 and v3, alignment 32 and 64: GGUFReader
    must read back every value and tensor it was given.
 
 Exit codes: 0 pass, 1 fail, 77 skip (numpy/gguf or the tool missing).

@@ -1,4 +1,4 @@
-/* gguf_write_sample: writes a small fixed GGUF file with core/gguf_write.c so that
+/* gguf_write_sample: writes a small fixed GGUF file with support/gguf_write.c so that
  * tests/reference/test_gguf_python.py can read it back with the `gguf` package's GGUFReader.
  *
  *   gguf_write_sample OUT.gguf [ALIGNMENT] [VERSION]

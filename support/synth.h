@@ -1,7 +1,7 @@
 /* Synthetic models: GGUF files of the exact shape of real models (Llama 3.2 1B/3B, Llama 3.1 8B, Qwen2.5 14B,
  * Phi-4 14B, or custom dimensions) with random quantized weights, so that slm can be measured on 8B and 14B
- * shapes on a machine with no network. The result is an ordinary GGUF (written by core/gguf_write.h) that
- * goes through slm_gguf_open_memory and slm_model_load_gguf, the same path as a real file.
+ * shapes on a machine with no network. The result is an ordinary GGUF (written by support/gguf_write.h) that
+ * goes through slm_model_load_memory, the same path as a real file.
  *
  * Weights are random but well formed: every block scale is a small normal f16 chosen so that the
  * dequantized weights have a standard deviation near 0.02 (like trained weights), norms are 1 and
@@ -15,7 +15,10 @@
  *           q8_0, f16
  *   KEY     n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx, arch (llama|qwen2),
  *           tied (0|1), seed
- * e.g. "llama3-8b:q4_k_m", "qwen2.5-14b:q4_k_m:n_layer=4", "custom:q4_0:n_layer=2:n_embd=256". */
+ * e.g. "llama3-8b:q4_k_m", "qwen2.5-14b:q4_k_m:n_layer=4", "custom:q4_0:n_layer=2:n_embd=256".
+ *
+ * This header needs only include/slm.h, so slm-bench builds on the public API; what takes the engine's own
+ * types (a tensor's type, the GGUF opened in place, raw block filling) is in synth_gguf.h, for tests. */
 #ifndef SLM_SYNTH_H
 #define SLM_SYNTH_H
 
@@ -23,9 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
 #include "slm.h"
-#include "types.h"
 
 typedef enum slm_synth_quant {
     SLM_SYNTH_Q4_0,
@@ -60,22 +61,11 @@ slm_status slm_synth_validate(const slm_synth_spec *s, slm_error *err);
 /* Parameters of the model (every tensor's elements, as the Hugging Face count: rope_freqs excluded). */
 uint64_t slm_synth_param_count(const slm_synth_spec *s);
 
-/* The type the spec's quantization mix gives a tensor, by its GGUF name ("blk.3.attn_v.weight"). */
-slm_dtype slm_synth_tensor_type(const slm_synth_spec *s, const char *name);
-
 /* Builds the whole GGUF in one malloc'd buffer (*data, *size: the caller frees it). n_threads <= 0: all
  * cores. Peak memory is the file size plus the vocabulary, never twice the weights. */
 slm_status slm_synth_build(const slm_synth_spec *s, int n_threads, void **data, size_t *size, slm_error *err);
 
 /* Builds and writes the GGUF to path. */
 slm_status slm_synth_write_file(const slm_synth_spec *s, int n_threads, const char *path, slm_error *err);
-
-/* Builds and opens it: *g reads *data, which must outlive it (free *data after slm_gguf_close, or after
- * slm_model_free when the model took g). */
-slm_status slm_synth_open(const slm_synth_spec *s, int n_threads, slm_gguf **g, void **data, slm_error *err);
-
-/* Fills one tensor's data with random blocks of type t (rows of ne0 elements, nbytes in all) so that the
- * weights dequantize to values of standard deviation about `sigma`. Exposed for tests. */
-slm_status slm_synth_fill(slm_dtype t, void *data, size_t nbytes, float sigma, uint64_t seed, slm_error *err);
 
 #endif

@@ -3,7 +3,8 @@
  *
  * The add_* calls keep the first failure (out of memory, bad argument) and every later write reports it, so a
  * sequence of adds can be checked once at the end. They also return it for callers that want to stop early.
- * Nothing checks for duplicate keys or tensor names, so tests can write files that readers must reject. */
+ * Nothing checks for duplicate keys or tensor names, so tests can write files that readers must reject.
+ * It speaks the engine's GGUF types (core/gguf.h): its users need the internal include paths, as tests have. */
 #ifndef SLM_GGUF_WRITE_H
 #define SLM_GGUF_WRITE_H
 

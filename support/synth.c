@@ -1,9 +1,9 @@
-/* Synthetic models of real shapes with random quantized weights (see synth.h).
+/* Synthetic models of real shapes with random quantized weights (see synth.h and synth_gguf.h).
  *
  * The GGUF is written once by the GGUF writer with every tensor's data left as zeros, then the random blocks
  * are written in place into that buffer, so an 8B model costs its 4.9 GB once, not twice. Filling is split
  * into fixed chunks, each seeded from (seed, tensor, chunk), so the bytes do not depend on the thread count. */
-#include "synth.h"
+#include "synth_gguf.h"
 
 #include <math.h>
 #include <pthread.h>
