@@ -110,6 +110,24 @@ struct slm_device {
     char name[160];     /* "cpu (AVX-512, 2 threads)", "vulkan:0 llvmpipe (LLVM 15.0.6, 256 bits)" */
 };
 
+/* Buffers and devices: what callers use instead of dev->ops->... Every status return fills err. */
+slm_status slm_buffer_alloc(slm_device *d, size_t bytes, slm_buffer *out, slm_error *err);
+/* A no-op on a zeroed buffer (b->dev NULL or size 0: never allocated, or already released); zeroes *b. */
+void slm_buffer_release(slm_buffer *b);
+/* Copies n bytes at byte off of b; SLM_ERR_INVALID_ARG when [off, off + n) is not inside b. */
+slm_status slm_buffer_upload(slm_buffer *b, size_t off, const void *src, size_t n, slm_error *err);
+slm_status slm_buffer_download(const slm_buffer *b, size_t off, void *dst, size_t n, slm_error *err);
+/* The same at t->offset of t->buf (n bytes, whatever the tensor's shape). */
+slm_status slm_tensor_upload(const slm_tensor *t, const void *src, size_t n, slm_error *err);
+slm_status slm_tensor_download(const slm_tensor *t, void *dst, size_t n, slm_error *err);
+/* Runs a split in order; may return before the work is done (slm_device_sync waits). */
+slm_status slm_device_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err);
+slm_status slm_device_sync(slm_device *d, slm_error *err);
+/* Free and total bytes of the device's memory (0 and 0 when unknown); either pointer may be NULL. */
+void slm_device_memory(slm_device *d, size_t *free_bytes, size_t *total_bytes);
+/* Whether the device has kernels for op. */
+bool slm_device_supports(slm_device *d, const slm_op *op);
+
 /* Registry of compiled-in backends: spec is "cpu", "vulkan", "vulkan:N", "cuda", "cuda:N". */
 slm_status slm_device_open(const char *spec, const slm_device_config *cfg, slm_device **out, slm_error *err);
 void slm_device_close(slm_device *d);
