@@ -64,4 +64,6 @@ void slm_device_memory(slm_device *d, size_t *free_bytes, size_t *total_bytes) {
     if (total_bytes) *total_bytes = tot;
 }
 
-bool slm_device_supports(slm_device *d, const slm_op *op) { return d->ops->supports(d, op); }
+bool slm_device_supports(slm_device *d, const slm_op *op) {
+    return slm_op_check(op, NULL) == SLM_OK && d->ops->supports(d, op);
+}
