@@ -35,27 +35,47 @@ slm_tensor slm_tensor_make(slm_buffer *buf, size_t offset, slm_dtype type, int64
 /* The columns [first, first+n) of dimension 1 (e.g. some tokens of an activation matrix). */
 slm_tensor slm_tensor_cols(slm_tensor t, int64_t first, int64_t n);
 size_t slm_tensor_bytes(const slm_tensor *t);   /* contiguous size */
+/* Bytes from t->offset to the end of its last row, strides included (what the view touches). */
+size_t slm_tensor_extent(const slm_tensor *t);
 int64_t slm_tensor_nelements(const slm_tensor *t);
 
+/* The op contract. slm_op_check enforces all of it (once per op, when a graph is built); backends check
+ * only their own limits on top (slm_backend_ops.supports).
+ *
+ * Every operand: present means buf != NULL; an operand a kind does not list must be absent. Its type is one
+ * slm knows; every ne[i] >= 1 and dims past the operand's rank are 1; nb[0] is the element (block) size, so
+ * rows are contiguous; for i >= 1 within the rank, nb[i] >= the bytes of dim i - 1 (rows never overlap;
+ * padding between them is allowed, as the KV cache has). The offset and strides are multiples of the
+ * element size for plain types (f32, i32: 4; f16, bf16: 2) and of 2 bytes for block types; ne[0] of a block
+ * type is a multiple of its block. All of [offset, offset + extent) lies inside buf (slm_tensor_extent).
+ * dst shares no bytes with a source unless the kind says it may be that very source (in place).
+ * Values that live on the device (ids, positions) are the caller's to keep in range: ids < n_vocab,
+ * positions < the cache's rows. "weight" below is any known type but i32, 2-D [K, N]: row r is N's r-th row. */
 typedef enum slm_op_kind {
-    /* dst f32 [n_embd, T] = rows of src0 (weight of any type) [n_embd, n_vocab] at ids src1 i32 [T] */
+    /* dst f32 [n_embd, T] = row src1[t] of src0 (weight table [n_embd, n_vocab]) for each t;
+     * src1 i32 [T] ids. */
     SLM_OP_EMBED,
-    /* dst f32 [n, T] = src0 f32 [n, T] / rms(row) * src1 f32 [n]           (p.norm.eps) */
+    /* dst f32 [n, T] = src0 f32 [n, T] / rms(column) * src1 f32 [n]; p.norm.eps finite, >= 0. */
     SLM_OP_RMSNORM,
-    /* dst f32 [N, T] = src0 weight [K, N] (any type, row r = output r) . src1 f32 [K, T] (+ src2 f32 [N]) */
+    /* dst f32 [N, T] = src0 (weight [K, N]) . src1 f32 [K, T] (+ src2 f32 [N], optional bias). */
     SLM_OP_MATMUL,
-    /* dst f32 [head_dim, n_heads, T], rotated in place (dst and src0 are the same tensor);
-     * src1 i32 [T] positions; src2 f32 [n_rot/2] frequency factors (optional)   (p.rope) */
+    /* dst f32 [head_dim, n_heads, T] rotated in place: src0 is absent or the very same view as dst;
+     * src1 i32 [T] positions; src2 f32 [>= n_rot/2] frequency factors (optional, the first n_rot/2 used).
+     * p.rope: n_rot even, 2 <= n_rot <= head_dim (the first n_rot of each head turn); neox pairs i with
+     * i + n_rot/2 (else 2i with 2i+1); freq_base and freq_scale finite and > 0. */
     SLM_OP_ROPE,
-    /* dst f16 [n_kv_embd, n_ctx] (the cache): row src1[t] = src0 f32 [n_kv_embd, T] column t */
+    /* dst f16 [n_kv_embd, n_ctx] (the cache, rows may be padded): row src1[t] = src0 f32 [n_kv_embd, T]
+     * column t; src1 i32 [T] positions; T <= n_ctx. */
     SLM_OP_KV_WRITE,
-    /* dst f32 [head_dim * n_head, T]: causal GQA attention of src0 q f32 [head_dim * n_head, T] over
-     * src1 K cache f16 [head_dim * n_head_kv, n_ctx] and src2 V cache (same shape); token t sees cache
-     * rows 0..src3[t] inclusive (src3 i32 [T] positions)   (p.attn) */
+    /* dst f32 [head_dim * n_head, T]: causal GQA attention of src0 q f32 [head_dim * n_head, T] over src1 K
+     * cache f16 [head_dim * n_head_kv, n_ctx] and src2 V cache f16 of the same shape (row strides may
+     * differ, rows may be padded); token t sees cache rows 0..src3[t] inclusive (src3 i32 [T] positions).
+     * p.attn: head_dim, n_head, n_head_kv >= 1, n_head a multiple of n_head_kv (query head h reads kv head
+     * h / (n_head / n_head_kv)); scale finite and > 0 (scores are q.k * scale). */
     SLM_OP_ATTENTION,
-    /* dst f32 [n, T] = silu(src0) * src1 */
+    /* dst f32 [n, T] = silu(src0) * src1, all f32 [n, T]; dst may be src0 or src1 (the same view). */
     SLM_OP_SWIGLU,
-    /* dst f32 = src0 + src1, same shape; dst may be src0 */
+    /* dst f32 [n, T] = src0 + src1, all f32 [n, T]; dst may be src0 or src1 (the same view). */
     SLM_OP_ADD,
     SLM_OP_KIND_COUNT,
 } slm_op_kind;
@@ -77,6 +97,11 @@ typedef struct slm_op {
     } p;
 } slm_op;
 
+/* Checks op against the contract above: SLM_OK, or SLM_ERR_INVALID_ARG (SLM_ERR_UNSUPPORTED for a type or
+ * kind slm does not know) with a message naming the op kind, its name and layer, the operand and what was
+ * expected against what it got. err may be NULL. */
+slm_status slm_op_check(const slm_op *op, slm_error *err);
+
 typedef struct slm_device_config {
     int n_threads;      /* cpu: worker threads (<= 0: all cores) */
     bool f32_activations; /* cpu: mat-muls on f32 activations, not 8-bit blocks (slow, exact) */
@@ -89,6 +114,8 @@ typedef struct slm_backend_ops {
     slm_status (*open)(slm_device *, int index, const slm_device_config *, slm_error *);
     void (*close)(slm_device *);
     void (*memory)(slm_device *, size_t *free, size_t *total);
+    /* This backend's own limits only (weight types it has no kernel for, sizes past a shader's arrays, ...):
+     * callers check the contract with slm_op_check (slm_device_supports does both). */
     bool (*supports)(slm_device *, const slm_op *);
     slm_status (*alloc)(slm_device *, size_t bytes, slm_buffer *, slm_error *);
     /* Optional (NULL when absent): use host memory (e.g. the mmapped file) in place. */
@@ -96,7 +123,8 @@ typedef struct slm_backend_ops {
     void (*release)(slm_device *, slm_buffer *);
     slm_status (*upload)(slm_device *, slm_buffer *, size_t off, const void *src, size_t n, slm_error *);
     slm_status (*download)(slm_device *, void *dst, const slm_buffer *, size_t off, size_t n, slm_error *);
-    /* Runs a whole split in order; may return before the work is done (sync waits). */
+    /* Runs a whole split in order; may return before the work is done (sync waits). The ops satisfy
+     * slm_op_check and supports. */
     slm_status (*run)(slm_device *, const slm_op *ops, int n_ops, slm_error *);
     slm_status (*sync)(slm_device *, slm_error *);
     /* Optional: measured peak read bandwidth in bytes/s (0 when unknown). */
@@ -111,6 +139,24 @@ struct slm_device {
     bool software;      /* a CPU implementation of a GPU API (lavapipe): used only when asked for */
     char name[160];     /* "cpu (AVX-512, 2 threads)", "vulkan:0 llvmpipe (LLVM 15.0.6, 256 bits)" */
 };
+
+/* Buffers and devices: what callers use instead of dev->ops->... Every status return fills err. */
+slm_status slm_buffer_alloc(slm_device *d, size_t bytes, slm_buffer *out, slm_error *err);
+/* A no-op on a zeroed buffer (b->dev NULL or size 0: never allocated, or already released); zeroes *b. */
+void slm_buffer_release(slm_buffer *b);
+/* Copies n bytes at byte off of b; SLM_ERR_INVALID_ARG when [off, off + n) is not inside b. */
+slm_status slm_buffer_upload(slm_buffer *b, size_t off, const void *src, size_t n, slm_error *err);
+slm_status slm_buffer_download(const slm_buffer *b, size_t off, void *dst, size_t n, slm_error *err);
+/* The same at t->offset of t->buf (n bytes, whatever the tensor's shape). */
+slm_status slm_tensor_upload(const slm_tensor *t, const void *src, size_t n, slm_error *err);
+slm_status slm_tensor_download(const slm_tensor *t, void *dst, size_t n, slm_error *err);
+/* Runs a split in order; may return before the work is done (slm_device_sync waits). */
+slm_status slm_device_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err);
+slm_status slm_device_sync(slm_device *d, slm_error *err);
+/* Free and total bytes of the device's memory (0 and 0 when unknown); either pointer may be NULL. */
+void slm_device_memory(slm_device *d, size_t *free_bytes, size_t *total_bytes);
+/* Whether op satisfies the contract (slm_op_check) and the device has kernels for it. */
+bool slm_device_supports(slm_device *d, const slm_op *op);
 
 /* Registry of compiled-in backends: spec is "cpu", "vulkan", "vulkan:N", "cuda", "cuda:N". */
 slm_status slm_device_open(const char *spec, const slm_device_config *cfg, slm_device **out, slm_error *err);

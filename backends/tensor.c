@@ -32,6 +32,13 @@ size_t slm_tensor_bytes(const slm_tensor *t) {
     return slm_dtype_row_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]);
 }
 
+size_t slm_tensor_extent(const slm_tensor *t) {
+    size_t e = slm_dtype_row_bytes(t->type, t->ne[0]);
+    for (int i = 1; i < 4; i++)
+        if (t->ne[i] > 1) e += (size_t)(t->ne[i] - 1) * t->nb[i];
+    return e;
+}
+
 const char *slm_op_kind_name(slm_op_kind k) {
     static const char *const names[SLM_OP_KIND_COUNT] = {
         [SLM_OP_EMBED] = "embed", [SLM_OP_RMSNORM] = "rmsnorm", [SLM_OP_MATMUL] = "matmul",

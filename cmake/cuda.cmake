@@ -51,7 +51,8 @@ file(GLOB SLM_CUDA_BACKEND_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/backend
 
 add_library(slm_cuda_kernels STATIC ${SLM_CUDA_KERNEL_SOURCES})
 target_include_directories(slm_cuda_kernels PRIVATE
-  ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/core ${CMAKE_SOURCE_DIR}/kernels/cuda)
+  ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/core ${CMAKE_SOURCE_DIR}/kernels
+  ${CMAKE_SOURCE_DIR}/kernels/cuda)
 # The directory-wide options (warnings, sanitizers) are host-compiler flags nvcc may not accept: replace
 # them with the warnings forwarded to the host compiler. No -use_fast_math: RoPE angles of long contexts
 # and the softmax need the accurate sin/cos/exp.

@@ -87,7 +87,21 @@ string(REPLACE "\n" " \\\n" _slm_vk_entries_cont "${_slm_vk_entries}")
 string(APPEND _slm_vk_table "${_slm_vk_entries_cont}\n")
 file(CONFIGURE OUTPUT "${_slm_vk_out}/vk_shader_table.h" CONTENT "${_slm_vk_table}")
 
-add_custom_target(slm_vk_shaders DEPENDS ${_slm_vk_headers})
+# shaders/quant_blocks.glsl repeats the block sizes of kernels/quant_blocks.h (GLSL cannot include the C
+# header): a small program compares them before any shader compiles and fails the build on a mismatch. A
+# check rather than a generated .glsl keeps the shader sources readable and complete in the tree.
+add_executable(slm_check_quant_blocks "${CMAKE_SOURCE_DIR}/cmake/check_quant_blocks.c")
+target_include_directories(slm_check_quant_blocks PRIVATE "${CMAKE_SOURCE_DIR}/kernels")
+set_target_properties(slm_check_quant_blocks PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${_slm_vk_out}")
+add_custom_command(
+  OUTPUT "${_slm_vk_out}/quant_blocks.checked"
+  COMMAND slm_check_quant_blocks "${CMAKE_SOURCE_DIR}/shaders/quant_blocks.glsl"
+  COMMAND ${CMAKE_COMMAND} -E touch "${_slm_vk_out}/quant_blocks.checked"
+  DEPENDS slm_check_quant_blocks "${CMAKE_SOURCE_DIR}/shaders/quant_blocks.glsl"
+          "${CMAKE_SOURCE_DIR}/kernels/quant_blocks.h"
+  COMMENT "quant_blocks.glsl against kernels/quant_blocks.h"
+  VERBATIM)
+add_custom_target(slm_vk_shaders DEPENDS ${_slm_vk_headers} "${_slm_vk_out}/quant_blocks.checked")
 file(GLOB SLM_VULKAN_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/backends/vulkan/*.c)
 target_sources(slm PRIVATE ${SLM_VULKAN_SOURCES})
 add_dependencies(slm slm_vk_shaders)

@@ -23,7 +23,7 @@ static double time_matvec(slm_device *dev, slm_dtype wtype, slm_buffer *w, slm_b
     op.dst = slm_tensor_make(y, 0, SLM_F32, n_rows, 1, 1, 1);
     slm_error err;
     double t0 = now_s();
-    if (dev->ops->run(dev, &op, 1, &err) || dev->ops->sync(dev, &err)) return 0;
+    if (slm_device_run(dev, &op, 1, &err) || slm_device_sync(dev, &err)) return 0;
     return now_s() - t0;
 }
 
@@ -37,12 +37,12 @@ slm_device_probe slm_device_probe_run(slm_device *dev, slm_dtype wtype, int64_t 
     size_t wbytes = (size_t)n * row;
     void *zeros = calloc(1, wbytes);   /* zero weights (zero scales): finite, as costly to decode as any */
     if (!zeros) return pr;
-    if (dev->ops->alloc(dev, wbytes, &w, &err) || dev->ops->alloc(dev, (size_t)k * 4, &x, &err) ||
-        dev->ops->alloc(dev, (size_t)n * 4, &y, &err))
+    if (slm_buffer_alloc(dev, wbytes, &w, &err) || slm_buffer_alloc(dev, (size_t)k * 4, &x, &err) ||
+        slm_buffer_alloc(dev, (size_t)n * 4, &y, &err))
         goto done;
     double t0 = now_s();
-    if (dev->ops->upload(dev, &w, 0, zeros, wbytes, &err) || dev->ops->upload(dev, &x, 0, zeros, (size_t)k * 4, &err) ||
-        dev->ops->sync(dev, &err))
+    if (slm_buffer_upload(&w, 0, zeros, wbytes, &err) || slm_buffer_upload(&x, 0, zeros, (size_t)k * 4, &err) ||
+        slm_device_sync(dev, &err))
         goto done;
     double up = now_s() - t0;
     if (up > 0) pr.link_bandwidth = (double)wbytes / up;
@@ -58,9 +58,9 @@ slm_device_probe slm_device_probe_run(slm_device *dev, slm_dtype wtype, int64_t 
         if (t > 0) pr.matvec_bandwidth = (double)wbytes / t;
     }
 done:
-    if (w.size) dev->ops->release(dev, &w);
-    if (x.size) dev->ops->release(dev, &x);
-    if (y.size) dev->ops->release(dev, &y);
+    slm_buffer_release(&w);
+    slm_buffer_release(&x);
+    slm_buffer_release(&y);
     free(zeros);
     return pr;
 }

@@ -3,17 +3,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "quant_blocks.h"
+
 static const slm_dtype_info k_types[SLM_DTYPE_COUNT] = {
     [SLM_F32] = {"f32", 1, 4},
     [SLM_F16] = {"f16", 1, 2},
-    [SLM_Q4_0] = {"q4_0", 32, 18},
-    [SLM_Q4_1] = {"q4_1", 32, 20},
-    [SLM_Q5_0] = {"q5_0", 32, 22},
-    [SLM_Q5_1] = {"q5_1", 32, 24},
-    [SLM_Q8_0] = {"q8_0", 32, 34},
-    [SLM_Q4_K] = {"q4_k", 256, 144},
-    [SLM_Q5_K] = {"q5_k", 256, 176},
-    [SLM_Q6_K] = {"q6_k", 256, 210},
+    [SLM_Q4_0] = {"q4_0", SLM_QK, SLM_Q4_0_BYTES},
+    [SLM_Q4_1] = {"q4_1", SLM_QK, SLM_Q4_1_BYTES},
+    [SLM_Q5_0] = {"q5_0", SLM_QK, SLM_Q5_0_BYTES},
+    [SLM_Q5_1] = {"q5_1", SLM_QK, SLM_Q5_1_BYTES},
+    [SLM_Q8_0] = {"q8_0", SLM_QK, SLM_Q8_0_BYTES},
+    [SLM_Q4_K] = {"q4_k", SLM_QK_K, SLM_Q4_K_BYTES},
+    [SLM_Q5_K] = {"q5_k", SLM_QK_K, SLM_Q5_K_BYTES},
+    [SLM_Q6_K] = {"q6_k", SLM_QK_K, SLM_Q6_K_BYTES},
     [SLM_I32] = {"i32", 1, 4},
     [SLM_BF16] = {"bf16", 1, 2},
 };

@@ -1,5 +1,5 @@
 /* A device-generic op test harness: for an opened slm_device, every op kind and every weight type is run
- * through dev->ops->run on seeded random data at several shapes (including sizes that are not a multiple
+ * through slm_device_run on seeded random data at several shapes (including sizes that are not a multiple
  * of any workgroup or tile), downloaded, and compared with kernels/ref by normalised mean squared error.
  *
  * Use:
@@ -79,12 +79,12 @@ static inline bool slm_harness_alloc(slm_harness *h, slm_harness_buf *b, const v
     slm_error err = {{0}};
     memset(b, 0, sizeof *b);
     size_t total = bytes + h->offset + 64;
-    if (h->dev->ops->alloc(h->dev, total, &b->buf, &err)) {
+    if (slm_buffer_alloc(h->dev, total, &b->buf, &err)) {
         fprintf(stderr, "harness: alloc of %zu bytes failed: %s\n", total, err.msg);
         return false;
     }
     b->live = true;
-    if (data && h->dev->ops->upload(h->dev, &b->buf, h->offset, data, bytes, &err)) {
+    if (data && slm_buffer_upload(&b->buf, h->offset, data, bytes, &err)) {
         fprintf(stderr, "harness: upload of %zu bytes failed: %s\n", bytes, err.msg);
         return false;
     }
@@ -92,13 +92,13 @@ static inline bool slm_harness_alloc(slm_harness *h, slm_harness_buf *b, const v
 }
 
 static inline void slm_harness_free(slm_harness *h, slm_harness_buf *b) {
-    if (b->live) h->dev->ops->release(h->dev, &b->buf);
+    if (b->live) slm_buffer_release(&b->buf);
     b->live = false;
 }
 
 static inline bool slm_harness_download(slm_harness *h, slm_harness_buf *b, void *out, size_t bytes) {
     slm_error err = {{0}};
-    if (h->dev->ops->download(h->dev, out, &b->buf, h->offset, bytes, &err)) {
+    if (slm_buffer_download(&b->buf, h->offset, out, bytes, &err)) {
         fprintf(stderr, "harness: download failed: %s\n", err.msg);
         return false;
     }
@@ -109,7 +109,7 @@ static inline bool slm_harness_download(slm_harness *h, slm_harness_buf *b, void
 static inline bool slm_harness_exec(slm_harness *h, const slm_op *ops, int n, const char *what) {
     slm_error err = {{0}};
     for (int i = 0; i < n; i++) {
-        if (!h->dev->ops->supports(h->dev, &ops[i])) {
+        if (!slm_device_supports(h->dev, &ops[i])) {
             if (h->require_all) {
                 CHECK(0, "%s: %s reports op %s unsupported", what, h->dev->name, slm_op_kind_name(ops[i].kind));
                 h->n_fail++;
@@ -121,8 +121,8 @@ static inline bool slm_harness_exec(slm_harness *h, const slm_op *ops, int n, co
         }
     }
     double t0 = slm_harness_now();
-    slm_status s = h->dev->ops->run(h->dev, ops, n, &err);
-    if (!s) s = h->dev->ops->sync(h->dev, &err);
+    slm_status s = slm_device_run(h->dev, ops, n, &err);
+    if (!s) s = slm_device_sync(h->dev, &err);
     double dt = slm_harness_now() - t0;
     if (s) {
         CHECK(0, "%s: run failed: %s: %s", what, slm_status_name(s), err.msg);

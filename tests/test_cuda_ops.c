@@ -72,7 +72,7 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
               slm_harness_alloc(h, &bw[3], wo, rbo * NE) && slm_harness_alloc(h, &bnw, nw, sizeof nw) &&
               slm_harness_alloc(h, &bkc, s.kc, sizeof s.kc) && slm_harness_alloc(h, &bvc, s.vc, sizeof s.vc);
     CHECK(ok, "decode replay: buffers");
-    if (ok) ok = dev->ops->upload(dev, &bact.buf, SLM_HARNESS_OFFSET + o_x, s.x, sizeof s.x, &err) == SLM_OK;
+    if (ok) ok = slm_buffer_upload(&bact.buf, SLM_HARNESS_OFFSET + o_x, s.x, sizeof s.x, &err) == SLM_OK;
     const size_t B = SLM_HARNESS_OFFSET;
     slm_tensor x = slm_tensor_make(&bact.buf, B + o_x, SLM_F32, NE, 1, 1, 1);
     slm_tensor xn = slm_tensor_make(&bact.buf, B + o_xn, SLM_F32, NE, 1, 1, 1);
@@ -118,7 +118,7 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
         int32_t p = p0 + step;
         snprintf(what, sizeof what, "decode replay %s step %d pos %d", slm_dtype_name(t), step, p);
         /* new position into the same device buffer, then the identical split */
-        ok = dev->ops->upload(dev, &bact.buf, B + o_pos, &p, 4, &err) == SLM_OK;
+        ok = slm_buffer_upload(&bact.buf, B + o_pos, &p, 4, &err) == SLM_OK;
         CHECK(ok, "%s: upload: %s", what, err.msg);
         if (!ok || !slm_harness_exec(h, ops, n, what)) break;
         float got[NE];
@@ -223,26 +223,26 @@ int main(void) {
     if (s) return slm_test_finish("test_cuda_ops");
     printf("device: %s\n", dev->name);
     size_t free_b = 0, total_b = 0;
-    dev->ops->memory(dev, &free_b, &total_b);
+    slm_device_memory(dev, &free_b, &total_b);
     printf("memory: %.2f GiB free of %.2f GiB\n", free_b / 1073741824.0, total_b / 1073741824.0);
     CHECK(total_b > 0 && free_b <= total_b, "memory: free %zu total %zu", free_b, total_b);
 
     /* Errors are statuses, not crashes: an absurd allocation and out-of-range copies. */
     slm_buffer huge;
-    s = dev->ops->alloc(dev, (size_t)1 << 62, &huge, &err);
+    s = slm_buffer_alloc(dev, (size_t)1 << 62, &huge, &err);
     CHECK(s == SLM_ERR_DEVICE || s == SLM_ERR_NOMEM, "huge alloc returned %s", slm_status_name(s));
     slm_buffer small;
-    s = dev->ops->alloc(dev, 64, &small, &err);
+    s = slm_buffer_alloc(dev, 64, &small, &err);
     CHECK(s == SLM_OK, "small alloc: %s", err.msg);
     if (!s) {
         char tmp[128] = {0}, back[64];
         for (int i = 0; i < 64; i++) tmp[i] = (char)(i * 3 + 1);
-        CHECK(dev->ops->upload(dev, &small, 32, tmp, 64, &err) == SLM_ERR_INVALID_ARG, "upload past the end");
-        CHECK(dev->ops->download(dev, tmp, &small, 0, 65, &err) == SLM_ERR_INVALID_ARG, "download past the end");
-        CHECK(dev->ops->upload(dev, &small, 0, tmp, 64, &err) == SLM_OK, "upload: %s", err.msg);
-        CHECK(dev->ops->download(dev, back, &small, 0, 64, &err) == SLM_OK, "download: %s", err.msg);
+        CHECK(slm_buffer_upload(&small, 32, tmp, 64, &err) == SLM_ERR_INVALID_ARG, "upload past the end");
+        CHECK(slm_buffer_download(&small, 0, tmp, 65, &err) == SLM_ERR_INVALID_ARG, "download past the end");
+        CHECK(slm_buffer_upload(&small, 0, tmp, 64, &err) == SLM_OK, "upload: %s", err.msg);
+        CHECK(slm_buffer_download(&small, 0, back, 64, &err) == SLM_OK, "download: %s", err.msg);
         CHECK(memcmp(back, tmp, 64) == 0, "round trip through device memory differs");
-        dev->ops->release(dev, &small);
+        slm_buffer_release(&small);
     }
     /* a large upload crosses the pinned staging halves */
     {
@@ -250,13 +250,13 @@ int main(void) {
         uint8_t *src = malloc(nbig), *dst = malloc(nbig);
         slm_buffer big;
         for (size_t i = 0; i < nbig; i++) src[i] = (uint8_t)(i * 2654435761u >> 13);
-        s = dev->ops->alloc(dev, nbig + 4, &big, &err);
+        s = slm_buffer_alloc(dev, nbig + 4, &big, &err);
         CHECK(s == SLM_OK, "big alloc: %s", err.msg);
         if (!s) {
-            CHECK(dev->ops->upload(dev, &big, 4, src, nbig, &err) == SLM_OK, "big upload: %s", err.msg);
-            CHECK(dev->ops->download(dev, dst, &big, 4, nbig, &err) == SLM_OK, "big download: %s", err.msg);
+            CHECK(slm_buffer_upload(&big, 4, src, nbig, &err) == SLM_OK, "big upload: %s", err.msg);
+            CHECK(slm_buffer_download(&big, 4, dst, nbig, &err) == SLM_OK, "big download: %s", err.msg);
             CHECK(memcmp(src, dst, nbig) == 0, "big round trip differs");
-            dev->ops->release(dev, &big);
+            slm_buffer_release(&big);
         }
         free(src);
         free(dst);

@@ -71,8 +71,8 @@ static slm_status small_matmul(slm_device *dev, slm_buffer *a, slm_buffer *b, bo
     uint64_t seed = 7;
     slm_test_fill(w, MK * MN, &seed, 1.0f);
     slm_test_fill(x, MK, &seed, 1.0f);
-    slm_status s = dev->ops->upload(dev, a, 0, w, sizeof w, err);
-    if (!s) s = dev->ops->upload(dev, a, sizeof w, x, sizeof x, err);
+    slm_status s = slm_buffer_upload(a, 0, w, sizeof w, err);
+    if (!s) s = slm_buffer_upload(a, sizeof w, x, sizeof x, err);
     if (s) return s;
     slm_op op;
     memset(&op, 0, sizeof op);
@@ -81,10 +81,10 @@ static slm_status small_matmul(slm_device *dev, slm_buffer *a, slm_buffer *b, bo
     op.src[0] = slm_tensor_make(a, 0, SLM_F32, MK, MN, 1, 1);
     op.src[1] = slm_tensor_make(a, sizeof w, SLM_F32, MK, 1, 1, 1);
     op.dst = slm_tensor_make(b, 0, SLM_F32, MN, 1, 1, 1);
-    s = dev->ops->run(dev, &op, 1, err);
-    if (!s && do_sync) s = dev->ops->sync(dev, err);
+    s = slm_device_run(dev, &op, 1, err);
+    if (!s && do_sync) s = slm_device_sync(dev, err);
     if (!s && check) {
-        s = dev->ops->download(dev, y, b, 0, sizeof y, err);
+        s = slm_buffer_download(b, 0, y, sizeof y, err);
         float want[MN];
         for (int r = 0; r < MN; r++) {
             want[r] = 0;
@@ -103,20 +103,20 @@ static void test_alloc_fault(void) {
     if (!dev) return;
     slm_error err = {{0}};
     slm_buffer a, b, c;
-    CHECK(dev->ops->alloc(dev, 4096, &a, &err) == SLM_OK, "first alloc: %s", err.msg);
-    CHECK(dev->ops->alloc(dev, 4096, &b, &err) == SLM_OK, "second alloc: %s", err.msg);
+    CHECK(slm_buffer_alloc(dev, 4096, &a, &err) == SLM_OK, "first alloc: %s", err.msg);
+    CHECK(slm_buffer_alloc(dev, 4096, &b, &err) == SLM_OK, "second alloc: %s", err.msg);
     memset(&err, 0, sizeof err);
-    slm_status s = dev->ops->alloc(dev, 4096, &c, &err);
+    slm_status s = slm_buffer_alloc(dev, 4096, &c, &err);
     printf("injected allocation failure: %s: %s\n", slm_status_name(s), err.msg);
     CHECK(s == SLM_ERR_DEVICE, "third alloc returned %s", slm_status_name(s));
     CHECK(strstr(err.msg, "out of device memory") && strstr(err.msg, "4096"), "message: '%s'", err.msg);
     CHECK(c.handle == NULL && c.size == 0, "a failed alloc leaves an empty buffer");
-    dev->ops->release(dev, &c);   /* harmless on the empty buffer */
+    slm_buffer_release(&c);   /* harmless on the empty buffer */
     s = small_matmul(dev, &a, &b, true, true, &err);
     CHECK(s == SLM_OK, "the device must still run after a failed allocation: %s", err.msg);
-    CHECK(dev->ops->alloc(dev, 64, &c, &err) == SLM_ERR_DEVICE, "later allocations fail the same way");
-    dev->ops->release(dev, &a);
-    dev->ops->release(dev, &b);
+    CHECK(slm_buffer_alloc(dev, 64, &c, &err) == SLM_ERR_DEVICE, "later allocations fail the same way");
+    slm_buffer_release(&a);
+    slm_buffer_release(&b);
     slm_device_close(dev);
 }
 
@@ -128,7 +128,7 @@ static void test_device_lost(void) {
     if (!dev) return;
     slm_error err = {{0}};
     slm_buffer a, b;
-    bool ok = dev->ops->alloc(dev, 4096, &a, &err) == SLM_OK && dev->ops->alloc(dev, 4096, &b, &err) == SLM_OK;
+    bool ok = slm_buffer_alloc(dev, 4096, &a, &err) == SLM_OK && slm_buffer_alloc(dev, 4096, &b, &err) == SLM_OK;
     CHECK(ok, "alloc before the loss: %s", err.msg);
     if (!ok) {
         slm_device_close(dev);
@@ -137,7 +137,7 @@ static void test_device_lost(void) {
     slm_status s = small_matmul(dev, &a, &b, false, false, &err);
     CHECK(s == SLM_OK, "run before the loss is reported: %s", err.msg);
     memset(&err, 0, sizeof err);
-    s = dev->ops->sync(dev, &err);
+    s = slm_device_sync(dev, &err);
     printf("injected device loss: %s: %s\n", slm_status_name(s), err.msg);
     CHECK(s == SLM_ERR_DEVICE && strstr(err.msg, "lost"), "sync: %s '%s'", slm_status_name(s), err.msg);
     float tmp[MN] = {0};
@@ -145,14 +145,14 @@ static void test_device_lost(void) {
     memset(&err, 0, sizeof err);
     CHECK(small_matmul(dev, &a, &b, true, false, &err) == SLM_ERR_DEVICE && strstr(err.msg, "lost"),
           "upload/run after the loss: '%s'", err.msg);
-    CHECK(dev->ops->run(dev, NULL, 0, &err) == SLM_ERR_DEVICE, "run after the loss");
-    CHECK(dev->ops->sync(dev, &err) == SLM_ERR_DEVICE, "sync after the loss");
-    CHECK(dev->ops->download(dev, tmp, &b, 0, sizeof tmp, &err) == SLM_ERR_DEVICE, "download after the loss");
-    CHECK(dev->ops->alloc(dev, 64, &c, &err) == SLM_ERR_DEVICE && c.handle == NULL, "alloc after the loss");
+    CHECK(slm_device_run(dev, NULL, 0, &err) == SLM_ERR_DEVICE, "run after the loss");
+    CHECK(slm_device_sync(dev, &err) == SLM_ERR_DEVICE, "sync after the loss");
+    CHECK(slm_buffer_download(&b, 0, tmp, sizeof tmp, &err) == SLM_ERR_DEVICE, "download after the loss");
+    CHECK(slm_buffer_alloc(dev, 64, &c, &err) == SLM_ERR_DEVICE && c.handle == NULL, "alloc after the loss");
     slm_vk_op_time t[4];
     CHECK(slm_vk_last_timings(dev, t, 4) == 0, "no timings from a lost split");
-    dev->ops->release(dev, &a);
-    dev->ops->release(dev, &b);
+    slm_buffer_release(&a);
+    slm_buffer_release(&b);
     slm_device_close(dev);
 }
 
@@ -201,12 +201,12 @@ static void run_once(const char *what) {
     if (!dev) return;
     slm_error err = {{0}};
     slm_buffer a, b;
-    if (dev->ops->alloc(dev, 4096, &a, &err) == SLM_OK) {
-        if (dev->ops->alloc(dev, 4096, &b, &err) == SLM_OK) {
+    if (slm_buffer_alloc(dev, 4096, &a, &err) == SLM_OK) {
+        if (slm_buffer_alloc(dev, 4096, &b, &err) == SLM_OK) {
             CHECK(small_matmul(dev, &a, &b, true, true, &err) == SLM_OK, "%s: matmul: %s", what, err.msg);
-            dev->ops->release(dev, &b);
+            slm_buffer_release(&b);
         }
-        dev->ops->release(dev, &a);
+        slm_buffer_release(&a);
     }
     slm_device_close(dev);
 }
@@ -264,21 +264,21 @@ int main(void) {
     if (s) return slm_test_finish("test_vulkan_ops");
     printf("device: %s\n", dev->name);
     size_t free_b = 0, total_b = 0;
-    dev->ops->memory(dev, &free_b, &total_b);
+    slm_device_memory(dev, &free_b, &total_b);
     CHECK(total_b > 0 && free_b <= total_b, "memory: free %zu total %zu", free_b, total_b);
 
     /* Errors are statuses, not crashes: an absurd allocation and an out-of-range upload. */
     slm_buffer huge;
-    s = dev->ops->alloc(dev, (size_t)1 << 62, &huge, &err);
+    s = slm_buffer_alloc(dev, (size_t)1 << 62, &huge, &err);
     CHECK(s == SLM_ERR_DEVICE || s == SLM_ERR_NOMEM, "huge alloc returned %s", slm_status_name(s));
     slm_buffer small;
-    s = dev->ops->alloc(dev, 64, &small, &err);
+    s = slm_buffer_alloc(dev, 64, &small, &err);
     CHECK(s == SLM_OK, "small alloc: %s", err.msg);
     if (!s) {
         char tmp[128] = {0};
-        CHECK(dev->ops->upload(dev, &small, 32, tmp, 64, &err) == SLM_ERR_INVALID_ARG, "upload past the end");
-        CHECK(dev->ops->download(dev, tmp, &small, 0, 65, &err) == SLM_ERR_INVALID_ARG, "download past the end");
-        dev->ops->release(dev, &small);
+        CHECK(slm_buffer_upload(&small, 32, tmp, 64, &err) == SLM_ERR_INVALID_ARG, "upload past the end");
+        CHECK(slm_buffer_download(&small, 0, tmp, 65, &err) == SLM_ERR_INVALID_ARG, "download past the end");
+        slm_buffer_release(&small);
     }
     if (dev->ops->measure_bandwidth) {
         double bw = dev->ops->measure_bandwidth(dev);

@@ -116,11 +116,8 @@ static slm_status cpu_run(slm_device *d, const slm_op *ops, int n_ops, slm_error
     cpu_ctx *c = d->ctx;
     int nth = slm_pool_size(c->pool);
     size_t need = 0;
+    /* the ops were checked (slm_op_check, supports) when the graph was built */
     for (int i = 0; i < n_ops; i++) {
-        if (!slm_cpu_op_supported(&ops[i]))
-            return slm_fail(err, SLM_ERR_UNSUPPORTED, "cpu: op %s (%s) with type %s is not supported",
-                            slm_op_kind_name(ops[i].kind), ops[i].name ? ops[i].name : "?",
-                            slm_dtype_name(ops[i].src[0].type));
         size_t w = slm_cpu_op_work_size(&c->exec, &ops[i], nth);
         if (w > need) need = w;
     }

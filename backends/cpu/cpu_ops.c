@@ -21,13 +21,12 @@ static void share(int64_t n, int ith, int nth, int64_t align, int64_t *start, in
     if (*end > n) *end = n;
 }
 
+/* The CPU's own limits (the contract is slm_op_check's): every weight type has a kernel, so only rope's
+ * per-token angle tables (CPU_ROPE_MAX_HALF pairs) bound anything. */
+#define CPU_ROPE_MAX_HALF 256
+
 bool slm_cpu_op_supported(const slm_op *op) {
-    switch (op->kind) {
-    case SLM_OP_MATMUL:
-    case SLM_OP_EMBED: return slm_dtype_get(op->src[0].type) != NULL && op->src[0].type != SLM_I32;
-    case SLM_OP_KIND_COUNT: return false;
-    default: return true;
-    }
+    return op->kind != SLM_OP_ROPE || op->p.rope.n_rot / 2 <= CPU_ROPE_MAX_HALF;
 }
 
 /* Prompt batches of a weight type the packed GEMM takes go there (see slm_cpu_kernels.gemm). */
@@ -137,8 +136,9 @@ static void run_rope(const slm_op *op, int ith, int nth) {
     const int32_t *pos = (const int32_t *)PTR(op->src[1]);
     const float *factors = op->src[2].buf ? (const float *)PTR(op->src[2]) : NULL;
     int n_rot = op->p.rope.n_rot, half = n_rot / 2, neox = op->p.rope.neox;
-    if (half > 256) half = 256; /* n_rot is checked against head_dim <= 512 at load */
-    double cs[256], sn[256];
+    /* supports() refuses wider rotations; the clamp keeps the tables in bounds should one get here anyway */
+    if (half > CPU_ROPE_MAX_HALF) half = CPU_ROPE_MAX_HALF;
+    double cs[CPU_ROPE_MAX_HALF], sn[CPU_ROPE_MAX_HALF];
     int64_t i0, i1, cached = -1;
     share(nh * T, ith, nth, 1, &i0, &i1);
     for (int64_t i = i0; i < i1; i++) {

@@ -16,7 +16,7 @@ typedef struct slm_cpu_exec {
 
 /* Scratch bytes op needs with nth threads. */
 size_t slm_cpu_op_work_size(const slm_cpu_exec *e, const slm_op *op, int nth);
-/* Whether the CPU can run op (types and shapes). */
+/* The CPU's own limits on an op that satisfies slm_op_check. */
 bool slm_cpu_op_supported(const slm_op *op);
 /* Runs thread ith's share of op; may call slm_pool_barrier internally (all threads call this). */
 void slm_cpu_op_run(const slm_cpu_exec *e, const slm_op *op, int ith, int nth);

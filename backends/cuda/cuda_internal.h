@@ -52,9 +52,10 @@ typedef struct slm_cuda_ctx {
 slm_status slm_cuda_set_device(slm_cuda_ctx *c, slm_error *err);
 slm_status slm_cuda_error(cudaError_t e, const char *what, slm_error *err);
 
-/* Kind, dtypes and shapes only (buffers may be absent): what supports() answers. */
+/* The backend's own limits on an op that satisfies slm_op_check (weight types with kernels, sizes the
+ * kernels' grids and 32-bit arguments take): what supports() answers. */
 slm_status slm_cuda_op_check(const slm_op *op, slm_error *err);
-/* Additionally checks that every operand lies inside a live buffer of this device. */
+/* Additionally checks that every present operand lies inside a live buffer of this device. */
 slm_status slm_cuda_op_check_buffers(slm_device *d, const slm_op *op, slm_error *err);
 /* Scratch bytes an op needs. */
 size_t slm_cuda_op_scratch(const slm_op *op);

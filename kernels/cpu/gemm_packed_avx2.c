@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "act_quant.h"
+#include "quant_blocks.h"
 #include "simd_bytes.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -77,53 +78,56 @@ static void block_words(slm_dtype t, const uint8_t *row, int64_t b, uint32_t w[8
     case SLM_Q4_1:
     case SLM_Q5_0:
     case SLM_Q5_1: {
-        const int bb = t == SLM_Q4_0 ? 18 : t == SLM_Q4_1 ? 20 : t == SLM_Q5_0 ? 22 : 24;
+        const int bb = t == SLM_Q4_0 ? SLM_Q4_0_BYTES : t == SLM_Q4_1 ? SLM_Q4_1_BYTES : t == SLM_Q5_0 ? SLM_Q5_0_BYTES
+                                                                                        : SLM_Q5_1_BYTES;
         const int has_min = t == SLM_Q4_1 || t == SLM_Q5_1, is_q5 = t == SLM_Q5_0 || t == SLM_Q5_1;
-        const uint8_t *blk = row + b * bb, *qs = blk + 2 + 2 * has_min + 4 * is_q5;
-        uint32_t qh = is_q5 ? rd32(blk + 2 + 2 * has_min) : 0;
+        const int qs_at = t == SLM_Q4_0 ? SLM_Q4_0_QS : t == SLM_Q4_1 ? SLM_Q4_1_QS : t == SLM_Q5_0 ? SLM_Q5_0_QS
+                                                                                      : SLM_Q5_1_QS;
+        const uint8_t *blk = row + b * bb, *qs = blk + qs_at;
+        uint32_t qh = is_q5 ? rd32(blk + (t == SLM_Q5_0 ? SLM_Q5_0_QH : SLM_Q5_1_QH)) : 0;
         for (int j = 0; j < 4; j++) {
             uint32_t v = rd32(qs + 4 * j); /* low nibbles: elements 4j.., high: 16 + 4j.. */
             w[j] = (v & m4) | (is_q5 ? fifth_bits(qh >> (4 * j) & 15) : 0);
             w[j + 4] = (v >> 4 & m4) | (is_q5 ? fifth_bits(qh >> (16 + 4 * j) & 15) : 0);
         }
         *d = h2f(blk);
-        *coef = has_min ? h2f(blk + 2) : 0.0f;
+        *coef = has_min ? h2f(blk + SLM_Q4_1_M) : 0.0f;
         return;
     }
     case SLM_Q4_K:
     case SLM_Q5_K: {
         const int is_q5 = t == SLM_Q5_K, sbk = (int)(b & 7);
-        const uint8_t *blk = row + (b >> 3) * (is_q5 ? 176 : 144);
+        const uint8_t *blk = row + (b >> 3) * (is_q5 ? SLM_Q5_K_BYTES : SLM_Q4_K_BYTES);
         /* sub-blocks 2p and 2p + 1 share qs[32p ..] (low / high nibble); Q5_K bit sbk of qh[l] is the
          * fifth bit of element l */
-        const uint8_t *qs = blk + (is_q5 ? 48 : 16) + 32 * (sbk >> 1), *qh = blk + 16;
+        const uint8_t *qs = blk + (is_q5 ? SLM_Q5_K_QS : SLM_Q4_K_QS) + 32 * (sbk >> 1), *qh = blk + SLM_Q5_K_QH;
         for (int j = 0; j < 8; j++) {
             w[j] = rd32(qs + 4 * j) >> (4 * (sbk & 1)) & m4;
             if (is_q5) w[j] |= (rd32(qh + 4 * j) >> sbk & 0x01010101u) << 4;
         }
         int sc, mn;
-        k_scale_min(blk + 4, sbk, &sc, &mn);
+        k_scale_min(blk + SLM_Q4_K_SCALES, sbk, &sc, &mn);
         *d = h2f(blk) * (float)sc;
-        *coef = -(h2f(blk + 2) * (float)mn);
+        *coef = -(h2f(blk + SLM_Q4_K_DMIN) * (float)mn);
         return;
     }
     case SLM_Q8_0: {
-        const uint8_t *blk = row + b * 34;
-        for (int j = 0; j < 8; j++) w[j] = rd32(blk + 2 + 4 * j);
+        const uint8_t *blk = row + b * SLM_Q8_0_BYTES;
+        for (int j = 0; j < 8; j++) w[j] = rd32(blk + SLM_Q8_0_QS + 4 * j);
         *d = h2f(blk);
         *coef = 0.0f;
         return;
     }
     default: { /* SLM_Q6_K */
-        const uint8_t *blk = row + (b >> 3) * 210;
+        const uint8_t *blk = row + (b >> 3) * SLM_Q6_K_BYTES;
         const int s = (int)(b & 7), h = s >> 2, s4 = s & 3;
         /* elements 128h + 32 s4 + l: low 4 bits from ql[64h + 32 (s4 & 1) + l] (high nibble for s4 >= 2),
          * bits 4..5 from bits 2 s4 of qh[32h + l] */
-        const uint8_t *ql = blk + 64 * h + 32 * (s4 & 1), *qh = blk + 128 + 32 * h;
+        const uint8_t *ql = blk + SLM_Q6_K_QL + 64 * h + 32 * (s4 & 1), *qh = blk + SLM_Q6_K_QH + 32 * h;
         for (int j = 0; j < 8; j++)
             w[j] = (rd32(ql + 4 * j) >> (4 * (s4 >> 1)) & m4) | (rd32(qh + 4 * j) >> (2 * s4) & 0x03030303u) << 4;
-        const float dd = h2f(blk + 208);
-        const int8_t *sc = (const int8_t *)(blk + 192);
+        const float dd = h2f(blk + SLM_Q6_K_D);
+        const int8_t *sc = (const int8_t *)(blk + SLM_Q6_K_SCALES);
         *d = dd * (float)sc[2 * s];
         *coef = dd * (float)sc[2 * s + 1];
         return;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "act_quant.h"
+#include "quant_blocks.h"
 #include "simd_bytes.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -184,8 +185,10 @@ AI __m512 halves_to_f32(__m512i v, int hi, __mmask16 valid) {
 /* One 16-row group of a 32-element-block type: rp[16] are the rows (tail rows repeat a valid one and get
  * zero scales, so they add nothing and are never stored). */
 static void pack_blk32(slm_dtype t, const uint8_t *const *rp, int n_valid, int64_t nb, uint8_t *dst) {
-    const int bb = t == SLM_Q4_0 ? 18 : t == SLM_Q4_1 ? 20 : t == SLM_Q5_0 ? 22 : t == SLM_Q5_1 ? 24 : 34;
-    const int qoff = t == SLM_Q4_0 ? 2 : t == SLM_Q4_1 ? 4 : t == SLM_Q5_0 ? 6 : t == SLM_Q5_1 ? 8 : 2;
+    const int bb = t == SLM_Q4_0 ? SLM_Q4_0_BYTES : t == SLM_Q4_1 ? SLM_Q4_1_BYTES : t == SLM_Q5_0 ? SLM_Q5_0_BYTES
+                 : t == SLM_Q5_1 ? SLM_Q5_1_BYTES : SLM_Q8_0_BYTES;
+    const int qoff = t == SLM_Q4_0 ? SLM_Q4_0_QS : t == SLM_Q4_1 ? SLM_Q4_1_QS : t == SLM_Q5_0 ? SLM_Q5_0_QS
+                   : t == SLM_Q5_1 ? SLM_Q5_1_QS : SLM_Q8_0_QS;
     const __mmask16 valid = (__mmask16)(n_valid >= GROUP_ROWS ? 0xffff : (1u << n_valid) - 1);
     const row_idx ix = row_offsets(rp);
     for (int64_t b = 0; b < nb; b++) {
@@ -196,14 +199,14 @@ static void pack_blk32(slm_dtype t, const uint8_t *const *rp, int n_valid, int64
             /* signed weights as unsigned codes: w + 128 (the coefficient below takes the 128 back) */
             const __m512i flip = _mm512_set1_epi8((char)0x80);
             for (int i = 0; i < 4; i++) {
-                lo[i] = _mm512_xor_si512(load4rows(rp, i, off + 2), flip);
-                hi[i] = _mm512_xor_si512(load4rows(rp, i, off + 18), flip);
+                lo[i] = _mm512_xor_si512(load4rows(rp, i, off + SLM_Q8_0_QS), flip);
+                hi[i] = _mm512_xor_si512(load4rows(rp, i, off + SLM_Q8_0_QS + 16), flip);
             }
         } else {
             nibbles(rp, off + qoff, lo, hi);
         }
         if (t == SLM_Q5_0 || t == SLM_Q5_1) {
-            __m512i qhv = gather_rows(rp, &ix, off + (t == SLM_Q5_0 ? 2 : 4)), w[8];
+            __m512i qhv = gather_rows(rp, &ix, off + (t == SLM_Q5_0 ? SLM_Q5_0_QH : SLM_Q5_1_QH)), w[8];
             transpose4(lo, w);
             transpose4(hi, w + 4);
             for (int j = 0; j < 8; j++) _mm512_store_si512((void *)(rec + 64 * j), with_qh32(w[j], qhv, j));
@@ -222,7 +225,7 @@ static void pack_blk32(slm_dtype t, const uint8_t *const *rp, int n_valid, int64
  * coefficient -dmin * mn[j]. Sub-blocks 2p and 2p + 1 share qs[32p .. 32p + 31] (low / high nibble);
  * elements 0..15 of a sub-block are the first 16 of those bytes, 16..31 the next 16. */
 static void pack_q45k(int is_q5, const uint8_t *const *rp, int n_valid, int64_t ns, uint8_t *dst) {
-    const int bb = is_q5 ? 176 : 144, qs = is_q5 ? 48 : 16;
+    const int bb = is_q5 ? SLM_Q5_K_BYTES : SLM_Q4_K_BYTES, qs = is_q5 ? SLM_Q5_K_QS : SLM_Q4_K_QS;
     const __mmask16 valid = (__mmask16)(n_valid >= GROUP_ROWS ? 0xffff : (1u << n_valid) - 1);
     const row_idx ix = row_offsets(rp);
     for (int64_t sb = 0; sb < ns; sb++) {
@@ -230,8 +233,9 @@ static void pack_q45k(int is_q5, const uint8_t *const *rp, int n_valid, int64_t 
         __m512i qh0[4], qh1[4];
         if (is_q5)
             for (int i = 0; i < 4; i++) {
-                qh0[i] = load4rows(rp, i, off + 16); /* bit j: fifth bit of element l < 16 of sub-block j */
-                qh1[i] = load4rows(rp, i, off + 32); /* the same for elements 16..31 */
+                /* bit j: fifth bit of element l < 16 of sub-block j, then the same for elements 16..31 */
+                qh0[i] = load4rows(rp, i, off + SLM_Q5_K_QH);
+                qh1[i] = load4rows(rp, i, off + SLM_Q5_K_QH + 16);
             }
         for (int p = 0; p < 4; p++) {
             __m512i a_lo[4], a_hi[4], b_lo[4], b_hi[4];
@@ -250,8 +254,9 @@ static void pack_q45k(int is_q5, const uint8_t *const *rp, int n_valid, int64_t 
          * scale bytes: row by row this decode cost more than packing the codes. Tail rows get d = dmin = 0. */
         const __m512i dm = gather_rows(rp, &ix, off);
         const __m512 d = halves_to_f32(dm, 0, valid), dmin = halves_to_f32(dm, 1, valid);
-        const __m512i v0 = gather_rows(rp, &ix, off + 4), v1 = gather_rows(rp, &ix, off + 8),
-                      v2 = gather_rows(rp, &ix, off + 12);
+        const size_t sc_at = off + SLM_Q4_K_SCALES;
+        const __m512i v0 = gather_rows(rp, &ix, sc_at), v1 = gather_rows(rp, &ix, sc_at + 4),
+                      v2 = gather_rows(rp, &ix, sc_at + 8);
         const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
@@ -289,17 +294,18 @@ static void pack_q6k(const uint8_t *const *rp, int n_valid, int64_t ns, uint8_t 
     const __mmask16 valid = (__mmask16)(n_valid >= GROUP_ROWS ? 0xffff : (1u << n_valid) - 1);
     const row_idx ix = row_offsets(rp);
     for (int64_t sb = 0; sb < ns; sb++) {
-        size_t off = (size_t)sb * 210;
+        size_t off = (size_t)sb * SLM_Q6_K_BYTES;
         for (int h = 0; h < 2; h++) {
             /* x_lo/x_hi: nibbles of ql bytes 64h + 16x.. (x = a, b, c, d); q0/q1: qh bytes 32h + 0 / 16.. */
             __m512i a_lo[4], a_hi[4], b_lo[4], b_hi[4], c_lo[4], c_hi[4], d_lo[4], d_hi[4], q0[4], q1[4];
-            nibbles(rp, off + 64 * h, a_lo, a_hi);
-            nibbles(rp, off + 64 * h + 16, b_lo, b_hi);
-            nibbles(rp, off + 64 * h + 32, c_lo, c_hi);
-            nibbles(rp, off + 64 * h + 48, d_lo, d_hi);
+            const size_t ql = off + SLM_Q6_K_QL + 64 * h, qh = off + SLM_Q6_K_QH + 32 * h;
+            nibbles(rp, ql, a_lo, a_hi);
+            nibbles(rp, ql + 16, b_lo, b_hi);
+            nibbles(rp, ql + 32, c_lo, c_hi);
+            nibbles(rp, ql + 48, d_lo, d_hi);
             for (int i = 0; i < 4; i++) {
-                q0[i] = load4rows(rp, i, off + 128 + 32 * h);
-                q1[i] = load4rows(rp, i, off + 128 + 32 * h + 16);
+                q0[i] = load4rows(rp, i, qh);
+                q1[i] = load4rows(rp, i, qh + 16);
             }
             /* s = 0: a_lo | b_lo, s = 1: c_lo | d_lo, s = 2: a_hi | b_hi, s = 3: c_hi | d_hi (first | second
              * 16 elements) */
@@ -311,10 +317,10 @@ static void pack_q6k(const uint8_t *const *rp, int n_valid, int64_t ns, uint8_t 
             }
         }
         /* d * sc[g] for the 16 rows; sc[g] is byte g % 4 of dword g / 4 of the int8 scales */
-        /* d is bytes 208..209, the last of the block: read the dword at 206 (never past the row's end) */
-        const __m512 d = halves_to_f32(gather_rows(rp, &ix, off + 206), 1, valid);
+        /* d is the last 2 bytes of the block: read the dword that ends there (never past the row's end) */
+        const __m512 d = halves_to_f32(gather_rows(rp, &ix, off + SLM_Q6_K_D - 2), 1, valid);
         for (int w4 = 0; w4 < 4; w4++) {
-            __m512i scw = gather_rows(rp, &ix, off + 192 + 4 * w4);
+            __m512i scw = gather_rows(rp, &ix, off + SLM_Q6_K_SCALES + 4 * w4);
 #pragma GCC unroll 4
             for (int e = 0; e < 4; e++) {
                 int g = 4 * w4 + e;

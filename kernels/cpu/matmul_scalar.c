@@ -6,6 +6,7 @@
 
 #include "act_quant.h"
 #include "cpu_variants.h"
+#include "quant_blocks.h"
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline uint32_t rd32(const uint8_t *p) {
@@ -19,8 +20,8 @@ static float dot_q4_0(const uint8_t *w, const void *col, int64_t k) {
     const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);
     const int8_t *q = slm_act32_q(col, k);
     float acc = 0;
-    for (int64_t b = 0; b < k / 32; b++, w += 18, q += 32) {
-        const uint8_t *qs = w + 2;
+    for (int64_t b = 0; b < k / SLM_QK; b++, w += SLM_Q4_0_BYTES, q += SLM_QK) {
+        const uint8_t *qs = w + SLM_Q4_0_QS;
         int sum = 0;
         for (int j = 0; j < 16; j++) sum += (qs[j] & 15) * q[j] + (qs[j] >> 4) * q[j + 16];
         float dw = f16(w);
@@ -33,11 +34,11 @@ static float dot_q4_1(const uint8_t *w, const void *col, int64_t k) {
     const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);
     const int8_t *q = slm_act32_q(col, k);
     float acc = 0;
-    for (int64_t b = 0; b < k / 32; b++, w += 20, q += 32) {
-        const uint8_t *qs = w + 4;
+    for (int64_t b = 0; b < k / SLM_QK; b++, w += SLM_Q4_1_BYTES, q += SLM_QK) {
+        const uint8_t *qs = w + SLM_Q4_1_QS;
         int sum = 0;
         for (int j = 0; j < 16; j++) sum += (qs[j] & 15) * q[j] + (qs[j] >> 4) * q[j + 16];
-        acc += f16(w) * d[b] * (float)sum + f16(w + 2) * s[b];
+        acc += f16(w) * d[b] * (float)sum + f16(w + SLM_Q4_1_M) * s[b];
     }
     return acc;
 }
@@ -56,8 +57,8 @@ static float dot_q5_0(const uint8_t *w, const void *col, int64_t k) {
     const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);
     const int8_t *q = slm_act32_q(col, k);
     float acc = 0;
-    for (int64_t b = 0; b < k / 32; b++, w += 22, q += 32) {
-        int sum = dot_q5_ints(w + 6, rd32(w + 2), q);
+    for (int64_t b = 0; b < k / SLM_QK; b++, w += SLM_Q5_0_BYTES, q += SLM_QK) {
+        int sum = dot_q5_ints(w + SLM_Q5_0_QS, rd32(w + SLM_Q5_0_QH), q);
         acc += f16(w) * (d[b] * (float)sum - 16.0f * s[b]);
     }
     return acc;
@@ -67,9 +68,9 @@ static float dot_q5_1(const uint8_t *w, const void *col, int64_t k) {
     const float *d = slm_act32_d(col), *s = slm_act32_s(col, k);
     const int8_t *q = slm_act32_q(col, k);
     float acc = 0;
-    for (int64_t b = 0; b < k / 32; b++, w += 24, q += 32) {
-        int sum = dot_q5_ints(w + 8, rd32(w + 4), q);
-        acc += f16(w) * d[b] * (float)sum + f16(w + 2) * s[b];
+    for (int64_t b = 0; b < k / SLM_QK; b++, w += SLM_Q5_1_BYTES, q += SLM_QK) {
+        int sum = dot_q5_ints(w + SLM_Q5_1_QS, rd32(w + SLM_Q5_1_QH), q);
+        acc += f16(w) * d[b] * (float)sum + f16(w + SLM_Q5_1_M) * s[b];
     }
     return acc;
 }
@@ -78,8 +79,8 @@ static float dot_q8_0(const uint8_t *w, const void *col, int64_t k) {
     const float *d = slm_act32_d(col);
     const int8_t *q = slm_act32_q(col, k);
     float acc = 0;
-    for (int64_t b = 0; b < k / 32; b++, w += 34, q += 32) {
-        const int8_t *qs = (const int8_t *)(w + 2);
+    for (int64_t b = 0; b < k / SLM_QK; b++, w += SLM_Q8_0_BYTES, q += SLM_QK) {
+        const int8_t *qs = (const int8_t *)(w + SLM_Q8_0_QS);
         int sum = 0;
         for (int j = 0; j < 32; j++) sum += qs[j] * q[j];
         acc += f16(w) * d[b] * (float)sum;
@@ -104,12 +105,12 @@ static float dot_q45_k(const uint8_t *w, const void *col, int64_t k, int is_q5) 
     const float *d = slm_act256_d(col);
     const int16_t *bsum = slm_act256_bsum(col, k);
     const int8_t *q = slm_act256_q(col, k);
-    size_t bb = is_q5 ? 176 : 144;
+    size_t bb = is_q5 ? SLM_Q5_K_BYTES : SLM_Q4_K_BYTES;
     float acc = 0;
-    for (int64_t b = 0; b < k / 256; b++, w += bb, q += 256, bsum += 16) {
+    for (int64_t b = 0; b < k / SLM_QK_K; b++, w += bb, q += SLM_QK_K, bsum += 16) {
         int sc[8], mn[8];
-        kq_unpack(w + 4, sc, mn);
-        const uint8_t *qh = w + 16, *qs = w + (is_q5 ? 48 : 16);
+        kq_unpack(w + SLM_Q4_K_SCALES, sc, mn);
+        const uint8_t *qh = w + SLM_Q5_K_QH, *qs = w + (is_q5 ? SLM_Q5_K_QS : SLM_Q4_K_QS);
         int isum = 0, msum = 0;
         for (int j = 0; j < 8; j++) {
             const uint8_t *p = qs + 32 * (j / 2);
@@ -122,7 +123,7 @@ static float dot_q45_k(const uint8_t *w, const void *col, int64_t k, int is_q5) 
             isum += sc[j] * sub;
             msum += mn[j] * (bsum[2 * j] + bsum[2 * j + 1]);
         }
-        acc += d[b] * (f16(w) * (float)isum - f16(w + 2) * (float)msum);
+        acc += d[b] * (f16(w) * (float)isum - f16(w + SLM_Q4_K_DMIN) * (float)msum);
     }
     return acc;
 }
@@ -132,9 +133,9 @@ static float dot_q6_k(const uint8_t *w, const void *col, int64_t k) {
     const int16_t *bsum = slm_act256_bsum(col, k);
     const int8_t *q = slm_act256_q(col, k);
     float acc = 0;
-    for (int64_t b = 0; b < k / 256; b++, w += 210, q += 256, bsum += 16) {
-        const uint8_t *ql = w, *qh = w + 128;
-        const int8_t *sc = (const int8_t *)(w + 192);
+    for (int64_t b = 0; b < k / SLM_QK_K; b++, w += SLM_Q6_K_BYTES, q += SLM_QK_K, bsum += 16) {
+        const uint8_t *ql = w, *qh = w + SLM_Q6_K_QH;
+        const int8_t *sc = (const int8_t *)(w + SLM_Q6_K_SCALES);
         /* codes in element order first (the bit layout is easiest to walk by halves and quarters) */
         int8_t code[256];
         for (int h = 0; h < 2; h++)
@@ -151,7 +152,7 @@ static float dot_q6_k(const uint8_t *w, const void *col, int64_t k) {
             /* codes are stored +32: subtract 32 * (sum of the group's activations) */
             isum += sc[g] * (sub - 32 * bsum[g]);
         }
-        acc += d[b] * f16(w + 208) * (float)isum;
+        acc += d[b] * f16(w + SLM_Q6_K_D) * (float)isum;
     }
     return acc;
 }

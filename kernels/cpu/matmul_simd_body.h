@@ -26,6 +26,7 @@
 
 #include "act_quant.h"
 #include "cpu_variants.h"
+#include "quant_blocks.h"
 #include "simd_bytes.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -82,22 +83,22 @@ AI __m256i q5_high_bits(uint32_t qh) {
 
 AI int blk32_bytes(slm_dtype t) {
     switch (t) {
-    case SLM_Q4_0: return 18;
-    case SLM_Q4_1: return 20;
-    case SLM_Q5_0: return 22;
-    case SLM_Q5_1: return 24;
-    default: return 34;
+    case SLM_Q4_0: return SLM_Q4_0_BYTES;
+    case SLM_Q4_1: return SLM_Q4_1_BYTES;
+    case SLM_Q5_0: return SLM_Q5_0_BYTES;
+    case SLM_Q5_1: return SLM_Q5_1_BYTES;
+    default: return SLM_Q8_0_BYTES;
     }
 }
 
 /* The 32 codes of a block: unsigned for Q4/Q5, the signed bytes as stored for Q8_0. */
 AI __m256i blk32_codes(slm_dtype t, const uint8_t *b) {
     switch (t) {
-    case SLM_Q4_0: return unpack_nibbles(b + 2);
-    case SLM_Q4_1: return unpack_nibbles(b + 4);
-    case SLM_Q5_0: return _mm256_or_si256(unpack_nibbles(b + 6), q5_high_bits(rd32(b + 2)));
-    case SLM_Q5_1: return _mm256_or_si256(unpack_nibbles(b + 8), q5_high_bits(rd32(b + 4)));
-    default: return loadu256(b + 2);
+    case SLM_Q4_0: return unpack_nibbles(b + SLM_Q4_0_QS);
+    case SLM_Q4_1: return unpack_nibbles(b + SLM_Q4_1_QS);
+    case SLM_Q5_0: return _mm256_or_si256(unpack_nibbles(b + SLM_Q5_0_QS), q5_high_bits(rd32(b + SLM_Q5_0_QH)));
+    case SLM_Q5_1: return _mm256_or_si256(unpack_nibbles(b + SLM_Q5_1_QS), q5_high_bits(rd32(b + SLM_Q5_1_QH)));
+    default: return loadu256(b + SLM_Q8_0_QS);
     }
 }
 
@@ -115,7 +116,10 @@ AI void blk32_step(slm_dtype t, const uint8_t *blk, int64_t b, const cols32 *x, 
     __m256i codes = blk32_codes(t, blk);
     /* Q8_0 is signed x signed: move the weight's sign onto the activation so the u8 operand is |w|. */
     __m256i u = t == SLM_Q8_0 ? _mm256_abs_epi8(codes) : codes;
-    float coef = t == SLM_Q4_0 ? -8.0f * dw : t == SLM_Q5_0 ? -16.0f * dw : t == SLM_Q8_0 ? 0.0f : h2f(blk + 2);
+    float coef = t == SLM_Q4_0   ? -8.0f * dw
+                 : t == SLM_Q5_0 ? -16.0f * dw
+                 : t == SLM_Q8_0 ? 0.0f
+                                 : h2f(blk + SLM_Q4_1_M);   /* Q4_1 and Q5_1 keep m at one offset */
     for (int c = 0; c < nc; c++) {
         __m256i a = loadu256(x->q[c] + 32 * b);
         if (t == SLM_Q8_0) a = _mm256_sign_epi8(a, codes);
@@ -245,15 +249,16 @@ AI void q45k_step(int is_q5, const uint8_t *blk, int64_t sb, const cols256 *x, i
                   __m128 *macc) {
     /* 12 scale bytes -> 8 six-bit scales and 8 six-bit mins, four at a time in 32-bit words
      * (bit layout in quant_ref.c). */
-    uint32_t w0 = rd32(blk + 4), w1 = rd32(blk + 8), w2 = rd32(blk + 12);
+    const uint8_t *sc = blk + SLM_Q4_K_SCALES;
+    uint32_t w0 = rd32(sc), w1 = rd32(sc + 4), w2 = rd32(sc + 8);
     uint32_t sc_lo = w0 & 0x3f3f3f3fu, mn_lo = w1 & 0x3f3f3f3fu;
     uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
     uint32_t mn_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
     __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo)));
     __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo));
-    const uint8_t *qs = blk + (is_q5 ? 48 : 16);
+    const uint8_t *qs = blk + (is_q5 ? SLM_Q5_K_QS : SLM_Q4_K_QS);
     const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
-    __m256i hb = is_q5 ? loadu256(blk + 16) : _mm256_setzero_si256();
+    __m256i hb = is_q5 ? loadu256(blk + SLM_Q5_K_QH) : _mm256_setzero_si256();
     __m256i is0[MAX_NC], is1[MAX_NC];
     for (int c = 0; c < nc; c++) is0[c] = is1[c] = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -272,7 +277,7 @@ AI void q45k_step(int is_q5, const uint8_t *blk, int64_t sb, const cols256 *x, i
             is1[c] = SLM_DPWSSD(is1[c], _mm256_maddubs_epi16(hi, loadu256(a + 32)), shi);
         }
     }
-    float d = h2f(blk), dmin = h2f(blk + 2);
+    float d = h2f(blk), dmin = h2f(blk + SLM_Q4_K_DMIN);
     for (int c = 0; c < nc; c++) {
         float da = x->d[c][sb];
         __m256i is = _mm256_add_epi32(is0[c], is1[c]);
@@ -289,8 +294,8 @@ AI void mm_q45k(int is_q5, const uint8_t *w, size_t wrb, int64_t nr, const uint8
                 int64_t k, float *out, int64_t os) {
     cols256 x;
     cols256_init(&x, xq, as, nc, k);
-    const int bb = is_q5 ? 176 : 144;
-    const int64_t ns = k / 256;
+    const int bb = is_q5 ? SLM_Q5_K_BYTES : SLM_Q4_K_BYTES;
+    const int64_t ns = k / SLM_QK_K;
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = w + (size_t)r * wrb;
         __m256 acc[MAX_NC];
@@ -310,8 +315,8 @@ AI void mm_q45k(int is_q5, const uint8_t *w, size_t wrb, int64_t nr, const uint8
 /* Q6_K super-block: dot = da * d * sum_g sc[g] * (sum(code * qa over group g) - 32 * sum(qa over g)),
  * g = 16 groups of 16 elements, codes 0..63 stored with +32. */
 AI void q6k_step(const uint8_t *blk, int64_t sb, const cols256 *x, int nc, __m256 *acc) {
-    const uint8_t *ql = blk, *qh = blk + 128;
-    __m256i s16 = _mm256_cvtepi8_epi16(loadu128(blk + 192)); /* the 16 group scales as i16 */
+    const uint8_t *ql = blk + SLM_Q6_K_QL, *qh = blk + SLM_Q6_K_QH;
+    __m256i s16 = _mm256_cvtepi8_epi16(loadu128(blk + SLM_Q6_K_SCALES)); /* the 16 group scales as i16 */
     const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     __m256i is0[MAX_NC], is1[MAX_NC];
     for (int c = 0; c < nc; c++) is0[c] = is1[c] = _mm256_setzero_si256();
@@ -343,7 +348,7 @@ AI void q6k_step(const uint8_t *blk, int64_t sb, const cols256 *x, int nc, __m25
             }
         }
     }
-    float d = h2f(blk + 208);
+    float d = h2f(blk + SLM_Q6_K_D);
     for (int c = 0; c < nc; c++) {
         __m256i corr = _mm256_madd_epi16(s16, loadu256(x->bsum[c] + 16 * sb));
         __m256i is = _mm256_sub_epi32(_mm256_add_epi32(is0[c], is1[c]), _mm256_slli_epi32(corr, 5));
@@ -361,8 +366,8 @@ AI void mm_q6k(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size
         __m256 acc[MAX_NC];
         for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < ns; sb++) {
-            prefetch_ahead(row + sb * 210, 210);
-            q6k_step(row + sb * 210, sb, &x, nc, acc);
+            prefetch_ahead(row + sb * SLM_Q6_K_BYTES, SLM_Q6_K_BYTES);
+            q6k_step(row + sb * SLM_Q6_K_BYTES, sb, &x, nc, acc);
         }
         for (int c = 0; c < nc; c++) out[c * os + r] = hsum8(acc[c]);
     }

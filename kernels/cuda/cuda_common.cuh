@@ -19,6 +19,7 @@ extern "C" {
 #include "error.h"
 }
 #include "cuda_kernels.h"
+#include "quant_blocks.h"
 
 /* Every launcher ends with this: a bad launch configuration shows up here, not at the next sync. */
 static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
@@ -61,12 +62,12 @@ __device__ __forceinline__ float warp_max(float v) {
 template <int T> struct dq;
 
 template <> struct dq<SLM_Q4_0> {   /* d f16, qs[16]: element j = lo nibble of qs[j], j+16 = hi nibble */
-    static constexpr int QK = 32, BB = 18;
+    static constexpr int QK = SLM_QK, BB = SLM_Q4_0_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
         float d = ld_f16(b);
-        uint32_t q = ld_u32(b + 2 + 4 * p);
+        uint32_t q = ld_u32(b + SLM_Q4_0_QS + 4 * p);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint32_t x = (q >> (8 * k)) & 0xffu;
@@ -77,12 +78,12 @@ template <> struct dq<SLM_Q4_0> {   /* d f16, qs[16]: element j = lo nibble of q
 };
 
 template <> struct dq<SLM_Q4_1> {   /* d f16, m f16, qs[16]: d * q + m */
-    static constexpr int QK = 32, BB = 20;
+    static constexpr int QK = SLM_QK, BB = SLM_Q4_1_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
-        float d = ld_f16(b), m = ld_f16(b + 2);
-        uint32_t q = ld_u32(b + 4 + 4 * p);
+        float d = ld_f16(b), m = ld_f16(b + SLM_Q4_1_M);
+        uint32_t q = ld_u32(b + SLM_Q4_1_QS + 4 * p);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint32_t x = (q >> (8 * k)) & 0xffu;
@@ -93,13 +94,13 @@ template <> struct dq<SLM_Q4_1> {   /* d f16, m f16, qs[16]: d * q + m */
 };
 
 template <> struct dq<SLM_Q5_0> {   /* d f16, qh u32 (bit j = 5th bit of element j), qs[16]; q - 16 */
-    static constexpr int QK = 32, BB = 22;
+    static constexpr int QK = SLM_QK, BB = SLM_Q5_0_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
         float d = ld_f16(b);
-        uint32_t qh = ld_u32(b + 2);
-        uint32_t q = ld_u32(b + 6 + 4 * p);
+        uint32_t qh = ld_u32(b + SLM_Q5_0_QH);
+        uint32_t q = ld_u32(b + SLM_Q5_0_QS + 4 * p);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint32_t x = (q >> (8 * k)) & 0xffu;
@@ -113,13 +114,13 @@ template <> struct dq<SLM_Q5_0> {   /* d f16, qh u32 (bit j = 5th bit of element
 };
 
 template <> struct dq<SLM_Q5_1> {   /* d f16, m f16, qh u32, qs[16]; d * q + m */
-    static constexpr int QK = 32, BB = 24;
+    static constexpr int QK = SLM_QK, BB = SLM_Q5_1_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
-        float d = ld_f16(b), m = ld_f16(b + 2);
-        uint32_t qh = ld_u32(b + 4);
-        uint32_t q = ld_u32(b + 8 + 4 * p);
+        float d = ld_f16(b), m = ld_f16(b + SLM_Q5_1_M);
+        uint32_t qh = ld_u32(b + SLM_Q5_1_QH);
+        uint32_t q = ld_u32(b + SLM_Q5_1_QS + 4 * p);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint32_t x = (q >> (8 * k)) & 0xffu;
@@ -133,12 +134,12 @@ template <> struct dq<SLM_Q5_1> {   /* d f16, m f16, qh u32, qs[16]; d * q + m *
 };
 
 template <> struct dq<SLM_Q8_0> {   /* d f16, qs int8[32] */
-    static constexpr int QK = 32, BB = 34;
+    static constexpr int QK = SLM_QK, BB = SLM_Q8_0_BYTES;
     static SLM_HD int base0(int p) { return 8 * p; }
     static SLM_HD int base1(int p) { return 8 * p + 4; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
         float d = ld_f16(b);
-        uint32_t q0 = ld_u32(b + 2 + 8 * p), q1 = ld_u32(b + 6 + 8 * p);
+        uint32_t q0 = ld_u32(b + SLM_Q8_0_QS + 8 * p), q1 = ld_u32(b + SLM_Q8_0_QS + 4 + 8 * p);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             v[k] = d * (float)(int8_t)((q0 >> (8 * k)) & 0xffu);
@@ -161,17 +162,17 @@ SLM_HD void kq_scale_min(const uint8_t *s, int j, float *sc, float *mn) {
 /* Q4_K: d f16, dmin f16, scales[12], qs[128]. Chunk c (64 elements) = qs[32c..32c+31]: low nibbles are
  * sub-block 2c, high nibbles sub-block 2c+1. x = d*sc*q - dmin*m. Piece p: chunk p/8, bytes 4*(p%8).. */
 template <> struct dq<SLM_Q4_K> {
-    static constexpr int QK = 256, BB = 144;
+    static constexpr int QK = SLM_QK_K, BB = SLM_Q4_K_BYTES;
     static SLM_HD int base0(int p) { return (p >> 3) * 64 + (p & 7) * 4; }
     static SLM_HD int base1(int p) { return (p >> 3) * 64 + 32 + (p & 7) * 4; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
-        float d = ld_f16(b), dmin = ld_f16(b + 2);
+        float d = ld_f16(b), dmin = ld_f16(b + SLM_Q4_K_DMIN);
         int c = p >> 3, l = (p & 7) * 4;
         float sc0, m0, sc1, m1;
-        kq_scale_min(b + 4, 2 * c, &sc0, &m0);
-        kq_scale_min(b + 4, 2 * c + 1, &sc1, &m1);
+        kq_scale_min(b + SLM_Q4_K_SCALES, 2 * c, &sc0, &m0);
+        kq_scale_min(b + SLM_Q4_K_SCALES, 2 * c + 1, &sc1, &m1);
         float d0 = d * sc0, o0 = dmin * m0, d1 = d * sc1, o1 = dmin * m1;
-        uint32_t q = ld_u32(b + 16 + c * 32 + l);
+        uint32_t q = ld_u32(b + SLM_Q4_K_QS + c * 32 + l);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint32_t x = (q >> (8 * k)) & 0xffu;
@@ -184,18 +185,18 @@ template <> struct dq<SLM_Q4_K> {
 /* Q5_K: d, dmin, scales[12], qh[32], qs[128]: as Q4_K plus bit j of qh[l] = 5th bit of element l of
  * sub-block j. */
 template <> struct dq<SLM_Q5_K> {
-    static constexpr int QK = 256, BB = 176;
+    static constexpr int QK = SLM_QK_K, BB = SLM_Q5_K_BYTES;
     static SLM_HD int base0(int p) { return (p >> 3) * 64 + (p & 7) * 4; }
     static SLM_HD int base1(int p) { return (p >> 3) * 64 + 32 + (p & 7) * 4; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
-        float d = ld_f16(b), dmin = ld_f16(b + 2);
+        float d = ld_f16(b), dmin = ld_f16(b + SLM_Q5_K_DMIN);
         int c = p >> 3, l = (p & 7) * 4;
         float sc0, m0, sc1, m1;
-        kq_scale_min(b + 4, 2 * c, &sc0, &m0);
-        kq_scale_min(b + 4, 2 * c + 1, &sc1, &m1);
+        kq_scale_min(b + SLM_Q5_K_SCALES, 2 * c, &sc0, &m0);
+        kq_scale_min(b + SLM_Q5_K_SCALES, 2 * c + 1, &sc1, &m1);
         float d0 = d * sc0, o0 = dmin * m0, d1 = d * sc1, o1 = dmin * m1;
-        uint32_t qh = ld_u32(b + 16 + l);
-        uint32_t q = ld_u32(b + 48 + c * 32 + l);
+        uint32_t qh = ld_u32(b + SLM_Q5_K_QH + l);
+        uint32_t q = ld_u32(b + SLM_Q5_K_QS + c * 32 + l);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint32_t x = (q >> (8 * k)) & 0xffu, h = (qh >> (8 * k)) & 0xffu;
@@ -211,17 +212,17 @@ template <> struct dq<SLM_Q5_K> {
  * low nibble of ql[64h + i], element h*128 + 64 + i the high nibble; 2 more bits of element h*128 + 32s + l
  * are bits 2s..2s+1 of qh[32h + l]. x = d * scales[e / 16] * (q - 32). Piece p: half p/16, i = 4*(p%16). */
 template <> struct dq<SLM_Q6_K> {
-    static constexpr int QK = 256, BB = 210;
+    static constexpr int QK = SLM_QK_K, BB = SLM_Q6_K_BYTES;
     static SLM_HD int base0(int p) { return (p >> 4) * 128 + (p & 15) * 4; }
     static SLM_HD int base1(int p) { return (p >> 4) * 128 + 64 + (p & 15) * 4; }
     static SLM_HD void piece(const uint8_t *b, int p, float v[8]) {
         int h = p >> 4, r = p & 15, i = 4 * r;
-        float d = ld_f16(b + 208);
-        const int8_t *sc = (const int8_t *)(b + 192);
+        float d = ld_f16(b + SLM_Q6_K_D);
+        const int8_t *sc = (const int8_t *)(b + SLM_Q6_K_SCALES);
         float d0 = d * (float)sc[(h * 128 + i) >> 4];
         float d1 = d * (float)sc[(h * 128 + 64 + i) >> 4];
         uint32_t ql = ld_u32(b + 64 * h + i);
-        uint32_t qh = ld_u32(b + 128 + 32 * h + (i & 31));
+        uint32_t qh = ld_u32(b + SLM_Q6_K_QH + 32 * h + (i & 31));
         int s0 = 2 * (r >> 3), s1 = 2 * (2 + (r >> 3));
 #pragma unroll
         for (int k = 0; k < 4; k++) {

@@ -23,6 +23,7 @@
  * (products of the block scales first), so results agree bit for bit on targets without fused
  * multiply-add contraction. */
 #include "quant_ref.h"
+#include "quant_blocks.h"
 
 /* Bit-exactness with the reference needs every product rounded before the subtraction: forbid the
  * compiler from fusing d*q - m into one multiply-add when it targets FMA hardware. */
@@ -35,8 +36,8 @@
 #include <math.h>
 #include <string.h>
 
-#define QK 32    /* elements per block of the legacy formats */
-#define QK_K 256 /* elements per super-block of the k-quants */
+#define QK SLM_QK     /* elements per block of the legacy formats */
+#define QK_K SLM_QK_K /* elements per super-block of the k-quants */
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static void wr16(uint8_t *p, uint16_t v) {
@@ -73,7 +74,7 @@ static int roundi(float v) {
 
 static void dq_q4_0(const uint8_t *b, float *y) {
     float d = rdh(b);
-    const uint8_t *qs = b + 2;
+    const uint8_t *qs = b + SLM_Q4_0_QS;
     for (int j = 0; j < QK / 2; j++) {
         y[j] = d * (float)((qs[j] & 0xf) - 8);
         y[j + QK / 2] = d * (float)((qs[j] >> 4) - 8);
@@ -81,8 +82,8 @@ static void dq_q4_0(const uint8_t *b, float *y) {
 }
 
 static void dq_q4_1(const uint8_t *b, float *y) {
-    float d = rdh(b), m = rdh(b + 2);
-    const uint8_t *qs = b + 4;
+    float d = rdh(b), m = rdh(b + SLM_Q4_1_M);
+    const uint8_t *qs = b + SLM_Q4_1_QS;
     for (int j = 0; j < QK / 2; j++) {
         y[j] = d * (float)(qs[j] & 0xf) + m;
         y[j + QK / 2] = d * (float)(qs[j] >> 4) + m;
@@ -95,8 +96,8 @@ static uint32_t rd32(const uint8_t *p) {
 
 static void dq_q5_0(const uint8_t *b, float *y) {
     float d = rdh(b);
-    uint32_t qh = rd32(b + 2);
-    const uint8_t *qs = b + 6;
+    uint32_t qh = rd32(b + SLM_Q5_0_QH);
+    const uint8_t *qs = b + SLM_Q5_0_QS;
     for (int j = 0; j < QK / 2; j++) {
         int lo = (qs[j] & 0xf) | (int)(((qh >> j) & 1) << 4);
         int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
@@ -106,9 +107,9 @@ static void dq_q5_0(const uint8_t *b, float *y) {
 }
 
 static void dq_q5_1(const uint8_t *b, float *y) {
-    float d = rdh(b), m = rdh(b + 2);
-    uint32_t qh = rd32(b + 4);
-    const uint8_t *qs = b + 8;
+    float d = rdh(b), m = rdh(b + SLM_Q5_1_M);
+    uint32_t qh = rd32(b + SLM_Q5_1_QH);
+    const uint8_t *qs = b + SLM_Q5_1_QS;
     for (int j = 0; j < QK / 2; j++) {
         int lo = (qs[j] & 0xf) | (int)(((qh >> j) & 1) << 4);
         int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
@@ -119,7 +120,7 @@ static void dq_q5_1(const uint8_t *b, float *y) {
 
 static void dq_q8_0(const uint8_t *b, float *y) {
     float d = rdh(b);
-    const int8_t *qs = (const int8_t *)(b + 2);
+    const int8_t *qs = (const int8_t *)(b + SLM_Q8_0_QS);
     for (int j = 0; j < QK; j++) y[j] = (float)qs[j] * d;
 }
 
@@ -146,8 +147,8 @@ static void kq_pack_scale_min(uint8_t *s, const int *sc, const int *mn) {
 }
 
 static void dq_q4_k(const uint8_t *b, float *y) {
-    float d = rdh(b), dmin = rdh(b + 2);
-    const uint8_t *scales = b + 4, *qs = b + 16;
+    float d = rdh(b), dmin = rdh(b + SLM_Q4_K_DMIN);
+    const uint8_t *scales = b + SLM_Q4_K_SCALES, *qs = b + SLM_Q4_K_QS;
     for (int j = 0; j < 8; j++) {
         int sc, mn;
         kq_scale_min(scales, j, &sc, &mn);
@@ -159,8 +160,8 @@ static void dq_q4_k(const uint8_t *b, float *y) {
 }
 
 static void dq_q5_k(const uint8_t *b, float *y) {
-    float d = rdh(b), dmin = rdh(b + 2);
-    const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + 48;
+    float d = rdh(b), dmin = rdh(b + SLM_Q5_K_DMIN);
+    const uint8_t *scales = b + SLM_Q5_K_SCALES, *qh = b + SLM_Q5_K_QH, *qs = b + SLM_Q5_K_QS;
     for (int j = 0; j < 8; j++) {
         int sc, mn;
         kq_scale_min(scales, j, &sc, &mn);
@@ -175,9 +176,9 @@ static void dq_q5_k(const uint8_t *b, float *y) {
 }
 
 static void dq_q6_k(const uint8_t *b, float *y) {
-    const uint8_t *ql = b, *qh = b + 128;
-    const int8_t *scales = (const int8_t *)(b + 192);
-    float d = rdh(b + 208);
+    const uint8_t *ql = b, *qh = b + SLM_Q6_K_QH;
+    const int8_t *scales = (const int8_t *)(b + SLM_Q6_K_SCALES);
+    float d = rdh(b + SLM_Q6_K_D);
     for (int e = 0; e < QK_K; e++) {
         int h = e / 128, s = (e % 128) / 32, l = e % 32;
         int lo = (ql[64 * h + l + 32 * (s & 1)] >> (4 * (s >> 1))) & 0xf;
@@ -244,7 +245,7 @@ static float q_sym_scale(const float *x, int n, float nlevels_neg) {
 static void q_q4_0(const float *x, uint8_t *b) {
     float d = wrh(b, q_sym_scale(x, QK, 8));
     float id = d != 0 ? 1.0f / d : 0;
-    uint8_t *qs = b + 2;
+    uint8_t *qs = b + SLM_Q4_0_QS;
     for (int j = 0; j < QK / 2; j++) {
         int lo = clampi(roundi(x[j] * id) + 8, 0, 15);
         int hi = clampi(roundi(x[j + QK / 2] * id) + 8, 0, 15);
@@ -266,9 +267,9 @@ static void q_q4_1(const float *x, uint8_t *b) {
     float lo, hi;
     q_minmax(x, QK, &lo, &hi);
     float d = wrh(b, (hi - lo) / 15);
-    float m = wrh(b + 2, lo);
+    float m = wrh(b + SLM_Q4_1_M, lo);
     float id = d != 0 ? 1.0f / d : 0;
-    uint8_t *qs = b + 4;
+    uint8_t *qs = b + SLM_Q4_1_QS;
     for (int j = 0; j < QK / 2; j++) {
         int a = clampi(roundi((x[j] - m) * id), 0, 15);
         int c = clampi(roundi((x[j + QK / 2] - m) * id), 0, 15);
@@ -284,7 +285,7 @@ static void q_q5_0(const float *x, uint8_t *b) {
     float d = wrh(b, q_sym_scale(x, QK, 16));
     float id = d != 0 ? 1.0f / d : 0;
     uint32_t qh = 0;
-    uint8_t *qs = b + 6;
+    uint8_t *qs = b + SLM_Q5_0_QS;
     for (int j = 0; j < QK / 2; j++) {
         int lo = clampi(roundi(x[j] * id) + 16, 0, 31);
         int hi = clampi(roundi(x[j + QK / 2] * id) + 16, 0, 31);
@@ -292,17 +293,17 @@ static void q_q5_0(const float *x, uint8_t *b) {
         qh |= (uint32_t)(lo >> 4) << j;
         qh |= (uint32_t)(hi >> 4) << (j + 16);
     }
-    wr32(b + 2, qh);
+    wr32(b + SLM_Q5_0_QH, qh);
 }
 
 static void q_q5_1(const float *x, uint8_t *b) {
     float lo, hi;
     q_minmax(x, QK, &lo, &hi);
     float d = wrh(b, (hi - lo) / 31);
-    float m = wrh(b + 2, lo);
+    float m = wrh(b + SLM_Q5_1_M, lo);
     float id = d != 0 ? 1.0f / d : 0;
     uint32_t qh = 0;
-    uint8_t *qs = b + 8;
+    uint8_t *qs = b + SLM_Q5_1_QS;
     for (int j = 0; j < QK / 2; j++) {
         int a = clampi(roundi((x[j] - m) * id), 0, 31);
         int c = clampi(roundi((x[j + QK / 2] - m) * id), 0, 31);
@@ -310,7 +311,7 @@ static void q_q5_1(const float *x, uint8_t *b) {
         qh |= (uint32_t)(a >> 4) << j;
         qh |= (uint32_t)(c >> 4) << (j + 16);
     }
-    wr32(b + 4, qh);
+    wr32(b + SLM_Q5_1_QH, qh);
 }
 
 static void q_q8_0(const float *x, uint8_t *b) {
@@ -318,7 +319,7 @@ static void q_q8_0(const float *x, uint8_t *b) {
     for (int i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[i]));
     float d = wrh(b, amax / 127);
     float id = d != 0 ? 1.0f / d : 0;
-    int8_t *qs = (int8_t *)(b + 2);
+    int8_t *qs = (int8_t *)(b + SLM_Q8_0_QS);
     for (int i = 0; i < QK; i++) qs[i] = (int8_t)clampi(roundi(x[i] * id), -127, 127);
 }
 
@@ -340,7 +341,7 @@ static void q_kquant_affine(const float *x, uint8_t *b, int nlev, uint8_t *scale
         if (off[j] > max_off) max_off = off[j];
     }
     float d = wrh(b, max_step / 63);
-    float dmin = wrh(b + 2, max_off / 63);
+    float dmin = wrh(b + SLM_Q4_K_DMIN, max_off / 63);
     for (int j = 0; j < 8; j++) {
         /* Round the step up so the coded range still covers hi when possible. */
         sc[j] = d != 0 ? clampi((int)ceilf(step[j] / d - 1e-4f), 0, 63) : 0;
@@ -355,8 +356,8 @@ static void q_kquant_affine(const float *x, uint8_t *b, int nlev, uint8_t *scale
 static void q_q4_k(const float *x, uint8_t *b) {
     int sc[8], mn[8];
     float d, dmin;
-    q_kquant_affine(x, b, 15, b + 4, &d, &dmin, sc, mn);
-    uint8_t *qs = b + 16;
+    q_kquant_affine(x, b, 15, b + SLM_Q4_K_SCALES, &d, &dmin, sc, mn);
+    uint8_t *qs = b + SLM_Q4_K_QS;
     memset(qs, 0, 128);
     for (int j = 0; j < 8; j++) {
         float dl = d * (float)sc[j], ml = dmin * (float)mn[j];
@@ -371,8 +372,8 @@ static void q_q4_k(const float *x, uint8_t *b) {
 static void q_q5_k(const float *x, uint8_t *b) {
     int sc[8], mn[8];
     float d, dmin;
-    q_kquant_affine(x, b, 31, b + 4, &d, &dmin, sc, mn);
-    uint8_t *qh = b + 16, *qs = b + 48;
+    q_kquant_affine(x, b, 31, b + SLM_Q5_K_SCALES, &d, &dmin, sc, mn);
+    uint8_t *qh = b + SLM_Q5_K_QH, *qs = b + SLM_Q5_K_QS;
     memset(qh, 0, 32);
     memset(qs, 0, 128);
     for (int j = 0; j < 8; j++) {
@@ -395,9 +396,9 @@ static void q_q6_k(const float *x, uint8_t *b) {
         s[j] = q_sym_scale(x + 16 * j, 16, 32);
         if (fabsf(s[j]) > amax_s) amax_s = fabsf(s[j]);
     }
-    uint8_t *ql = b, *qh = b + 128;
-    int8_t *scales = (int8_t *)(b + 192);
-    float d = wrh(b + 208, amax_s / 127);
+    uint8_t *ql = b, *qh = b + SLM_Q6_K_QH;
+    int8_t *scales = (int8_t *)(b + SLM_Q6_K_SCALES);
+    float d = wrh(b + SLM_Q6_K_D, amax_s / 127);
     memset(ql, 0, 128);
     memset(qh, 0, 64);
     for (int j = 0; j < 16; j++) scales[j] = (int8_t)(d != 0 ? clampi(roundi(s[j] / d), -127, 127) : 0);
