@@ -157,6 +157,11 @@ slm_status slm_device_sync(slm_device *d, slm_error *err);
 void slm_device_memory(slm_device *d, size_t *free_bytes, size_t *total_bytes);
 /* Whether op satisfies the contract (slm_op_check) and the device has kernels for it. */
 bool slm_device_supports(slm_device *d, const slm_op *op);
+/* Host memory used in place as a buffer of d (the CPU wraps the mapped file); SLM_ERR_UNSUPPORTED when the
+ * backend cannot. */
+slm_status slm_buffer_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *out, slm_error *err);
+/* The backend's own measure of its peak read bandwidth in bytes/s; 0 when it has none. */
+double slm_device_measure_bandwidth(slm_device *d);
 
 /* Registry of compiled-in backends: spec is "cpu", "vulkan", "vulkan:N", "cuda", "cuda:N". */
 slm_status slm_device_open(const char *spec, const slm_device_config *cfg, slm_device **out, slm_error *err);

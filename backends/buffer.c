@@ -67,3 +67,14 @@ void slm_device_memory(slm_device *d, size_t *free_bytes, size_t *total_bytes) {
 bool slm_device_supports(slm_device *d, const slm_op *op) {
     return slm_op_check(op, NULL) == SLM_OK && d->ops->supports(d, op);
 }
+
+slm_status slm_buffer_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *out, slm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!d->ops->wrap_host)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s cannot use host memory in place", d->name);
+    return d->ops->wrap_host(d, p, n, out, err);
+}
+
+double slm_device_measure_bandwidth(slm_device *d) {
+    return d->ops->measure_bandwidth ? d->ops->measure_bandwidth(d) : 0;
+}

@@ -45,7 +45,7 @@ double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char 
     snprintf(dev_name, sizeof dev_name, "%s", d->name);
     if (name && name_len) snprintf(name, name_len, "%s", dev_name);
     bool cpu = !strcmp(d->ops->name, "cpu");
-    double bw = !cpu && d->ops->measure_bandwidth ? d->ops->measure_bandwidth(d) : 0;
+    double bw = cpu ? 0 : slm_device_measure_bandwidth(d);
     /* the CPU device's idle pool is closed first, so that only the measurement's threads run */
     slm_device_close(d);
     if (cpu) {

@@ -22,6 +22,8 @@ struct slm_context {
     int pos;
     int32_t *pos_host;                 /* [n_batch] */
     slm_graph graph;
+    int graph_checked_tokens;          /* the shape of graph that passed slm_sched_check (0: none yet) */
+    bool graph_checked_all;
     slm_sched sched;
     slm_perf perf;
 };
@@ -53,7 +55,7 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
         if (!device_used(pl, hp->n_layer, d)) continue;
         bool logits = d == pl->output_device;
         uint64_t bytes = slm_scratch_layout(hp, n_batch, logits, NULL, NULL);
-        s = pl->devices[d]->ops->alloc(pl->devices[d], (size_t)bytes, &c->scratch[d].buf, err);
+        s = slm_buffer_alloc(pl->devices[d], (size_t)bytes, &c->scratch[d].buf, err);
         if (!s) slm_scratch_layout(hp, n_batch, logits, &c->scratch[d].buf, &c->scratch[d]);
     }
     if (!s) s = slm_kv_cache_create(hp, m->cfg.n_ctx, pl->devices, pl->n_devices, pl->layer_device, &c->kv, err);
@@ -81,10 +83,7 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
 
 void slm_context_free(slm_context *c) {
     if (!c) return;
-    for (int d = 0; d < c->m->place.n_devices; d++) {
-        slm_device *dev = c->m->place.devices[d];
-        if (c->scratch[d].buf.size) dev->ops->release(dev, &c->scratch[d].buf);
-    }
+    for (int d = 0; d < SLM_MAX_DEVICES; d++) slm_buffer_release(&c->scratch[d].buf);
     slm_kv_cache_free(&c->kv);
     free(c->logits);
     free(c->pos_host);
@@ -113,24 +112,23 @@ static slm_status eval_batch(slm_context *c, const int32_t *tokens, int n, bool 
     const slm_placement *pl = &m->place;
     slm_status s;
     for (int i = 0; i < n; i++) c->pos_host[i] = c->pos + i;
-    slm_device *host = pl->devices[0];
-    if ((s = host->ops->upload(host, c->scratch[0].ids.buf, c->scratch[0].ids.offset, tokens, (size_t)n * 4, err)))
-        return s;
-    for (int d = 0; d < pl->n_devices; d++) {
-        if (!c->scratch[d].buf.size) continue;
-        slm_device *dev = pl->devices[d];
-        if ((s = dev->ops->upload(dev, c->scratch[d].pos.buf, c->scratch[d].pos.offset, c->pos_host,
-                                  (size_t)n * 4, err)))
+    if ((s = slm_tensor_upload(&c->scratch[0].ids, tokens, (size_t)n * 4, err))) return s;
+    for (int d = 0; d < pl->n_devices; d++)
+        if (c->scratch[d].buf.size && (s = slm_tensor_upload(&c->scratch[d].pos, c->pos_host, (size_t)n * 4, err)))
             return s;
-    }
     slm_graph_inputs in = {.m = m, .scratch = c->scratch, .kv = &c->kv, .n_tokens = n, .all_logits = all_logits};
     if ((s = slm_graph_build(&in, &c->graph, err))) return s;
+    /* the builder makes the same ops for the same batch shape: each shape is checked once */
+    if (c->graph_checked_tokens != n || c->graph_checked_all != all_logits) {
+        if ((s = slm_sched_check(&c->sched, &c->graph, err))) return s;
+        c->graph_checked_tokens = n;
+        c->graph_checked_all = all_logits;
+    }
     if ((s = slm_sched_run(&c->sched, &c->graph, c->pos, n, err))) return s;
     int n_out = all_logits ? n : 1;
     slm_tensor lg = slm_tensor_cols(c->scratch[pl->output_device].logits, 0, n_out);
-    slm_device *od = pl->devices[pl->output_device];
     float *dst = c->logits + (all_logits ? (size_t)(c->pos - c->eval_start) * (size_t)m->hp.n_vocab : 0);
-    if ((s = od->ops->download(od, dst, lg.buf, lg.offset, slm_tensor_bytes(&lg), err))) return s;
+    if ((s = slm_tensor_download(&lg, dst, slm_tensor_bytes(&lg), err))) return s;
     c->pos += n;
     return SLM_OK;
 }

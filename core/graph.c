@@ -189,8 +189,7 @@ static slm_status route(const slm_graph_inputs *in, slm_graph *g, slm_error *err
     for (int i = 0; i < g->n_ops; i++) {
         slm_op *op = &g->ops[i];
         if (op->device == 0) continue;
-        slm_device *dev = m->place.devices[op->device];
-        if (!(m->gpu_refused_ops >> op->kind & 1) && dev->ops->supports(dev, op)) continue;
+        if (!(m->gpu_refused_ops >> op->kind & 1) && slm_device_supports(m->place.devices[op->device], op)) continue;
         slm_status s = route_to_host(in, g, i, err);
         if (s) return s;
         moved = true;

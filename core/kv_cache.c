@@ -42,8 +42,7 @@ slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, slm_device *con
         size_t n = 0;
         for (int il = 0; il < hp->n_layer; il++) n += layer_device[il] == d;
         if (!n) continue;
-        slm_device *dev = devices[d];
-        slm_status s = dev->ops->alloc(dev, 2 * n * per, &kv->buf[d], err);
+        slm_status s = slm_buffer_alloc(devices[d], 2 * n * per, &kv->buf[d], err);
         if (s) return s;
         size_t at = 0;
         for (int il = 0; il < hp->n_layer; il++) {
@@ -57,8 +56,7 @@ slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, slm_device *con
 }
 
 void slm_kv_cache_free(slm_kv_cache *kv) {
-    for (int d = 0; d < SLM_KV_MAX_DEVICES; d++)
-        if (kv->buf[d].size) kv->buf[d].dev->ops->release(kv->buf[d].dev, &kv->buf[d]);
+    for (int d = 0; d < SLM_KV_MAX_DEVICES; d++) slm_buffer_release(&kv->buf[d]);
     free(kv->k);
     free(kv->v);
     memset(kv, 0, sizeof *kv);

@@ -82,10 +82,10 @@ static slm_status reserve_runtime(slm_model *m, int d, slm_error *err) {
     if (!bytes) return SLM_OK;
     slm_buffer trial = {0};
     slm_error e = {{0}};
-    if (dev->ops->alloc(dev, (size_t)bytes, &trial, &e))
+    if (slm_buffer_alloc(dev, (size_t)bytes, &trial, &e))
         return slm_fail(err, SLM_ERR_DEVICE, "%s: no room for the KV cache and scratch (%.1f MiB) beside the weights: %s",
                         dev->name, bytes / 1048576.0, e.msg);
-    dev->ops->release(dev, &trial);
+    slm_buffer_release(&trial);
     return SLM_OK;
 }
 
@@ -106,18 +106,18 @@ static slm_status upload_device(slm_model *m, int d, slm_error *err) {
         s = slm_fail(err, SLM_ERR_DEVICE, "%s: out of device memory allocating %.1f MiB (simulated)", dev->name,
                      total / 1048576.0);
     else if (total)
-        s = dev->ops->alloc(dev, (size_t)total, &pl->dev_weights[d], err);
+        s = slm_buffer_alloc(dev, (size_t)total, &pl->dev_weights[d], err);
     if (!s) s = reserve_runtime(m, d, err);
     uint64_t at = 0;
     for (int i = 0; i < n && !s; i++) {
         slm_tensor *t = list[i];
         const uint8_t *src = (const uint8_t *)t->buf->host + t->offset;
-        s = dev->ops->upload(dev, &pl->dev_weights[d], (size_t)at, src, slm_tensor_bytes(t), err);
+        s = slm_buffer_upload(&pl->dev_weights[d], (size_t)at, src, slm_tensor_bytes(t), err);
         t->buf = &pl->dev_weights[d];
         t->offset = (size_t)at;
         at += ALIGN_UP(slm_tensor_bytes(t));
     }
-    if (!s && total) s = dev->ops->sync(dev, err);
+    if (!s && total) s = slm_device_sync(dev, err);
     free(list);
     return s;
 }
@@ -126,7 +126,7 @@ static slm_status upload_device(slm_model *m, int d, slm_error *err) {
 static void release_gpu_weights(slm_model *m) {
     slm_placement *pl = &m->place;
     for (int d = 1; d < pl->n_devices; d++) {
-        if (pl->dev_weights[d].size) pl->devices[d]->ops->release(pl->devices[d], &pl->dev_weights[d]);
+        slm_buffer_release(&pl->dev_weights[d]);
         free(pl->bound[d].layers);
         memset(&pl->bound[d], 0, sizeof pl->bound[d]);
         memset(&pl->dev_weights[d], 0, sizeof pl->dev_weights[d]);
@@ -216,14 +216,12 @@ static void measure(const slm_model *m, slm_plan_device *pd) {
     for (int d = 0; d < pl->n_devices; d++) {
         slm_device *dev = pl->devices[d];
         size_t fr = 0, tot = 0;
-        dev->ops->memory(dev, &fr, &tot);
+        slm_device_memory(dev, &fr, &tot);
         pd[d].budget = d > 0 && m->params.vram_budget ? m->params.vram_budget : fr;
         /* the rate of the device's own mat-vec (what decode is bound by), else its raw read bandwidth */
         slm_device_probe pr =
             slm_device_probe_run(dev, m->host.layers[0].w_up.type, m->hp.n_embd, (size_t)128 << 20);
-        pd[d].bandwidth = pr.matvec_bandwidth > 0                 ? pr.matvec_bandwidth
-                          : dev->ops->measure_bandwidth ? dev->ops->measure_bandwidth(dev)
-                                                        : 0;
+        pd[d].bandwidth = pr.matvec_bandwidth > 0 ? pr.matvec_bandwidth : slm_device_measure_bandwidth(dev);
         /* host -> device copies; a PCIe 3/4 x16 order of magnitude when the probe could not tell */
         pd[d].link_bandwidth = d > 0 && pr.link_bandwidth > 0 ? pr.link_bandwidth : 10e9;
         pd[d].link_latency = 20e-6;
@@ -243,7 +241,7 @@ static slm_status open_devices(slm_model *m, bool *gpu, slm_error *err) {
     slm_status s = slm_device_open("cpu", &cfg, &pl->devices[0], err);
     if (s) return s;
     pl->n_devices = 1;
-    s = pl->devices[0]->ops->wrap_host(pl->devices[0], (void *)m->gguf->base, m->gguf->size, &m->host_weights, err);
+    s = slm_buffer_wrap_host(pl->devices[0], (void *)m->gguf->base, m->gguf->size, &m->host_weights, err);
     if (s) return s;
     bool pick = !p->device || !*p->device || !strcmp(p->device, "auto");
     *gpu = !pick && strncmp(p->device, "cpu", 3) != 0;

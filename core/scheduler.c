@@ -20,10 +20,9 @@ static slm_status run_transfer(slm_sched *s, const slm_transfer *x, slm_error *e
         s->staging = grown;
         s->staging_size = bytes;
     }
-    slm_device *a = x->src.buf->dev, *b = x->dst.buf->dev;
-    slm_status st = a->ops->sync(a, err);
-    if (!st) st = a->ops->download(a, s->staging, x->src.buf, x->src.offset, bytes, err);
-    if (!st) st = b->ops->upload(b, x->dst.buf, x->dst.offset, s->staging, bytes, err);
+    slm_status st = slm_device_sync(x->src.buf->dev, err);
+    if (!st) st = slm_tensor_download(&x->src, s->staging, bytes, err);
+    if (!st) st = slm_tensor_upload(&x->dst, s->staging, bytes, err);
     return st;
 }
 
@@ -56,7 +55,7 @@ static slm_status run_observed(slm_sched *s, const slm_graph *g, int pos, int n_
             const slm_transfer *t = &g->xfers[x];
             double t0 = now_s();
             st = run_transfer(s, t, err);
-            if (!st) st = t->dst.buf->dev->ops->sync(t->dst.buf->dev, err);
+            if (!st) st = slm_device_sync(t->dst.buf->dev, err);
             int to = 0;
             for (int d = 0; d < s->n_devices; d++)
                 if (s->devices[d] == t->dst.buf->dev) to = d;
@@ -65,8 +64,8 @@ static slm_status run_observed(slm_sched *s, const slm_graph *g, int pos, int n_
         if (st) break;
         slm_device *dev = s->devices[op->device];
         double t0 = now_s();
-        st = dev->ops->run(dev, op, 1, err);
-        if (!st) st = dev->ops->sync(dev, err);
+        st = slm_device_run(dev, op, 1, err);
+        if (!st) st = slm_device_sync(dev, err);
         if (!st)
             observe(s, op->name ? op->name : slm_op_kind_name(op->kind), slm_op_kind_name(op->kind), op->layer,
                     op->device, pos, n_tokens, op_bytes(op, pos, n_tokens), now_s() - t0);
@@ -74,10 +73,17 @@ static slm_status run_observed(slm_sched *s, const slm_graph *g, int pos, int n_
     return st;
 }
 
-slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int pos, int n_tokens, slm_error *err) {
-    for (int i = 0; i < g->n_ops; i++)
+slm_status slm_sched_check(const slm_sched *s, const slm_graph *g, slm_error *err) {
+    for (int i = 0; i < g->n_ops; i++) {
         if (g->ops[i].device < 0 || g->ops[i].device >= s->n_devices)
             return slm_fail(err, SLM_ERR_INVALID_ARG, "scheduler: op %d (%s) has no device", i, g->ops[i].name);
+        slm_status st = slm_op_check(&g->ops[i], err);
+        if (st) return st;
+    }
+    return SLM_OK;
+}
+
+slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int pos, int n_tokens, slm_error *err) {
     if (s->observer) return run_observed(s, g, pos, n_tokens, err);
     int i = 0, x = 0, last = 0;
     slm_status st = SLM_OK;
@@ -87,12 +93,12 @@ slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int pos, int n_tokens
         int dev = g->ops[i].device, j = i + 1;
         int stop = x < g->n_xfers ? g->xfers[x].before : g->n_ops;
         while (j < g->n_ops && j < stop && g->ops[j].device == dev) j++;
-        if (!st) st = s->devices[dev]->ops->run(s->devices[dev], g->ops + i, j - i, err);
+        if (!st) st = slm_device_run(s->devices[dev], g->ops + i, j - i, err);
         last = dev;
         i = j;
     }
     for (; x < g->n_xfers && !st; x++) st = run_transfer(s, &g->xfers[x], err);
-    if (!st) st = s->devices[last]->ops->sync(s->devices[last], err);
+    if (!st) st = slm_device_sync(s->devices[last], err);
     return st;
 }
 

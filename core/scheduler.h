@@ -16,7 +16,11 @@ typedef struct slm_sched {
     void *observer_user;
 } slm_sched;
 
-/* pos: the position of the batch's first token (for the observer's byte counts). */
+/* Checks every op of g against the op contract (slm_op_check) and its device index: the one place the
+ * contract is checked before ops reach a backend. A graph built the same way again need not be checked
+ * again (the context checks each shape of graph once). */
+slm_status slm_sched_check(const slm_sched *s, const slm_graph *g, slm_error *err);
+/* Runs a checked graph. pos: the position of the batch's first token (for the observer's byte counts). */
 slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int pos, int n_tokens, slm_error *err);
 void slm_sched_free(slm_sched *s);
 

@@ -10,7 +10,9 @@
 #include "graph.h"
 #include "model.h"
 #include "scratch.h"
+#include "kv_cache.h"
 #include "synth.h"
+#include "synth_gguf.h"
 #include "test_util.h"
 
 /* Operands live in separate fake buffers (no device: slm_op_check never touches memory), so valid ops
@@ -282,33 +284,29 @@ static void graph_ops_pass(const char *spec_str, int n_ctx, bool want_bias, bool
     p.n_ctx = n_ctx;
     p.n_batch = 8;
     p.device = "cpu";
-    if (g) CHECK(slm_model_load_gguf(g, &p, &m, &err) == SLM_OK, "%s: load: %s", spec_str, err.msg);
+    if (g) CHECK(slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK, "%s: load: %s", spec_str, err.msg);
     if (!m) {
         free(data);
         return;
     }
     const slm_hparams *hp = &m->hp;
-    slm_device *dev = m->devices[0];
+    slm_device *dev = m->place.devices[0];
     slm_scratch sc;
-    slm_buffer sbuf, kvbuf;
-    size_t per = slm_kv_row_bytes(hp) * (size_t)m->n_ctx;
-    slm_tensor *k = calloc((size_t)hp->n_layer, sizeof *k), *v = calloc((size_t)hp->n_layer, sizeof *v);
-    bool ok = slm_buffer_alloc(dev, (size_t)slm_scratch_layout(hp, m->n_batch, true, NULL, NULL), &sbuf, &err) == SLM_OK &&
-              slm_buffer_alloc(dev, 2 * per * (size_t)hp->n_layer, &kvbuf, &err) == SLM_OK;
+    slm_buffer sbuf;
+    slm_kv_cache kv = {0};
+    int n_batch = m->cfg.n_batch;
+    bool ok = slm_buffer_alloc(dev, (size_t)slm_scratch_layout(hp, n_batch, true, NULL, NULL), &sbuf, &err) == SLM_OK &&
+              slm_kv_cache_create(hp, m->cfg.n_ctx, m->place.devices, m->place.n_devices, m->place.layer_device, &kv,
+                                  &err) == SLM_OK;
     CHECK(ok, "%s: buffers: %s", spec_str, err.msg);
     bool bias = false, factors = false;
     if (ok) {
-        slm_scratch_layout(hp, m->n_batch, true, &sbuf, &sc);
-        for (int il = 0; il < hp->n_layer; il++) {
-            k[il] = slm_kv_tensor(&kvbuf, 2 * per * (size_t)il, hp, m->n_ctx);
-            v[il] = slm_kv_tensor(&kvbuf, 2 * per * (size_t)il + per, hp, m->n_ctx);
-        }
-        int sizes[] = {1, 3, m->n_batch};
+        slm_scratch_layout(hp, n_batch, true, &sbuf, &sc);
+        int sizes[] = {1, 3, n_batch};
         for (int si = 0; si < 3; si++) {
             for (int all = 0; all < 2; all++) {
                 slm_graph gr = {0};
-                slm_graph_inputs in = {.m = m, .scratch = &sc, .k_cache = k, .v_cache = v, .n_tokens = sizes[si],
-                                       .all_logits = all};
+                slm_graph_inputs in = {.m = m, .scratch = &sc, .kv = &kv, .n_tokens = sizes[si], .all_logits = all};
                 CHECK(slm_graph_build(&in, &gr, &err) == SLM_OK, "%s: graph: %s", spec_str, err.msg);
                 int seen = 0;
                 for (int i = 0; i < gr.n_ops; i++) {
@@ -329,9 +327,7 @@ static void graph_ops_pass(const char *spec_str, int n_ctx, bool want_bias, bool
     CHECK(bias == want_bias && factors == want_factors, "%s: bias %d (want %d), rope factors %d (want %d)", spec_str,
           bias, want_bias, factors, want_factors);
     slm_buffer_release(&sbuf);
-    slm_buffer_release(&kvbuf);
-    free(k);
-    free(v);
+    slm_kv_cache_free(&kv);
     slm_model_free(m);
     free(data);
     printf("graph of %s: every op passes\n", spec_str);
