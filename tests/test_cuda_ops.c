@@ -282,7 +282,7 @@ int main(void) {
     decode_replay(&h, SLM_Q8_0, 60, 4);
 
     if (dev->ops->measure_bandwidth) {
-        double bw = dev->ops->measure_bandwidth(dev);
+        double bw = slm_device_measure_bandwidth(dev);
         printf("read bandwidth: %.1f GB/s\n", bw / 1e9);
         CHECK(bw > 0, "bandwidth %g", bw);
     }

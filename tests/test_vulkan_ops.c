@@ -281,7 +281,7 @@ int main(void) {
         slm_buffer_release(&small);
     }
     if (dev->ops->measure_bandwidth) {
-        double bw = dev->ops->measure_bandwidth(dev);
+        double bw = slm_device_measure_bandwidth(dev);
         printf("read bandwidth: %.1f GB/s\n", bw / 1e9);
         CHECK(bw >= 0, "bandwidth %g", bw);
     }
