@@ -26,7 +26,6 @@
 #include <string.h>
 
 #include "error.h"
-#include "model.h"
 
 #ifdef SLM_HAVE_ICU
 #include <unicode/unorm2.h>
@@ -1108,47 +1107,4 @@ const char *slm_detok_flush(slm_detok *d, size_t *len) {
     if (!ok) { *len = 0; return NULL; }
     *len = d->len;
     return d->buf;
-}
-
-/* ---------------------------------------------------------------------------------------------------- */
-/* The public API of include/slm.h over the model's tokenizer */
-
-static const slm_tokenizer *model_tok(const slm_model *m) { return m ? slm_model_tokenizer(m) : NULL; }
-
-slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,
-                        int32_t *out, int max_out, int *n_out, slm_error *err) {
-    const slm_tokenizer *t = model_tok(m);
-    *n_out = 0;
-    if (!t) return slm_fail(err, SLM_ERR_UNSUPPORTED, "the model has no tokenizer");
-    slm_tokens v = {0};
-    slm_status s = slm_tokenizer_encode(t, text, len, add_special, parse_special, &v, err);
-    if (s) return s;
-    *n_out = v.n;
-    if (v.n > max_out) {
-        slm_tokens_free(&v);
-        return slm_fail(err, SLM_ERR_CONTEXT, "the text is %d tokens, more than the %d allowed", *n_out, max_out);
-    }
-    if (v.n) memcpy(out, v.ids, (size_t)v.n * sizeof *out);
-    slm_tokens_free(&v);
-    return SLM_OK;
-}
-
-int slm_token_to_piece(const slm_model *m, int32_t token, char *buf, int buf_len) {
-    const slm_tokenizer *t = model_tok(m);
-    return t ? slm_tokenizer_piece(t, token, buf, buf_len) : 0;
-}
-
-int32_t slm_token_bos(const slm_model *m) {
-    const slm_tokenizer *t = model_tok(m);
-    return t ? t->bos : -1;
-}
-
-int32_t slm_token_eos(const slm_model *m) {
-    const slm_tokenizer *t = model_tok(m);
-    return t ? t->eos : -1;
-}
-
-bool slm_token_is_eog(const slm_model *m, int32_t token) {
-    const slm_tokenizer *t = model_tok(m);
-    return t && slm_tokenizer_is_eog(t, token);
 }
