@@ -10,6 +10,11 @@
 extern "C" {
 #endif
 
+/* libslm.so is built with hidden visibility: what this header declares is what it exports. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 typedef enum slm_status {
     SLM_OK = 0,
     SLM_ERR_IO,          /* file missing or unreadable */
@@ -204,6 +209,10 @@ slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_samp
 void slm_sampler_free(slm_sampler *s);
 int32_t slm_sampler_sample(slm_sampler *s, const float *logits);
 void slm_sampler_accept(slm_sampler *s, int32_t token);  /* history for the repetition penalty */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
