@@ -1,7 +1,7 @@
-/* The public API of include/slm.h over the internals that have no public face of their own: the model's
+/* The public API of include/slm.h over internals that have no public face of their own: the model's
  * tokenizer (tokenize, pieces, special tokens, the streaming detokenizer), its chat template, and the
- * devices of the compiled-in backends. Each function here checks its arguments and turns the internal
- * interface into the public one; the work is done in tokenizer.c, chat.c and backends/registry.c. */
+ * devices of the compiled-in backends. Only glue lives here, turning the internal interfaces into the
+ * public ones; the work is done in tokenizer*.c, detokenizer.c, chat.c and backends/registry.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
