@@ -2,12 +2,9 @@
 # tests/test_bench.c links too. Include this after add_subdirectory(tests) so test_bench exists.
 file(GLOB SLM_BENCH_LIB_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/bench/bench_*.c)
 add_library(slm_bench_lib STATIC ${SLM_BENCH_LIB_SOURCES})
-# bench builds on the public API: its include path is include/, support/ and bench/. Linking slm as usual would
-# bring its usage requirements (the internal include paths), so its users get it to link only (LINK_ONLY in
-# the interface; CMake < 3.26 does not honour LINK_ONLY in a target's own link libraries).
-target_link_libraries(slm_bench_lib PUBLIC slm_support)
-set_property(TARGET slm_bench_lib APPEND PROPERTY INTERFACE_LINK_LIBRARIES $<LINK_ONLY:slm>)
-target_include_directories(slm_bench_lib PUBLIC ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/bench)
+# bench builds on the public API: its include path is include/ (slm's only public folder), support/ and bench/.
+target_link_libraries(slm_bench_lib PUBLIC slm_support slm)
+target_include_directories(slm_bench_lib PUBLIC ${CMAKE_SOURCE_DIR}/bench)
 # Build facts for the report header: version, commit (at configure time), build type.
 set(SLM_BENCH_COMMIT "unknown")
 find_package(Git QUIET)

@@ -1,5 +1,6 @@
-# The CUDA backend: resolves SLM_CUDA (AUTO/ON/OFF), compiles kernels/cuda/*.cu into the static library
-# slm_cuda_kernels and adds backends/cuda/*.c (plain C against the CUDA runtime API) to slm.
+# The CUDA backend: resolves SLM_CUDA (AUTO/ON/OFF), compiles kernels/cuda/*.cu into the object library
+# slm_cuda_kernels, which goes into libslm.a and libslm.so beside the library's own objects, and adds
+# backends/cuda/*.c (plain C against the CUDA runtime API) to those objects.
 #
 # Architectures: CMAKE_CUDA_ARCHITECTURES, default "75;80;86;89;90;120" (Turing gaming cards up to
 # Blackwell). Set it on the command line to build fewer, e.g. -DCMAKE_CUDA_ARCHITECTURES=89 for a quick
@@ -49,7 +50,7 @@ set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 file(GLOB SLM_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
 file(GLOB SLM_CUDA_BACKEND_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/backends/cuda/*.c)
 
-add_library(slm_cuda_kernels STATIC ${SLM_CUDA_KERNEL_SOURCES})
+add_library(slm_cuda_kernels OBJECT ${SLM_CUDA_KERNEL_SOURCES})
 target_include_directories(slm_cuda_kernels PRIVATE
   ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/core ${CMAKE_SOURCE_DIR}/kernels
   ${CMAKE_SOURCE_DIR}/kernels/cuda)
@@ -60,22 +61,25 @@ set_property(TARGET slm_cuda_kernels PROPERTY COMPILE_OPTIONS
   "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Wno-unused-parameter,-Wno-missing-field-initializers,-Wno-unknown-pragmas>")
 set_target_properties(slm_cuda_kernels PROPERTIES
   POSITION_INDEPENDENT_CODE ON
+  CUDA_VISIBILITY_PRESET hidden
   CUDA_RUNTIME_LIBRARY Static)
 # The launchers report through slm_fail (core/error.c) and name types with slm_dtype_name (core/types.c):
-# a cycle between two static libraries, which CMake resolves by repeating them on the link line.
-target_link_libraries(slm_cuda_kernels PUBLIC CUDA::cudart_static)
-target_link_libraries(slm_cuda_kernels PRIVATE slm)
+# being objects of the same libraries as those, they need no link order.
+target_link_libraries(slm_cuda_kernels PRIVATE slm_internal CUDA::cudart_static)
+target_sources(slm PRIVATE $<TARGET_OBJECTS:slm_cuda_kernels>)
+target_sources(slm_shared PRIVATE $<TARGET_OBJECTS:slm_cuda_kernels>)
 
-target_sources(slm PRIVATE ${SLM_CUDA_BACKEND_SOURCES})
-# slm was created before CUDA was enabled, so its architecture property is empty (CMP0104 refuses that).
-set_target_properties(slm PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
-target_include_directories(slm PRIVATE ${CMAKE_SOURCE_DIR}/backends/cuda ${CMAKE_SOURCE_DIR}/kernels/cuda)
-target_include_directories(slm PUBLIC ${CMAKE_SOURCE_DIR}/backends/cuda ${CMAKE_SOURCE_DIR}/kernels/cuda)
+target_sources(slm_objects PRIVATE ${SLM_CUDA_BACKEND_SOURCES})
+# The libraries were created before CUDA was enabled, so their architecture property is empty (CMP0104
+# refuses that).
+set_target_properties(slm_objects slm slm_shared PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+target_include_directories(slm_objects PRIVATE ${CMAKE_SOURCE_DIR}/backends/cuda ${CMAKE_SOURCE_DIR}/kernels/cuda)
+target_include_directories(slm_internal INTERFACE ${CMAKE_SOURCE_DIR}/backends/cuda ${CMAKE_SOURCE_DIR}/kernels/cuda)
 # The backend .c files include the runtime API headers only; core/ never sees them.
 set_source_files_properties(${SLM_CUDA_BACKEND_SOURCES} PROPERTIES
   INCLUDE_DIRECTORIES "${CUDAToolkit_INCLUDE_DIRS}")
-# Only the runtime is linked (statically): without a driver (no libcuda) cudaGetDeviceCount fails cleanly
-# and the backend reports zero devices.
-target_link_libraries(slm PUBLIC slm_cuda_kernels CUDA::cudart_static CUDA::cublas)
-target_compile_definitions(slm PUBLIC SLM_HAVE_CUDA=1)
+# The runtime is linked statically: without a driver (no libcuda) cudaGetDeviceCount fails cleanly and the
+# backend reports zero devices. cuBLAS is a shared library.
+target_link_libraries(slm_deps INTERFACE CUDA::cudart_static CUDA::cublas)
+target_compile_definitions(slm_internal INTERFACE SLM_HAVE_CUDA=1)
 message(STATUS "slm: CUDA backend on (CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES})")

@@ -1,5 +1,6 @@
 # The Vulkan backend: resolves SLM_VULKAN (AUTO/ON/OFF), compiles shaders/*.comp with glslangValidator into
-# uint32 arrays in the build dir (nothing generated is committed) and adds backends/vulkan/*.c to slm.
+# uint32 arrays in the build dir (nothing generated is committed) and adds backends/vulkan/*.c to the
+# library's objects.
 string(TOUPPER "${SLM_VULKAN}" _slm_vk_mode)
 if(_slm_vk_mode STREQUAL "OFF" OR _slm_vk_mode STREQUAL "FALSE" OR _slm_vk_mode STREQUAL "0")
   message(STATUS "slm: Vulkan backend off (SLM_VULKAN=${SLM_VULKAN})")
@@ -103,10 +104,10 @@ add_custom_command(
   VERBATIM)
 add_custom_target(slm_vk_shaders DEPENDS ${_slm_vk_headers} "${_slm_vk_out}/quant_blocks.checked")
 file(GLOB SLM_VULKAN_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/backends/vulkan/*.c)
-target_sources(slm PRIVATE ${SLM_VULKAN_SOURCES})
-add_dependencies(slm slm_vk_shaders)
-target_include_directories(slm PRIVATE "${_slm_vk_out}")
-target_include_directories(slm PUBLIC "${CMAKE_SOURCE_DIR}/backends/vulkan")
-target_link_libraries(slm PUBLIC Vulkan::Vulkan)
-target_compile_definitions(slm PUBLIC SLM_HAVE_VULKAN=1)
+target_sources(slm_objects PRIVATE ${SLM_VULKAN_SOURCES})
+add_dependencies(slm_objects slm_vk_shaders)
+target_include_directories(slm_objects PRIVATE "${_slm_vk_out}")
+target_include_directories(slm_internal INTERFACE "${CMAKE_SOURCE_DIR}/backends/vulkan")
+target_link_libraries(slm_deps INTERFACE Vulkan::Vulkan)
+target_compile_definitions(slm_internal INTERFACE SLM_HAVE_VULKAN=1)
 message(STATUS "slm: Vulkan backend on (${Vulkan_LIBRARY}, ${SLM_GLSLANG_VALIDATOR})")

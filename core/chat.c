@@ -211,8 +211,8 @@ static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, 
     }
 }
 
-slm_status slm_chat_apply(const slm_chat_template *t, const slm_chat_msg *msgs, int n, bool add_generation_prompt,
-                          char **out, slm_error *err) {
+slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, bool add_generation_prompt,
+                           char **out, slm_error *err) {
     *out = NULL;
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
@@ -245,7 +245,7 @@ slm_status slm_chat_format_single(const char *tmpl, const slm_tokenizer *vocab, 
     int n = 0;
     if (system) msgs[n++] = (slm_chat_msg){"system", system};
     msgs[n++] = (slm_chat_msg){"user", prompt ? prompt : ""};
-    s = slm_chat_apply(&t, msgs, n, true, out, err);
+    s = slm_chat_render(&t, msgs, n, true, out, err);
     slm_chat_template_free(&t);
     return s;
 }

@@ -20,10 +20,8 @@ typedef enum slm_chat_family {
     SLM_CHAT_GEMMA,     /* <start_of_turn>user\n...<end_of_turn>\n, assistant is "model" */
 } slm_chat_family;
 
-typedef struct slm_chat_msg {
-    const char *role;     /* "system", "user", "assistant" */
-    const char *content;
-} slm_chat_msg;
+/* The public message (include/slm.h) under its internal name. */
+typedef slm_chat_message slm_chat_msg;
 
 typedef struct slm_chat_template {
     slm_chat_family family;
@@ -51,8 +49,8 @@ void slm_chat_template_free(slm_chat_template *t);
 
 /* Renders msgs[0..n) into a malloc'd NUL-terminated string; add_generation_prompt appends the header
  * that opens the assistant's turn. Roles other than system/user/assistant fail with SLM_ERR_INVALID_ARG. */
-slm_status slm_chat_apply(const slm_chat_template *t, const slm_chat_msg *msgs, int n, bool add_generation_prompt,
-                          char **out, slm_error *err);
+slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, bool add_generation_prompt,
+                           char **out, slm_error *err);
 
 /* For `slm run --chat`: one user prompt (with an optional system prompt, NULL for none) in the template
  * tmpl (the model's tokenizer.chat_template, may be NULL: then chosen from vocab), with the generation

@@ -10,6 +10,11 @@
 extern "C" {
 #endif
 
+/* libslm.so is built with hidden visibility: what this header declares is what it exports. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 typedef enum slm_status {
     SLM_OK = 0,
     SLM_ERR_IO,          /* file missing or unreadable */
@@ -91,15 +96,25 @@ typedef struct slm_plan_info {
 slm_plan_info slm_model_plan_info(const slm_model *m);
 
 /* Devices of every compiled-in backend, for listings (`slm devices`): returns how many there are, filling
- * at most max entries. Opening a GPU to ask costs a driver start-up (~0.1-1 s). */
+ * at most max entries, in backend order. Opening a GPU to ask costs a driver start-up (~0.1-1 s). */
 typedef struct slm_device_info {
-    char spec[32];                 /* "cpu", "vulkan:0", "cuda:0": what params.device takes */
+    char spec[32];                 /* "cpu:0", "vulkan:0", "cuda:0": what params.device takes */
     char name[160];
     bool gpu;
     bool software;                 /* a CPU implementation of a GPU API (lavapipe): used only when named */
     size_t free_bytes, total_bytes;
+    char error[256];               /* why the device could not be opened ("" when it opened; then name and
+                                      memory are unknown) */
 } slm_device_info;
 int slm_devices_list(slm_device_info *out, int max);
+/* Backends compiled into this build ("cpu" first, then "vulkan", "cuda") and how many devices each sees
+ * (counting a GPU backend's devices starts its driver): returns how many backends there are, filling at most
+ * max entries. Cheaper than slm_devices_list, which opens every device. */
+typedef struct slm_backend_info {
+    const char *name;
+    int n_devices;
+} slm_backend_info;
+int slm_backends_list(slm_backend_info *out, int max);
 
 /* A context holds the KV cache and scratch memory for one sequence. */
 slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err);
@@ -148,6 +163,40 @@ int32_t slm_token_bos(const slm_model *m);
 int32_t slm_token_eos(const slm_model *m);
 bool slm_token_is_eog(const slm_model *m, int32_t token);  /* end of generation: EOS, EOT, ... */
 
+/* Streaming detokenizer: turns tokens into text one at a time and returns only complete UTF-8 sequences (a
+ * character spread over several tokens comes out with the token that completes it). Bytes that can never
+ * form valid UTF-8 come out as U+FFFD, so the text is always valid UTF-8. Control tokens give their text. */
+typedef struct slm_detokenizer slm_detokenizer;
+/* starts_text: the stream begins a text of its own (a reply), so the space a SentencePiece model puts
+ * before the first word is dropped; false when it continues text already shown (after a prompt). */
+slm_status slm_detokenizer_create(const slm_model *m, bool starts_text, slm_detokenizer **out, slm_error *err);
+/* The text token completes (may be ""), valid until the next call on d; its length in *len. NULL only when
+ * out of memory. */
+const char *slm_detokenizer_push(slm_detokenizer *d, int32_t token, size_t *len);
+/* The end of the stream: a held incomplete sequence comes out as U+FFFD. Tokens pushed afterwards continue
+ * the text (as after starts_text false). */
+const char *slm_detokenizer_flush(slm_detokenizer *d, size_t *len);
+void slm_detokenizer_free(slm_detokenizer *d);
+
+/* Chat templates. The model's tokenizer.chat_template is recognised by its family (ChatML, Llama 3, Phi-3,
+ * Phi-4, Gemma), whose layout is rendered as the template would; a file without a template gets the family
+ * its vocabulary's turn tokens imply. */
+typedef struct slm_chat_message {
+    const char *role;     /* "system", "user", "assistant" */
+    const char *content;
+} slm_chat_message;
+/* The family slm_chat_apply renders for m in *family ("chatml", "llama3", "phi3", "phi4", "gemma"; static
+ * text); *from_vocab (may be NULL): the file has no template, the family came from the vocabulary. Fails
+ * with SLM_ERR_UNSUPPORTED, saying why, when the model has no tokenizer or no usable template. */
+slm_status slm_chat_template_info(const slm_model *m, const char **family, bool *from_vocab, slm_error *err);
+/* Renders messages[0..n) in m's chat template into buf, NUL-terminated; add_assistant_turn appends the
+ * header that opens the assistant's reply. *len gets the text's length without the NUL. buf NULL (with
+ * buf_len 0) only measures; a buf shorter than *len + 1 fails with SLM_ERR_INVALID_ARG. Roles other than
+ * system/user/assistant fail with SLM_ERR_INVALID_ARG. The text holds no BOS: tokenize it with add_special
+ * (BOS where the model wants one) and parse_special (turn markers become their control tokens). */
+slm_status slm_chat_apply(const slm_model *m, const slm_chat_message *messages, int n, bool add_assistant_turn,
+                          char *buf, size_t buf_len, size_t *len, slm_error *err);
+
 /* Sampler. */
 typedef struct slm_sampler_params {
     float temp;           /* <= 0: greedy */
@@ -179,15 +228,6 @@ const char *slm_model_file_type(const slm_model *m);
  * are the memory held, padding included. */
 uint64_t slm_model_kv_read_bytes(const slm_model *m);
 
-/* Backends compiled into this build ("cpu" first, then "vulkan", "cuda") and how many devices each sees
- * (counting a GPU backend's devices starts its driver): returns how many backends there are, filling at most
- * max entries. Cheaper than slm_devices_list, which opens every device. */
-typedef struct slm_backend_info {
-    const char *name;
-    int n_devices;
-} slm_backend_info;
-int slm_backends_list(slm_backend_info *out, int max);
-
 /* Peak read bandwidth of a device in bytes/s, measured now. "cpu": n_threads threads (<= 0: every core) each
  * sum their share of a host buffer of `bytes` (0: 1 GiB; make it several times the last-level cache) with
  * the widest vector loads, best of 5 reads. A GPU ("vulkan:0", "cuda:0"): its backend's own read kernel
@@ -195,6 +235,10 @@ int slm_backends_list(slm_backend_info *out, int max);
  * when the device cannot be opened or measured. */
 double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char *name, size_t name_len,
                             slm_error *err);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

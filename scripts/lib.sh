@@ -167,3 +167,39 @@ slm_setup() {
     # shellcheck disable=SC2086 # SLM_CMAKE_ARGS is a list of words by design
     slm_timed slm_build "$SLM_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${SLM_CMAKE_ARGS:-}
 }
+
+# Builds examples/simple.c the way an application would, against build dir $1 installed into a temporary
+# prefix: with pkg-config alone (only the installed tree on the compiler's paths), once linked with
+# libslm.a and once with libslm.so, and runs each on SmolLM2. Fails unless both exit 0 and print text.
+slm_check_install() {
+    local build="$1" prefix prompt="The capital of France is" out kind rc=0
+    prefix="$(mktemp -d "${TMPDIR:-/tmp}/slm-install.XXXXXX")"
+    if ! cmake --install "$build" --prefix "$prefix" >/dev/null; then
+        rm -rf "$prefix"
+        return 1
+    fi
+    local pc=(env PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config)
+    local cflags
+    cflags="$("${pc[@]}" --cflags slm)" || { rm -rf "$prefix"; return 1; }
+    # shellcheck disable=SC2046 # pkg-config output is a list of words by design
+    "${CC:-cc}" -o "$prefix/simple-static" "$SLM_ROOT/examples/simple.c" $cflags \
+        $("${pc[@]}" --static --libs slm | sed 's/-lslm\b/-l:libslm.a/') || rc=1
+    # shellcheck disable=SC2046
+    "${CC:-cc}" -o "$prefix/simple-shared" "$SLM_ROOT/examples/simple.c" $cflags $("${pc[@]}" --libs slm) || rc=1
+    if [ -x "$prefix/simple-shared" ] && ! readelf -d "$prefix/simple-shared" | grep -q 'NEEDED.*libslm\.so'; then
+        slm_log "examples/simple.c: the shared build did not link libslm.so"
+        rc=1
+    fi
+    for kind in static shared; do
+        [ -x "$prefix/simple-$kind" ] || continue
+        if out="$(LD_LIBRARY_PATH="$prefix/lib" "$prefix/simple-$kind" "$SLM_SMOLLM2" "$prompt" 8 2>&1)" &&
+            [ "${#out}" -gt "$((${#prompt} + 1))" ]; then
+            slm_log "examples/simple.c ($kind, installed tree): ${out//$'\n'/ }"
+        else
+            slm_log "examples/simple.c ($kind, installed tree) failed: $out"
+            rc=1
+        fi
+    done
+    rm -rf "$prefix"
+    return "$rc"
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The layout rules of docs/ARCHITECTURE.md, checked on the source tree (no build needed):
 
-1. core/ has no cycle between its modules (a module is NAME.c with NAME.h; A uses B when A.c or A.h includes
-   B.h), so every module can be read and tested after the ones it uses.
+1. core/ has no cycle between its modules (a module is NAME.c with NAME.h, and NAME_impl.h, the private
+   header of a module in several files; A uses B when a file of A includes a header of B), so every module
+   can be read and tested after the ones it uses.
 2. Nothing under kernels/ includes a header from backends/: kernels are pure functions on memory.
 3. tools/ and examples/ include only the public headers (include/) and their own; bench/ only those, its own
    and the support library's (support/): they are built on the API, as any application would be.
@@ -33,12 +34,16 @@ def headers_in(*folders):
     return {os.path.basename(p) for f in folders for p in files(f, (".h", ".cuh"))}
 
 
+def module(filename):
+    name = os.path.splitext(os.path.basename(filename))[0]
+    return name[:-len("_impl")] if name.endswith("_impl") else name
+
+
 def core_cycles():
     mods = {}
     for p in files("core", (".c", ".h")):
-        name = os.path.splitext(os.path.basename(p))[0]
-        mods.setdefault(name, set()).update(
-            os.path.splitext(h)[0] for h in includes(p) if os.path.exists(os.path.join(ROOT, "core", h)))
+        mods.setdefault(module(p), set()).update(
+            module(h) for h in includes(p) if os.path.exists(os.path.join(ROOT, "core", h)))
     for name in mods:
         mods[name].discard(name)
     cycles, state = [], {}

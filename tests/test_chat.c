@@ -51,7 +51,7 @@ static void expect_with(const char *tmpl, const slm_tokenizer *vocab, const slm_
     CHECK(s == SLM_OK, "%s: init: %s", what, err.msg);
     if (s) return;
     char *out = NULL;
-    s = slm_chat_apply(&t, msgs, n, gen, &out, &err);
+    s = slm_chat_render(&t, msgs, n, gen, &out, &err);
     CHECK(s == SLM_OK, "%s: apply: %s", what, err.msg);
     CHECK(out && !strcmp(out, want), "%s:\n--- got ---\n%s\n--- want ---\n%s", what, out ? out : "(null)", want);
     free(out);
@@ -282,7 +282,7 @@ int main(void) {
     const slm_chat_msg bad[] = {{"tool", "x"}};
     char *out = NULL;
     CHECK(slm_chat_template_init(CHATML_PLAIN, NULL, &t, &err) == SLM_OK, "init");
-    CHECK(slm_chat_apply(&t, bad, 1, true, &out, &err) == SLM_ERR_INVALID_ARG && !out, "role 'tool' refused");
+    CHECK(slm_chat_render(&t, bad, 1, true, &out, &err) == SLM_ERR_INVALID_ARG && !out, "role 'tool' refused");
     slm_chat_template_free(&t);
 
     /* the helper behind `slm run --chat` */

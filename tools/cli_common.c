@@ -93,24 +93,24 @@ bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o) {
     return true;
 }
 
-/* Length of the UTF-8 sequence a lead byte starts (1 for stray continuation or invalid bytes). */
-static int utf8_len(unsigned char c) {
-    if (c >= 0xf0 && c < 0xf8) return 4;
-    if (c >= 0xe0) return c < 0xf0 ? 3 : 1;
-    if (c >= 0xc0) return 2;
-    return 1;
+void slm_cli_write(const char *text, size_t n) {
+    if (!n) return;
+    fwrite(text, 1, n, stdout);
+    fflush(stdout);
 }
 
-void slm_cli_emit_utf8(char *buf, int *len) {
-    int n = *len, i = 0, done = 0;
-    while (i < n) {
-        int l = utf8_len((unsigned char)buf[i]);
-        if (i + l > n) break;
-        i += l;
-        done = i;
+slm_status slm_cli_chat_text(const slm_model *m, const slm_chat_message *msgs, int n, char **out, slm_error *err) {
+    size_t len = 0;
+    *out = NULL;
+    slm_status s = slm_chat_apply(m, msgs, n, true, NULL, 0, &len, err);
+    if (s) return s;
+    char *text = malloc(len + 1);
+    if (!text) {
+        snprintf(err->msg, sizeof err->msg, "out of memory for %zu bytes of chat text", len);
+        return SLM_ERR_NOMEM;
     }
-    fwrite(buf, 1, (size_t)done, stdout);
-    fflush(stdout);
-    memmove(buf, buf + done, (size_t)(n - done));
-    *len = n - done;
+    s = slm_chat_apply(m, msgs, n, true, text, len + 1, &len, err);
+    if (s) free(text);
+    else *out = text;
+    return s;
 }

@@ -25,8 +25,10 @@ typedef struct slm_cli_opts {
 bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o);
 /* Parses a size like "4G", "512M", "1000000" into bytes; false when malformed. */
 bool slm_cli_parse_size(const char *s, size_t *out);
-/* Writes the bytes of complete UTF-8 sequences from buf, keeping an incomplete tail for the next call. */
-void slm_cli_emit_utf8(char *buf, int *len);
+/* Writes n bytes of generated text to stdout at once (the user watches it stream). */
+void slm_cli_write(const char *text, size_t n);
+/* The messages in m's chat template with the assistant's turn opened, as a malloc'd string. */
+slm_status slm_cli_chat_text(const slm_model *m, const slm_chat_message *msgs, int n, char **out, slm_error *err);
 
 int slm_cmd_chat(int argc, char **argv);
 

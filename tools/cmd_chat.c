@@ -12,14 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "chat.h"
 #include "cli_common.h"
-#include "model.h"
 #include "slm.h"
-#include "tokenizer.h"
 
 typedef struct history {
-    slm_chat_msg *msgs;
+    slm_chat_message *msgs;
     char **owned;  /* the contents, malloc'd */
     int n, cap;
 } history;
@@ -27,7 +24,7 @@ typedef struct history {
 static bool history_add(history *h, const char *role, const char *content, size_t len) {
     if (h->n == h->cap) {
         int cap = h->cap ? h->cap * 2 : 16;
-        slm_chat_msg *m = realloc(h->msgs, (size_t)cap * sizeof *m);
+        slm_chat_message *m = realloc(h->msgs, (size_t)cap * sizeof *m);
         if (!m) return false;
         h->msgs = m;
         char **o = realloc(h->owned, (size_t)cap * sizeof *o);
@@ -40,7 +37,7 @@ static bool history_add(history *h, const char *role, const char *content, size_
     memcpy(c, content, len);
     c[len] = 0;
     h->owned[h->n] = c;
-    h->msgs[h->n] = (slm_chat_msg){role, c};
+    h->msgs[h->n] = (slm_chat_message){role, c};
     h->n++;
     return true;
 }
@@ -63,7 +60,6 @@ typedef struct chat {
     slm_model *m;
     slm_context *c;
     slm_sampler *smp;
-    slm_chat_template tmpl;
     history hist;
     int32_t *toks;      /* the tokens now in the KV cache */
     int n_toks;
@@ -81,7 +77,7 @@ static int render(chat *ch) {
     int reserve = ch->n_ctx / 4 < 512 ? ch->n_ctx / 4 : 512;  /* room kept for the reply */
     for (;;) {
         char *text = NULL;
-        slm_status s = slm_chat_apply(&ch->tmpl, ch->hist.msgs, ch->hist.n, true, &text, &err);
+        slm_status s = slm_cli_chat_text(ch->m, ch->hist.msgs, ch->hist.n, &text, &err);
         if (s) {
             fprintf(stderr, "slm: chat template: %s\n", err.msg);
             return -1;
@@ -131,8 +127,11 @@ static bool turn(chat *ch, int n) {
         fprintf(stderr, "slm: turn %d: prompt %d tokens, %d reused from the cache, %d evaluated\n", ch->n_turns, n,
                 keep, n - keep);
 
-    slm_detok d;
-    slm_detok_init(&d, slm_model_tokenizer(ch->m), true);
+    slm_detokenizer *d;
+    if ((s = slm_detokenizer_create(ch->m, true, &d, &err))) {
+        fprintf(stderr, "slm: detokenizer: %s\n", err.msg);
+        return false;
+    }
     char *reply = NULL;
     size_t rlen = 0, rcap = 0;
     bool ok = true, full = false;
@@ -145,7 +144,7 @@ static bool turn(chat *ch, int n) {
         n_gen++;
         slm_sampler_accept(ch->smp, t);
         size_t l;
-        const char *out = slm_detok_push(&d, t, &l);
+        const char *out = slm_detokenizer_push(d, t, &l);
         if (out && l) {
             fwrite(out, 1, l, stdout);
             fflush(stdout);
@@ -173,7 +172,7 @@ static bool turn(chat *ch, int n) {
         ch->toks[ch->n_toks++] = t;
     }
     size_t l;
-    const char *tail = slm_detok_flush(&d, &l);
+    const char *tail = slm_detokenizer_flush(d, &l);
     if (tail && l) fwrite(tail, 1, l, stdout);
     printf("\n");
     fflush(stdout);
@@ -181,7 +180,7 @@ static bool turn(chat *ch, int n) {
         fprintf(stderr, "slm: the context is full (%d tokens): the reply was cut off; the next turn drops the oldest "
                         "turns, or start with a larger -c\n", ch->n_ctx);
     if (ch->verbose) fprintf(stderr, "slm: turn %d: reply %d tokens\n", ch->n_turns, n_gen);
-    slm_detok_free(&d);
+    slm_detokenizer_free(d);
     if (!history_add(&ch->hist, "assistant", reply ? reply : "", rlen)) ok = false;
     free(reply);
     return ok;
@@ -205,21 +204,18 @@ int slm_cmd_chat(int argc, char **argv) {
         fprintf(stderr, "slm: cannot load model: %s (%s)\n", err.msg, slm_status_name(s));
         return 1;
     }
-    if (!slm_model_tokenizer(ch.m)) {
-        fprintf(stderr, "slm: %s has no tokenizer\n", o.model);
-        slm_model_free(ch.m);
-        return 1;
-    }
-    if ((s = slm_chat_template_init(slm_model_chat_template(ch.m), slm_model_tokenizer(ch.m), &ch.tmpl, &err))) {
+    const char *family = NULL;
+    bool from_vocab = false;
+    if ((s = slm_chat_template_info(ch.m, &family, &from_vocab, &err))) {
         fprintf(stderr, "slm: %s\n", err.msg);
         slm_model_free(ch.m);
         return 1;
     }
     ch.verbose = o.params.verbose;
     bool tty = isatty(STDIN_FILENO);
-    if (ch.tmpl.from_vocab && (tty || ch.verbose))
+    if (from_vocab && (tty || ch.verbose))
         fprintf(stderr, "slm: the model has no chat template: using the %s layout its vocabulary's turn tokens imply\n",
-                slm_chat_family_name(ch.tmpl.family));
+                family);
     if ((s = slm_context_create(ch.m, &ch.c, &err))) {
         fprintf(stderr, "slm: cannot create context: %s\n", err.msg);
         goto done;
@@ -238,7 +234,7 @@ int slm_cmd_chat(int argc, char **argv) {
     if (o.system && !history_add(&ch.hist, "system", o.system, strlen(o.system))) goto done;
     if (tty)
         fprintf(stderr, "slm: chatting with %s (%s template); /exit to quit, /reset to start over\n",
-                slm_model_get_info(ch.m).name, slm_chat_family_name(ch.tmpl.family));
+                slm_model_get_info(ch.m).name, family);
     char *line = NULL;
     size_t cap = 0;
     rc = 0;
@@ -266,7 +262,6 @@ int slm_cmd_chat(int argc, char **argv) {
     free(line);
 done:
     history_free(&ch.hist);
-    slm_chat_template_free(&ch.tmpl);
     slm_sampler_free(ch.smp);
     free(ch.toks);
     free(ch.prompt);

@@ -3,10 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "chat.h"
 #include "cli_common.h"
-#include "model.h"
 #include "slm.h"
 
 static void usage(void) {
@@ -62,10 +59,14 @@ static int cmd_run(const slm_cli_opts *o) {
     char *text = NULL;
     int32_t *toks = NULL;
     slm_sampler *smp = NULL;
+    slm_detokenizer *detok = NULL;
     const char *prompt = o->prompt;
     if (o->chat) {
-        slm_status s = slm_chat_format_single(slm_model_chat_template(m), slm_model_tokenizer(m), o->system,
-                                              o->prompt, &text, &err);
+        slm_chat_message msgs[2];
+        int n_msgs = 0;
+        if (o->system) msgs[n_msgs++] = (slm_chat_message){"system", o->system};
+        msgs[n_msgs++] = (slm_chat_message){"user", o->prompt};
+        slm_status s = slm_cli_chat_text(m, msgs, n_msgs, &text, &err);
         if (s) { fail("chat template", s, &err); goto done; }
         prompt = text;
     }
@@ -81,27 +82,25 @@ static int cmd_run(const slm_cli_opts *o) {
     s = slm_sampler_create(&o->sampling, slm_model_get_info(m).n_vocab, &smp, &err);
     if (s) { fail("sampler", s, &err); goto done; }
     for (int i = 0; i < n; i++) slm_sampler_accept(smp, toks[i]);
+    /* the generated text continues the prompt: a SentencePiece word's leading space is kept */
+    s = slm_detokenizer_create(m, false, &detok, &err);
+    if (s) { fail("detokenizer", s, &err); goto done; }
     s = slm_eval(c, toks, n, false, &err);
     if (s) { fail("eval", s, &err); goto done; }
-    char pending[64];
-    int plen = 0;
-    int n_gen = 0;
-    for (; n_gen < o->n_predict && slm_context_pos(c) < n_ctx; n_gen++) {
+    for (int n_gen = 0; n_gen < o->n_predict && slm_context_pos(c) < n_ctx; n_gen++) {
         int32_t t = slm_sampler_sample(smp, slm_logits(c, -1));
         if (slm_token_is_eog(m, t)) break;
         slm_sampler_accept(smp, t);
-        char piece[256];
-        int l = slm_token_to_piece(m, t, piece, sizeof piece);
-        for (int i = 0; i < l; i++) {
-            if (plen == (int)sizeof pending) slm_cli_emit_utf8(pending, &plen), plen = plen == (int)sizeof pending ? 0 : plen;
-            pending[plen++] = piece[i];
-        }
-        slm_cli_emit_utf8(pending, &plen);
+        size_t l;
+        const char *piece = slm_detokenizer_push(detok, t, &l);
+        if (piece) slm_cli_write(piece, l);
         if (slm_context_pos(c) >= n_ctx) break;
         s = slm_eval(c, &t, 1, false, &err);
         if (s) { fail("eval", s, &err); goto done; }
     }
-    fwrite(pending, 1, (size_t)plen, stdout);
+    size_t l;
+    const char *tail = slm_detokenizer_flush(detok, &l);
+    if (tail) slm_cli_write(tail, l);
     printf("\n");
     slm_perf pf = slm_context_perf(c);
     double pp = pf.prompt_s > 0 ? pf.n_prompt / pf.prompt_s : 0, tg = pf.gen_s > 0 ? pf.n_gen / pf.gen_s : 0;
@@ -111,6 +110,7 @@ static int cmd_run(const slm_cli_opts *o) {
 done:
     free(text);
     free(toks);
+    slm_detokenizer_free(detok);
     slm_sampler_free(smp);
     slm_context_free(c);
     slm_model_free(m);
@@ -180,25 +180,27 @@ done:
 }
 
 static int cmd_devices(void) {
-    const slm_backend_ops *const *b = slm_backends();
-    for (int i = 0; b[i]; i++) {
-        int n = b[i]->count();
-        for (int d = 0; d < n; d++) {
-            char spec[32];
-            snprintf(spec, sizeof spec, "%s:%d", b[i]->name, d);
-            slm_device *dev;
-            slm_error err = {{0}};
-            if (slm_device_open(spec, NULL, &dev, &err)) {
-                printf("%-10s (cannot open: %s)\n", spec, err.msg);
+    slm_backend_info backends[16];
+    int nb = slm_backends_list(backends, 16);
+    slm_device_info devs[64];
+    int nd = slm_devices_list(devs, 64);
+    if (nb > 16) nb = 16;
+    if (nd > 64) nd = 64;
+    for (int b = 0; b < nb; b++) {
+        size_t bl = strlen(backends[b].name);
+        int shown = 0;
+        for (int d = 0; d < nd; d++) {
+            const slm_device_info *di = &devs[d];
+            if (strncmp(di->spec, backends[b].name, bl) || di->spec[bl] != ':') continue;
+            shown++;
+            if (di->error[0]) {
+                printf("%-10s (cannot open: %s)\n", di->spec, di->error);
                 continue;
             }
-            size_t fr = 0, tot = 0;
-            dev->ops->memory(dev, &fr, &tot);
-            printf("%-10s %s  %.1f GiB free / %.1f GiB%s\n", spec, dev->name, fr / 1073741824.0, tot / 1073741824.0,
-                   dev->software ? "  (software: used only with --device)" : "");
-            slm_device_close(dev);
+            printf("%-10s %s  %.1f GiB free / %.1f GiB%s\n", di->spec, di->name, di->free_bytes / 1073741824.0,
+                   di->total_bytes / 1073741824.0, di->software ? "  (software: used only with --device)" : "");
         }
-        if (n == 0) printf("%-10s (none present)\n", b[i]->name);
+        if (shown == 0) printf("%-10s (none present)\n", backends[b].name);
     }
     return 0;
 }

@@ -90,7 +90,7 @@ static int chat_mode(const slm_gguf *g, const char *tmpl_path) {
         *sp = 0;
         if (!strcmp(line, "=")) {
             char *out = NULL;
-            s = slm_chat_apply(&t, msgs, n, sp[1] == '1', &out, &err);
+            s = slm_chat_render(&t, msgs, n, sp[1] == '1', &out, &err);
             if (s) printf("ERROR %s\n", err.msg);
             else {
                 printf("%s ", slm_chat_family_name(t.family));

@@ -1,4 +1,6 @@
-/* tokenize_bench: tokenizer speed on about 1 MB of text (tokens/s and MB/s for encode and decode).
+/* tokenize_bench: tokenizer speed on about 1 MB of text (tokens/s and MB/s for encode and decode). It measures
+ * the tokenizer module itself on vocabulary-only GGUF files, so it lives with the test tools that see the
+ * internal headers, not in bench/.
  *
  *   tokenize_bench [--text FILE] [--reps N] [VOCAB.gguf ...]
  *
