@@ -9,6 +9,8 @@
 
 #include "backend.h"
 #include "op_harness.h"
+#include "ops_ref.h"
+#include "quant_ref.h"
 #include "test_util.h"
 
 #ifdef SLM_HAVE_CUDA

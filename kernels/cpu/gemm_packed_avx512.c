@@ -54,9 +54,9 @@ bool slm_cpu_gemm_has_avx512(slm_dtype wtype) {
 
 /* ---- activation quantization (SLM_ACT_Q8_32, the same values as slm_act_quantize) ----
  * A prompt batch quantizes k elements per column for every k x n_rows weight: cheap per element, but
- * the portable loop in act_quant.c stays scalar (about 10 cycles an element), which came to ~8% of a
- * prompt batch. Same rounding (half away from zero, |q| <= 127) and the same NaN rule (a block with a
- * NaN or inf gets scale NaN and zero quants). */
+ * the portable loop in act_quant.c stays scalar, slow enough to show in a prompt batch's time. Same
+ * rounding (half away from zero, |q| <= 127) and the same NaN rule (a block with a NaN or inf gets scale
+ * NaN and zero quants). */
 void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k) {
     const int64_t nb = k / 32;
     float *dv = (float *)xq, *sv = dv + nb;
@@ -369,9 +369,9 @@ size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k) {
 /* ---- the kernel: ng (1 or 2) packed groups, gb bytes apart, against nc <= COLS interleaved columns ----
  * Two groups share each activation broadcast and each group's code vector feeds COLS dot products: a
  * block costs 96 dot products for 16 code loads and 48 broadcasts. The two 512-bit ALU ports run the dot
- * products and the float steps alike (3 to 6 per 8 dot products), and measured throughput is about half
- * of the dot-product peak; 6 columns beat 4 by ~5% (fewer loads per dot product), and 2 x 6 x 2
- * accumulators are what fits in the 32 vector registers. */
+ * products and the float steps alike (3 to 6 per 8 dot products), so the kernel runs well below the
+ * dot-product peak; 6 columns beat 4 (fewer loads per dot product), and 2 x 6 x 2 accumulators are what
+ * fits in the 32 vector registers. */
 /* The kernel's three block shapes: the offset in the integer accumulator (Q4_0, Q5_0, Q8_0), plus a
  * min (Q4_1, Q5_1, Q4_K, Q5_K), or two scales per block, one per 16 elements (Q6_K: the packed d is
  * d * sc of elements 0..15, the coef slot d * sc of 16..31, each half with its own offset sum). */

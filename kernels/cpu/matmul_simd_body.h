@@ -11,8 +11,7 @@
  * columns. The 32-element formats work on 8 blocks at a time: their 8 integer dot products are reduced
  * into one vector and scaled by one FMA (scaling block by block costs more than the dot itself); the
  * k-quants apply their small integer sub-block scales in the integer domain (madd) and scale once per
- * 256 elements. Decode of a 2048 x 8192 matrix on one Zen 4 core: Q4_0 ~23 GB/s, Q4_K ~25 GB/s,
- * Q6_K ~35 GB/s, Q8_0 ~39 GB/s of weights read (AVX-512 variant, best of 40 runs).
+ * 256 elements.
  *
  * Weight types with a SIMD path here: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K
  * (all of them; others go to the scalar variant). */
@@ -39,10 +38,10 @@
 AI __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* Software prefetch (into L2) of the weight bytes PREFETCH_AHEAD past [p, p + n): weight rows are
- * contiguous, so this runs on into the next rows. From DRAM the hardware prefetcher alone left the
- * kernels waiting on memory about as long as they computed: 8192 x 2048 Q4_0 matrices, 750 MB in turn,
- * two threads, 11.6 GB/s without and 18-28 with; Llama 3.2 1B Q4_0 decode 14.6 -> 27 tokens/s. 1 to
- * 16 KiB ahead measured alike; into L2 (T1) ~5% faster than into L1 (T0). */
+ * contiguous, so this runs on into the next rows. With weights streamed from DRAM, the hardware
+ * prefetcher alone left the kernels waiting on memory about as long as they computed, which made decode
+ * far slower than the memory allows. The distance matters little (1 to 16 KiB ahead did alike); into L2
+ * (T1) did better than into L1 (T0). */
 #define PREFETCH_AHEAD 4096
 AI void prefetch_ahead(const uint8_t *p, int n) {
     for (int l = 0; l < n; l += 64) _mm_prefetch((const char *)p + PREFETCH_AHEAD + l, _MM_HINT_T1);
@@ -158,7 +157,8 @@ AI __m256i group8_reduce(const __m256i *v) {
 }
 
 /* 8 blocks at once: integer dots of every block reduced to one vector, then scaled with one FMA, so
- * the per-block cost is decode + dot + 1/8 of the scaling (the one-block step costs 3x that). */
+ * the per-block cost is decode + dot + 1/8 of the scaling (scaling each block alone costs more than its
+ * dot). */
 AI void blk32_group8(slm_dtype t, const uint8_t *p, int64_t b, const cols32 *x, int nc, __m256 *acc,
                      __m256 *offacc) {
     static const int ord[8] = {0, 2, 4, 6, 1, 3, 5, 7};
@@ -510,9 +510,9 @@ void VARIANT(slm_cpu_matmul)(slm_dtype wtype, const void *w, size_t w_row_bytes,
 
 /* ---- attention of one query head over the f16 KV cache ----
  * Decode at depth reads the whole cache per token, and done as one dot and one axpy call per position
- * (with a scalar expf between) it ran at ~5 GB/s, 8% of a 1B decode step at position 512 and growing with
- * the context. Here the scores of 8 positions are reduced together, the exponentials are computed 8 at a
- * time and the output stays in registers while the V rows stream past. */
+ * (with a scalar expf between) it read the cache far below the memory's bandwidth, a share of every decode
+ * step that grows with the context. Here the scores of 8 positions are reduced together, the exponentials
+ * are computed 8 at a time and the output stays in registers while the V rows stream past. */
 
 /* Sums of v[0..7] -> element j = sum of the 8 lanes of v[j]. */
 AI __m256 reduce8_ps(const __m256 *v) {
@@ -523,9 +523,8 @@ AI __m256 reduce8_ps(const __m256 *v) {
 }
 
 /* Rows of one head are hd * 2 bytes at the stride of all kv heads, too short for the hardware prefetcher
- * to follow: prefetch them 16 positions ahead (2048 positions, head size 64, 8 kv heads: 23 -> 20 ns per
- * head and position; 7.7 ns at 512 positions, where the rows stay in L2). Past the last row it is
- * harmless. */
+ * to follow: prefetch them 16 positions ahead. This pays once the cache outgrows L2 and its rows come from
+ * memory; a short cache stays in L2 and waits little either way. Past the last row it is harmless. */
 #define ATTN_AHEAD 16
 AI void prefetch_row(const uint16_t *row, int hd) {
     for (int b = 0; b < 2 * hd; b += 64) _mm_prefetch((const char *)row + b, _MM_HINT_T0);
