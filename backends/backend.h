@@ -14,15 +14,15 @@ typedef struct slm_device slm_device;
 
 typedef struct slm_buffer {
     slm_device *dev;
-    void *host;     /* host address of the memory when the CPU can read it directly (cpu backend), else NULL */
-    void *handle;   /* backend private (VkBuffer + memory, CUDA pointer, ...) */
+    void *host;   /* host address of the memory when the CPU can read it directly (cpu backend), else NULL */
+    void *handle; /* backend private (VkBuffer + memory, CUDA pointer, ...) */
     size_t size;
 } slm_buffer;
 
 /* A strided view into a buffer. ne[0] is the innermost (contiguous) dimension; nb[i] is the byte stride of
  * dimension i (nb[0] = element or block size). Quantized types are only ever viewed as whole rows. */
 typedef struct slm_tensor {
-    slm_buffer *buf;   /* NULL: absent (optional operands) */
+    slm_buffer *buf; /* NULL: absent (optional operands) */
     size_t offset;
     slm_dtype type;
     int64_t ne[4];
@@ -30,11 +30,11 @@ typedef struct slm_tensor {
 } slm_tensor;
 
 /* Contiguous tensor of the given shape at offset; unused dims are 1. */
-slm_tensor slm_tensor_make(slm_buffer *buf, size_t offset, slm_dtype type, int64_t ne0, int64_t ne1,
-                           int64_t ne2, int64_t ne3);
+slm_tensor slm_tensor_make(slm_buffer *buf, size_t offset, slm_dtype type, int64_t ne0, int64_t ne1, int64_t ne2,
+                           int64_t ne3);
 /* The columns [first, first+n) of dimension 1 (e.g. some tokens of an activation matrix). */
 slm_tensor slm_tensor_cols(slm_tensor t, int64_t first, int64_t n);
-size_t slm_tensor_bytes(const slm_tensor *t);   /* contiguous size */
+size_t slm_tensor_bytes(const slm_tensor *t); /* contiguous size */
 /* Bytes from t->offset to the end of its last row, strides included (what the view touches). */
 size_t slm_tensor_extent(const slm_tensor *t);
 int64_t slm_tensor_nelements(const slm_tensor *t);
@@ -84,16 +84,25 @@ const char *slm_op_kind_name(slm_op_kind k);
 
 typedef struct slm_op {
     slm_op_kind kind;
-    int layer;          /* -1: embedding, 0..n_layer-1, n_layer: output head */
-    const char *name;   /* e.g. "attn_q" (static string) for profiles */
-    int device;         /* the device that runs it (an index into the scheduler's devices), set by the graph
+    int layer;        /* -1: embedding, 0..n_layer-1, n_layer: output head */
+    const char *name; /* e.g. "attn_q" (static string) for profiles */
+    int device;       /* the device that runs it (an index into the scheduler's devices), set by the graph
                            builder from the placement; backends do not read it */
     slm_tensor dst;
     slm_tensor src[4];
     union {
-        struct { float eps; } norm;
-        struct { int n_rot; bool neox; float freq_base, freq_scale; } rope;
-        struct { int n_head, n_head_kv, head_dim; float scale; } attn;
+        struct {
+            float eps;
+        } norm;
+        struct {
+            int n_rot;
+            bool neox;
+            float freq_base, freq_scale;
+        } rope;
+        struct {
+            int n_head, n_head_kv, head_dim;
+            float scale;
+        } attn;
     } p;
 } slm_op;
 
@@ -103,12 +112,12 @@ typedef struct slm_op {
 slm_status slm_op_check(const slm_op *op, slm_error *err);
 
 typedef struct slm_device_config {
-    int n_threads;      /* cpu: worker threads (<= 0: all cores) */
+    int n_threads;        /* cpu: worker threads (<= 0: all cores) */
     bool f32_activations; /* cpu: mat-muls on f32 activations, not 8-bit blocks (slow, exact) */
 } slm_device_config;
 
 typedef struct slm_backend_ops {
-    const char *name;   /* "cpu", "vulkan", "cuda" */
+    const char *name; /* "cpu", "vulkan", "cuda" */
     /* Number of devices of this kind present (0 when the driver or hardware is absent). */
     int (*count)(void);
     slm_status (*open)(slm_device *, int index, const slm_device_config *, slm_error *);
@@ -133,11 +142,11 @@ typedef struct slm_backend_ops {
 
 struct slm_device {
     const slm_backend_ops *ops;
-    void *ctx;          /* backend private state */
+    void *ctx; /* backend private state */
     int index;
-    bool host_memory;   /* buffers are plain host memory (buffer.host is set) */
-    bool software;      /* a CPU implementation of a GPU API (lavapipe): used only when asked for */
-    char name[160];     /* "cpu (AVX-512, 2 threads)", "vulkan:0 llvmpipe (LLVM 15.0.6, 256 bits)" */
+    bool host_memory; /* buffers are plain host memory (buffer.host is set) */
+    bool software;    /* a CPU implementation of a GPU API (lavapipe): used only when asked for */
+    char name[160];   /* "cpu (AVX-512, 2 threads)", "vulkan:0 llvmpipe (LLVM 15.0.6, 256 bits)" */
 };
 
 /* Buffers and devices: what callers use instead of dev->ops->... Every status return fills err. */

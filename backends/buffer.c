@@ -22,7 +22,8 @@ void slm_buffer_release(slm_buffer *b) {
 
 /* [off, off + n) lies inside the live buffer b. */
 static slm_status check_range(const slm_buffer *b, size_t off, size_t n, const char *what, slm_error *err) {
-    if (!b || !b->dev) return slm_fail(err, SLM_ERR_INVALID_ARG, "%s of %zu bytes: the buffer is not allocated", what, n);
+    if (!b || !b->dev)
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "%s of %zu bytes: the buffer is not allocated", what, n);
     if (off > b->size || n > b->size - off)
         return slm_fail(err, SLM_ERR_INVALID_ARG, "%s: %zu bytes at offset %zu are outside the %zu-byte buffer on %s",
                         what, n, off, b->size, b->dev->name);
@@ -70,8 +71,7 @@ bool slm_device_supports(slm_device *d, const slm_op *op) {
 
 slm_status slm_buffer_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *out, slm_error *err) {
     memset(out, 0, sizeof *out);
-    if (!d->ops->wrap_host)
-        return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s cannot use host memory in place", d->name);
+    if (!d->ops->wrap_host) return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s cannot use host memory in place", d->name);
     return d->ops->wrap_host(d, p, n, out, err);
 }
 

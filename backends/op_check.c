@@ -20,10 +20,13 @@ static const slot_rule k_slots[SLM_OP_KIND_COUNT][5] = {
     [SLM_OP_EMBED] = {{"out", REQUIRED}, {"table", REQUIRED}, {"ids", REQUIRED}},
     [SLM_OP_RMSNORM] = {{"out", REQUIRED}, {"x", REQUIRED}, {"weight", REQUIRED}},
     [SLM_OP_MATMUL] = {{"out", REQUIRED}, {"weight", REQUIRED}, {"x", REQUIRED}, {"bias", OPTIONAL}},
-    [SLM_OP_ROPE] = {{"x", REQUIRED}, {"x (same as dst)", OPTIONAL}, {"positions", REQUIRED}, {"freq_factors", OPTIONAL}},
+    [SLM_OP_ROPE] = {{"x", REQUIRED},
+                     {"x (same as dst)", OPTIONAL},
+                     {"positions", REQUIRED},
+                     {"freq_factors", OPTIONAL}},
     [SLM_OP_KV_WRITE] = {{"cache", REQUIRED}, {"x", REQUIRED}, {"positions", REQUIRED}},
-    [SLM_OP_ATTENTION] = {{"out", REQUIRED}, {"q", REQUIRED}, {"k_cache", REQUIRED}, {"v_cache", REQUIRED},
-                          {"positions", REQUIRED}},
+    [SLM_OP_ATTENTION] =
+        {{"out", REQUIRED}, {"q", REQUIRED}, {"k_cache", REQUIRED}, {"v_cache", REQUIRED}, {"positions", REQUIRED}},
     [SLM_OP_SWIGLU] = {{"out", REQUIRED}, {"gate", REQUIRED}, {"up", REQUIRED}},
     [SLM_OP_ADD] = {{"out", REQUIRED}, {"a", REQUIRED}, {"b", REQUIRED}},
 };
@@ -47,10 +50,10 @@ static slm_status bad(const slm_op *op, slm_error *err, slm_status code, int slo
                     k_slots[op->kind][slot_i].role, what);
 }
 
-#define TRY(x)                                                                  \
-    do {                                                                        \
-        slm_status _s = (x);                                                    \
-        if (_s) return _s;                                                      \
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        slm_status _s = (x);                                                                                           \
+        if (_s) return _s;                                                                                             \
     } while (0)
 
 /* The unit offsets and strides must be multiples of: the element size of plain types, 2 bytes for blocks
@@ -66,26 +69,30 @@ static size_t access_unit(slm_dtype t) {
 static slm_status layout(const slm_op *op, int si, int dims, slm_error *err) {
     const slm_tensor *t = slot(op, si);
     const slm_dtype_info *ti = slm_dtype_get((uint32_t)t->type);
-    if (!ti) return bad(op, err, SLM_ERR_UNSUPPORTED, si, "type %s (%d) is not one slm knows", slm_dtype_name(t->type), (int)t->type);
+    if (!ti)
+        return bad(op, err, SLM_ERR_UNSUPPORTED, si, "type %s (%d) is not one slm knows", slm_dtype_name(t->type),
+                   (int)t->type);
     for (int i = 0; i < 4; i++) {
-        if (t->ne[i] < 1) return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[%d] = %lld, expected >= 1", i, (long long)t->ne[i]);
+        if (t->ne[i] < 1)
+            return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[%d] = %lld, expected >= 1", i, (long long)t->ne[i]);
         if (i >= dims && t->ne[i] != 1)
-            return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[%d] = %lld, expected 1 (a %d-D operand)", i, (long long)t->ne[i],
-                       dims);
+            return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[%d] = %lld, expected 1 (a %d-D operand)", i,
+                       (long long)t->ne[i], dims);
     }
     if (t->ne[0] % ti->block_elems)
-        return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[0] = %lld is not a multiple of the %s block (%d)", (long long)t->ne[0],
-                   ti->name, ti->block_elems);
+        return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[0] = %lld is not a multiple of the %s block (%d)",
+                   (long long)t->ne[0], ti->name, ti->block_elems);
     if (t->nb[0] != (size_t)ti->block_bytes)
         return bad(op, err, SLM_ERR_INVALID_ARG, si, "nb[0] = %zu, expected %d (rows must be contiguous %s)", t->nb[0],
                    ti->block_bytes, ti->name);
     size_t unit = access_unit(t->type);
-    if (t->offset % unit) return bad(op, err, SLM_ERR_INVALID_ARG, si, "offset %zu is not a multiple of %zu", t->offset, unit);
-    size_t inner = slm_dtype_row_bytes(t->type, t->ne[0]);   /* bytes of dim i - 1 */
+    if (t->offset % unit)
+        return bad(op, err, SLM_ERR_INVALID_ARG, si, "offset %zu is not a multiple of %zu", t->offset, unit);
+    size_t inner = slm_dtype_row_bytes(t->type, t->ne[0]); /* bytes of dim i - 1 */
     for (int i = 1; i < dims; i++) {
         if (t->ne[i] > 1 && (t->nb[i] % unit || t->nb[i] < inner))
-            return bad(op, err, SLM_ERR_INVALID_ARG, si, "nb[%d] = %zu, expected a multiple of %zu and >= %zu", i, t->nb[i],
-                       unit, inner);
+            return bad(op, err, SLM_ERR_INVALID_ARG, si, "nb[%d] = %zu, expected a multiple of %zu and >= %zu", i,
+                       t->nb[i], unit, inner);
         inner = t->nb[i] * (size_t)t->ne[i];
     }
     size_t ext = slm_tensor_extent(t);
@@ -99,21 +106,24 @@ static slm_status layout(const slm_op *op, int si, int dims, slm_error *err) {
 static slm_status plain(const slm_op *op, int si, slm_dtype type, int dims, slm_error *err) {
     const slm_tensor *t = slot(op, si);
     if (t->type != type)
-        return bad(op, err, SLM_ERR_INVALID_ARG, si, "type %s, expected %s", slm_dtype_name(t->type), slm_dtype_name(type));
+        return bad(op, err, SLM_ERR_INVALID_ARG, si, "type %s, expected %s", slm_dtype_name(t->type),
+                   slm_dtype_name(type));
     return layout(op, si, dims, err);
 }
 
 /* A weight matrix (or embedding table) [K, N] of any type but i32. */
 static slm_status weight(const slm_op *op, int si, slm_error *err) {
     const slm_tensor *t = slot(op, si);
-    if (t->type == SLM_I32) return bad(op, err, SLM_ERR_INVALID_ARG, si, "type i32, expected a float or quantized type");
+    if (t->type == SLM_I32)
+        return bad(op, err, SLM_ERR_INVALID_ARG, si, "type i32, expected a float or quantized type");
     return layout(op, si, 2, err);
 }
 
 static slm_status dim_is(const slm_op *op, int si, int d, int64_t want, const char *what, slm_error *err) {
     int64_t got = slot(op, si)->ne[d];
     if (got == want) return SLM_OK;
-    return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[%d] = %lld, expected %lld (%s)", d, (long long)got, (long long)want, what);
+    return bad(op, err, SLM_ERR_INVALID_ARG, si, "ne[%d] = %lld, expected %lld (%s)", d, (long long)got,
+               (long long)want, what);
 }
 
 static bool same_view(const slm_tensor *a, const slm_tensor *b) {
@@ -135,7 +145,7 @@ static slm_status aliasing(const slm_op *op, slm_error *err) {
     for (int i = 0; i < 4; i++) {
         const slm_tensor *s = &op->src[i];
         if (!s->buf || !overlap(&op->dst, s)) continue;
-        if (op->kind == SLM_OP_ROPE && i == 0) continue;   /* checked to be the same view */
+        if (op->kind == SLM_OP_ROPE && i == 0) continue; /* checked to be the same view */
         if (elementwise && i < 2 && same_view(&op->dst, s)) continue;
         return bad(op, err, SLM_ERR_INVALID_ARG, 0, "overlaps src%d (%s)%s", i, k_slots[op->kind][i + 1].role,
                    elementwise ? " without being the same view" : "; this op cannot run in place");
@@ -187,8 +197,8 @@ static slm_status check_rope(const slm_op *op, slm_error *err) {
     TRY(dim_is(op, 2, 0, x->ne[2], "one position per token", err));
     int n_rot = op->p.rope.n_rot;
     if (n_rot < 2 || n_rot % 2 || n_rot > x->ne[0])
-        return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.rope.n_rot = %d, expected even, >= 2 and <= head_dim %lld", n_rot,
-                   (long long)x->ne[0]);
+        return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.rope.n_rot = %d, expected even, >= 2 and <= head_dim %lld",
+                   n_rot, (long long)x->ne[0]);
     if (!(op->p.rope.freq_base > 0) || !isfinite(op->p.rope.freq_base) || !(op->p.rope.freq_scale > 0) ||
         !isfinite(op->p.rope.freq_scale))
         return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.rope.freq_base = %g, freq_scale = %g, expected finite and > 0",
@@ -218,8 +228,8 @@ static slm_status check_attention(const slm_op *op, slm_error *err) {
     int hd = op->p.attn.head_dim, nh = op->p.attn.n_head, nkv = op->p.attn.n_head_kv;
     if (hd < 1 || nh < 1 || nkv < 1 || nh % nkv)
         return bad(op, err, SLM_ERR_INVALID_ARG, -1,
-                   "p.attn head_dim %d, n_head %d, n_head_kv %d: expected all >= 1 and n_head_kv dividing n_head", hd, nh,
-                   nkv);
+                   "p.attn head_dim %d, n_head %d, n_head_kv %d: expected all >= 1 and n_head_kv dividing n_head", hd,
+                   nh, nkv);
     if (!isfinite(op->p.attn.scale) || !(op->p.attn.scale > 0))
         return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.attn.scale = %g, expected finite and > 0", op->p.attn.scale);
     TRY(plain(op, 1, SLM_F32, 2, err));
@@ -250,8 +260,8 @@ static slm_status check_elementwise(const slm_op *op, slm_error *err) {
 slm_status slm_op_check(const slm_op *op, slm_error *err) {
     if (!op) return slm_fail(err, SLM_ERR_INVALID_ARG, "op_check: no op");
     if ((unsigned)op->kind >= SLM_OP_KIND_COUNT)
-        return slm_fail(err, SLM_ERR_UNSUPPORTED, "op_check: op '%s' (layer %d): unknown kind %d", op->name ? op->name : "?",
-                        op->layer, (int)op->kind);
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "op_check: op '%s' (layer %d): unknown kind %d",
+                        op->name ? op->name : "?", op->layer, (int)op->kind);
     for (int si = 0; si < 5; si++) {
         presence need = k_slots[op->kind][si].need;
         bool has = slot(op, si)->buf != NULL;

@@ -58,8 +58,7 @@ slm_status slm_device_open(const char *spec, const slm_device_config *cfg, slm_d
         *out = d;
         return SLM_OK;
     }
-    return slm_fail(err, SLM_ERR_NO_DEVICE, "device kind '%.*s' is not compiled into this build", (int)name_len,
-                    spec);
+    return slm_fail(err, SLM_ERR_NO_DEVICE, "device kind '%.*s' is not compiled into this build", (int)name_len, spec);
 }
 
 void slm_device_close(slm_device *d) {

@@ -30,43 +30,44 @@ typedef struct bench_int_list {
 } bench_int_list;
 
 typedef struct bench_str_list {
-    char *v[BENCH_MAX_STR];   /* owned (strdup) */
+    char *v[BENCH_MAX_STR]; /* owned (strdup) */
     int n;
 } bench_str_list;
 
 typedef enum bench_format { BENCH_MD, BENCH_CSV, BENCH_JSON } bench_format;
 
 typedef struct bench_options {
-    bench_str_list models;      /* -m FILE */
-    bench_str_list synthetic;   /* --synthetic SPEC */
-    const char *write_synthetic;/* --write-synthetic FILE: write the (first) synthetic model and exit */
-    bench_int_list n_prompt;    /* -p (0 entries or value 0: no prompt test) */
-    bench_int_list n_gen;       /* -n */
-    bench_int_list threads;     /* -t */
-    bench_int_list n_gpu_layers;/* -ngl: SLM_NGL_ALL (-1, "all"), SLM_NGL_AUTO (-2, "auto"), N */
-    bench_int_list n_batch;     /* -b */
-    bench_str_list devices;     /* -dev: cpu, vulkan:0, cuda:0 */
-    bench_str_list kv_types;    /* -ctk: one of BENCH_KV_TYPES, checked while parsing */
-    int reps;                   /* -r */
-    int n_ctx;                  /* -c: 0 = the largest p + n of the tests */
-    bench_format format;        /* -o md|csv|json */
-    const char *out_path;       /* --out FILE (default stdout) */
-    bool profile;               /* --profile */
-    bool sweep_ngl;             /* --sweep-ngl */
-    const char *svg_path;       /* --svg FILE (sweep plot) */
-    bool warmup;                /* --no-warmup clears */
-    bool verbose;               /* -v */
-    bool help;                  /* -h */
-    bool no_peak;               /* --no-peak: skip the bandwidth measurement */
-    int peak_mib;               /* --peak-mib: buffer of the CPU read; 0 (default): bench_default_peak_mib */
-    uint64_t seed;              /* token ids of the runs */
+    bench_str_list models;       /* -m FILE */
+    bench_str_list synthetic;    /* --synthetic SPEC */
+    const char *write_synthetic; /* --write-synthetic FILE: write the (first) synthetic model and exit */
+    bench_int_list n_prompt;     /* -p (0 entries or value 0: no prompt test) */
+    bench_int_list n_gen;        /* -n */
+    bench_int_list threads;      /* -t */
+    bench_int_list n_gpu_layers; /* -ngl: SLM_NGL_ALL (-1, "all"), SLM_NGL_AUTO (-2, "auto"), N */
+    bench_int_list n_batch;      /* -b */
+    bench_str_list devices;      /* -dev: cpu, vulkan:0, cuda:0 */
+    bench_str_list kv_types;     /* -ctk: one of BENCH_KV_TYPES, checked while parsing */
+    int reps;                    /* -r */
+    int n_ctx;                   /* -c: 0 = the largest p + n of the tests */
+    bench_format format;         /* -o md|csv|json */
+    const char *out_path;        /* --out FILE (default stdout) */
+    bool profile;                /* --profile */
+    bool sweep_ngl;              /* --sweep-ngl */
+    const char *svg_path;        /* --svg FILE (sweep plot) */
+    bool warmup;                 /* --no-warmup clears */
+    bool verbose;                /* -v */
+    bool help;                   /* -h */
+    bool no_peak;                /* --no-peak: skip the bandwidth measurement */
+    int peak_mib;                /* --peak-mib: buffer of the CPU read; 0 (default): bench_default_peak_mib */
+    uint64_t seed;               /* token ids of the runs */
 } bench_options;
 
 /* Formats the message into err (when not NULL) and returns s: bench's own failures read like the library's. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-slm_status bench_fail(slm_error *err, slm_status s, const char *fmt, ...);
+slm_status
+bench_fail(slm_error *err, slm_status s, const char *fmt, ...);
 
 /* The KV cache types the engine has, for -ctk (the usage error lists them). */
 #define BENCH_KV_TYPES "f16"
@@ -92,9 +93,9 @@ uint64_t bench_available_bytes(void);
 /* ---- accounting ---- */
 
 typedef struct bench_bytes {
-    uint64_t weights;            /* weights read per generated token: layers + head + one embedding row */
-    uint64_t kv_per_pos;         /* KV bytes read per token per cache position (all layers, K and V) */
-    uint64_t dev_weights[SLM_MAX_DEVICES];  /* weights by the device that reads them */
+    uint64_t weights;                      /* weights read per generated token: layers + head + one embedding row */
+    uint64_t kv_per_pos;                   /* KV bytes read per token per cache position (all layers, K and V) */
+    uint64_t dev_weights[SLM_MAX_DEVICES]; /* weights by the device that reads them */
     uint64_t dev_kv_per_pos[SLM_MAX_DEVICES];
 } bench_bytes;
 
@@ -113,37 +114,37 @@ double bench_bytes_per_token(const bench_bytes *b, int d, int n_past, int n_gen)
 typedef enum bench_test_kind { BENCH_PP, BENCH_TG } bench_test_kind;
 
 typedef struct bench_stats {
-    double mean, sd;   /* of the samples */
+    double mean, sd; /* of the samples */
     int n;
 } bench_stats;
 bench_stats bench_stats_of(const double *x, int n);
 
 typedef struct bench_row {
     /* configuration */
-    char model[96];            /* file name or synthetic spec */
-    char model_type[64];       /* "llama 1B Q4_0" style */
+    char model[96];      /* file name or synthetic spec */
+    char model_type[64]; /* "llama 1B Q4_0" style */
     uint64_t model_bytes, model_params;
-    char device[32];           /* "cpu", "cuda:0" */
+    char device[32]; /* "cpu", "cuda:0" */
     char device_name[160];
     int threads, n_gpu_layers, n_batch;
     char kv_type[8];
     bench_test_kind kind;
-    int n_tokens;              /* p or n */
+    int n_tokens; /* p or n */
     /* results */
     bool ok;
     char error[640];
-    double ts_mean, ts_sd;     /* tokens/s */
-    double t_mean;             /* seconds per repetition */
+    double ts_mean, ts_sd; /* tokens/s */
+    double t_mean;         /* seconds per repetition */
     int reps;
     /* generation only */
-    double bytes_per_token;    /* weights + KV at the mean position */
+    double bytes_per_token; /* weights + KV at the mean position */
     double weight_bytes_per_token;
-    double gbps;               /* bytes_per_token * t/s */
-    double peak_gbps;          /* the peak of the device(s) used */
-    double pct_peak;           /* ideal time at peak / measured time, in % */
-    char placement[512];       /* the plan text */
-    double predicted_ts;       /* planner (or bench estimate) tokens/s, 0 when not predicted */
-    char prediction_src[16];   /* "planner", "estimate" */
+    double gbps;             /* bytes_per_token * t/s */
+    double peak_gbps;        /* the peak of the device(s) used */
+    double pct_peak;         /* ideal time at peak / measured time, in % */
+    char placement[512];     /* the plan text */
+    double predicted_ts;     /* planner (or bench estimate) tokens/s, 0 when not predicted */
+    char prediction_src[16]; /* "planner", "estimate" */
 } bench_row;
 
 typedef struct bench_results {
@@ -158,9 +159,9 @@ void bench_results_free(bench_results *r);
 typedef struct bench_device_fact {
     char spec[32];
     char name[160];
-    double peak;               /* bytes/s */
-    int threads;               /* cpu: the thread count of the measurement */
-    int buffer_mib;            /* cpu: the size of the buffer read; 0 for other devices */
+    double peak;    /* bytes/s */
+    int threads;    /* cpu: the thread count of the measurement */
+    int buffer_mib; /* cpu: the size of the buffer read; 0 for other devices */
 } bench_device_fact;
 
 typedef struct bench_sysinfo {
@@ -168,8 +169,8 @@ typedef struct bench_sysinfo {
     char cpu[128], cpu_features[96];
     int n_cores;
     double mem_gib;
-    uint64_t llc_bytes;        /* last-level cache, 0 when unknown */
-    int peak_mib;              /* the CPU peak read's buffer when --peak-mib is not given */
+    uint64_t llc_bytes; /* last-level cache, 0 when unknown */
+    int peak_mib;       /* the CPU peak read's buffer when --peak-mib is not given */
     bench_device_fact dev[8];
     int n_dev;
     char date[32];
@@ -196,8 +197,8 @@ void bench_csv_field(FILE *f, const char *s);
 /* ---- sweep plot ---- */
 
 typedef struct bench_sweep_point {
-    int gpu_units;         /* layers (+ head) on the GPU */
-    double measured, predicted;  /* tokens/s; <= 0: missing */
+    int gpu_units;              /* layers (+ head) on the GPU */
+    double measured, predicted; /* tokens/s; <= 0: missing */
 } bench_sweep_point;
 /* An SVG line chart of tokens/s against GPU layers with both curves. */
 slm_status bench_svg_sweep(const char *path, const char *title, const bench_sweep_point *p, int n, slm_error *err);
@@ -208,8 +209,8 @@ void bench_svg_sweep_file(FILE *f, const char *title, const bench_sweep_point *p
 /* A model source: a path or a synthetic spec built once into memory. */
 typedef struct bench_source {
     char label[96];
-    const char *path;         /* file, or NULL */
-    void *synth_data;         /* synthetic GGUF bytes (owned) */
+    const char *path; /* file, or NULL */
+    void *synth_data; /* synthetic GGUF bytes (owned) */
     size_t synth_size;
 } bench_source;
 slm_status bench_source_synthetic(bench_source *src, const char *spec, int n_threads, slm_error *err);

@@ -27,7 +27,7 @@ uint64_t bench_llc_bytes(void) {
         if (!f) continue;
         if (fgets(line, sizeof line, f)) {
             uint64_t v = parse_size(line);
-            if (v > best) best = v;  /* the largest cache is the last level */
+            if (v > best) best = v; /* the largest cache is the last level */
         }
         fclose(f);
     }
@@ -67,7 +67,7 @@ int bench_default_peak_mib(uint64_t llc_bytes, uint64_t avail_bytes) {
     if (llc4 > mib) mib = llc4;
     if (avail_bytes && mib > avail_bytes / 2 >> 20) mib = avail_bytes / 2 >> 20;
     if (mib < 16) mib = 16;
-    if (mib > (1u << 20)) mib = 1u << 20;  /* 1 TiB: keeps the int and the shift well defined */
+    if (mib > (1u << 20)) mib = 1u << 20; /* 1 TiB: keeps the int and the shift well defined */
     return (int)mib;
 }
 

@@ -116,14 +116,14 @@ slm_status bench_parse_int_list(const char *s, bool ngl_words, bench_int_list *l
             size_t blen = plus ? (size_t)(plus - dash - 1) : len - (size_t)(dash - p) - 1;
             if (!to_int(p, (size_t)(dash - p), &a) || !to_int(dash + 1, blen, &b) ||
                 (plus && (!to_int(plus + 1, len - (size_t)(plus - p) - 1, &step) || step < 1)) || b < a)
-                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a range first-last[+step]",
-                                  (int)len, p, s);
+                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a range first-last[+step]", (int)len,
+                                  p, s);
             for (int v = a; v <= b; v += step)
                 if ((st = push_int(l, v, s, err))) return st;
         } else {
             if (!to_int(p, len, &a))
-                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a non-negative number%s",
-                                  (int)len, p, s, ngl_words ? ", all or auto" : "");
+                return bench_fail(err, SLM_ERR_INVALID_ARG, "'%.*s' in '%s' is not a non-negative number%s", (int)len,
+                                  p, s, ngl_words ? ", all or auto" : "");
             if ((st = push_int(l, a, s, err))) return st;
         }
         if (!e) break;
@@ -155,7 +155,7 @@ static void set_defaults(bench_options *o) {
     o->warmup = true;
     o->format = BENCH_MD;
     o->svg_path = "slm-bench-sweep.svg";
-    o->peak_mib = 0;  /* sized from the cache and memory when the peak is measured */
+    o->peak_mib = 0; /* sized from the cache and memory when the peak is measured */
     o->seed = 42;
 }
 
@@ -199,8 +199,8 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
                 if (!bench_kv_type_supported(o->kv_types.v[k]))
                     st = bench_fail(err, SLM_ERR_INVALID_ARG, "KV cache type '%s' is not supported (supported: %s)",
                                     o->kv_types.v[k], BENCH_KV_TYPES);
-        }
-        else if (IS("-r", "--repetitions") || IS("-c", "--ctx-size") || IS("--peak-mib", NULL) || IS("--seed", NULL)) {
+        } else if (IS("-r", "--repetitions") || IS("-c", "--ctx-size") || IS("--peak-mib", NULL) ||
+                   IS("--seed", NULL)) {
             if (!(st = bench_parse_int_list(v, false, &one, err)) && one.n != 1)
                 st = bench_fail(err, SLM_ERR_INVALID_ARG, "%s takes one number, not '%s'", a, v);
             if (st) break;
@@ -235,7 +235,7 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
         return bench_fail(err, SLM_ERR_INVALID_ARG, "--write-synthetic needs --synthetic SPEC");
     if (!o->n_prompt.n) push_int(&o->n_prompt, 512, "", NULL);
     if (!o->n_gen.n) push_int(&o->n_gen, 128, "", NULL);
-    if (!o->threads.n) push_int(&o->threads, 0, "", NULL);   /* 0: all cores, resolved at run time */
+    if (!o->threads.n) push_int(&o->threads, 0, "", NULL); /* 0: all cores, resolved at run time */
     if (!o->n_batch.n) push_int(&o->n_batch, 512, "", NULL);
     for (int i = 0; i < o->n_batch.n; i++)
         if (o->n_batch.v[i] < 1) return bench_fail(err, SLM_ERR_INVALID_ARG, "-b: batch sizes must be at least 1");

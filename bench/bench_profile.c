@@ -15,7 +15,7 @@ typedef struct prof_entry {
     const char *kind;
     const char *device;
     double seconds;
-    double bytes;   /* weight or cache bytes read */
+    double bytes; /* weight or cache bytes read */
     long calls;
 } prof_entry;
 
@@ -77,8 +77,9 @@ static void report(FILE *f, const slm_model *m, const prof_state *p, int n_gen, 
     if (fused_s_per_token > 0)
         fprintf(f, "; the tg%d row's fused decode: %.3f ms/token (%.2f tokens/s), op by op / fused = %.2f", n_gen,
                 fused_s_per_token * 1e3, 1.0 / fused_s_per_token, total / n_gen / fused_s_per_token);
-    fprintf(f, ". Op by op adds a dispatch and a synchronisation per op; on a busy machine every one can also"
-               " wait for a descheduled worker thread.\n");
+    fprintf(f,
+            ". Op by op adds a dispatch and a synchronisation per op; on a busy machine every one can also"
+            " wait for a descheduled worker thread.\n");
 }
 
 slm_status bench_profile(FILE *f, slm_model *m, int n_gen, bool warmup, double fused_s_per_token, slm_error *err) {
@@ -95,7 +96,9 @@ slm_status bench_profile(FILE *f, slm_model *m, int n_gen, bool warmup, double f
             slm_context_rewind(c, 0);
             slm_context_set_observer(c, observe, p);
         }
-        rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
         int32_t tok = (int32_t)(rng % (uint64_t)n_vocab);
         s = slm_eval(c, &tok, 1, false, err);
     }

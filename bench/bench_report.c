@@ -59,12 +59,12 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
         if (d->buffer_mib > 0) snprintf(how, sizeof how, " (read of a %d MiB buffer)", d->buffer_mib);
         if (d->peak > 0)
             fprintf(f, "peak read bandwidth: %s (%s): %.2f GB/s%s\n", d->spec, d->name, d->peak / 1e9, how);
-        else
-            fprintf(f, "peak read bandwidth: %s (%s): not measured\n", d->spec, d->name);
+        else fprintf(f, "peak read bandwidth: %s (%s): not measured\n", d->spec, d->name);
     }
     fprintf(f, "date: %s\n\n", s->date);
-    fprintf(f, "| model | size | params | backend | threads | ngl | n_batch | type_kv | test | t/s | MB/token | GB/s "
-               "| %% of peak |\n");
+    fprintf(f,
+            "| model | size | params | backend | threads | ngl | n_batch | type_kv | test | t/s | MB/token | GB/s "
+            "| %% of peak |\n");
     fprintf(f, "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |\n");
     int n_err = 0;
     for (int i = 0; i < r->n; i++) {
@@ -117,10 +117,11 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
     bool any_tg = false;
     for (int i = 0; i < r->n; i++) any_tg |= r->rows[i].ok && r->rows[i].kind == BENCH_TG;
     if (any_tg)
-        fprintf(f, "\nMB/token: weights read per generated token (every layer, the output head, one embedding row)"
-                   " + the f16 KV cache read at the mean position. GB/s = MB/token x t/s; %% of peak = the time the"
-                   " bytes take at each device's measured peak / the measured time; above 100%% means the bytes"
-                   " came (partly) from a cache, as when the model is smaller than the last-level cache.\n");
+        fprintf(f,
+                "\nMB/token: weights read per generated token (every layer, the output head, one embedding row)"
+                " + the f16 KV cache read at the mean position. GB/s = MB/token x t/s; %% of peak = the time the"
+                " bytes take at each device's measured peak / the measured time; above 100%% means the bytes"
+                " came (partly) from a cache, as when the model is smaller than the last-level cache.\n");
 }
 
 /* ---- CSV ---- */
@@ -147,10 +148,11 @@ static void csv_num(FILE *f, double v) {
 }
 
 void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
-    fprintf(f, "build_commit,build_version,build_type,compiler,backends,cpu_info,cpu_features,n_cores,test_time,"
-               "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
-               "n_tokens,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
-               "pct_peak,predicted_ts,prediction,placement\n");
+    fprintf(f,
+            "build_commit,build_version,build_type,compiler,backends,cpu_info,cpu_features,n_cores,test_time,"
+            "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
+            "n_tokens,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
+            "pct_peak,predicted_ts,prediction,placement\n");
     for (int i = 0; i < r->n; i++) {
         const bench_row *w = &r->rows[i];
         char ngl[16];
@@ -216,8 +218,7 @@ static void json_num(FILE *f, const char *key, double v, bool comma) {
     if (isfinite(v)) {
         bench_format_double(buf, sizeof buf, v);
         fputs(buf, f);
-    } else
-        fputs("null", f);
+    } else fputs("null", f);
     if (comma) fputs(", ", f);
 }
 

@@ -23,7 +23,7 @@ bench_stats bench_stats_of(const double *x, int n) {
     if (n > 1) {
         double sq = 0;
         for (int i = 0; i < n; i++) sq += (x[i] - s.mean) * (x[i] - s.mean);
-        s.sd = sqrt(sq / (n - 1));  /* sample standard deviation, as llama-bench reports */
+        s.sd = sqrt(sq / (n - 1)); /* sample standard deviation, as llama-bench reports */
     }
     return s;
 }
@@ -65,7 +65,7 @@ void bench_source_free(bench_source *src) {
 slm_status bench_source_load(const bench_source *src, const slm_params *p, slm_model **m, slm_error *err) {
     *m = NULL;
     if (src->path) return slm_model_load(src->path, p, m, err);
-    return slm_model_load_memory(src->synth_data, src->synth_size, p, m, err);  /* the same path as a file */
+    return slm_model_load_memory(src->synth_data, src->synth_size, p, m, err); /* the same path as a file */
 }
 
 /* ---- one test ---- */
@@ -94,8 +94,8 @@ static double ideal_seconds(int n_devices, const bench_bytes *b, bench_sysinfo *
         double bytes = bench_bytes_per_token(b, d, 0, n_gen);
         if (bytes > best) {
             best = bytes;
-            *peak_out = bench_sysinfo_peak(si, d == 0 ? "cpu" : row->device, d == 0 ? row->threads : 0, o->peak_mib,
-                                           false);
+            *peak_out =
+                bench_sysinfo_peak(si, d == 0 ? "cpu" : row->device, d == 0 ? row->threads : 0, o->peak_mib, false);
         }
     }
     return t;
@@ -118,7 +118,9 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
     }
     uint64_t st = o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)n + 1;
     for (int i = 0; i < n; i++) {
-        st ^= st >> 12; st ^= st << 25; st ^= st >> 27;
+        st ^= st >> 12;
+        st ^= st << 25;
+        st ^= st >> 27;
         toks[i] = (int32_t)((st * 2685821657736338717ull >> 33) % (uint64_t)n_vocab);
     }
     if (slm_context_create(m, &c, &err)) {

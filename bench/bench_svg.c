@@ -35,8 +35,10 @@ static void polyline(FILE *f, const bench_sweep_point *p, int n, bool measured, 
     for (int i = 0; i < n; i++) {
         double v = measured ? p[i].measured : p[i].predicted;
         if (v > 0)
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"><title>%d GPU units: %.2f tok/s</title>"
-                       "</circle>\n", x0 + p[i].gpu_units * sx, y0 - v * sy, color, p[i].gpu_units, v);
+            fprintf(f,
+                    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"><title>%d GPU units: %.2f tok/s</title>"
+                    "</circle>\n",
+                    x0 + p[i].gpu_units * sx, y0 - v * sy, color, p[i].gpu_units, v);
     }
 }
 
@@ -52,10 +54,12 @@ void bench_svg_sweep_file(FILE *f, const char *title, const bench_sweep_point *p
     if (max_y <= 0) max_y = 1;
     double ystep = nice_step(max_y, 6), ytop = ceil(max_y / ystep) * ystep;
     double sx = (W - L - R) / max_x, sy = (H - T - B) / ytop, x0 = L, y0 = H - B;
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H, W, H);
+    fprintf(f,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n"
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            W, H, W, H);
     fprintf(f, "<text x=\"%.0f\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">", W / 2);
     xml_text(f, title);
     fputs("</text>\n", f);
@@ -73,16 +77,20 @@ void bench_svg_sweep_file(FILE *f, const char *title, const bench_sweep_point *p
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x0, y0, x0, (double)T);
     fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">GPU layers (+1 = output head)</text>\n",
             x0 + (W - L - R) / 2, H - 18);
-    fprintf(f, "<text x=\"18\" y=\"%.0f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.0f)\">tokens/s "
-               "(generation)</text>\n", y0 - (H - T - B) / 2, y0 - (H - T - B) / 2);
+    fprintf(f,
+            "<text x=\"18\" y=\"%.0f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.0f)\">tokens/s "
+            "(generation)</text>\n",
+            y0 - (H - T - B) / 2, y0 - (H - T - B) / 2);
     polyline(f, p, n, false, x0, y0, sx, sy, "#1f77b4");
     polyline(f, p, n, true, x0, y0, sx, sy, "#d62728");
     /* legend */
-    fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#1f77b4\" stroke-width=\"2\" "
-               "stroke-dasharray=\"6 4\"/><text x=\"%.0f\" y=\"%.0f\">predicted</text>\n",
+    fprintf(f,
+            "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#1f77b4\" stroke-width=\"2\" "
+            "stroke-dasharray=\"6 4\"/><text x=\"%.0f\" y=\"%.0f\">predicted</text>\n",
             x0 + 12, (double)T + 8, x0 + 42, (double)T + 8, x0 + 48, (double)T + 12);
-    fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#d62728\" stroke-width=\"2\"/>"
-               "<text x=\"%.0f\" y=\"%.0f\">measured</text>\n",
+    fprintf(f,
+            "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#d62728\" stroke-width=\"2\"/>"
+            "<text x=\"%.0f\" y=\"%.0f\">measured</text>\n",
             x0 + 12, (double)T + 26, x0 + 42, (double)T + 26, x0 + 48, (double)T + 30);
     fputs("</svg>\n", f);
 }

@@ -39,9 +39,14 @@ static void cpu_features(char *out, size_t len) {
     out[0] = 0;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    struct { const char *name; int on; } f[] = {
-        {"AVX2", __builtin_cpu_supports("avx2")},         {"FMA", __builtin_cpu_supports("fma")},
-        {"AVX512F", __builtin_cpu_supports("avx512f")},   {"AVX512BW", __builtin_cpu_supports("avx512bw")},
+    struct {
+        const char *name;
+        int on;
+    } f[] = {
+        {"AVX2", __builtin_cpu_supports("avx2")},
+        {"FMA", __builtin_cpu_supports("fma")},
+        {"AVX512F", __builtin_cpu_supports("avx512f")},
+        {"AVX512BW", __builtin_cpu_supports("avx512bw")},
         {"AVX512VNNI", __builtin_cpu_supports("avx512vnni")},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {

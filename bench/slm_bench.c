@@ -77,8 +77,9 @@ static void backends_text(char *buf, size_t len) {
 }
 
 static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *si, bench_results *res, FILE *out) {
-    int n_ctx = o->n_ctx > 0 ? o->n_ctx : max_of(&o->n_prompt) > max_of(&o->n_gen) ? max_of(&o->n_prompt)
-                                                                                     : max_of(&o->n_gen);
+    int n_ctx = o->n_ctx > 0                       ? o->n_ctx
+        : max_of(&o->n_prompt) > max_of(&o->n_gen) ? max_of(&o->n_prompt)
+                                                   : max_of(&o->n_gen);
     if (n_ctx < 16) n_ctx = 16;
     int failures = 0;
     for (int di = 0; di < o->devices.n; di++)
@@ -96,8 +97,8 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                             if (!bench_first_gpu(gpu, sizeof gpu)) {
                                 char b[64];
                                 backends_text(b, sizeof b);
-                                snprintf(msg, sizeof msg, "no GPU device for -ngl %d (backends in this build: %s)",
-                                         ngl, b);
+                                snprintf(msg, sizeof msg, "no GPU device for -ngl %d (backends in this build: %s)", ngl,
+                                         b);
                                 error_rows(res, o, src, "none", threads, ngl, nb, kv, msg);
                                 failures++;
                                 continue;
@@ -115,8 +116,8 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                         p.verbose = o->verbose;
                         slm_model *m = NULL;
                         slm_error err = {{0}};
-                        fprintf(stderr, "slm-bench: %s on %s, %d threads, ngl %d, batch %d\n", src->label, dev,
-                                threads, ngl, nb);
+                        fprintf(stderr, "slm-bench: %s on %s, %d threads, ngl %d, batch %d\n", src->label, dev, threads,
+                                ngl, nb);
                         double t0 = now_s();
                         if (bench_source_load(src, &p, &m, &err)) {
                             error_rows(res, o, src, dev, threads, ngl, nb, kv, err.msg);
@@ -232,8 +233,7 @@ static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *s
         if (bench_svg_sweep(o->svg_path, title, pts, n_pts, &err)) {
             fprintf(stderr, "slm-bench: %s\n", err.msg);
             failures++;
-        } else
-            fprintf(stderr, "slm-bench: wrote %s\n", o->svg_path);
+        } else fprintf(stderr, "slm-bench: wrote %s\n", o->svg_path);
     }
     free(pts);
     return failures;
@@ -313,10 +313,8 @@ int main(int argc, char **argv) {
     if (o.format == BENCH_MD) {
         fputc('\n', out);
         bench_report_markdown(out, &si, &res);
-    } else if (o.format == BENCH_CSV)
-        bench_report_csv(out, &si, &res);
-    else
-        bench_report_json(out, &si, &res);
+    } else if (o.format == BENCH_CSV) bench_report_csv(out, &si, &res);
+    else bench_report_json(out, &si, &res);
     if (extra != out) {
         fclose(extra);
         if (extra_len) fwrite(extra_buf, 1, extra_len, o.format == BENCH_MD ? out : stderr);

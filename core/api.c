@@ -108,8 +108,8 @@ slm_status slm_chat_template_info(const slm_model *m, const char **family, bool 
 slm_status slm_chat_apply(const slm_model *m, const slm_chat_message *messages, int n, bool add_assistant_turn,
                           char *buf, size_t buf_len, size_t *len, slm_error *err) {
     *len = 0;
-    if (n < 0 || (n && !messages)) return slm_fail(err, SLM_ERR_INVALID_ARG, "chat: %d messages at %p", n,
-                                                   (const void *)messages);
+    if (n < 0 || (n && !messages))
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "chat: %d messages at %p", n, (const void *)messages);
     if (!buf && buf_len) return slm_fail(err, SLM_ERR_INVALID_ARG, "chat: no buffer for %zu bytes", buf_len);
     slm_chat_template t;
     slm_status s = model_template(m, &t, err);
@@ -121,8 +121,7 @@ slm_status slm_chat_apply(const slm_model *m, const slm_chat_message *messages, 
     if (buf && *len >= buf_len)
         s = slm_fail(err, SLM_ERR_INVALID_ARG, "chat: the text is %zu bytes, the buffer holds %zu with its NUL", *len,
                      buf_len);
-    else if (buf)
-        memcpy(buf, text, *len + 1);
+    else if (buf) memcpy(buf, text, *len + 1);
     free(text);
     return s;
 }
@@ -135,7 +134,7 @@ int slm_devices_list(slm_device_info *out, int max) {
     for (const slm_backend_ops *const *b = slm_backends(); *b; b++) {
         int n = (*b)->count();
         for (int i = 0; i < n; i++, k++) {
-            if (k >= max) continue;  /* counted, not opened: the caller only asked how many */
+            if (k >= max) continue; /* counted, not opened: the caller only asked how many */
             slm_device_info *di = &out[k];
             memset(di, 0, sizeof *di);
             snprintf(di->spec, sizeof di->spec, "%s:%d", (*b)->name, i);

@@ -10,9 +10,22 @@
 
 const char *slm_model_file_type(const slm_model *m) {
     /* the values of general.file_type that GGUF files in use carry, with the names their writers print */
-    static const struct { uint32_t id; const char *name; } FT[] = {
-        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"},
-        {14, "Q4_K - Small"}, {15, "Q4_K - Medium"}, {16, "Q5_K - Small"}, {17, "Q5_K - Medium"}, {18, "Q6_K"},
+    static const struct {
+        uint32_t id;
+        const char *name;
+    } FT[] = {
+        {0, "F32"},
+        {1, "F16"},
+        {2, "Q4_0"},
+        {3, "Q4_1"},
+        {7, "Q8_0"},
+        {8, "Q5_0"},
+        {9, "Q5_1"},
+        {14, "Q4_K - Small"},
+        {15, "Q4_K - Medium"},
+        {16, "Q5_K - Small"},
+        {17, "Q5_K - Medium"},
+        {18, "Q6_K"},
         {32, "BF16"},
     };
     uint64_t id;
@@ -51,8 +64,9 @@ double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char 
     if (cpu) {
         size_t buf = bytes ? bytes : SLM_CPU_PEAK_READ_BYTES;
         bw = slm_cpu_peak_read(n_threads, buf, 5);
-        if (bw <= 0) slm_fail(err, SLM_ERR_NOMEM, "%s: no peak read (cannot allocate %zu bytes or start the threads)",
-                              dev_name, buf);
+        if (bw <= 0)
+            slm_fail(err, SLM_ERR_NOMEM, "%s: no peak read (cannot allocate %zu bytes or start the threads)", dev_name,
+                     buf);
     } else if (bw <= 0) {
         slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: the backend has no bandwidth measurement", dev_name);
     }

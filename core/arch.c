@@ -7,8 +7,8 @@
 #include "error.h"
 
 /* Reads "{arch}.{suffix}" as an integer; required keys fail with a message naming the key. */
-static slm_status read_int(const slm_gguf *g, const char *arch, const char *suffix, bool required, int def,
-                           int *out, slm_error *err) {
+static slm_status read_int(const slm_gguf *g, const char *arch, const char *suffix, bool required, int def, int *out,
+                           slm_error *err) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     uint64_t v;
@@ -56,8 +56,8 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         hp->arch = SLM_ARCH_PHI3;
         hp->rope_neox = true;
     } else {
-        return slm_fail(err, SLM_ERR_UNSUPPORTED,
-                        "unsupported architecture '%s' (supported: llama, qwen2, phi3)", arch);
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "unsupported architecture '%s' (supported: llama, qwen2, phi3)",
+                        arch);
     }
     slm_status s;
     if ((s = read_int(g, arch, "block_count", true, 0, &hp->n_layer, err)) ||
@@ -75,13 +75,14 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         return slm_fail(err, SLM_ERR_FORMAT, "%s.embedding_length %d is not a multiple of head_count %d", arch,
                         hp->n_embd, hp->n_head);
     if (hp->n_head % hp->n_head_kv)
-        return slm_fail(err, SLM_ERR_FORMAT, "%s.attention.head_count %d is not a multiple of head_count_kv %d",
-                        arch, hp->n_head, hp->n_head_kv);
+        return slm_fail(err, SLM_ERR_FORMAT, "%s.attention.head_count %d is not a multiple of head_count_kv %d", arch,
+                        hp->n_head, hp->n_head_kv);
     int key_len;
     if ((s = read_int(g, arch, "attention.key_length", false, hp->n_embd / hp->n_head, &key_len, err))) return s;
     hp->head_dim = key_len;
     if ((s = read_int(g, arch, "rope.dimension_count", false, hp->head_dim, &hp->n_rot, err))) return s;
-    if (hp->head_dim < 2 || hp->head_dim > 512 || hp->head_dim % 2 || hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+    if (hp->head_dim < 2 || hp->head_dim > 512 || hp->head_dim % 2 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
+        hp->n_rot % 2)
         return slm_fail(err, SLM_ERR_FORMAT, "%s: head dimension %d / rope dimension %d are not usable", arch,
                         hp->head_dim, hp->n_rot);
     /* Linear rope scaling; llama3-style scaling comes as per-frequency factors in rope_freqs.weight. */

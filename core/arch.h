@@ -13,8 +13,8 @@ typedef struct slm_hparams {
     char arch_name[32];
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train, n_rot;
     float norm_eps, rope_freq_base, rope_freq_scale;
-    bool rope_neox;       /* NeoX-style pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
-    bool has_qkv_bias;    /* qwen2 */
+    bool rope_neox;    /* NeoX-style pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+    bool has_qkv_bias; /* qwen2 */
     /* phi3: the context the rope frequencies were trained for before long-context extension
      * ({arch}.rope.scaling.original_context_length; 0 when absent), and the sliding attention window
      * ({arch}.attention.sliding_window; 0 when absent or disabled, as Phi-4 files say). */

@@ -49,8 +49,10 @@ static char *default_system(const char *tmpl) {
         char *out = malloc(n + 1), *o = out;
         if (!out) return NULL;
         for (const char *c = s; c < e; c++) {
-            if (c[0] == '\\' && c + 1 < e && c[1] == 'n') { *o++ = '\n'; c++; }
-            else *o++ = *c;
+            if (c[0] == '\\' && c + 1 < e && c[1] == 'n') {
+                *o++ = '\n';
+                c++;
+            } else *o++ = *c;
         }
         *o = 0;
         return out;
@@ -95,7 +97,8 @@ slm_status slm_chat_template_init(const char *tmpl, const slm_tokenizer *vocab, 
     if (out->family == SLM_CHAT_NONE)
         return slm_fail(err, SLM_ERR_UNSUPPORTED,
                         "the model's chat template is of no supported family (ChatML, Llama 3, Phi-3, Phi-4, "
-                        "Gemma): it starts \"%.60s\"", tmpl);
+                        "Gemma): it starts \"%.60s\"",
+                        tmpl);
     if (out->family == SLM_CHAT_CHATML) out->default_system = default_system(tmpl);
     return SLM_OK;
 }
@@ -118,7 +121,10 @@ static void put_n(sbuf *b, const char *s, size_t n) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n + 1) cap *= 2;
         char *q = realloc(b->p, cap);
-        if (!q) { b->oom = true; return; }
+        if (!q) {
+            b->oom = true;
+            return;
+        }
         b->p = q;
         b->cap = cap;
     }
@@ -189,7 +195,10 @@ static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, 
         /* Gemma has no system turn: its templates put the system text at the top of the first user turn */
         int first = 0;
         const char *sys = NULL;
-        if (n && !strcmp(msgs[0].role, "system")) { sys = msgs[0].content; first = 1; }
+        if (n && !strcmp(msgs[0].role, "system")) {
+            sys = msgs[0].content;
+            first = 1;
+        }
         for (int i = first; i < n; i++) {
             bool asst = !strcmp(msgs[i].role, "assistant");
             put(b, asst ? "<start_of_turn>model\n" : "<start_of_turn>user\n");
@@ -200,7 +209,7 @@ static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, 
             put_trimmed(b, msgs[i].content);
             put(b, "<end_of_turn>\n");
         }
-        if (sys && first == n) {  /* only a system message: it still opens a user turn */
+        if (sys && first == n) { /* only a system message: it still opens a user turn */
             put(b, "<start_of_turn>user\n");
             put_trimmed(b, sys);
             put(b, "\n\n<end_of_turn>\n");
@@ -219,8 +228,8 @@ slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs,
         if (!r || !msgs[i].content)
             return slm_fail(err, SLM_ERR_INVALID_ARG, "chat message %d has no role or no content", i);
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
-            return slm_fail(err, SLM_ERR_INVALID_ARG, "chat message %d has role '%.40s' (system, user, assistant)",
-                            i, r);
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "chat message %d has role '%.40s' (system, user, assistant)", i,
+                            r);
         if (!strcmp(r, "system") && i > 0 && t->family == SLM_CHAT_GEMMA)
             return slm_fail(err, SLM_ERR_INVALID_ARG, "Gemma takes a system message only first (message %d)", i);
     }
@@ -235,8 +244,8 @@ slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs,
     return SLM_OK;
 }
 
-slm_status slm_chat_format_single(const char *tmpl, const slm_tokenizer *vocab, const char *system,
-                                  const char *prompt, char **out, slm_error *err) {
+slm_status slm_chat_format_single(const char *tmpl, const slm_tokenizer *vocab, const char *system, const char *prompt,
+                                  char **out, slm_error *err) {
     *out = NULL;
     slm_chat_template t;
     slm_status s = slm_chat_template_init(tmpl, vocab, &t, err);

@@ -12,12 +12,12 @@
 #include "tokenizer.h"
 
 typedef enum slm_chat_family {
-    SLM_CHAT_NONE = 0,  /* no template, or one of no supported family */
-    SLM_CHAT_CHATML,    /* <|im_start|>role\n...<|im_end|>\n  (Qwen2, SmolLM2, ...) */
-    SLM_CHAT_LLAMA3,    /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
-    SLM_CHAT_PHI3,      /* <|role|>\n...<|end|>\n  (Phi-3, Phi-3.5, Phi-4-mini) */
-    SLM_CHAT_PHI4,      /* <|im_start|>role<|im_sep|>...<|im_end|>  (Phi-4) */
-    SLM_CHAT_GEMMA,     /* <start_of_turn>user\n...<end_of_turn>\n, assistant is "model" */
+    SLM_CHAT_NONE = 0, /* no template, or one of no supported family */
+    SLM_CHAT_CHATML,   /* <|im_start|>role\n...<|im_end|>\n  (Qwen2, SmolLM2, ...) */
+    SLM_CHAT_LLAMA3,   /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+    SLM_CHAT_PHI3,     /* <|role|>\n...<|end|>\n  (Phi-3, Phi-3.5, Phi-4-mini) */
+    SLM_CHAT_PHI4,     /* <|im_start|>role<|im_sep|>...<|im_end|>  (Phi-4) */
+    SLM_CHAT_GEMMA,    /* <start_of_turn>user\n...<end_of_turn>\n, assistant is "model" */
 } slm_chat_family;
 
 /* The public message (include/slm.h) under its internal name. */
@@ -25,13 +25,13 @@ typedef slm_chat_message slm_chat_msg;
 
 typedef struct slm_chat_template {
     slm_chat_family family;
-    bool from_vocab;      /* the file has no template: the family was chosen from the vocabulary */
+    bool from_vocab; /* the file has no template: the family was chosen from the vocabulary */
     /* The system message the template inserts when the conversation has none (ChatML templates of Qwen2
      * and SmolLM2 carry one), or NULL. */
     char *default_system;
 } slm_chat_template;
 
-const char *slm_chat_family_name(slm_chat_family f);  /* "chatml", "llama3", ... "none" */
+const char *slm_chat_family_name(slm_chat_family f); /* "chatml", "llama3", ... "none" */
 /* The family of a template text; SLM_CHAT_NONE for NULL or an unknown template. */
 slm_chat_family slm_chat_detect(const char *tmpl);
 /* The family whose turn markers vocab holds as special (control or user-defined) tokens, for a file without
@@ -43,8 +43,7 @@ slm_chat_family slm_chat_detect_vocab(const slm_tokenizer *vocab);
  * vocabulary's special tokens imply (slm_chat_detect_vocab); rendering a layout whose markers the model
  * does not have would feed it text it was never trained on, so when none fits this fails with
  * SLM_ERR_UNSUPPORTED. An unrecognised template fails likewise. vocab may be NULL when tmpl is not. */
-slm_status slm_chat_template_init(const char *tmpl, const slm_tokenizer *vocab, slm_chat_template *out,
-                                  slm_error *err);
+slm_status slm_chat_template_init(const char *tmpl, const slm_tokenizer *vocab, slm_chat_template *out, slm_error *err);
 void slm_chat_template_free(slm_chat_template *t);
 
 /* Renders msgs[0..n) into a malloc'd NUL-terminated string; add_generation_prompt appends the header
@@ -55,7 +54,7 @@ slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs,
 /* For `slm run --chat`: one user prompt (with an optional system prompt, NULL for none) in the template
  * tmpl (the model's tokenizer.chat_template, may be NULL: then chosen from vocab), with the generation
  * prompt. */
-slm_status slm_chat_format_single(const char *tmpl, const slm_tokenizer *vocab, const char *system,
-                                  const char *prompt, char **out, slm_error *err);
+slm_status slm_chat_format_single(const char *tmpl, const slm_tokenizer *vocab, const char *system, const char *prompt,
+                                  char **out, slm_error *err);
 
 #endif

@@ -15,14 +15,14 @@ struct slm_context {
     slm_model *m;
     slm_scratch scratch[SLM_MAX_DEVICES];
     slm_kv_cache kv;
-    float *logits;                     /* host [n_vocab, n_logits] */
-    int n_logits;          /* rows of logits from the last slm_eval */
-    int eval_start;        /* position of the first token of the last slm_eval */
-    size_t logits_rows;    /* rows the logits buffer holds */
+    float *logits;      /* host [n_vocab, n_logits] */
+    int n_logits;       /* rows of logits from the last slm_eval */
+    int eval_start;     /* position of the first token of the last slm_eval */
+    size_t logits_rows; /* rows the logits buffer holds */
     int pos;
-    int32_t *pos_host;                 /* [n_batch] */
+    int32_t *pos_host; /* [n_batch] */
     slm_graph graph;
-    int graph_checked_tokens;          /* the shape of graph that passed slm_sched_check (0: none yet) */
+    int graph_checked_tokens; /* the shape of graph that passed slm_sched_check (0: none yet) */
     bool graph_checked_all;
     slm_sched sched;
     slm_perf perf;
@@ -142,8 +142,8 @@ slm_status slm_eval(slm_context *c, const int32_t *tokens, int n, bool all_logit
                         c->pos);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
-            return slm_fail(err, SLM_ERR_INVALID_ARG, "token id %d at %d is outside the vocabulary (%d)", tokens[i],
-                            i, m->hp.n_vocab);
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "token id %d at %d is outside the vocabulary (%d)", tokens[i], i,
+                            m->hp.n_vocab);
     /* all_logits over several batches: the host buffer grows to hold every row */
     if (all_logits && (size_t)n > c->logits_rows) {
         float *grown = realloc(c->logits, (size_t)m->hp.n_vocab * (size_t)n * sizeof(float));

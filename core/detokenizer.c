@@ -28,8 +28,7 @@ static size_t make_piece(const slm_tokenizer *t, int i, char *out) {
             if (k + 3 <= n && !memcmp(s + k, "\xe2\x96\x81", 3)) {
                 out[o++] = ' ';
                 k += 3;
-            } else
-                out[o++] = s[k++];
+            } else out[o++] = s[k++];
         }
         return o;
     }
@@ -38,10 +37,12 @@ static size_t make_piece(const slm_tokenizer *t, int i, char *out) {
         if (slm_utf8_check((const unsigned char *)s + k, n - k, &seq) == 1) {
             uint32_t cp = slm_utf8_decode((const unsigned char *)s + k, seq);
             if (cp < 324 && t->cp_byte[cp] >= 0) out[o++] = (char)t->cp_byte[cp];
-            else { memcpy(out + o, s + k, (size_t)seq); o += (size_t)seq; }
+            else {
+                memcpy(out + o, s + k, (size_t)seq);
+                o += (size_t)seq;
+            }
             k += (size_t)seq;
-        } else
-            out[o++] = s[k++];
+        } else out[o++] = s[k++];
     }
     return o;
 }
@@ -74,8 +75,8 @@ int slm_tokenizer_piece(const slm_tokenizer *t, int32_t id, char *buf, int buf_l
 
 static bool is_special_type(int ty) { return ty == SLM_TOKEN_TYPE_CONTROL || ty == SLM_TOKEN_TYPE_UNKNOWN; }
 
-slm_status slm_tokenizer_decode(const slm_tokenizer *t, const int32_t *ids, int n, bool skip_special,
-                                char **out, size_t *len, slm_error *err) {
+slm_status slm_tokenizer_decode(const slm_tokenizer *t, const int32_t *ids, int n, bool skip_special, char **out,
+                                size_t *len, slm_error *err) {
     size_t total = 1;
     for (int i = 0; i < n; i++)
         if (ids[i] >= 0 && ids[i] < t->n_vocab) total += t->piece_len[ids[i]];
@@ -95,7 +96,10 @@ slm_status slm_tokenizer_decode(const slm_tokenizer *t, const int32_t *ids, int 
             strip = t->kind == SLM_TOKENIZER_SPM && t->add_space_prefix;
             if (special && skip_special) continue;
         } else if (strip) {
-            if (l && p[0] == ' ') { p++; l--; }
+            if (l && p[0] == ' ') {
+                p++;
+                l--;
+            }
             strip = false;
         }
         memcpy(s + o, p, l);
@@ -150,10 +154,13 @@ static bool detok_feed(slm_detok *d, const unsigned char *bytes, size_t n) {
             if (!detok_feed(d, rest, (size_t)nr)) return false;
         }
     }
-    size_t run = i;  /* start of a run of valid sequences copied in one go */
+    size_t run = i; /* start of a run of valid sequences copied in one go */
     while (i < n) {
         int seq, r = slm_utf8_check(bytes + i, n - i, &seq);
-        if (r == 1) { i += (size_t)seq; continue; }
+        if (r == 1) {
+            i += (size_t)seq;
+            continue;
+        }
         if (!detok_out(d, bytes + run, i - run)) return false;
         if (r == 0) {
             d->n_pend = (int)(n - i);
@@ -168,7 +175,10 @@ static bool detok_feed(slm_detok *d, const unsigned char *bytes, size_t n) {
 
 const char *slm_detok_push_bytes(slm_detok *d, const char *bytes, size_t n, size_t *len) {
     d->len = 0;
-    if (!detok_out(d, "", 0) || !detok_feed(d, (const unsigned char *)bytes, n)) { *len = 0; return NULL; }
+    if (!detok_out(d, "", 0) || !detok_feed(d, (const unsigned char *)bytes, n)) {
+        *len = 0;
+        return NULL;
+    }
     *len = d->len;
     return d->buf;
 }
@@ -179,7 +189,10 @@ const char *slm_detok_push(slm_detok *d, int32_t id, size_t *len) {
     const char *p = t->piece_pool + t->piece_off[id];
     size_t l = t->piece_len[id];
     if (d->strip_space && !is_special_type(t->type[id])) {
-        if (l && p[0] == ' ') { p++; l--; }
+        if (l && p[0] == ' ') {
+            p++;
+            l--;
+        }
         d->strip_space = false;
     }
     return slm_detok_push_bytes(d, p, l, len);
@@ -190,7 +203,10 @@ const char *slm_detok_flush(slm_detok *d, size_t *len) {
     bool ok = detok_out(d, "", 0);
     for (int i = 0; ok && i < d->n_pend; i++) ok = detok_out(d, REPLACEMENT, 3);
     d->n_pend = 0;
-    if (!ok) { *len = 0; return NULL; }
+    if (!ok) {
+        *len = 0;
+        return NULL;
+    }
     *len = d->len;
     return d->buf;
 }

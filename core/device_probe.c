@@ -11,8 +11,8 @@ static double now_s(void) {
 }
 
 /* Seconds for one mat-vec over the first n_rows of w (x and y sized for the full matrix). */
-static double time_matvec(slm_device *dev, slm_dtype wtype, slm_buffer *w, slm_buffer *x, slm_buffer *y,
-                          int64_t k, int64_t n_rows) {
+static double time_matvec(slm_device *dev, slm_dtype wtype, slm_buffer *w, slm_buffer *x, slm_buffer *y, int64_t k,
+                          int64_t n_rows) {
     slm_op op;
     memset(&op, 0, sizeof op);
     op.kind = SLM_OP_MATMUL;
@@ -35,7 +35,7 @@ slm_device_probe slm_device_probe_run(slm_device *dev, slm_dtype wtype, int64_t 
     slm_buffer w = {0}, x = {0}, y = {0};
     slm_error err;
     size_t wbytes = (size_t)n * row;
-    void *zeros = calloc(1, wbytes);   /* zero weights (zero scales): finite, as costly to decode as any */
+    void *zeros = calloc(1, wbytes); /* zero weights (zero scales): finite, as costly to decode as any */
     if (!zeros) return pr;
     if (slm_buffer_alloc(dev, wbytes, &w, &err) || slm_buffer_alloc(dev, (size_t)k * 4, &x, &err) ||
         slm_buffer_alloc(dev, (size_t)n * 4, &y, &err))

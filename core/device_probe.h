@@ -7,8 +7,8 @@
 #include "backend.h"
 
 typedef struct slm_device_probe {
-    double matvec_bandwidth;   /* bytes of weights per second through the device's mat-vec; 0: unknown */
-    double link_bandwidth;     /* host -> device upload, bytes per second; 0: unknown */
+    double matvec_bandwidth; /* bytes of weights per second through the device's mat-vec; 0: unknown */
+    double link_bandwidth;   /* host -> device upload, bytes per second; 0: unknown */
 } slm_device_probe;
 
 /* Runs a mat-vec of rows of k elements of type wtype (use the model's own: short rows cost more per byte

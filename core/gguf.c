@@ -33,10 +33,10 @@
  *                                  element's elements have a fixed size.
  * Relative distances keep a nested table valid wherever the pool ends up after reallocations. */
 typedef struct gguf_impl {
-    slm_gguf pub;            /* first: slm_gguf * and gguf_impl * convert both ways */
+    slm_gguf pub; /* first: slm_gguf * and gguf_impl * convert both ways */
     uint64_t *pool;
     size_t pool_len, pool_cap;
-    uint64_t *kv_hash;       /* open addressing, entry = index + 1, 0 = empty */
+    uint64_t *kv_hash; /* open addressing, entry = index + 1, 0 = empty */
     uint64_t *tensor_hash;
     uint64_t kv_mask, tensor_mask;
 } gguf_impl;
@@ -51,17 +51,24 @@ typedef struct reader {
 
 static size_t type_size(uint32_t t) {
     switch (t) {
-    case SLM_GGUF_UINT8: case SLM_GGUF_INT8: case SLM_GGUF_BOOL: return 1;
-    case SLM_GGUF_UINT16: case SLM_GGUF_INT16: return 2;
-    case SLM_GGUF_UINT32: case SLM_GGUF_INT32: case SLM_GGUF_FLOAT32: return 4;
-    case SLM_GGUF_UINT64: case SLM_GGUF_INT64: case SLM_GGUF_FLOAT64: return 8;
+    case SLM_GGUF_UINT8:
+    case SLM_GGUF_INT8:
+    case SLM_GGUF_BOOL: return 1;
+    case SLM_GGUF_UINT16:
+    case SLM_GGUF_INT16: return 2;
+    case SLM_GGUF_UINT32:
+    case SLM_GGUF_INT32:
+    case SLM_GGUF_FLOAT32: return 4;
+    case SLM_GGUF_UINT64:
+    case SLM_GGUF_INT64:
+    case SLM_GGUF_FLOAT64: return 8;
     default: return 0; /* string, array, or not a type */
     }
 }
 
 const char *slm_gguf_type_name(uint32_t t) {
-    static const char *const names[] = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-                                        "bool", "string", "array", "uint64", "int64", "float64"};
+    static const char *const names[] = {"uint8", "int8",   "uint16", "int16",  "uint32", "int32",  "float32",
+                                        "bool",  "string", "array",  "uint64", "int64",  "float64"};
     return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
 }
 
@@ -75,7 +82,10 @@ static uint64_t le(const uint8_t *p, int n) {
 static const char *show(const char *p, uint64_t len, char buf[96]) {
     size_t n = len > 64 ? 64 : (size_t)len, j = 0;
     for (size_t i = 0; i < n; i++) buf[j++] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
-    if (len > n) { memcpy(buf + j, "...", 3); j += 3; }
+    if (len > n) {
+        memcpy(buf + j, "...", 3);
+        j += 3;
+    }
     buf[j] = 0;
     return buf;
 }
@@ -94,8 +104,8 @@ static slm_status need(reader *r, uint64_t n, const char *what, const char *name
     if (n <= left(r)) return SLM_OK;
     char b[96];
     return slm_fail(r->err, SLM_ERR_FORMAT, "%s: truncated: %s%s%s needs %llu bytes at offset %zu but %zu are left",
-                    r->path, what, name ? " " : "", name ? show(name, strlen(name), b) : "",
-                    (unsigned long long)n, r->pos, left(r));
+                    r->path, what, name ? " " : "", name ? show(name, strlen(name), b) : "", (unsigned long long)n,
+                    r->pos, left(r));
 }
 
 static slm_status rd_u32(reader *r, uint32_t *v, const char *what, const char *name) {
@@ -120,9 +130,10 @@ static slm_status rd_str(reader *r, slm_gguf_str *out, const char *what, const c
     if (s) return s;
     if (len > left(r)) {
         char b[96];
-        return slm_fail(r->err, SLM_ERR_FORMAT, "%s: %s%s%s: string length %llu at offset %zu exceeds the %zu bytes left",
-                        r->path, what, name ? " " : "", name ? show(name, strlen(name), b) : "",
-                        (unsigned long long)len, r->pos - 8, left(r));
+        return slm_fail(r->err, SLM_ERR_FORMAT,
+                        "%s: %s%s%s: string length %llu at offset %zu exceeds the %zu bytes left", r->path, what,
+                        name ? " " : "", name ? show(name, strlen(name), b) : "", (unsigned long long)len, r->pos - 8,
+                        left(r));
     }
     out->ptr = (const char *)r->b + r->pos;
     out->len = len;
@@ -141,8 +152,7 @@ static slm_status pool_reserve(reader *r, uint64_t n, size_t *idx) {
         size_t cap = g->pool_cap ? g->pool_cap : 64;
         while (cap < want) cap = cap > SIZE_MAX / 16 ? want : cap * 2;
         uint64_t *p = realloc(g->pool, cap * sizeof *p);
-        if (!p)
-            return slm_fail(r->err, SLM_ERR_NOMEM, "%s: out of memory for %zu array offsets", r->path, cap);
+        if (!p) return slm_fail(r->err, SLM_ERR_NOMEM, "%s: out of memory for %zu array offsets", r->path, cap);
         g->pool = p;
         g->pool_cap = cap;
     }
@@ -209,8 +219,9 @@ static slm_status index_alloc(reader *r, uint64_t n, uint64_t **tab, uint64_t *m
     uint64_t cap = 16;
     while (cap < 2 * n) cap *= 2; /* n is bounded by the file size, so this cannot overflow */
     *tab = calloc((size_t)cap, sizeof **tab);
-    if (!*tab) return slm_fail(r->err, SLM_ERR_NOMEM, "%s: out of memory for an index of %llu names", r->path,
-                               (unsigned long long)n);
+    if (!*tab)
+        return slm_fail(r->err, SLM_ERR_NOMEM, "%s: out of memory for an index of %llu names", r->path,
+                        (unsigned long long)n);
     *mask = cap - 1;
     return SLM_OK;
 }
@@ -220,8 +231,8 @@ static const slm_gguf_str *kv_name(const slm_gguf *g, uint64_t i) { return &g->k
 static const slm_gguf_str *tensor_name(const slm_gguf *g, uint64_t i) { return &g->tensors[i].name; }
 
 /* Index of the entry named (p, n), or UINT64_MAX; *slot gets where it would be inserted. */
-static uint64_t index_find(const slm_gguf *g, const uint64_t *tab, uint64_t mask, name_of_fn name_of,
-                           const char *p, uint64_t n, uint64_t *slot) {
+static uint64_t index_find(const slm_gguf *g, const uint64_t *tab, uint64_t mask, name_of_fn name_of, const char *p,
+                           uint64_t n, uint64_t *slot) {
     uint64_t h = hash_bytes(p, n) & mask;
     while (tab[h]) {
         const slm_gguf_str *s = name_of(g, tab[h] - 1);
@@ -285,8 +296,8 @@ static slm_status read_alignment(reader *r) {
         return slm_fail(r->err, SLM_ERR_FORMAT, "%s: general.alignment has type %s, expected an unsigned integer",
                         r->path, slm_gguf_type_name(kv->type));
     if (a == 0 || (a & (a - 1)) || a > GGUF_MAX_ALIGNMENT)
-        return slm_fail(r->err, SLM_ERR_FORMAT, "%s: general.alignment = %llu is not a power of two in 1..%u",
-                        r->path, (unsigned long long)a, GGUF_MAX_ALIGNMENT);
+        return slm_fail(r->err, SLM_ERR_FORMAT, "%s: general.alignment = %llu is not a power of two in 1..%u", r->path,
+                        (unsigned long long)a, GGUF_MAX_ALIGNMENT);
     g->alignment = a;
     return SLM_OK;
 }
@@ -301,8 +312,9 @@ static slm_status parse_tensor(reader *r, uint64_t i) {
     size_t at = r->pos;
     if ((s = rd_str(r, &t->name, what, NULL))) return s;
     if (t->name.len == 0 || t->name.len > GGUF_MAX_NAME_LEN)
-        return slm_fail(r->err, SLM_ERR_FORMAT, "%s: tensor %llu at offset %zu has a name of length %llu (must be 1..%d)",
-                        r->path, (unsigned long long)i, at, (unsigned long long)t->name.len, GGUF_MAX_NAME_LEN);
+        return slm_fail(r->err, SLM_ERR_FORMAT,
+                        "%s: tensor %llu at offset %zu has a name of length %llu (must be 1..%d)", r->path,
+                        (unsigned long long)i, at, (unsigned long long)t->name.len, GGUF_MAX_NAME_LEN);
     const char *nm = show(t->name.ptr, t->name.len, nb);
     uint64_t slot;
     if (index_find(pub, g->tensor_hash, g->tensor_mask, tensor_name, t->name.ptr, t->name.len, &slot) != UINT64_MAX)
@@ -320,27 +332,30 @@ static slm_status parse_tensor(reader *r, uint64_t i) {
         uint64_t v;
         if ((s = rd_u64(r, &v, "dimensions of tensor", nm))) return s;
         if (v < 1 || v > (uint64_t)INT64_MAX)
-            return slm_fail(r->err, SLM_ERR_FORMAT, "%s: tensor %s has ne[%u] = %llu (must be 1..2^63-1)", r->path,
-                            nm, d, (unsigned long long)v);
+            return slm_fail(r->err, SLM_ERR_FORMAT, "%s: tensor %s has ne[%u] = %llu (must be 1..2^63-1)", r->path, nm,
+                            d, (unsigned long long)v);
         t->ne[d] = (int64_t)v;
     }
     uint32_t type;
     if ((s = rd_u32(r, &type, "type of tensor", nm))) return s;
     const slm_dtype_info *ti = slm_dtype_get(type);
     if (!ti)
-        return slm_fail(r->err, SLM_ERR_UNSUPPORTED, "%s: tensor %s has type %u (%s), which this build does not support",
-                        r->path, nm, type, slm_dtype_name(type));
+        return slm_fail(r->err, SLM_ERR_UNSUPPORTED,
+                        "%s: tensor %s has type %u (%s), which this build does not support", r->path, nm, type,
+                        slm_dtype_name(type));
     t->type = (slm_dtype)type;
     if ((s = rd_u64(r, &t->offset, "offset of tensor", nm))) return s;
 
     if (t->ne[0] % ti->block_elems)
-        return slm_fail(r->err, SLM_ERR_FORMAT, "%s: tensor %s: row length ne[0] = %lld is not a multiple of the %s block size %d",
-                        r->path, nm, (long long)t->ne[0], ti->name, ti->block_elems);
+        return slm_fail(r->err, SLM_ERR_FORMAT,
+                        "%s: tensor %s: row length ne[0] = %lld is not a multiple of the %s block size %d", r->path, nm,
+                        (long long)t->ne[0], ti->name, ti->block_elems);
     uint64_t rows = 1, row_bytes, bytes, elems;
     bool ovf = false;
     for (int d = 1; d < 4; d++) ovf |= __builtin_mul_overflow(rows, (uint64_t)t->ne[d], &rows);
     ovf |= __builtin_mul_overflow(rows, (uint64_t)t->ne[0], &elems) || elems > (uint64_t)INT64_MAX;
-    ovf |= __builtin_mul_overflow((uint64_t)t->ne[0] / (uint64_t)ti->block_elems, (uint64_t)ti->block_bytes, &row_bytes);
+    ovf |=
+        __builtin_mul_overflow((uint64_t)t->ne[0] / (uint64_t)ti->block_elems, (uint64_t)ti->block_bytes, &row_bytes);
     ovf |= __builtin_mul_overflow(row_bytes, rows, &bytes);
     if (ovf)
         return slm_fail(r->err, SLM_ERR_FORMAT, "%s: tensor %s: shape [%lld, %lld, %lld, %lld] overflows 64 bits",
@@ -353,7 +368,9 @@ static slm_status parse_tensor(reader *r, uint64_t i) {
     return SLM_OK;
 }
 
-typedef struct span { uint64_t off, end, idx; } span;
+typedef struct span {
+    uint64_t off, end, idx;
+} span;
 static int span_cmp(const void *a, const void *b) {
     const span *x = a, *y = b;
     return x->off < y->off ? -1 : x->off > y->off;
@@ -408,7 +425,8 @@ static slm_status parse(reader *r) {
     if ((s = rd_u32(r, &pub->version, "version", NULL))) return s;
     if (pub->version == 1)
         return slm_fail(r->err, SLM_ERR_FORMAT,
-                        "%s: GGUF version 1 is not supported (only versions 2 and 3): convert the model again", r->path);
+                        "%s: GGUF version 1 is not supported (only versions 2 and 3): convert the model again",
+                        r->path);
     if (pub->version == 0x02000000u || pub->version == 0x03000000u)
         return slm_fail(r->err, SLM_ERR_FORMAT, "%s: big-endian GGUF files are not supported", r->path);
     if (pub->version != 2 && pub->version != 3)
@@ -428,7 +446,8 @@ static slm_status parse(reader *r) {
     size_t *tables = malloc(((size_t)pub->n_kv + 1) * sizeof *tables);
     if (!pub->kv || !tables) {
         free(tables);
-        return slm_fail(r->err, SLM_ERR_NOMEM, "%s: out of memory for %llu kvs", r->path, (unsigned long long)pub->n_kv);
+        return slm_fail(r->err, SLM_ERR_NOMEM, "%s: out of memory for %llu kvs", r->path,
+                        (unsigned long long)pub->n_kv);
     }
     for (uint64_t i = 0; i < pub->n_kv; i++) tables[i] = SIZE_MAX;
     if (!(s = index_alloc(r, pub->n_kv, &g->kv_hash, &g->kv_mask))) s = parse_kvs(r, tables);
@@ -440,8 +459,9 @@ static slm_status parse(reader *r) {
 
     /* Re-check against what is left now that the metadata has been read. */
     if (pub->n_tensors > left(r) / GGUF_MIN_TENSOR_BYTES)
-        return slm_fail(r->err, SLM_ERR_FORMAT, "%s: n_tensors = %llu cannot fit in the %zu bytes left after the metadata",
-                        r->path, (unsigned long long)pub->n_tensors, left(r));
+        return slm_fail(r->err, SLM_ERR_FORMAT,
+                        "%s: n_tensors = %llu cannot fit in the %zu bytes left after the metadata", r->path,
+                        (unsigned long long)pub->n_tensors, left(r));
     pub->tensors = calloc((size_t)pub->n_tensors + 1, sizeof *pub->tensors);
     if (!pub->tensors)
         return slm_fail(r->err, SLM_ERR_NOMEM, "%s: out of memory for %llu tensors", r->path,
@@ -454,8 +474,9 @@ static slm_status parse(reader *r) {
     uint64_t data_off = ((uint64_t)r->pos + a - 1) / a * a;
     if (data_off > r->size) {
         if (pub->n_tensors)
-            return slm_fail(r->err, SLM_ERR_FORMAT, "%s: the data section (offset %llu) starts beyond the end of the file (%zu bytes)",
-                            r->path, (unsigned long long)data_off, r->size);
+            return slm_fail(r->err, SLM_ERR_FORMAT,
+                            "%s: the data section (offset %llu) starts beyond the end of the file (%zu bytes)", r->path,
+                            (unsigned long long)data_off, r->size);
         data_off = r->size; /* a file without tensors may end without padding */
     }
     pub->data_offset = data_off;
@@ -567,14 +588,29 @@ typedef struct num {
 static num decode(uint32_t t, const uint8_t *p) {
     num v = {NUM_NONE, 0, 0, 0};
     switch (t) {
-    case SLM_GGUF_UINT8: case SLM_GGUF_UINT16: case SLM_GGUF_UINT32: case SLM_GGUF_UINT64:
+    case SLM_GGUF_UINT8:
+    case SLM_GGUF_UINT16:
+    case SLM_GGUF_UINT32:
+    case SLM_GGUF_UINT64:
         v.kind = NUM_UINT;
         v.u = le(p, (int)type_size(t));
         break;
-    case SLM_GGUF_INT8: v.kind = NUM_SINT; v.i = (int8_t)p[0]; break;
-    case SLM_GGUF_INT16: v.kind = NUM_SINT; v.i = (int16_t)le(p, 2); break;
-    case SLM_GGUF_INT32: v.kind = NUM_SINT; v.i = (int32_t)le(p, 4); break;
-    case SLM_GGUF_INT64: v.kind = NUM_SINT; v.i = (int64_t)le(p, 8); break;
+    case SLM_GGUF_INT8:
+        v.kind = NUM_SINT;
+        v.i = (int8_t)p[0];
+        break;
+    case SLM_GGUF_INT16:
+        v.kind = NUM_SINT;
+        v.i = (int16_t)le(p, 2);
+        break;
+    case SLM_GGUF_INT32:
+        v.kind = NUM_SINT;
+        v.i = (int32_t)le(p, 4);
+        break;
+    case SLM_GGUF_INT64:
+        v.kind = NUM_SINT;
+        v.i = (int64_t)le(p, 8);
+        break;
     case SLM_GGUF_FLOAT32: {
         uint32_t b = (uint32_t)le(p, 4);
         float f;
@@ -589,20 +625,35 @@ static num decode(uint32_t t, const uint8_t *p) {
         v.kind = NUM_FLOAT;
         break;
     }
-    case SLM_GGUF_BOOL: v.kind = NUM_BOOL; v.u = p[0] != 0; break;
+    case SLM_GGUF_BOOL:
+        v.kind = NUM_BOOL;
+        v.u = p[0] != 0;
+        break;
     default: break;
     }
     return v;
 }
 
 static bool num_u64(num v, uint64_t *out) {
-    if (v.kind == NUM_UINT) { *out = v.u; return true; }
-    if (v.kind == NUM_SINT && v.i >= 0) { *out = (uint64_t)v.i; return true; }
+    if (v.kind == NUM_UINT) {
+        *out = v.u;
+        return true;
+    }
+    if (v.kind == NUM_SINT && v.i >= 0) {
+        *out = (uint64_t)v.i;
+        return true;
+    }
     return false;
 }
 static bool num_i64(num v, int64_t *out) {
-    if (v.kind == NUM_SINT) { *out = v.i; return true; }
-    if (v.kind == NUM_UINT && v.u <= (uint64_t)INT64_MAX) { *out = (int64_t)v.u; return true; }
+    if (v.kind == NUM_SINT) {
+        *out = v.i;
+        return true;
+    }
+    if (v.kind == NUM_UINT && v.u <= (uint64_t)INT64_MAX) {
+        *out = (int64_t)v.u;
+        return true;
+    }
     return false;
 }
 static bool num_f64(num v, double *out) {
@@ -635,17 +686,27 @@ bool slm_gguf_kv_str(const slm_gguf_kv *kv, slm_gguf_str *out) {
     return true;
 }
 
-bool slm_gguf_get_u64(const slm_gguf *g, const char *key, uint64_t *out) { return slm_gguf_kv_u64(slm_gguf_find(g, key), out); }
-bool slm_gguf_get_i64(const slm_gguf *g, const char *key, int64_t *out) { return slm_gguf_kv_i64(slm_gguf_find(g, key), out); }
-bool slm_gguf_get_f64(const slm_gguf *g, const char *key, double *out) { return slm_gguf_kv_f64(slm_gguf_find(g, key), out); }
+bool slm_gguf_get_u64(const slm_gguf *g, const char *key, uint64_t *out) {
+    return slm_gguf_kv_u64(slm_gguf_find(g, key), out);
+}
+bool slm_gguf_get_i64(const slm_gguf *g, const char *key, int64_t *out) {
+    return slm_gguf_kv_i64(slm_gguf_find(g, key), out);
+}
+bool slm_gguf_get_f64(const slm_gguf *g, const char *key, double *out) {
+    return slm_gguf_kv_f64(slm_gguf_find(g, key), out);
+}
 bool slm_gguf_get_f32(const slm_gguf *g, const char *key, float *out) {
     double d;
     if (!slm_gguf_get_f64(g, key, &d)) return false;
     *out = (float)d;
     return true;
 }
-bool slm_gguf_get_bool(const slm_gguf *g, const char *key, bool *out) { return slm_gguf_kv_bool(slm_gguf_find(g, key), out); }
-bool slm_gguf_get_str(const slm_gguf *g, const char *key, slm_gguf_str *out) { return slm_gguf_kv_str(slm_gguf_find(g, key), out); }
+bool slm_gguf_get_bool(const slm_gguf *g, const char *key, bool *out) {
+    return slm_gguf_kv_bool(slm_gguf_find(g, key), out);
+}
+bool slm_gguf_get_str(const slm_gguf *g, const char *key, slm_gguf_str *out) {
+    return slm_gguf_kv_str(slm_gguf_find(g, key), out);
+}
 
 /* Element i of a fixed-size array as a number (NUM_NONE when out of range or not fixed-size). */
 static num arr_num(const slm_gguf_kv *kv, uint64_t i) {

@@ -11,9 +11,18 @@
 #include "types.h"
 
 typedef enum slm_gguf_type {
-    SLM_GGUF_UINT8 = 0, SLM_GGUF_INT8 = 1, SLM_GGUF_UINT16 = 2, SLM_GGUF_INT16 = 3,
-    SLM_GGUF_UINT32 = 4, SLM_GGUF_INT32 = 5, SLM_GGUF_FLOAT32 = 6, SLM_GGUF_BOOL = 7,
-    SLM_GGUF_STRING = 8, SLM_GGUF_ARRAY = 9, SLM_GGUF_UINT64 = 10, SLM_GGUF_INT64 = 11,
+    SLM_GGUF_UINT8 = 0,
+    SLM_GGUF_INT8 = 1,
+    SLM_GGUF_UINT16 = 2,
+    SLM_GGUF_INT16 = 3,
+    SLM_GGUF_UINT32 = 4,
+    SLM_GGUF_INT32 = 5,
+    SLM_GGUF_FLOAT32 = 6,
+    SLM_GGUF_BOOL = 7,
+    SLM_GGUF_STRING = 8,
+    SLM_GGUF_ARRAY = 9,
+    SLM_GGUF_UINT64 = 10,
+    SLM_GGUF_INT64 = 11,
     SLM_GGUF_FLOAT64 = 12,
 } slm_gguf_type;
 
@@ -39,11 +48,11 @@ typedef struct slm_gguf_kv {
 typedef struct slm_gguf_tensor {
     slm_gguf_str name;
     uint32_t n_dims;
-    int64_t ne[4];         /* ne[0] is the row length (innermost); unused dims are 1 */
-    slm_dtype type;        /* validated: a known type (slm_dtype_known) */
-    uint64_t offset;       /* from the start of the data section, aligned */
-    uint64_t size;         /* bytes */
-    const void *data;      /* into the mapping */
+    int64_t ne[4];    /* ne[0] is the row length (innermost); unused dims are 1 */
+    slm_dtype type;   /* validated: a known type (slm_dtype_known) */
+    uint64_t offset;  /* from the start of the data section, aligned */
+    uint64_t size;    /* bytes */
+    const void *data; /* into the mapping */
 } slm_gguf_tensor;
 
 typedef struct slm_gguf {
@@ -52,10 +61,10 @@ typedef struct slm_gguf {
     slm_gguf_kv *kv;
     slm_gguf_tensor *tensors;
     uint64_t alignment;
-    uint64_t data_offset;  /* start of the tensor data section */
-    const uint8_t *base;   /* the mapping (or caller's buffer) */
+    uint64_t data_offset; /* start of the tensor data section */
+    const uint8_t *base;  /* the mapping (or caller's buffer) */
     size_t size;
-    bool mapped;           /* owns an mmap (else borrowed memory) */
+    bool mapped; /* owns an mmap (else borrowed memory) */
     char path[256];
 } slm_gguf;
 
@@ -74,13 +83,13 @@ bool slm_gguf_str_eq(slm_gguf_str s, const char *cstr);
  * is missing or has another type; integer getters accept any integer type whose value fits. */
 bool slm_gguf_get_u64(const slm_gguf *g, const char *key, uint64_t *out);
 bool slm_gguf_get_i64(const slm_gguf *g, const char *key, int64_t *out);
-bool slm_gguf_get_f32(const slm_gguf *g, const char *key, float *out);  /* any float or integer type */
+bool slm_gguf_get_f32(const slm_gguf *g, const char *key, float *out); /* any float or integer type */
 bool slm_gguf_get_bool(const slm_gguf *g, const char *key, bool *out);
 bool slm_gguf_get_str(const slm_gguf *g, const char *key, slm_gguf_str *out);
 /* Array element access with bounds checks (i < arr_len, element type matches). */
 bool slm_gguf_arr_str(const slm_gguf_kv *kv, uint64_t i, slm_gguf_str *out);
-bool slm_gguf_arr_i64(const slm_gguf_kv *kv, uint64_t i, int64_t *out);  /* any integer element type */
-bool slm_gguf_arr_f32(const slm_gguf_kv *kv, uint64_t i, float *out);    /* f32/f64 element type */
+bool slm_gguf_arr_i64(const slm_gguf_kv *kv, uint64_t i, int64_t *out); /* any integer element type */
+bool slm_gguf_arr_f32(const slm_gguf_kv *kv, uint64_t i, float *out);   /* f32/f64 element type */
 
 /* Additions (beyond the first interface) ------------------------------------------------------------- */
 
@@ -98,10 +107,10 @@ bool slm_gguf_kv_i64(const slm_gguf_kv *kv, int64_t *out);
 bool slm_gguf_kv_f64(const slm_gguf_kv *kv, double *out);
 bool slm_gguf_kv_bool(const slm_gguf_kv *kv, bool *out);
 bool slm_gguf_kv_str(const slm_gguf_kv *kv, slm_gguf_str *out);
-bool slm_gguf_get_f64(const slm_gguf *g, const char *key, double *out);  /* any float or integer type */
+bool slm_gguf_get_f64(const slm_gguf *g, const char *key, double *out); /* any float or integer type */
 
 /* More element accessors, with the same bounds and type checks as the ones above. */
-bool slm_gguf_arr_u64(const slm_gguf_kv *kv, uint64_t i, uint64_t *out);  /* integer elements >= 0 */
+bool slm_gguf_arr_u64(const slm_gguf_kv *kv, uint64_t i, uint64_t *out); /* integer elements >= 0 */
 bool slm_gguf_arr_f64(const slm_gguf_kv *kv, uint64_t i, double *out);   /* f32/f64 element type */
 bool slm_gguf_arr_bool(const slm_gguf_kv *kv, uint64_t i, bool *out);
 /* Element i of an array of arrays, described as an array kv (same key; type ARRAY; its own arr_type,

@@ -35,8 +35,8 @@ static slm_status transfer(slm_graph *g, int before, slm_tensor src, slm_tensor 
     return SLM_OK;
 }
 
-#define PUSH(kind, name)                                                        \
-    op = push(g, kind, il, d, name);                                            \
+#define PUSH(kind, name)                                                                                               \
+    op = push(g, kind, il, d, name);                                                                                   \
     if (!op) return slm_fail(err, SLM_ERR_NOMEM, "out of memory building the graph");
 
 static slm_status matmul(slm_graph *g, int il, int d, const char *name, slm_tensor w, slm_tensor b, slm_tensor x,
@@ -66,8 +66,8 @@ static slm_tensor heads_view(slm_tensor t, int64_t hd) {
 static slm_status follow_residual(const slm_graph_inputs *in, slm_graph *g, int *at, int to, slm_error *err) {
     if (*at == to) return SLM_OK;
     int64_t T = in->n_tokens;
-    slm_status s = transfer(g, g->n_ops, slm_tensor_cols(in->scratch[*at].x, 0, T),
-                            slm_tensor_cols(in->scratch[to].x, 0, T), err);
+    slm_status s =
+        transfer(g, g->n_ops, slm_tensor_cols(in->scratch[*at].x, 0, T), slm_tensor_cols(in->scratch[to].x, 0, T), err);
     *at = to;
     return s;
 }
@@ -89,7 +89,10 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
     slm_status s;
 
     PUSH(SLM_OP_RMSNORM, "attn_norm");
-    op->src[0] = x; op->src[1] = L->attn_norm; op->dst = xn; op->p.norm.eps = hp->norm_eps;
+    op->src[0] = x;
+    op->src[1] = L->attn_norm;
+    op->dst = xn;
+    op->p.norm.eps = hp->norm_eps;
     if ((s = matmul(g, il, d, "attn_q", L->wq, L->bq, xn, q, err)) ||
         (s = matmul(g, il, d, "attn_k", L->wk, L->bk, xn, k, err)) ||
         (s = matmul(g, il, d, "attn_v", L->wv, L->bv, xn, v, err)))
@@ -106,11 +109,19 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
         op->p.rope.freq_scale = hp->rope_freq_scale;
     }
     PUSH(SLM_OP_KV_WRITE, "k_write");
-    op->src[0] = k; op->src[1] = pos; op->dst = in->kv->k[il];
+    op->src[0] = k;
+    op->src[1] = pos;
+    op->dst = in->kv->k[il];
     PUSH(SLM_OP_KV_WRITE, "v_write");
-    op->src[0] = v; op->src[1] = pos; op->dst = in->kv->v[il];
+    op->src[0] = v;
+    op->src[1] = pos;
+    op->dst = in->kv->v[il];
     PUSH(SLM_OP_ATTENTION, "attention");
-    op->src[0] = q; op->src[1] = in->kv->k[il]; op->src[2] = in->kv->v[il]; op->src[3] = pos; op->dst = att;
+    op->src[0] = q;
+    op->src[1] = in->kv->k[il];
+    op->src[2] = in->kv->v[il];
+    op->src[3] = pos;
+    op->dst = att;
     op->p.attn.n_head = hp->n_head;
     op->p.attn.n_head_kv = hp->n_head_kv;
     op->p.attn.head_dim = hp->head_dim;
@@ -118,17 +129,26 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
     slm_tensor none = {0};
     if ((s = matmul(g, il, d, "attn_output", L->wo, none, att, tmp, err))) return s;
     PUSH(SLM_OP_ADD, "attn_residual");
-    op->src[0] = x; op->src[1] = tmp; op->dst = x;
+    op->src[0] = x;
+    op->src[1] = tmp;
+    op->dst = x;
     PUSH(SLM_OP_RMSNORM, "ffn_norm");
-    op->src[0] = x; op->src[1] = L->ffn_norm; op->dst = xn; op->p.norm.eps = hp->norm_eps;
+    op->src[0] = x;
+    op->src[1] = L->ffn_norm;
+    op->dst = xn;
+    op->p.norm.eps = hp->norm_eps;
     if ((s = matmul(g, il, d, "ffn_gate", L->w_gate, none, xn, gate, err)) ||
         (s = matmul(g, il, d, "ffn_up", L->w_up, none, xn, up, err)))
         return s;
     PUSH(SLM_OP_SWIGLU, "swiglu");
-    op->src[0] = gate; op->src[1] = up; op->dst = gate;
+    op->src[0] = gate;
+    op->src[1] = up;
+    op->dst = gate;
     if ((s = matmul(g, il, d, "ffn_down", L->w_down, none, gate, tmp, err))) return s;
     PUSH(SLM_OP_ADD, "ffn_residual");
-    op->src[0] = x; op->src[1] = tmp; op->dst = x;
+    op->src[0] = x;
+    op->src[1] = tmp;
+    op->dst = x;
     return SLM_OK;
 }
 
@@ -216,7 +236,9 @@ slm_status slm_graph_build(const slm_graph_inputs *in, slm_graph *g, slm_error *
     slm_tensor ids = H->ids;
     ids.ne[0] = T;
     PUSH(SLM_OP_EMBED, "token_embd");
-    op->src[0] = m->host.tok_embd; op->src[1] = ids; op->dst = slm_tensor_cols(H->x, 0, T);
+    op->src[0] = m->host.tok_embd;
+    op->src[1] = ids;
+    op->dst = slm_tensor_cols(H->x, 0, T);
     slm_status s;
     for (int l = 0; l < m->hp.n_layer; l++)
         if ((s = follow_residual(in, g, &at, m->place.layer_device[l], err)) || (s = build_layer(in, g, l, err)))
@@ -228,8 +250,10 @@ slm_status slm_graph_build(const slm_graph_inputs *in, slm_graph *g, slm_error *
     slm_scratch *O = &in->scratch[d];
     int64_t first = in->all_logits ? 0 : T - 1, n = in->all_logits ? T : 1;
     PUSH(SLM_OP_RMSNORM, "output_norm");
-    op->src[0] = slm_tensor_cols(O->x, first, n); op->src[1] = w->output_norm;
-    op->dst = slm_tensor_cols(O->xn, first, n); op->p.norm.eps = m->hp.norm_eps;
+    op->src[0] = slm_tensor_cols(O->x, first, n);
+    op->src[1] = w->output_norm;
+    op->dst = slm_tensor_cols(O->xn, first, n);
+    op->p.norm.eps = m->hp.norm_eps;
     slm_tensor none = {0};
     if ((s = matmul(g, il, d, "output", w->output, none, slm_tensor_cols(O->xn, first, n),
                     slm_tensor_cols(O->logits, 0, n), err)))

@@ -19,16 +19,16 @@ typedef struct slm_transfer {
 typedef struct slm_graph {
     slm_op *ops;
     int n_ops, cap;
-    slm_transfer *xfers;     /* in the order of their `before` */
+    slm_transfer *xfers; /* in the order of their `before` */
     int n_xfers, xcap;
 } slm_graph;
 
 typedef struct slm_graph_inputs {
     const slm_model *m;
-    slm_scratch *scratch;    /* [n_devices]; device 0's holds the token ids */
+    slm_scratch *scratch; /* [n_devices]; device 0's holds the token ids */
     const slm_kv_cache *kv;
     int n_tokens;
-    bool all_logits;         /* logits for every token (else the last one only) */
+    bool all_logits; /* logits for every token (else the last one only) */
 } slm_graph_inputs;
 
 /* Builds the graph, then moves each op its device cannot run (slm_device_supports) to the CPU with the

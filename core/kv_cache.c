@@ -14,9 +14,7 @@ size_t slm_kv_row_bytes(const slm_hparams *hp) {
     return b % 256 ? b : b + 64;
 }
 
-uint64_t slm_kv_layer_bytes(const slm_hparams *hp, int n_ctx) {
-    return 2ull * slm_kv_row_bytes(hp) * (uint64_t)n_ctx;
-}
+uint64_t slm_kv_layer_bytes(const slm_hparams *hp, int n_ctx) { return 2ull * slm_kv_row_bytes(hp) * (uint64_t)n_ctx; }
 
 uint64_t slm_kv_bytes_read(const slm_tensor *k_cache, int n_pos) {
     return 2ull * slm_dtype_row_bytes(k_cache->type, k_cache->ne[0]) * (uint64_t)n_pos;

@@ -11,8 +11,8 @@
 
 typedef struct slm_kv_cache {
     int n_layer, n_ctx;
-    slm_buffer buf[SLM_KV_MAX_DEVICES];  /* the layers of device d, K then V of each, in layer order */
-    slm_tensor *k, *v;                   /* [n_layer] f16 [n_head_kv * head_dim, n_ctx], rows padded */
+    slm_buffer buf[SLM_KV_MAX_DEVICES]; /* the layers of device d, K then V of each, in layer order */
+    slm_tensor *k, *v;                  /* [n_layer] f16 [n_head_kv * head_dim, n_ctx], rows padded */
 } slm_kv_cache;
 
 /* Bytes between positions of one layer's K (or V) rows. */

@@ -19,15 +19,14 @@ static slm_status bind(slm_model *m, const char *name, int64_t ne0, int64_t ne1,
     }
     int64_t want1 = ne1 ? ne1 : 1;
     if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return slm_fail(err, SLM_ERR_FORMAT,
-                        "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", m->gguf->path,
-                        name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
-                        (long long)ne0, (long long)want1);
+        return slm_fail(err, SLM_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                        m->gguf->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                        (long long)t->ne[3], (long long)ne0, (long long)want1);
     if (!ne1 && t->type != SLM_F32)
         return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tensor %s has type %s, expected f32", m->gguf->path, name,
                         slm_dtype_name(t->type));
-    *out = slm_tensor_make(&m->host_weights, (size_t)(m->gguf->data_offset + t->offset), t->type, t->ne[0],
-                           t->ne[1], 1, 1);
+    *out = slm_tensor_make(&m->host_weights, (size_t)(m->gguf->data_offset + t->offset), t->type, t->ne[0], t->ne[1], 1,
+                           1);
     return SLM_OK;
 }
 
@@ -56,8 +55,8 @@ static slm_status bind_layer(slm_model *m, int il, slm_error *err) {
     char n[96];
     slm_status s;
 #define NAME(suffix) snprintf(n, sizeof n, "blk.%d.%s", il, suffix)
-#define BIND(suffix, a, b, req, slot)                                    \
-    NAME(suffix);                                                        \
+#define BIND(suffix, a, b, req, slot)                                                                                  \
+    NAME(suffix);                                                                                                      \
     if ((s = bind(m, n, a, b, req, &L->slot, err))) return s;
     BIND("attn_norm.weight", E, 0, true, attn_norm);
     /* phi3 files written by the common converters fuse q/k/v and gate/up; some carry them apart, as llama. */
@@ -102,8 +101,7 @@ static slm_status bind_all(slm_model *m, slm_error *err) {
     if ((s = bind(m, "output_norm.weight", hp->n_embd, 0, true, &w->output_norm, err))) return s;
     if ((s = bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &w->output, err))) return s;
     if (!w->output.buf) w->output = w->tok_embd; /* tied embeddings */
-    if (m->cfg.rope_freqs_name &&
-        (s = bind(m, m->cfg.rope_freqs_name, hp->n_rot / 2, 0, true, &w->rope_freqs, err)))
+    if (m->cfg.rope_freqs_name && (s = bind(m, m->cfg.rope_freqs_name, hp->n_rot / 2, 0, true, &w->rope_freqs, err)))
         return s;
     m->output_bytes = slm_tensor_bytes(&w->output) + slm_tensor_bytes(&w->output_norm);
     w->layers = calloc((size_t)hp->n_layer, sizeof *w->layers);

@@ -17,32 +17,32 @@ typedef struct slm_tokenizer slm_tokenizer;
 /* Where the model runs: the devices, the device of each layer and of the output head, and the binding
  * table: bound[d] holds the weights device d runs with (bound[0] is the mapping). */
 typedef struct slm_placement {
-    slm_device *devices[SLM_MAX_DEVICES];   /* [0] is always the CPU */
+    slm_device *devices[SLM_MAX_DEVICES]; /* [0] is always the CPU */
     int n_devices;
-    int *layer_device;                      /* [n_layer] */
+    int *layer_device; /* [n_layer] */
     int output_device;
-    slm_buffer dev_weights[SLM_MAX_DEVICES];/* the weights uploaded to each GPU */
+    slm_buffer dev_weights[SLM_MAX_DEVICES]; /* the weights uploaded to each GPU */
     slm_weights bound[SLM_MAX_DEVICES];
-    char text[512];                         /* the placement, for -v and slm-bench */
-    char note[512];                         /* why the placement differs from the request, if it does */
-    double predicted_tps;                   /* the planner's decode prediction (0 on a single device) */
+    char text[512];       /* the placement, for -v and slm-bench */
+    char note[512];       /* why the placement differs from the request, if it does */
+    double predicted_tps; /* the planner's decode prediction (0 on a single device) */
 } slm_placement;
 
 struct slm_model {
     slm_gguf *gguf;
-    slm_hparams hp;                         /* as the file says; read-only */
-    slm_model_config cfg;                   /* derived once from the file and the params; read-only */
+    slm_hparams hp;       /* as the file says; read-only */
+    slm_model_config cfg; /* derived once from the file and the params; read-only */
     slm_params params;
-    slm_debug_params dbg;                   /* testing knobs (include/slm_debug.h) */
-    uint32_t gpu_refused_ops;               /* bit k: GPUs refuse op kind k (dbg.gpu_refuse_ops) */
+    slm_debug_params dbg;     /* testing knobs (include/slm_debug.h) */
+    uint32_t gpu_refused_ops; /* bit k: GPUs refuse op kind k (dbg.gpu_refuse_ops) */
     slm_tokenizer *tok;
-    slm_buffer host_weights;                /* the mapping, wrapped by the CPU device */
-    slm_weights host;                       /* every weight bound to the mapping */
-    uint64_t *layer_bytes;                  /* [n_layer] bytes of each layer's weights */
-    uint64_t output_bytes;                  /* the output head and its norm */
+    slm_buffer host_weights; /* the mapping, wrapped by the CPU device */
+    slm_weights host;        /* every weight bound to the mapping */
+    uint64_t *layer_bytes;   /* [n_layer] bytes of each layer's weights */
+    uint64_t output_bytes;   /* the output head and its norm */
     slm_placement place;
-    char name[128];                         /* general.name */
-    char *chat_template;                    /* tokenizer.chat_template, NUL-terminated, or NULL */
+    char name[128];      /* general.name */
+    char *chat_template; /* tokenizer.chat_template, NUL-terminated, or NULL */
 };
 
 /* Binds every weight of m->gguf to m->host (m->hp and m->cfg set); unbind frees what bind made. */
@@ -53,6 +53,6 @@ void slm_model_unbind(slm_model *m);
 slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, const slm_debug_params *dbg, slm_model **out,
                                slm_error *err);
 const slm_tokenizer *slm_model_tokenizer(const slm_model *m);
-const char *slm_model_chat_template(const slm_model *m);   /* NULL when the file has none */
+const char *slm_model_chat_template(const slm_model *m); /* NULL when the file has none */
 
 #endif

@@ -36,7 +36,7 @@ static slm_status check_divisors(const slm_gguf *g, const slm_hparams *hp, const
     const uint8_t *p = (const uint8_t *)t->data;
     for (int64_t i = 0; i < t->ne[0]; i++) {
         float f;
-        memcpy(&f, p + 4 * i, 4);   /* the data is only 32-byte aligned as a whole; copy, never cast */
+        memcpy(&f, p + 4 * i, 4); /* the data is only 32-byte aligned as a whole; copy, never cast */
         if (!(f > 0.0f) || !isfinite(f))
             return slm_fail(err, SLM_ERR_FORMAT, "%s: tensor %s holds %g at %lld; rope divisors must be positive",
                             g->path, name, f, (long long)i);
@@ -50,8 +50,7 @@ static slm_status check_divisors(const slm_gguf *g, const slm_hparams *hp, const
  * context. slm's rope op takes divisors but no magnitude; since q.k is the only use of the rotated values,
  * the factor folds into the attention scale as its square, exact when every dimension is rotated. */
 static slm_status resolve_rope(const slm_gguf *g, const slm_hparams *hp, slm_model_config *c, slm_error *err) {
-    static const char *const names[] = {"rope_freqs.weight", "rope_factors_short.weight",
-                                        "rope_factors_long.weight"};
+    static const char *const names[] = {"rope_freqs.weight", "rope_factors_short.weight", "rope_factors_long.weight"};
     slm_status s;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((s = check_divisors(g, hp, names[i], err))) return s;
@@ -65,12 +64,12 @@ static slm_status resolve_rope(const slm_gguf *g, const slm_hparams *hp, slm_mod
             return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tensor %s comes without its %s partner (unsupported)",
                             g->path, which, shrt ? names[2] : names[1]);
         if (freqs)
-            return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tensor %s together with %s is unsupported", g->path,
-                            which, names[0]);
+            return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tensor %s together with %s is unsupported", g->path, which,
+                            names[0]);
         if (hp->n_ctx_orig < 1)
             return slm_fail(err, SLM_ERR_FORMAT,
-                            "%s: tensor %s needs metadata key %s.rope.scaling.original_context_length", g->path,
-                            which, hp->arch_name);
+                            "%s: tensor %s needs metadata key %s.rope.scaling.original_context_length", g->path, which,
+                            hp->arch_name);
         c->rope_freqs_name = c->n_ctx > hp->n_ctx_orig ? names[2] : names[1];
         if (hp->rope_attn_factor <= 0.0f) {
             double sc = (double)hp->n_ctx_train / hp->n_ctx_orig;

@@ -23,8 +23,8 @@ static slm_status parse_refused_ops(const char *list, uint32_t *mask, slm_error 
     for (const char *p = list; p && *p;) {
         size_t len = strcspn(p, ",");
         int k = 0;
-        while (k < SLM_OP_KIND_COUNT && (strlen(slm_op_kind_name((slm_op_kind)k)) != len ||
-                                         strncmp(slm_op_kind_name((slm_op_kind)k), p, len)))
+        while (k < SLM_OP_KIND_COUNT &&
+               (strlen(slm_op_kind_name((slm_op_kind)k)) != len || strncmp(slm_op_kind_name((slm_op_kind)k), p, len)))
             k++;
         if (k == SLM_OP_KIND_COUNT)
             return slm_fail(err, SLM_ERR_INVALID_ARG, "gpu_refuse_ops '%s': unknown op kind '%.*s'", list, (int)len, p);
@@ -45,7 +45,7 @@ slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, const slm_
     m->gguf = g;
     m->params = params ? *params : slm_params_default();
     if (dbg) m->dbg = *dbg;
-    m->dbg.gpu_refuse_ops = NULL;   /* parsed here; the caller's string need not outlive the call */
+    m->dbg.gpu_refuse_ops = NULL; /* parsed here; the caller's string need not outlive the call */
     slm_status s = parse_refused_ops(dbg ? dbg->gpu_refuse_ops : NULL, &m->gpu_refused_ops, err);
     if (!s) s = slm_arch_read_hparams(g, &m->hp, err);
     if (!s) s = slm_model_config_resolve(g, &m->hp, &m->params, &m->cfg, err);

@@ -71,7 +71,7 @@ static uint64_t runtime_bytes(const slm_model *m, int d) {
     uint64_t n = 0;
     for (int i = 0; i < hp->n_layer; i++) n += m->place.layer_device[i] == d;
     return n * slm_kv_layer_bytes(hp, m->cfg.n_ctx) +
-           slm_scratch_layout(hp, m->cfg.n_batch, m->place.output_device == d, NULL, NULL);
+        slm_scratch_layout(hp, m->cfg.n_batch, m->place.output_device == d, NULL, NULL);
 }
 
 /* Holds the runtime allocation once while the weights are resident, so a device whose free memory was
@@ -83,8 +83,9 @@ static slm_status reserve_runtime(slm_model *m, int d, slm_error *err) {
     slm_buffer trial = {0};
     slm_error e = {{0}};
     if (slm_buffer_alloc(dev, (size_t)bytes, &trial, &e))
-        return slm_fail(err, SLM_ERR_DEVICE, "%s: no room for the KV cache and scratch (%.1f MiB) beside the weights: %s",
-                        dev->name, bytes / 1048576.0, e.msg);
+        return slm_fail(err, SLM_ERR_DEVICE,
+                        "%s: no room for the KV cache and scratch (%.1f MiB) beside the weights: %s", dev->name,
+                        bytes / 1048576.0, e.msg);
     slm_buffer_release(&trial);
     return SLM_OK;
 }
@@ -105,8 +106,7 @@ static slm_status upload_device(slm_model *m, int d, slm_error *err) {
     if (total && m->dbg.fault_alloc_limit && total > m->dbg.fault_alloc_limit)
         s = slm_fail(err, SLM_ERR_DEVICE, "%s: out of device memory allocating %.1f MiB (simulated)", dev->name,
                      total / 1048576.0);
-    else if (total)
-        s = slm_buffer_alloc(dev, (size_t)total, &pl->dev_weights[d], err);
+    else if (total) s = slm_buffer_alloc(dev, (size_t)total, &pl->dev_weights[d], err);
     if (!s) s = reserve_runtime(m, d, err);
     uint64_t at = 0;
     for (int i = 0; i < n && !s; i++) {
@@ -156,8 +156,8 @@ static slm_status parse_split(const char *text, int n, float *shares, slm_error 
         p = end;
         if (i + 1 < n) {
             if (*p != ',')
-                return slm_fail(err, SLM_ERR_INVALID_ARG, "tensor split '%s': expected %d numbers (one per GPU)",
-                                text, n);
+                return slm_fail(err, SLM_ERR_INVALID_ARG, "tensor split '%s': expected %d numbers (one per GPU)", text,
+                                n);
             p++;
         }
     }
@@ -219,8 +219,7 @@ static void measure(const slm_model *m, slm_plan_device *pd) {
         slm_device_memory(dev, &fr, &tot);
         pd[d].budget = d > 0 && m->params.vram_budget ? m->params.vram_budget : fr;
         /* the rate of the device's own mat-vec (what decode is bound by), else its raw read bandwidth */
-        slm_device_probe pr =
-            slm_device_probe_run(dev, m->host.layers[0].w_up.type, m->hp.n_embd, (size_t)128 << 20);
+        slm_device_probe pr = slm_device_probe_run(dev, m->host.layers[0].w_up.type, m->hp.n_embd, (size_t)128 << 20);
         pd[d].bandwidth = pr.matvec_bandwidth > 0 ? pr.matvec_bandwidth : slm_device_measure_bandwidth(dev);
         /* host -> device copies; a PCIe 3/4 x16 order of magnitude when the probe could not tell */
         pd[d].link_bandwidth = d > 0 && pr.link_bandwidth > 0 ? pr.link_bandwidth : 10e9;
@@ -262,8 +261,8 @@ static slm_status place_on_gpus(slm_model *m, const float *shares, slm_error *er
     slm_plan_device pd[SLM_MAX_DEVICES];
     memset(pd, 0, sizeof pd);
     measure(m, pd);
-    slm_plan_request req = {.n_gpu_layers = m->params.n_gpu_layers, .margin = 0.05,
-                            .tensor_split = pl->n_devices > 2 ? shares : NULL};
+    slm_plan_request req = {
+        .n_gpu_layers = m->params.n_gpu_layers, .margin = 0.05, .tensor_split = pl->n_devices > 2 ? shares : NULL};
     slm_plan plan;
     slm_status s = slm_plan_make(&pm, pd, pl->n_devices, &req, &plan, err);
     while (!s) {
@@ -297,7 +296,7 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     bool gpu = false;
     slm_status s = open_devices(m, &gpu, err);
     if (s) return s;
-    pl->bound[0] = m->host;   /* the CPU runs with the mapping itself */
+    pl->bound[0] = m->host; /* the CPU runs with the mapping itself */
     place_all_on_host(pl, m->hp.n_layer);
     if (!gpu) {
         snprintf(pl->text, sizeof pl->text, "%s: all layers", pl->devices[0]->name);
@@ -307,7 +306,7 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     if (p->tensor_split && *p->tensor_split && (s = parse_split(p->tensor_split, pl->n_devices - 1, shares, err)))
         return s;
     if (!p->tensor_split && pl->n_devices > 2)
-        for (int d = 1; d < pl->n_devices; d++) shares[d - 1] = 1;  /* equal shares by default */
+        for (int d = 1; d < pl->n_devices; d++) shares[d - 1] = 1; /* equal shares by default */
     return place_on_gpus(m, shares, err);
 }
 
@@ -347,12 +346,12 @@ slm_plan_info slm_model_plan_info(const slm_model *m) {
             di->read_bytes_per_token += m->layer_bytes[il];
         }
         if (di->output) di->read_bytes_per_token += m->output_bytes;
-        if (d == 0) di->read_bytes_per_token += embd_row;  /* the embedding lookup runs on the host */
+        if (d == 0) di->read_bytes_per_token += embd_row; /* the embedding lookup runs on the host */
         /* the host holds the whole embedding table, which is also the head when the embeddings are tied */
         bool tied_here = di->output && m->host.output.offset == m->host.tok_embd.offset;
-        di->weight_bytes = d > 0 ? pl->dev_weights[d].size
-                                 : di->read_bytes_per_token - embd_row +
-                                       (tied_here ? 0 : slm_tensor_bytes(&m->host.tok_embd));
+        di->weight_bytes = d > 0
+            ? pl->dev_weights[d].size
+            : di->read_bytes_per_token - embd_row + (tied_here ? 0 : slm_tensor_bytes(&m->host.tok_embd));
         di->kv_bytes = kv_layer * (uint64_t)di->n_layers;
         bool used = d == 0 || di->output || di->n_layers > 0;
         di->scratch_bytes = used ? slm_scratch_layout(hp, m->cfg.n_batch, di->output, NULL, NULL) : 0;

@@ -71,8 +71,7 @@ double slm_plan_decode_seconds(const slm_plan_model *m, const slm_plan_device *d
     return s;
 }
 
-static int first_over_budget(const slm_plan_model *m, const slm_plan_device *devs, const slm_plan *p,
-                             double margin) {
+static int first_over_budget(const slm_plan_model *m, const slm_plan_device *devs, const slm_plan *p, double margin) {
     for (int d = 1; d < p->n_devices; d++)
         if ((double)p->bytes[d] > (double)devs[d].budget * (1.0 - margin)) return d;
     return 0;
@@ -112,8 +111,8 @@ slm_status slm_plan_make(const slm_plan_model *m, const slm_plan_device *devs, i
         int d = first_over_budget(m, devs, out, 0.0);
         if (d)
             return slm_fail(err, SLM_ERR_NOMEM,
-                            "planner: %d GPU layer(s) need %.1f MiB on device %d but its budget is %.1f MiB",
-                            units, out->bytes[d] / 1048576.0, d, devs[d].budget / 1048576.0);
+                            "planner: %d GPU layer(s) need %.1f MiB on device %d but its budget is %.1f MiB", units,
+                            out->bytes[d] / 1048576.0, d, devs[d].budget / 1048576.0);
     }
     double s = slm_plan_decode_seconds(m, devs, out);
     out->predicted_tps = s > 0 ? 1.0 / s : 0;

@@ -11,20 +11,25 @@ struct slm_sampler {
     slm_sampler_params p;
     int n_vocab;
     uint64_t rng;
-    int32_t *history;       /* ring of the last repeat_last_n accepted tokens */
+    int32_t *history; /* ring of the last repeat_last_n accepted tokens */
     int n_history, history_at;
-    float *work;            /* [n_vocab] adjusted logits */
-    struct slm_candidate *cand;  /* [n_vocab] */
+    float *work;                /* [n_vocab] adjusted logits */
+    struct slm_candidate *cand; /* [n_vocab] */
 };
 
 typedef struct slm_candidate {
-    float v;     /* logit, then probability weight */
+    float v; /* logit, then probability weight */
     int32_t id;
 } slm_candidate;
 
 slm_sampler_params slm_sampler_params_default(void) {
-    slm_sampler_params p = {.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
-                            .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0x5eed};
+    slm_sampler_params p = {.temp = 0.8f,
+                            .top_k = 40,
+                            .top_p = 0.95f,
+                            .min_p = 0.05f,
+                            .repeat_penalty = 1.0f,
+                            .repeat_last_n = 64,
+                            .seed = 0x5eed};
     return p;
 }
 
@@ -87,8 +92,11 @@ static void top_sorted(slm_candidate *c, int n, int k) {
             while (c[i].v > pivot) i++;
             while (c[j].v < pivot) j--;
             if (i <= j) {
-                slm_candidate t = c[i]; c[i] = c[j]; c[j] = t;
-                i++; j--;
+                slm_candidate t = c[i];
+                c[i] = c[j];
+                c[j] = t;
+                i++;
+                j--;
             }
         }
         if (k - 1 <= j) hi = j;

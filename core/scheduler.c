@@ -39,8 +39,14 @@ static uint64_t op_bytes(const slm_op *op, int pos, int n_tokens) {
 
 static void observe(slm_sched *s, const char *name, const char *kind, int layer, int device, int pos, int n_tokens,
                     uint64_t bytes, double seconds) {
-    slm_op_event ev = {.name = name, .kind = kind, .layer = layer, .device = device,
-                       .device_name = s->devices[device]->name, .pos = pos, .n_tokens = n_tokens, .bytes = bytes,
+    slm_op_event ev = {.name = name,
+                       .kind = kind,
+                       .layer = layer,
+                       .device = device,
+                       .device_name = s->devices[device]->name,
+                       .pos = pos,
+                       .n_tokens = n_tokens,
+                       .bytes = bytes,
                        .seconds = seconds};
     s->observer(&ev, s->observer_user);
 }

@@ -10,7 +10,7 @@
 typedef struct slm_sched {
     slm_device *const *devices;
     int n_devices;
-    void *staging;            /* host memory for transfers, grown to the largest (owned) */
+    void *staging; /* host memory for transfers, grown to the largest (owned) */
     size_t staging_size;
     slm_op_observer observer; /* NULL: off */
     void *observer_user;

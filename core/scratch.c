@@ -2,8 +2,7 @@
 
 #include <string.h>
 
-uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits, slm_buffer *buf,
-                            slm_scratch *s) {
+uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits, slm_buffer *buf, slm_scratch *s) {
     slm_scratch tmp;
     if (!s) s = &tmp;
     /* buf usually is s->buf (the scratch owns its buffer): keep it across the reset */
@@ -13,11 +12,17 @@ uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits
     int64_t B = n_batch, E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim;
     int64_t KV = (int64_t)hp->n_head_kv * hp->head_dim;
     size_t at = 0;
-    struct { slm_tensor *t; slm_dtype type; int64_t rows; } parts[] = {
-        {&s->x, SLM_F32, E},     {&s->xn, SLM_F32, E},    {&s->q, SLM_F32, Q},   {&s->k, SLM_F32, KV},
-        {&s->v, SLM_F32, KV},    {&s->att, SLM_F32, Q},   {&s->tmp, SLM_F32, E}, {&s->gate, SLM_F32, hp->n_ff},
+    struct {
+        slm_tensor *t;
+        slm_dtype type;
+        int64_t rows;
+    } parts[] = {
+        {&s->x, SLM_F32, E},         {&s->xn, SLM_F32, E},
+        {&s->q, SLM_F32, Q},         {&s->k, SLM_F32, KV},
+        {&s->v, SLM_F32, KV},        {&s->att, SLM_F32, Q},
+        {&s->tmp, SLM_F32, E},       {&s->gate, SLM_F32, hp->n_ff},
         {&s->up, SLM_F32, hp->n_ff}, {&s->logits, SLM_F32, with_logits ? hp->n_vocab : 0},
-        {&s->pos, SLM_I32, 1},   {&s->ids, SLM_I32, 1},
+        {&s->pos, SLM_I32, 1},       {&s->ids, SLM_I32, 1},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (!parts[i].rows) continue;
@@ -30,8 +35,11 @@ uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits
     return at;
 }
 
-#define SCRATCH_FIELDS(s) {&(s)->x, &(s)->xn, &(s)->q, &(s)->k, &(s)->v, &(s)->att, &(s)->tmp, &(s)->gate, \
-                           &(s)->up, &(s)->logits, &(s)->pos, &(s)->ids}
+#define SCRATCH_FIELDS(s)                                                                                              \
+    {                                                                                                                  \
+        &(s)->x, &(s)->xn, &(s)->q, &(s)->k, &(s)->v, &(s)->att, &(s)->tmp, &(s)->gate, &(s)->up, &(s)->logits,        \
+            &(s)->pos, &(s)->ids                                                                                       \
+    }
 
 bool slm_scratch_remap(const slm_scratch *from, const slm_scratch *to, slm_tensor *t) {
     if (t->buf != &from->buf) return false;

@@ -22,8 +22,7 @@ typedef struct slm_scratch {
 } slm_scratch;
 
 /* Lays the tensors out in buf (NULL: only sizes) and returns the bytes needed. */
-uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits, slm_buffer *buf,
-                            slm_scratch *s);
+uint64_t slm_scratch_layout(const slm_hparams *hp, int n_batch, bool with_logits, slm_buffer *buf, slm_scratch *s);
 
 /* A view into from's tensors moved to the same place in to's (false when t is not in from's buffer). */
 bool slm_scratch_remap(const slm_scratch *from, const slm_scratch *to, slm_tensor *t);

@@ -18,7 +18,7 @@
 /* Vocabulary lookup */
 
 static uint64_t hash_bytes(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;  /* FNV-1a */
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
     return h ^ (h >> 29);
 }
@@ -70,8 +70,7 @@ static void add_eog(slm_tokenizer *t, int32_t id) {
 
 static int32_t find_control(const slm_tokenizer *t, const char *text) {
     int32_t id = slm_tokenizer_find(t, text, strlen(text));
-    return id >= 0 && (t->type[id] == SLM_TOKEN_TYPE_CONTROL || t->type[id] == SLM_TOKEN_TYPE_USER_DEFINED)
-               ? id : -1;
+    return id >= 0 && (t->type[id] == SLM_TOKEN_TYPE_CONTROL || t->type[id] == SLM_TOKEN_TYPE_USER_DEFINED) ? id : -1;
 }
 
 static slm_status load_vocab(slm_tokenizer *t, const slm_gguf *g, slm_error *err) {
@@ -94,8 +93,9 @@ static slm_status load_vocab(slm_tokenizer *t, const slm_gguf *g, slm_error *err
         slm_gguf_str str;
         if (!slm_gguf_arr_str(tokens, (uint64_t)i, &str))
             return slm_fail(err, SLM_ERR_FORMAT, "%s: token %d is unreadable", g->path, i);
-        if (str.len > 65536) return slm_fail(err, SLM_ERR_FORMAT, "%s: token %d is %llu bytes long", g->path, i,
-                                             (unsigned long long)str.len);
+        if (str.len > 65536)
+            return slm_fail(err, SLM_ERR_FORMAT, "%s: token %d is %llu bytes long", g->path, i,
+                            (unsigned long long)str.len);
         total += (size_t)str.len;
     }
     t->text_pool = malloc(total + 1);
@@ -144,8 +144,8 @@ static slm_status make_specials(slm_tokenizer *t, slm_error *err) {
     int n = 0;
     for (int i = 0; i < t->n_vocab; i++) {
         int ty = t->type[i];
-        if (t->text_len[i] && (ty == SLM_TOKEN_TYPE_CONTROL || ty == SLM_TOKEN_TYPE_USER_DEFINED ||
-                               ty == SLM_TOKEN_TYPE_UNKNOWN))
+        if (t->text_len[i] &&
+            (ty == SLM_TOKEN_TYPE_CONTROL || ty == SLM_TOKEN_TYPE_USER_DEFINED || ty == SLM_TOKEN_TYPE_UNKNOWN))
             n++;
     }
     t->special = malloc((size_t)(n ? n : 1) * sizeof *t->special);
@@ -153,8 +153,8 @@ static slm_status make_specials(slm_tokenizer *t, slm_error *err) {
     n = 0;
     for (int i = 0; i < t->n_vocab; i++) {
         int ty = t->type[i];
-        if (t->text_len[i] && (ty == SLM_TOKEN_TYPE_CONTROL || ty == SLM_TOKEN_TYPE_USER_DEFINED ||
-                               ty == SLM_TOKEN_TYPE_UNKNOWN)) {
+        if (t->text_len[i] &&
+            (ty == SLM_TOKEN_TYPE_CONTROL || ty == SLM_TOKEN_TYPE_USER_DEFINED || ty == SLM_TOKEN_TYPE_UNKNOWN)) {
             t->special[n++] = i;
             if ((int)t->text_len[i] > t->max_special_len) t->max_special_len = (int)t->text_len[i];
         }
@@ -181,8 +181,8 @@ slm_status slm_tokenizer_create(const slm_gguf *g, slm_tokenizer **out, slm_erro
     if (slm_gguf_str_eq(model, "llama")) t->kind = SLM_TOKENIZER_SPM;
     else if (slm_gguf_str_eq(model, "gpt2")) t->kind = SLM_TOKENIZER_BPE;
     else {
-        s = slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tokenizer model '%.*s' is not supported (llama, gpt2 are)",
-                     g->path, (int)(model.len < 40 ? model.len : 40), model.ptr);
+        s = slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: tokenizer model '%.*s' is not supported (llama, gpt2 are)", g->path,
+                     (int)(model.len < 40 ? model.len : 40), model.ptr);
         goto fail;
     }
     if ((s = load_vocab(t, g, err))) goto fail;
@@ -213,8 +213,8 @@ slm_status slm_tokenizer_create(const slm_gguf *g, slm_tokenizer **out, slm_erro
     t->add_space_prefix = get_flag(g, "tokenizer.ggml.add_space_prefix", spm);
     if (t->kind == SLM_TOKENIZER_BPE) t->add_space_prefix = false;
     /* End of turn for chat families whose files do not name it */
-    static const char *const turn_ends[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|eom_id|>",
-                                            "<|endoftext|>", "<|return|>", "<EOT>"};
+    static const char *const turn_ends[] = {"<|eot_id|>", "<|im_end|>",    "<|end|>",    "<end_of_turn>",
+                                            "<|eom_id|>", "<|endoftext|>", "<|return|>", "<EOT>"};
     for (size_t i = 0; t->eot < 0 && i < 4; i++) t->eot = find_control(t, turn_ends[i]);
     add_eog(t, t->eos);
     add_eog(t, t->eot);
@@ -249,7 +249,6 @@ void slm_tokenizer_free(slm_tokenizer *t) {
 /* ---------------------------------------------------------------------------------------------------- */
 /* Accessors */
 
-
 int slm_tokenizer_n_vocab(const slm_tokenizer *t) { return t->n_vocab; }
 slm_tokenizer_kind slm_tokenizer_get_kind(const slm_tokenizer *t) { return t->kind; }
 const char *slm_tokenizer_pre(const slm_tokenizer *t) { return t->pre; }
@@ -276,7 +275,6 @@ const char *slm_tokenizer_token_text(const slm_tokenizer *t, int32_t id, size_t 
     *len = t->text_len[id];
     return t->text_pool + t->text_off[id];
 }
-
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* Encoding */
@@ -337,7 +335,10 @@ slm_tok_cand slm_tok_heap_pop(slm_tok_work *w) {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         const slm_tok_cand *best = &last;
-        if (l < n && cand_before(&w->heap[l], best)) { m = l; best = &w->heap[l]; }
+        if (l < n && cand_before(&w->heap[l], best)) {
+            m = l;
+            best = &w->heap[l];
+        }
         if (r < n && cand_before(&w->heap[r], best)) m = r;
         if (m == i) break;
         w->heap[i] = w->heap[m];
@@ -384,7 +385,10 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
     if (t->n_special && ok) {
         for (size_t pos = 0; pos < len && ok;) {
             int32_t id = match_special(t, text + pos, len - pos, parse_special);
-            if (id < 0) { pos++; continue; }
+            if (id < 0) {
+                pos++;
+                continue;
+            }
             ok = encode_raw(t, &w, text + seg, pos - seg, out) && slm_tok_push(out, id);
             pos += t->text_len[id];
             seg = pos;

@@ -15,8 +15,8 @@
 typedef struct slm_tokenizer slm_tokenizer;
 
 typedef enum slm_tokenizer_kind {
-    SLM_TOKENIZER_SPM = 0,  /* tokenizer.ggml.model = "llama" */
-    SLM_TOKENIZER_BPE = 1,  /* tokenizer.ggml.model = "gpt2" */
+    SLM_TOKENIZER_SPM = 0, /* tokenizer.ggml.model = "llama" */
+    SLM_TOKENIZER_BPE = 1, /* tokenizer.ggml.model = "gpt2" */
 } slm_tokenizer_kind;
 
 /* tokenizer.ggml.token_type values (absent array: every token is NORMAL). */
@@ -50,17 +50,17 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
 
 int slm_tokenizer_n_vocab(const slm_tokenizer *t);
 slm_tokenizer_kind slm_tokenizer_get_kind(const slm_tokenizer *t);
-const char *slm_tokenizer_pre(const slm_tokenizer *t);  /* the pre-tokenizer in use ("llama-bpe", ...) */
-int32_t slm_tokenizer_bos(const slm_tokenizer *t);      /* -1 when the model has none */
+const char *slm_tokenizer_pre(const slm_tokenizer *t); /* the pre-tokenizer in use ("llama-bpe", ...) */
+int32_t slm_tokenizer_bos(const slm_tokenizer *t);     /* -1 when the model has none */
 int32_t slm_tokenizer_eos(const slm_tokenizer *t);
-int32_t slm_tokenizer_eot(const slm_tokenizer *t);      /* end of turn (<|eot_id|>, <|im_end|>, ...) or -1 */
+int32_t slm_tokenizer_eot(const slm_tokenizer *t); /* end of turn (<|eot_id|>, <|im_end|>, ...) or -1 */
 int32_t slm_tokenizer_pad(const slm_tokenizer *t);
 int32_t slm_tokenizer_unk(const slm_tokenizer *t);
 bool slm_tokenizer_add_bos(const slm_tokenizer *t);
 bool slm_tokenizer_add_eos(const slm_tokenizer *t);
 /* End of generation: EOS, EOT, EOM and the end-of-turn tokens of the supported chat families. */
 bool slm_tokenizer_is_eog(const slm_tokenizer *t, int32_t id);
-slm_token_type slm_tokenizer_token_type(const slm_tokenizer *t, int32_t id);  /* 0 for ids out of range */
+slm_token_type slm_tokenizer_token_type(const slm_tokenizer *t, int32_t id); /* 0 for ids out of range */
 /* The vocabulary entry as stored (byte-level BPE text is in its unicode-mapped form); NULL out of range. */
 const char *slm_tokenizer_token_text(const slm_tokenizer *t, int32_t id, size_t *len);
 /* Id of the vocabulary entry equal to text[0..len), or -1. */
@@ -74,18 +74,18 @@ int slm_tokenizer_piece(const slm_tokenizer *t, int32_t id, char *buf, int buf_l
 /* Decodes ids into a malloc'd NUL-terminated string (*len bytes, not counting the NUL; may contain any
  * bytes). skip_special drops control tokens. A SentencePiece tokenizer that adds a space prefix removes
  * the one it added at the start and after each special token, so decode(encode(s)) == s. */
-slm_status slm_tokenizer_decode(const slm_tokenizer *t, const int32_t *ids, int n, bool skip_special,
-                                char **out, size_t *len, slm_error *err);
+slm_status slm_tokenizer_decode(const slm_tokenizer *t, const int32_t *ids, int n, bool skip_special, char **out,
+                                size_t *len, slm_error *err);
 
 /* Streaming detokenizer: feed tokens (or raw piece bytes) one at a time and get back only complete UTF-8
  * sequences; an incomplete tail is held for the next call. Bytes that can never form valid UTF-8 come out
  * as U+FFFD, so the output is always valid UTF-8. */
 typedef struct slm_detok {
-    const slm_tokenizer *tok;  /* may be NULL when only slm_detok_push_bytes is used */
+    const slm_tokenizer *tok; /* may be NULL when only slm_detok_push_bytes is used */
     unsigned char pend[4];
     int n_pend;
-    bool strip_space;          /* a SentencePiece leading space still to drop */
-    char *buf;                 /* output of the last call */
+    bool strip_space; /* a SentencePiece leading space still to drop */
+    char *buf;        /* output of the last call */
     size_t len, cap;
 } slm_detok;
 

@@ -9,9 +9,11 @@
 #include "tokenizer_impl.h"
 #include "utf8.h"
 
-static uint64_t hash_u64(uint64_t x) {  /* splitmix64 finaliser */
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27; x *= 0x94d049bb133111ebull;
+static uint64_t hash_u64(uint64_t x) { /* splitmix64 finaliser */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
     return x ^ (x >> 31);
 }
 
@@ -62,7 +64,7 @@ static slm_status load_merges(slm_tokenizer *t, const slm_gguf *g, slm_error *er
             uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
             uint64_t h = hash_u64(key) & t->merge_mask;
             while (t->merge_key[h] && t->merge_key[h] != key) h = (h + 1) & t->merge_mask;
-            if (!t->merge_key[h]) {  /* a repeated merge keeps its first (lowest) rank */
+            if (!t->merge_key[h]) { /* a repeated merge keeps its first (lowest) rank */
                 t->merge_key[h] = key;
                 t->merge_rank[h] = (int32_t)r;
                 t->merge_res[h] = res;

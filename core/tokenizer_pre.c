@@ -17,16 +17,16 @@
 #endif
 
 #define P_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-#define P_LLAMA3                                                                                           \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+#define P_LLAMA3                                                                                                       \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"           \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define P_QWEN2                                                                                            \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"     \
+#define P_QWEN2                                                                                                        \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"                \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define P_DIGIT "\\p{N}"
 
 typedef struct pre_def {
-    const char *names;  /* space separated tokenizer.ggml.pre values */
+    const char *names; /* space separated tokenizer.ggml.pre values */
     const char *pattern[SLM_TOK_MAX_PASSES];
     bool ignore_merges;
     bool nfc;
@@ -74,7 +74,7 @@ slm_status slm_tok_pre_init(slm_tokenizer *t, const slm_gguf *g, slm_error *err)
             return slm_fail(err, SLM_ERR_UNSUPPORTED, "pre-tokenizer %s: pattern %d does not compile: %s", t->pre, i,
                             (const char *)msg);
         }
-        pcre2_jit_compile(t->re[i], PCRE2_JIT_COMPLETE);  /* without JIT (unsupported CPU) it still works */
+        pcre2_jit_compile(t->re[i], PCRE2_JIT_COMPLETE); /* without JIT (unsupported CPU) it still works */
         t->n_re = i + 1;
     }
     return SLM_OK;
@@ -91,7 +91,7 @@ static bool pre_split(const slm_tokenizer *t, slm_tok_work *w, int pass, const c
         /* the JIT stack is small; the interpreter keeps its backtracking on the heap */
         if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
             rc = pcre2_match(t->re[pass], (PCRE2_SPTR)text, len, off, PCRE2_NO_JIT, w->md, NULL);
-        if (rc == PCRE2_ERROR_NOMATCH) break;  /* the rest is one gap */
+        if (rc == PCRE2_ERROR_NOMATCH) break; /* the rest is one gap */
         if (rc < 0) {
             w->regex_rc = rc;
             return false;
@@ -100,16 +100,14 @@ static bool pre_split(const slm_tokenizer *t, slm_tok_work *w, int pass, const c
         size_t s = ov[0], e = ov[1];
         if (s > last && !pre_split(t, w, pass + 1, text + last, s - last, out)) return false;
         if (e > s && !pre_split(t, w, pass + 1, text + s, e - s, out)) return false;
-        if (e == s) {  /* an empty match: step over one character so the loop progresses */
+        if (e == s) { /* an empty match: step over one character so the loop progresses */
             off = s + (size_t)slm_utf8_char_len((const unsigned char *)text + s, len - s);
             last = s;
-        } else
-            off = last = e;
+        } else off = last = e;
     }
     if (last < len && !pre_split(t, w, pass + 1, text + last, len - last, out)) return false;
     return true;
 }
-
 
 #ifdef SLM_HAVE_ICU
 /* NFC of one valid UTF-8 run into w->norm; false when ICU fails (the caller then keeps the text). */
@@ -149,7 +147,10 @@ static bool split_nfc(const slm_tokenizer *t, slm_tok_work *w, const char *text,
     size_t run = 0;
     for (i = 0; i <= len;) {
         int seq = 1, r = i < len ? slm_utf8_check((const unsigned char *)text + i, len - i, &seq) : -1;
-        if (r == 1) { i += (size_t)seq; continue; }
+        if (r == 1) {
+            i += (size_t)seq;
+            continue;
+        }
         if (i > run) {
             size_t nl = 0;
             if (nfc_run(w, text + run, i - run, &nl)) {
@@ -160,11 +161,10 @@ static bool split_nfc(const slm_tokenizer *t, slm_tok_work *w, const char *text,
                 bool ok = pre_split(t, w, 0, copy, nl, out);
                 free(copy);
                 if (!ok) return false;
-            } else if (!pre_split(t, w, 0, text + run, i - run, out))
-                return false;
+            } else if (!pre_split(t, w, 0, text + run, i - run, out)) return false;
         }
         if (i == len) break;
-        if (!pre_split(t, w, 0, text + i, 1, out)) return false;  /* an invalid byte, alone */
+        if (!pre_split(t, w, 0, text + i, 1, out)) return false; /* an invalid byte, alone */
         run = ++i;
     }
     return true;

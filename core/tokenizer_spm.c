@@ -36,10 +36,15 @@ bool slm_tok_spm_encode(const slm_tokenizer *t, slm_tok_work *w, const char *tex
     size_t cap = len * 3 + 3;
     if (!slm_tok_grow((void **)&w->text, &w->text_cap, cap, 1)) return false;
     size_t n = 0;
-    if (prefix) { memcpy(w->text, "\xe2\x96\x81", 3); n = 3; }
+    if (prefix) {
+        memcpy(w->text, "\xe2\x96\x81", 3);
+        n = 3;
+    }
     for (size_t i = 0; i < len; i++) {
-        if (text[i] == ' ') { memcpy(w->text + n, "\xe2\x96\x81", 3); n += 3; }
-        else w->text[n++] = text[i];
+        if (text[i] == ' ') {
+            memcpy(w->text + n, "\xe2\x96\x81", 3);
+            n += 3;
+        } else w->text[n++] = text[i];
     }
     if (n == 0) return true;
     if (n > 0x7fffffff / 2) return false;
@@ -67,12 +72,13 @@ bool slm_tok_spm_encode(const slm_tokenizer *t, slm_tok_work *w, const char *tex
         spm_try(t, w, c.left);
     }
     if (w->oom) return false;
-    bool in_unk = false;  /* the last token came from a symbol outside the vocabulary */
+    bool in_unk = false; /* the last token came from a symbol outside the vocabulary */
     for (int i = 0; i >= 0; i = w->syms[i].next) {
         const slm_tok_sym *S = &w->syms[i];
         int32_t id = slm_tokenizer_find(t, w->text + S->start, (size_t)S->len);
-        if (id >= 0 && (t->type[id] == SLM_TOKEN_TYPE_NORMAL || t->type[id] == SLM_TOKEN_TYPE_USER_DEFINED ||
-                        t->type[id] == SLM_TOKEN_TYPE_UNUSED)) {
+        if (id >= 0 &&
+            (t->type[id] == SLM_TOKEN_TYPE_NORMAL || t->type[id] == SLM_TOKEN_TYPE_USER_DEFINED ||
+             t->type[id] == SLM_TOKEN_TYPE_UNUSED)) {
             if (!slm_tok_push(out, id)) return false;
             in_unk = false;
             continue;

@@ -29,11 +29,10 @@ bool slm_dtype_known(uint32_t id) { return slm_dtype_get(id) != NULL; }
 
 const char *slm_dtype_name(uint32_t id) {
     /* Names of GGUF types this build does not run, so error messages can say what the file holds. */
-    static const char *const other[] = {[9] = "q8_1", [10] = "q2_k", [11] = "q3_k", [15] = "q8_k",
-                                        [16] = "iq2_xxs", [17] = "iq2_xs", [18] = "iq3_xxs", [19] = "iq1_s",
-                                        [20] = "iq4_nl", [21] = "iq3_s", [22] = "iq2_s", [23] = "iq4_xs",
-                                        [24] = "i8", [25] = "i16", [27] = "i64", [28] = "f64",
-                                        [29] = "iq1_m"};
+    static const char *const other[] = {
+        [9] = "q8_1",     [10] = "q2_k",  [11] = "q3_k",   [15] = "q8_k",  [16] = "iq2_xxs", [17] = "iq2_xs",
+        [18] = "iq3_xxs", [19] = "iq1_s", [20] = "iq4_nl", [21] = "iq3_s", [22] = "iq2_s",   [23] = "iq4_xs",
+        [24] = "i8",      [25] = "i16",   [27] = "i64",    [28] = "f64",   [29] = "iq1_m"};
     const slm_dtype_info *t = slm_dtype_get(id);
     if (t) return t->name;
     if (id < sizeof other / sizeof other[0] && other[id]) return other[id];
@@ -61,7 +60,10 @@ float slm_f16_to_f32(uint16_t h) {
             bits = sign;
         } else { /* subnormal: normalise */
             int e = -1;
-            do { e++; man <<= 1; } while (!(man & 0x400));
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400));
             bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
         }
     } else if (exp == 31) {

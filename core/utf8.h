@@ -11,7 +11,7 @@
 static inline int slm_utf8_check(const unsigned char *s, size_t n, int *seq) {
     unsigned char c = s[0];
     int need;
-    unsigned char lo = 0x80, hi = 0xbf;  /* allowed range of the second byte */
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
     *seq = 1;
     if (c < 0x80) return 1;
     if (c < 0xc2) return -1;
@@ -24,8 +24,7 @@ static inline int slm_utf8_check(const unsigned char *s, size_t n, int *seq) {
         need = 4;
         if (c == 0xf0) lo = 0x90;
         if (c == 0xf4) hi = 0x8f;
-    } else
-        return -1;
+    } else return -1;
     for (int i = 1; i < need; i++) {
         if ((size_t)i >= n) return 0;
         unsigned char lo_i = i == 1 ? lo : 0x80, hi_i = i == 1 ? hi : 0xbf;
@@ -42,7 +41,10 @@ static inline int slm_utf8_char_len(const unsigned char *s, size_t n) {
 }
 
 static inline int slm_utf8_encode(uint32_t cp, char *out) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
     if (cp < 0x800) {
         out[0] = (char)(0xc0 | (cp >> 6));
         out[1] = (char)(0x80 | (cp & 0x3f));

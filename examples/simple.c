@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
     }
 
     slm_params params = slm_params_default();
-    params.n_ctx = 1024;  /* enough for a short prompt and reply; the KV cache is sized by it */
+    params.n_ctx = 1024; /* enough for a short prompt and reply; the KV cache is sized by it */
     slm_error err = {{0}};
     slm_model *model = NULL;
     slm_context *ctx = NULL;
@@ -46,35 +46,59 @@ int main(int argc, char **argv) {
 
     slm_status s = slm_model_load(argv[1], &params, &model, &err);
     if (s) return fail("cannot load the model", s, &err);
-    if ((s = slm_context_create(model, &ctx, &err))) { fail("cannot create a context", s, &err); goto done; }
+    if ((s = slm_context_create(model, &ctx, &err))) {
+        fail("cannot create a context", s, &err);
+        goto done;
+    }
     int n_ctx = slm_context_n_ctx(ctx), n_prompt = 0;
     tokens = malloc((size_t)n_ctx * sizeof *tokens);
-    if (!tokens) { fprintf(stderr, "simple: out of memory\n"); goto done; }
+    if (!tokens) {
+        fprintf(stderr, "simple: out of memory\n");
+        goto done;
+    }
     s = slm_tokenize(model, prompt, strlen(prompt), true, false, tokens, n_ctx, &n_prompt, &err);
-    if (s) { fail("cannot tokenize the prompt", s, &err); goto done; }
-    if (n_prompt == 0) { fprintf(stderr, "simple: the prompt is empty\n"); goto done; }
+    if (s) {
+        fail("cannot tokenize the prompt", s, &err);
+        goto done;
+    }
+    if (n_prompt == 0) {
+        fprintf(stderr, "simple: the prompt is empty\n");
+        goto done;
+    }
 
     slm_sampler_params sp = slm_sampler_params_default();
-    sp.temp = 0;  /* greedy: the most likely token every time */
+    sp.temp = 0; /* greedy: the most likely token every time */
     if ((s = slm_sampler_create(&sp, slm_model_get_info(model).n_vocab, &sampler, &err))) {
         fail("cannot create a sampler", s, &err);
         goto done;
     }
     /* the reply continues the prompt's text, so its first space is kept */
-    if ((s = slm_detokenizer_create(model, false, &detok, &err))) { fail("detokenizer", s, &err); goto done; }
+    if ((s = slm_detokenizer_create(model, false, &detok, &err))) {
+        fail("detokenizer", s, &err);
+        goto done;
+    }
 
     printf("%s", prompt);
-    if ((s = slm_eval(ctx, tokens, n_prompt, false, &err))) { fail("eval", s, &err); goto done; }
+    if ((s = slm_eval(ctx, tokens, n_prompt, false, &err))) {
+        fail("eval", s, &err);
+        goto done;
+    }
     for (int i = 0; i < n_predict; i++) {
         int32_t t = slm_sampler_sample(sampler, slm_logits(ctx, -1));
         if (slm_token_is_eog(model, t)) break;
         size_t len;
         const char *text = slm_detokenizer_push(detok, t, &len);
-        if (!text) { fprintf(stderr, "\nsimple: out of memory\n"); goto done; }
+        if (!text) {
+            fprintf(stderr, "\nsimple: out of memory\n");
+            goto done;
+        }
         fwrite(text, 1, len, stdout);
         fflush(stdout);
-        if (slm_context_pos(ctx) >= n_ctx) break;  /* no room to evaluate it: the context is full */
-        if ((s = slm_eval(ctx, &t, 1, false, &err))) { fail("eval", s, &err); goto done; }
+        if (slm_context_pos(ctx) >= n_ctx) break; /* no room to evaluate it: the context is full */
+        if ((s = slm_eval(ctx, &t, 1, false, &err))) {
+            fail("eval", s, &err);
+            goto done;
+        }
     }
     size_t len;
     const char *tail = slm_detokenizer_flush(detok, &len);

@@ -38,16 +38,16 @@ typedef struct slm_model slm_model;
 typedef struct slm_context slm_context;
 
 typedef struct slm_params {
-    int n_threads;        /* CPU threads; <= 0: number of cores */
-    int n_ctx;            /* context window in tokens; <= 0: min(model's, 4096) */
-    int n_batch;          /* largest batch per eval call; <= 0: 512 */
-    const char *device;   /* "auto" (default, also NULL): the first hardware GPU (CUDA, then Vulkan) with
+    int n_threads;            /* CPU threads; <= 0: number of cores */
+    int n_ctx;                /* context window in tokens; <= 0: min(model's, 4096) */
+    int n_batch;              /* largest batch per eval call; <= 0: 512 */
+    const char *device;       /* "auto" (default, also NULL): the first hardware GPU (CUDA, then Vulkan) with
                              n_gpu_layers of it, else the CPU; software Vulkan (lavapipe) only when named.
                              "cpu": CPU only; "vulkan:0", "cuda:0", or several GPUs: "cuda:0,cuda:1" */
-    int n_gpu_layers;     /* SLM_NGL_ALL, SLM_NGL_AUTO (fit), 0..n: the last n layers (+ output head first) */
-    size_t vram_budget;   /* 0: the device's free memory; else a cap in bytes (per GPU) */
+    int n_gpu_layers;         /* SLM_NGL_ALL, SLM_NGL_AUTO (fit), 0..n: the last n layers (+ output head first) */
+    size_t vram_budget;       /* 0: the device's free memory; else a cap in bytes (per GPU) */
     const char *tensor_split; /* several GPUs: their shares of the GPU layers, "3,1" (NULL: equal) */
-    bool verbose;         /* print the plan and load messages to stderr */
+    bool verbose;             /* print the plan and load messages to stderr */
 } slm_params;
 
 /* Named n_gpu_layers values. */
@@ -64,7 +64,7 @@ slm_status slm_model_load_memory(const void *data, size_t size, const slm_params
 void slm_model_free(slm_model *m);
 
 typedef struct slm_model_info {
-    const char *arch;     /* "llama", "qwen2" */
+    const char *arch; /* "llama", "qwen2" */
     const char *name;
     int n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx_train;
     uint64_t n_params;
@@ -86,24 +86,24 @@ typedef struct slm_plan_device_info {
 } slm_plan_device_info;
 
 typedef struct slm_plan_info {
-    int n_devices;                 /* device[0] is always the CPU */
+    int n_devices; /* device[0] is always the CPU */
     slm_plan_device_info device[SLM_MAX_DEVICES];
-    int n_ctx, n_batch;            /* as resolved from the params and the model */
-    double predicted_tps;          /* the planner's decode tokens/s (0 when everything is on one device) */
-    char text[512];                /* one line: "cpu: layers 0-17 (1.2 GiB) | vulkan:0: layers 18-29 + output" */
-    char note[512];                /* why the placement differs from the request; "" when it does not */
+    int n_ctx, n_batch;   /* as resolved from the params and the model */
+    double predicted_tps; /* the planner's decode tokens/s (0 when everything is on one device) */
+    char text[512];       /* one line: "cpu: layers 0-17 (1.2 GiB) | vulkan:0: layers 18-29 + output" */
+    char note[512];       /* why the placement differs from the request; "" when it does not */
 } slm_plan_info;
 slm_plan_info slm_model_plan_info(const slm_model *m);
 
 /* Devices of every compiled-in backend, for listings (`slm devices`): returns how many there are, filling
  * at most max entries, in backend order. Opening a GPU to ask costs a driver start-up (~0.1-1 s). */
 typedef struct slm_device_info {
-    char spec[32];                 /* "cpu:0", "vulkan:0", "cuda:0": what params.device takes */
+    char spec[32]; /* "cpu:0", "vulkan:0", "cuda:0": what params.device takes */
     char name[160];
     bool gpu;
-    bool software;                 /* a CPU implementation of a GPU API (lavapipe): used only when named */
+    bool software; /* a CPU implementation of a GPU API (lavapipe): used only when named */
     size_t free_bytes, total_bytes;
-    char error[256];               /* why the device could not be opened ("" when it opened; then name and
+    char error[256]; /* why the device could not be opened ("" when it opened; then name and
                                       memory are unknown) */
 } slm_device_info;
 int slm_devices_list(slm_device_info *out, int max);
@@ -120,8 +120,8 @@ int slm_backends_list(slm_backend_info *out, int max);
 slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err);
 void slm_context_free(slm_context *c);
 int slm_context_n_ctx(const slm_context *c);
-int slm_context_pos(const slm_context *c);   /* tokens already in the KV cache */
-void slm_context_rewind(slm_context *c, int pos);  /* forget tokens at positions >= pos */
+int slm_context_pos(const slm_context *c);        /* tokens already in the KV cache */
+void slm_context_rewind(slm_context *c, int pos); /* forget tokens at positions >= pos */
 
 /* Appends n tokens at the current position and computes logits: for every token when all_logits,
  * else for the last one only. Fails with SLM_ERR_CONTEXT when they do not fit. */
@@ -141,14 +141,14 @@ slm_perf slm_context_perf(const slm_context *c);
  * on its own and waits for it, so the times are per op but the whole is slower than a normal eval; device
  * boundary copies are reported as ops of kind "copy". NULL turns it off. */
 typedef struct slm_op_event {
-    const char *name;        /* "attn_q", "ffn_down", "attention", "boundary_copy" */
-    const char *kind;        /* "matmul", "attention", ..., "copy" */
-    int layer;               /* -1: embedding, 0..n_layer-1, n_layer: output head */
-    int device;              /* index of the device in the model's placement (0: the CPU) */
+    const char *name; /* "attn_q", "ffn_down", "attention", "boundary_copy" */
+    const char *kind; /* "matmul", "attention", ..., "copy" */
+    int layer;        /* -1: embedding, 0..n_layer-1, n_layer: output head */
+    int device;       /* index of the device in the model's placement (0: the CPU) */
     const char *device_name;
-    int pos;                 /* position of the batch's first token */
-    int n_tokens;            /* tokens in the batch */
-    uint64_t bytes;          /* bytes read from memory other than activations: weights, KV cache rows */
+    int pos;        /* position of the batch's first token */
+    int n_tokens;   /* tokens in the batch */
+    uint64_t bytes; /* bytes read from memory other than activations: weights, KV cache rows */
     double seconds;
 } slm_op_event;
 typedef void (*slm_op_observer)(const slm_op_event *ev, void *user);
@@ -161,7 +161,7 @@ slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, bool a
 int slm_token_to_piece(const slm_model *m, int32_t token, char *buf, int buf_len);
 int32_t slm_token_bos(const slm_model *m);
 int32_t slm_token_eos(const slm_model *m);
-bool slm_token_is_eog(const slm_model *m, int32_t token);  /* end of generation: EOS, EOT, ... */
+bool slm_token_is_eog(const slm_model *m, int32_t token); /* end of generation: EOS, EOT, ... */
 
 /* Streaming detokenizer: turns tokens into text one at a time and returns only complete UTF-8 sequences (a
  * character spread over several tokens comes out with the token that completes it). Bytes that can never
@@ -182,7 +182,7 @@ void slm_detokenizer_free(slm_detokenizer *d);
  * Phi-4, Gemma), whose layout is rendered as the template would; a file without a template gets the family
  * its vocabulary's turn tokens imply. */
 typedef struct slm_chat_message {
-    const char *role;     /* "system", "user", "assistant" */
+    const char *role; /* "system", "user", "assistant" */
     const char *content;
 } slm_chat_message;
 /* The family slm_chat_apply renders for m in *family ("chatml", "llama3", "phi3", "phi4", "gemma"; static
@@ -213,7 +213,7 @@ typedef struct slm_sampler slm_sampler;
 slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_sampler **out, slm_error *err);
 void slm_sampler_free(slm_sampler *s);
 int32_t slm_sampler_sample(slm_sampler *s, const float *logits);
-void slm_sampler_accept(slm_sampler *s, int32_t token);  /* history for the repetition penalty */
+void slm_sampler_accept(slm_sampler *s, int32_t token); /* history for the repetition penalty */
 
 /* ---- measurement (slm-bench) ---- */
 /* What a benchmark reports beside speed: the file's quantization, the backends of this build, and a device's
@@ -233,8 +233,7 @@ uint64_t slm_model_kv_read_bytes(const slm_model *m);
  * the widest vector loads, best of 5 reads. A GPU ("vulkan:0", "cuda:0"): its backend's own read kernel
  * (n_threads and bytes unused). name (optional) receives the device's description. Returns 0 and fills err
  * when the device cannot be opened or measured. */
-double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char *name, size_t name_len,
-                            slm_error *err);
+double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char *name, size_t name_len, slm_error *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -20,9 +20,9 @@
 #define SLM_QB_ASSERT(c, m) _Static_assert(c, m)
 #endif
 
-#define SLM_QK 32      /* elements of a Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 block */
-#define SLM_QK_K 256   /* elements of a Q4_K, Q5_K, Q6_K super-block */
-#define SLM_K_SCALE_BYTES 12   /* Q4_K / Q5_K packed scales and mins */
+#define SLM_QK 32            /* elements of a Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 block */
+#define SLM_QK_K 256         /* elements of a Q4_K, Q5_K, Q6_K super-block */
+#define SLM_K_SCALE_BYTES 12 /* Q4_K / Q5_K packed scales and mins */
 
 #define SLM_Q4_0_BYTES 18
 #define SLM_Q4_0_D 0

@@ -19,7 +19,7 @@ SLM_SMOLLM2="$SLM_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Debian packages the build, the Vulkan backend (lavapipe runs it without a GPU), the sanitizer and fuzz
 # builds (clang + its runtime) and the Python reference tests need.
-SLM_APT_PACKAGES=(build-essential cmake pkg-config libpcre2-dev libicu-dev clang libclang-rt-14-dev
+SLM_APT_PACKAGES=(build-essential cmake pkg-config libpcre2-dev libicu-dev clang clang-format libclang-rt-14-dev
                   mesa-vulkan-drivers libvulkan-dev glslang-tools vulkan-tools
                   python3-venv python3-pip curl ca-certificates)
 
@@ -202,4 +202,20 @@ slm_check_install() {
     done
     rm -rf "$prefix"
     return "$rc"
+}
+
+# Every C and CUDA source the repository tracks is formatted as .clang-format says (clang-format 14, as
+# Debian 12 ships it); prints the files that are not and fails.
+slm_check_format() {
+    local files bad=()
+    mapfile -t files < <(git -C "$SLM_ROOT" ls-files '*.c' '*.h' '*.cu' '*.cuh')
+    local f
+    for f in "${files[@]}"; do
+        clang-format --dry-run --Werror "$SLM_ROOT/$f" >/dev/null 2>&1 || bad+=("$f")
+    done
+    if [ ${#bad[@]} -ne 0 ]; then
+        slm_log "not formatted (run clang-format -i on them): ${bad[*]}"
+        return 1
+    fi
+    slm_log "format: ${#files[@]} files as .clang-format says"
 }

@@ -19,13 +19,13 @@ typedef struct wtensor {
 
 struct slm_gguf_writer {
     uint32_t version;
-    uint8_t *kv;         /* encoded kvs */
+    uint8_t *kv; /* encoded kvs */
     size_t kv_len, kv_cap;
     uint64_t n_kv;
     wtensor *tensors;
     size_t n_tensors, tensors_cap;
-    uint64_t alignment;  /* from general.alignment when it is a valid power of two, else 32 */
-    slm_status status;   /* first failure of an add_* call */
+    uint64_t alignment; /* from general.alignment when it is a valid power of two, else 32 */
+    slm_status status;  /* first failure of an add_* call */
     char msg[256];
 };
 
@@ -64,10 +64,17 @@ static void put_le(slm_gguf_writer *w, uint64_t v, int n) {
 
 static size_t scalar_size(slm_gguf_type t) {
     switch (t) {
-    case SLM_GGUF_UINT8: case SLM_GGUF_INT8: case SLM_GGUF_BOOL: return 1;
-    case SLM_GGUF_UINT16: case SLM_GGUF_INT16: return 2;
-    case SLM_GGUF_UINT32: case SLM_GGUF_INT32: case SLM_GGUF_FLOAT32: return 4;
-    case SLM_GGUF_UINT64: case SLM_GGUF_INT64: case SLM_GGUF_FLOAT64: return 8;
+    case SLM_GGUF_UINT8:
+    case SLM_GGUF_INT8:
+    case SLM_GGUF_BOOL: return 1;
+    case SLM_GGUF_UINT16:
+    case SLM_GGUF_INT16: return 2;
+    case SLM_GGUF_UINT32:
+    case SLM_GGUF_INT32:
+    case SLM_GGUF_FLOAT32: return 4;
+    case SLM_GGUF_UINT64:
+    case SLM_GGUF_INT64:
+    case SLM_GGUF_FLOAT64: return 8;
     default: return 0;
     }
 }
@@ -76,17 +83,36 @@ static size_t scalar_size(slm_gguf_type t) {
 static uint64_t scalar_bits(slm_gguf_type t, const void *p) {
     switch (t) {
     case SLM_GGUF_BOOL: return *(const bool *)p ? 1 : 0;
-    case SLM_GGUF_UINT8: case SLM_GGUF_INT8: return *(const uint8_t *)p;
-    case SLM_GGUF_UINT16: case SLM_GGUF_INT16: { uint16_t v; memcpy(&v, p, 2); return v; }
-    case SLM_GGUF_UINT32: case SLM_GGUF_INT32: case SLM_GGUF_FLOAT32: { uint32_t v; memcpy(&v, p, 4); return v; }
-    default: { uint64_t v; memcpy(&v, p, 8); return v; }
+    case SLM_GGUF_UINT8:
+    case SLM_GGUF_INT8: return *(const uint8_t *)p;
+    case SLM_GGUF_UINT16:
+    case SLM_GGUF_INT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case SLM_GGUF_UINT32:
+    case SLM_GGUF_INT32:
+    case SLM_GGUF_FLOAT32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    default: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
     }
 }
 
 /* Key, then the value type. */
 static bool begin_kv(slm_gguf_writer *w, const char *key, slm_gguf_type type, size_t value_bytes) {
     if (w->status) return false;
-    if (!key) { sticky(w, SLM_ERR_INVALID_ARG, "NULL key", ""); return false; }
+    if (!key) {
+        sticky(w, SLM_ERR_INVALID_ARG, "NULL key", "");
+        return false;
+    }
     size_t kl = strlen(key);
     if (value_bytes > SIZE_MAX / 4 || !grow(w, 8 + kl + 4 + value_bytes)) {
         sticky(w, SLM_ERR_NOMEM, "out of memory", key);
@@ -170,7 +196,9 @@ slm_status slm_gguf_writer_add_arr(slm_gguf_writer *w, const char *key, slm_gguf
     put_le(w, (uint32_t)elem, 4);
     put_le(w, n, 8);
     /* C arrays of bool need not be 1 byte per element: convert each. */
-    for (uint64_t i = 0; i < n; i++) put_le(w, scalar_bits(elem, (const uint8_t *)values + i * (elem == SLM_GGUF_BOOL ? sizeof(bool) : es)), (int)es);
+    for (uint64_t i = 0; i < n; i++)
+        put_le(w, scalar_bits(elem, (const uint8_t *)values + i * (elem == SLM_GGUF_BOOL ? sizeof(bool) : es)),
+               (int)es);
     return SLM_OK;
 }
 
@@ -248,8 +276,8 @@ slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint
 /* ---- output ---- */
 
 typedef struct sink {
-    FILE *f;        /* or */
-    uint8_t *buf;   /* exactly sized in advance */
+    FILE *f;      /* or */
+    uint8_t *buf; /* exactly sized in advance */
     size_t len;
     bool failed;
 } sink;
@@ -283,7 +311,8 @@ static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 static size_t header_bytes(const slm_gguf_writer *w) {
     size_t n = 4 + 4 + 8 + 8 + w->kv_len;
-    for (size_t i = 0; i < w->n_tensors; i++) n += 8 + strlen(w->tensors[i].name) + 4 + 8 * w->tensors[i].n_dims + 4 + 8;
+    for (size_t i = 0; i < w->n_tensors; i++)
+        n += 8 + strlen(w->tensors[i].name) + 4 + 8 * w->tensors[i].n_dims + 4 + 8;
     return n;
 }
 

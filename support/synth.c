@@ -28,8 +28,8 @@ typedef struct preset {
 
 static const preset PRESETS[] = {
     /* Llama 3.2 1B: tied embeddings, rope scaling factor 32 */
-    {"llama3-1b", "Llama 3.2 1B", "llama", "llama3", 16, 2048, 32, 8, 64, 8192, 128256, 131072, 500000.0f, 1e-5f,
-     32.0f, true, false},
+    {"llama3-1b", "Llama 3.2 1B", "llama", "llama3", 16, 2048, 32, 8, 64, 8192, 128256, 131072, 500000.0f, 1e-5f, 32.0f,
+     true, false},
     {"llama3-3b", "Llama 3.2 3B", "llama", "llama3", 28, 3072, 24, 8, 128, 8192, 128256, 131072, 500000.0f, 1e-5f,
      32.0f, true, false},
     {"llama3-8b", "Llama 3.1 8B", "llama", "llama3", 32, 4096, 32, 8, 128, 14336, 128256, 131072, 500000.0f, 1e-5f,
@@ -38,15 +38,15 @@ static const preset PRESETS[] = {
      0.0f, false, true},
     /* Phi-4: a phi3-architecture model, written as real Phi-4 files are: fused attn_qkv and gate/up (ffn_up)
      * tensors, plain rope (base 250000, no long-context factors), no sliding window, untied head */
-    {"phi4-14b", "Phi-4 14B", "phi3", "phi4", 40, 5120, 40, 10, 128, 17920, 100352, 16384, 250000.0f,
-     1e-5f, 0.0f, false, false},
+    {"phi4-14b", "Phi-4 14B", "phi3", "phi4", 40, 5120, 40, 10, 128, 17920, 100352, 16384, 250000.0f, 1e-5f, 0.0f,
+     false, false},
     /* A small llama shape for tests and quick runs; every dimension can be overridden */
     {"custom", "custom", "llama", "custom", 2, 256, 4, 2, 64, 512, 1024, 4096, 10000.0f, 1e-5f, 0.0f, false, false},
 };
 #define N_PRESETS (sizeof PRESETS / sizeof PRESETS[0])
 
-static const char *const PRESET_NAMES[] = {"llama3-1b", "llama3-3b", "llama3-8b", "qwen2.5-14b", "phi4-14b", "custom",
-                                           NULL};
+static const char *const PRESET_NAMES[] = {"llama3-1b", "llama3-3b", "llama3-8b", "qwen2.5-14b",
+                                           "phi4-14b",  "custom",    NULL};
 
 const char *const *slm_synth_preset_names(void) { return PRESET_NAMES; }
 
@@ -80,9 +80,10 @@ slm_status slm_synth_parse(const char *spec, slm_synth_spec *out, slm_error *err
     for (size_t i = 0; i < N_PRESETS && tok; i++)
         if (!strcmp(tok, PRESETS[i].name)) p = &PRESETS[i];
     if (!p)
-        return slm_fail(err, SLM_ERR_INVALID_ARG,
-                        "synthetic: unknown model '%s' (llama3-1b, llama3-3b, llama3-8b, qwen2.5-14b, phi4-14b, custom)",
-                        tok ? tok : "");
+        return slm_fail(
+            err, SLM_ERR_INVALID_ARG,
+            "synthetic: unknown model '%s' (llama3-1b, llama3-3b, llama3-8b, qwen2.5-14b, phi4-14b, custom)",
+            tok ? tok : "");
     snprintf(out->model_name, sizeof out->model_name, "%s (synthetic)", p->model_name);
     snprintf(out->arch, sizeof out->arch, "%s", p->arch);
     snprintf(out->family, sizeof out->family, "%s", p->family);
@@ -121,16 +122,26 @@ slm_status slm_synth_parse(const char *spec, slm_synth_spec *out, slm_error *err
         bool ok = true;
         const int big = 1 << 20;
         if (!strcmp(k, "n_layer")) ok = parse_int(v, 1, 1000, &out->n_layer);
-        else if (!strcmp(k, "n_embd")) { ok = parse_int(v, 1, big, &out->n_embd); embd_or_head_set = true; }
-        else if (!strcmp(k, "n_head")) { ok = parse_int(v, 1, 4096, &out->n_head); embd_or_head_set = true; }
-        else if (!strcmp(k, "n_head_kv")) ok = parse_int(v, 1, 4096, &out->n_head_kv);
-        else if (!strcmp(k, "head_dim")) { ok = parse_int(v, 2, 4096, &out->head_dim); head_dim_set = true; }
-        else if (!strcmp(k, "n_ff")) ok = parse_int(v, 1, 4 * big, &out->n_ff);
+        else if (!strcmp(k, "n_embd")) {
+            ok = parse_int(v, 1, big, &out->n_embd);
+            embd_or_head_set = true;
+        } else if (!strcmp(k, "n_head")) {
+            ok = parse_int(v, 1, 4096, &out->n_head);
+            embd_or_head_set = true;
+        } else if (!strcmp(k, "n_head_kv")) ok = parse_int(v, 1, 4096, &out->n_head_kv);
+        else if (!strcmp(k, "head_dim")) {
+            ok = parse_int(v, 2, 4096, &out->head_dim);
+            head_dim_set = true;
+        } else if (!strcmp(k, "n_ff")) ok = parse_int(v, 1, 4 * big, &out->n_ff);
         else if (!strcmp(k, "n_vocab")) ok = parse_int(v, 1, 4 * big, &out->n_vocab);
         else if (!strcmp(k, "n_ctx")) ok = parse_int(v, 1, 16 * big, &out->n_ctx);
-        else if (!strcmp(k, "tied")) { ok = parse_int(v, 0, 1, &x); out->tied = x; }
-        else if (!strcmp(k, "seed")) { ok = parse_int(v, 0, 0x7fffffff, &x); out->seed = (uint64_t)x; }
-        else if (!strcmp(k, "arch")) {
+        else if (!strcmp(k, "tied")) {
+            ok = parse_int(v, 0, 1, &x);
+            out->tied = x;
+        } else if (!strcmp(k, "seed")) {
+            ok = parse_int(v, 0, 0x7fffffff, &x);
+            out->seed = (uint64_t)x;
+        } else if (!strcmp(k, "arch")) {
             if (!strcmp(v, "llama")) out->qkv_bias = false;
             else if (!strcmp(v, "qwen2")) out->qkv_bias = true;
             else ok = false;
@@ -138,7 +149,8 @@ slm_status slm_synth_parse(const char *spec, slm_synth_spec *out, slm_error *err
         } else
             return slm_fail(err, SLM_ERR_INVALID_ARG,
                             "synthetic '%s': unknown key '%s' (n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, "
-                            "n_vocab, n_ctx, arch, tied, seed)", spec, k);
+                            "n_vocab, n_ctx, arch, tied, seed)",
+                            spec, k);
         if (!ok) return slm_fail(err, SLM_ERR_INVALID_ARG, "synthetic '%s': bad value '%s' for %s", spec, v, k);
         size_t used = strlen(overrides);
         snprintf(overrides + used, sizeof overrides - used, ":%s=%s", k, v);
@@ -157,7 +169,7 @@ typedef enum tkind { T_WEIGHT, T_NORM, T_BIAS, T_ROPE } tkind;
 typedef struct tdesc {
     char name[48];
     slm_dtype type;
-    int64_t ne0, ne1;   /* ne1 = 1 for vectors */
+    int64_t ne0, ne1; /* ne1 = 1 for vectors */
     tkind kind;
 } tdesc;
 
@@ -212,12 +224,12 @@ static int list_tensors(const slm_synth_spec *s, tdesc *d) {
     if (s->rope_llama3_factor > 0) add_desc(s, d, &n, "rope_freqs.weight", s->head_dim / 2, 1, T_ROPE);
     char nm[48];
     for (int il = 0; il < s->n_layer; il++) {
-#define ADD(suffix, a, b, kind)                               \
-    snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);         \
+#define ADD(suffix, a, b, kind)                                                                                        \
+    snprintf(nm, sizeof nm, "blk.%d.%s", il, suffix);                                                                  \
     add_desc(s, d, &n, nm, a, b, kind);
         ADD("attn_norm.weight", E, 1, T_NORM);
         if (phi3) {
-            ADD("attn_qkv.weight", E, Q + 2 * KV, T_WEIGHT);   /* rows: q, then k, then v */
+            ADD("attn_qkv.weight", E, Q + 2 * KV, T_WEIGHT); /* rows: q, then k, then v */
         } else {
             ADD("attn_q.weight", E, Q, T_WEIGHT);
             ADD("attn_k.weight", E, KV, T_WEIGHT);
@@ -231,7 +243,7 @@ static int list_tensors(const slm_synth_spec *s, tdesc *d) {
         ADD("attn_output.weight", Q, E, T_WEIGHT);
         ADD("ffn_norm.weight", E, 1, T_NORM);
         if (phi3) {
-            ADD("ffn_up.weight", E, 2 * (int64_t)s->n_ff, T_WEIGHT);   /* rows: gate, then up */
+            ADD("ffn_up.weight", E, 2 * (int64_t)s->n_ff, T_WEIGHT); /* rows: gate, then up */
         } else {
             ADD("ffn_gate.weight", E, s->n_ff, T_WEIGHT);
             ADD("ffn_up.weight", E, s->n_ff, T_WEIGHT);
@@ -334,7 +346,7 @@ static void kquant_block(uint64_t *st, uint8_t *p, float d_mean, float mid, size
     uint8_t *q = p + 4;
     for (int j = 0; j < 4; j++) {
         q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
-        q[j + 4] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));   /* mins = scales */
+        q[j + 4] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6)); /* mins = scales */
         q[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((sc[j + 4] & 15) << 4));
     }
     rand_bytes(st, p + 16, code_bytes);
@@ -378,7 +390,7 @@ static void fill_blocks(slm_dtype t, uint8_t *p, size_t nblocks, float sigma, ui
         break;
     case SLM_Q6_K:
         for (size_t b = 0; b < nblocks; b++, p += 210) {
-            rand_bytes(st, p, 192);  /* ql, qh */
+            rand_bytes(st, p, 192); /* ql, qh */
             uint64_t r = splitmix(st);
             for (int j = 0; j < 16; j++) p[192 + j] = (uint8_t)(6 + ((r >> (4 * j)) & 15) % 6);
             /* scales 6..11, mean ~8.5 */
@@ -417,10 +429,13 @@ slm_status slm_synth_fill(slm_dtype t, void *data, size_t nbytes, float sigma, u
  * and the family's special tokens at their real ids (e.g. <|begin_of_text|> = 128000). */
 
 static int utf8_put(uint32_t cp, char *o) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
     o[0] = (char)(0xc0 | (cp >> 6));
     o[1] = (char)(0x80 | (cp & 0x3f));
-    return 2;  /* the byte map never goes past U+07FF */
+    return 2; /* the byte map never goes past U+07FF */
 }
 
 /* GPT-2's byte-to-unicode: printable Latin-1 bytes are themselves, the others U+0100 upwards in order. */
@@ -430,32 +445,89 @@ static void byte_text(int b, char *o) {
     for (int x = 0; x < 256; x++) {
         bool keep = (x >= 0x21 && x <= 0x7e) || (x >= 0xa1 && x <= 0xac) || x >= 0xae;
         uint32_t c = keep ? (uint32_t)x : 256u + (uint32_t)n++;
-        if (x == b) { cp = c; break; }
+        if (x == b) {
+            cp = c;
+            break;
+        }
     }
     o[utf8_put(cp, o)] = 0;
 }
 
 /* pairs (left, right) of texts already in the vocabulary; "Ġ" is U+0120, the byte-level space */
 static const char *const MERGES[N_MERGES][2] = {
-    {"\xc4\xa0", "t"}, {"\xc4\xa0", "a"}, {"h", "e"}, {"i", "n"}, {"r", "e"}, {"o", "n"}, {"\xc4\xa0" "t", "he"},
-    {"e", "r"}, {"\xc4\xa0", "s"}, {"a", "t"}, {"e", "n"}, {"\xc4\xa0", "w"}, {"o", "r"}, {"i", "s"},
-    {"\xc4\xa0", "o"}, {"\xc4\xa0", "c"}, {"e", "s"}, {"i", "t"}, {"\xc4\xa0", "b"}, {"a", "n"}, {"\xc4\xa0", "f"},
-    {"\xc4\xa0", "m"}, {"\xc4\xa0", "p"}, {"\xc4\xa0", "d"}, {"a", "r"}, {"o", "u"}, {"\xc4\xa0", "h"}, {"l", "l"},
-    {"\xc4\xa0", "i"}, {"\xc4\xa0", "in"}, {"in", "g"}, {"e", "d"}, {"\xc4\xa0" "t", "o"}, {"\xc4\xa0" "a", "n"},
-    {"\xc4\xa0" "an", "d"}, {"\xc4\xa0" "o", "f"}, {"l", "e"}, {"\xc4\xa0", "l"}, {"\xc4\xa0", "n"}, {"a", "l"},
+    {"\xc4\xa0", "t"},
+    {"\xc4\xa0", "a"},
+    {"h", "e"},
+    {"i", "n"},
+    {"r", "e"},
+    {"o", "n"},
+    {"\xc4\xa0"
+     "t",
+     "he"},
+    {"e", "r"},
+    {"\xc4\xa0", "s"},
+    {"a", "t"},
+    {"e", "n"},
+    {"\xc4\xa0", "w"},
+    {"o", "r"},
+    {"i", "s"},
+    {"\xc4\xa0", "o"},
+    {"\xc4\xa0", "c"},
+    {"e", "s"},
+    {"i", "t"},
+    {"\xc4\xa0", "b"},
+    {"a", "n"},
+    {"\xc4\xa0", "f"},
+    {"\xc4\xa0", "m"},
+    {"\xc4\xa0", "p"},
+    {"\xc4\xa0", "d"},
+    {"a", "r"},
+    {"o", "u"},
+    {"\xc4\xa0", "h"},
+    {"l", "l"},
+    {"\xc4\xa0", "i"},
+    {"\xc4\xa0", "in"},
+    {"in", "g"},
+    {"e", "d"},
+    {"\xc4\xa0"
+     "t",
+     "o"},
+    {"\xc4\xa0"
+     "a",
+     "n"},
+    {"\xc4\xa0"
+     "an",
+     "d"},
+    {"\xc4\xa0"
+     "o",
+     "f"},
+    {"l", "e"},
+    {"\xc4\xa0", "l"},
+    {"\xc4\xa0", "n"},
+    {"a", "l"},
 };
 
-typedef struct special { int off; const char *text; } special;
+typedef struct special {
+    int off;
+    const char *text;
+} special;
 
 static void special_text(const slm_synth_spec *s, int id, char *o, size_t n) {
-    static const special LLAMA3[] = {{0, "<|begin_of_text|>"}, {1, "<|end_of_text|>"}, {6, "<|start_header_id|>"},
-                                     {7, "<|end_header_id|>"}, {8, "<|eom_id|>"}, {9, "<|eot_id|>"}, {-1, NULL}};
+    static const special LLAMA3[] = {{0, "<|begin_of_text|>"},
+                                     {1, "<|end_of_text|>"},
+                                     {6, "<|start_header_id|>"},
+                                     {7, "<|end_header_id|>"},
+                                     {8, "<|eom_id|>"},
+                                     {9, "<|eot_id|>"},
+                                     {-1, NULL}};
     static const special QWEN2[] = {{0, "<|endoftext|>"}, {1, "<|im_start|>"}, {2, "<|im_end|>"}, {-1, NULL}};
-    static const special PHI4[] = {{0, "<|endoftext|>"}, {7, "<|im_start|>"}, {8, "<|im_end|>"}, {9, "<|im_sep|>"},
-                                   {-1, NULL}};
+    static const special PHI4[] = {
+        {0, "<|endoftext|>"}, {7, "<|im_start|>"}, {8, "<|im_end|>"}, {9, "<|im_sep|>"}, {-1, NULL}};
     static const special CUSTOM[] = {{0, "<|begin_of_text|>"}, {1, "<|eot_id|>"}, {-1, NULL}};
-    const special *t = !strcmp(s->family, "llama3") ? LLAMA3 : !strcmp(s->family, "qwen2") ? QWEN2
-                       : !strcmp(s->family, "phi4") ? PHI4 : CUSTOM;
+    const special *t = !strcmp(s->family, "llama3") ? LLAMA3
+        : !strcmp(s->family, "qwen2")               ? QWEN2
+        : !strcmp(s->family, "phi4")                ? PHI4
+                                                    : CUSTOM;
     int off = id - special_base(s);
     for (; t->text; t++)
         if (t->off == off) {
@@ -480,13 +552,13 @@ static slm_status add_tokenizer(const slm_synth_spec *s, slm_gguf_writer *w, slm
     char *at = pool;
     for (int i = 0; i < n; i++) {
         texts[i] = at;
-        types[i] = 1;  /* normal */
+        types[i] = 1; /* normal */
         if (i < 256) byte_text(i, at);
         else if (i < 256 + N_MERGES) snprintf(at, 40, "%s%s", MERGES[i - 256][0], MERGES[i - 256][1]);
         else if (i < base) snprintf(at, 40, "<tok_%d>", i);
         else {
             special_text(s, i, at, 40);
-            types[i] = 3;  /* control */
+            types[i] = 3; /* control */
         }
         at += strlen(at) + 1;
     }
@@ -539,14 +611,14 @@ static void llama3_rope_freqs(const slm_synth_spec *s, float *out) {
 #define CHUNK_BLOCKS 4096
 
 typedef struct fill_job {
-    uint8_t *base;           /* the GGUF buffer */
+    uint8_t *base; /* the GGUF buffer */
     const slm_gguf *g;
     const tdesc *d;
     int n;
     uint64_t seed;
-    const uint64_t *first_chunk;  /* [n + 1]: prefix sums of chunks per tensor */
-    uint8_t *const *ptr;          /* [n] each tensor's data in the buffer */
-    const uint64_t *nblocks;      /* [n] */
+    const uint64_t *first_chunk; /* [n + 1]: prefix sums of chunks per tensor */
+    uint8_t *const *ptr;         /* [n] each tensor's data in the buffer */
+    const uint64_t *nblocks;     /* [n] */
     atomic_uint_fast64_t next;
 } fill_job;
 
@@ -602,14 +674,18 @@ static slm_status fill_all(const slm_synth_spec *s, uint8_t *buf, const slm_gguf
         uint64_t chunks = 0;
         ptr[i] = buf + ((const uint8_t *)gt->data - g->base);
         nblocks[i] = gt->size / (uint64_t)slm_dtype_get(d[i].type)->block_bytes;
-        if (d[i].kind == T_ROPE)
-            llama3_rope_freqs(s, (float *)ptr[i]);
-        else
-            chunks = (nblocks[i] + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
+        if (d[i].kind == T_ROPE) llama3_rope_freqs(s, (float *)ptr[i]);
+        else chunks = (nblocks[i] + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
         first[i + 1] = first[i] + chunks;
     }
-    fill_job job = {.base = buf, .g = g, .d = d, .n = n, .seed = s->seed * 0x2545f4914f6cdd1dull + 1,
-                    .first_chunk = first, .ptr = ptr, .nblocks = nblocks};
+    fill_job job = {.base = buf,
+                    .g = g,
+                    .d = d,
+                    .n = n,
+                    .seed = s->seed * 0x2545f4914f6cdd1dull + 1,
+                    .first_chunk = first,
+                    .ptr = ptr,
+                    .nblocks = nblocks};
     atomic_init(&job.next, 0);
     if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n_threads < 1) n_threads = 1;
@@ -635,11 +711,11 @@ static slm_status add_metadata(const slm_synth_spec *s, slm_gguf_writer *w) {
     uint32_t ft = s->quant == SLM_SYNTH_F16 ? 1 : s->quant == SLM_SYNTH_Q4_0 ? 2 : s->quant == SLM_SYNTH_Q8_0 ? 7 : 15;
     slm_gguf_writer_add_u32(w, "general.file_type", ft);
     slm_gguf_writer_add_u32(w, "general.quantization_version", 2);
-#define U32(suffix, v)                          \
-    snprintf(k, sizeof k, "%s.%s", a, suffix);  \
+#define U32(suffix, v)                                                                                                 \
+    snprintf(k, sizeof k, "%s.%s", a, suffix);                                                                         \
     slm_gguf_writer_add_u32(w, k, (uint32_t)(v));
-#define F32(suffix, v)                          \
-    snprintf(k, sizeof k, "%s.%s", a, suffix);  \
+#define F32(suffix, v)                                                                                                 \
+    snprintf(k, sizeof k, "%s.%s", a, suffix);                                                                         \
     slm_gguf_writer_add_f32(w, k, v);
     U32("block_count", s->n_layer);
     U32("context_length", s->n_ctx);

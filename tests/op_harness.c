@@ -23,7 +23,7 @@ void slm_harness_init(slm_harness *h, slm_device *dev) {
     h->require_all = true;
     h->verbose = getenv("SLM_TEST_VERBOSE") != NULL;
     h->tol_matmul_float = 1e-5;
-    h->tol_matmul_quant = 2e-4;  /* room for 8-bit activation quantization on the CPU */
+    h->tol_matmul_quant = 2e-4; /* room for 8-bit activation quantization on the CPU */
     h->tol_f32 = 1e-5;
     h->tol_kv = 1e-6;
     h->tol_attn = 1e-4;
@@ -97,14 +97,14 @@ bool slm_harness_exec(slm_harness *h, const slm_op *ops, int n, const char *what
     return true;
 }
 
-void slm_harness_judge(slm_harness *h, const char *what, const float *got, const float *want,
-                       int64_t n, double tol) {
+void slm_harness_judge(slm_harness *h, const char *what, const float *got, const float *want, int64_t n, double tol) {
     double e = slm_test_nmse(got, want, n);
     bool ok = e <= tol && e == e;
     for (int64_t i = 0; i < n && ok; i++) ok = got[i] == got[i]; /* no NaN */
     if (h->verbose || !ok) printf("  %-52s nmse %.3g (limit %.1g) %s\n", what, e, tol, ok ? "ok" : "FAIL");
     CHECK(ok, "%s: nmse %g > %g", what, e, tol);
-    if (ok) h->n_pass++; else h->n_fail++;
+    if (ok) h->n_pass++;
+    else h->n_fail++;
 }
 
 uint64_t *slm_harness_rng(slm_harness *h) { return &h->seed; }
@@ -139,8 +139,8 @@ void *slm_harness_weights(slm_harness *h, slm_dtype t, int64_t K, int64_t N, siz
 
 void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64_t T, bool bias) {
     char what[128];
-    snprintf(what, sizeof what, "matmul %s K=%lld N=%lld T=%lld%s", slm_dtype_name(t), (long long)K,
-             (long long)N, (long long)T, bias ? " +bias" : "");
+    snprintf(what, sizeof what, "matmul %s K=%lld N=%lld T=%lld%s", slm_dtype_name(t), (long long)K, (long long)N,
+             (long long)T, bias ? " +bias" : "");
     size_t rb;
     void *w = slm_harness_weights(h, t, K, N, &rb);
     float *x = malloc(sizeof(float) * (size_t)(K * T)), *b = malloc(sizeof(float) * (size_t)N);
@@ -148,9 +148,10 @@ void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64
     slm_test_fill(x, K * T, slm_harness_rng(h), 1.0f);
     slm_test_fill(b, N, slm_harness_rng(h), 1.0f);
     slm_harness_buf bw, bx, bb, by;
-    bool ok = slm_harness_alloc(h, &bw, w, rb * (size_t)N) && slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(K * T)) &&
-              slm_harness_alloc(h, &bb, b, sizeof(float) * (size_t)N) &&
-              slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)(N * T));
+    bool ok = slm_harness_alloc(h, &bw, w, rb * (size_t)N) &&
+        slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(K * T)) &&
+        slm_harness_alloc(h, &bb, b, sizeof(float) * (size_t)N) &&
+        slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)(N * T));
     if (ok) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -163,7 +164,8 @@ void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(N * T))) {
             for (int64_t c = 0; c < T; c++)
                 for (int64_t r = 0; r < N; r++)
-                    want[c * N + r] = slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, x + c * K, K) + (bias ? b[r] : 0.0f);
+                    want[c * N + r] =
+                        slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, x + c * K, K) + (bias ? b[r] : 0.0f);
             bool is_float = t == SLM_F32 || t == SLM_F16 || t == SLM_BF16;
             slm_harness_judge(h, what, got, want, N * T, is_float ? h->tol_matmul_float : h->tol_matmul_quant);
         }
@@ -171,8 +173,15 @@ void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &bw); slm_harness_free(h, &bx); slm_harness_free(h, &bb); slm_harness_free(h, &by);
-    free(w); free(x); free(b); free(got); free(want);
+    slm_harness_free(h, &bw);
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bb);
+    slm_harness_free(h, &by);
+    free(w);
+    free(x);
+    free(b);
+    free(got);
+    free(want);
 }
 
 void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T) {
@@ -186,8 +195,9 @@ void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vo
     ids[T - 1] = (int32_t)(n_vocab - 1); /* the last row too */
     float *got = malloc(sizeof(float) * (size_t)(n_embd * T)), *want = malloc(sizeof(float) * (size_t)(n_embd * T));
     slm_harness_buf bw, bi, by;
-    bool ok = slm_harness_alloc(h, &bw, w, rb * (size_t)n_vocab) && slm_harness_alloc(h, &bi, ids, sizeof(int32_t) * (size_t)T) &&
-              slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)(n_embd * T));
+    bool ok = slm_harness_alloc(h, &bw, w, rb * (size_t)n_vocab) &&
+        slm_harness_alloc(h, &bi, ids, sizeof(int32_t) * (size_t)T) &&
+        slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)(n_embd * T));
     if (ok) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -196,7 +206,8 @@ void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vo
         op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, n_embd, T, 1, 1);
         op.src[0] = slm_tensor_make(&bw.buf, h->offset, t, n_embd, n_vocab, 1, 1);
         op.src[1] = slm_tensor_make(&bi.buf, h->offset, SLM_I32, T, 1, 1, 1);
-        if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(n_embd * T))) {
+        if (slm_harness_exec(h, &op, 1, what) &&
+            slm_harness_download(h, &by, got, sizeof(float) * (size_t)(n_embd * T))) {
             for (int64_t i = 0; i < T; i++)
                 slm_ref_dequant_row(t, (uint8_t *)w + (size_t)ids[i] * rb, want + i * n_embd, n_embd);
             slm_harness_judge(h, what, got, want, n_embd * T, h->tol_f32);
@@ -205,8 +216,13 @@ void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vo
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &bw); slm_harness_free(h, &bi); slm_harness_free(h, &by);
-    free(w); free(ids); free(got); free(want);
+    slm_harness_free(h, &bw);
+    slm_harness_free(h, &bi);
+    slm_harness_free(h, &by);
+    free(w);
+    free(ids);
+    free(got);
+    free(want);
 }
 
 void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T) {
@@ -217,7 +233,8 @@ void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T) {
     slm_test_fill(x, n * T, slm_harness_rng(h), 3.0f);
     slm_test_fill(w, n, slm_harness_rng(h), 1.0f);
     slm_harness_buf bx, bw, by;
-    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(n * T)) && slm_harness_alloc(h, &bw, w, sizeof(float) * (size_t)n) &&
+    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(n * T)) &&
+        slm_harness_alloc(h, &bw, w, sizeof(float) * (size_t)n) &&
         slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)(n * T))) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -235,15 +252,19 @@ void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T) {
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &bx); slm_harness_free(h, &bw); slm_harness_free(h, &by);
-    free(x); free(w); free(got); free(want);
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bw);
+    slm_harness_free(h, &by);
+    free(x);
+    free(w);
+    free(got);
+    free(want);
 }
 
-void slm_harness_rope(slm_harness *h, int hd, int n_head, int64_t T, int n_rot, bool neox,
-                      bool factors, int pos0) {
+void slm_harness_rope(slm_harness *h, int hd, int n_head, int64_t T, int n_rot, bool neox, bool factors, int pos0) {
     char what[128];
-    snprintf(what, sizeof what, "rope %s hd=%d heads=%d T=%lld n_rot=%d pos0=%d%s", neox ? "neox" : "norm", hd,
-             n_head, (long long)T, n_rot, pos0, factors ? " +factors" : "");
+    snprintf(what, sizeof what, "rope %s hd=%d heads=%d T=%lld n_rot=%d pos0=%d%s", neox ? "neox" : "norm", hd, n_head,
+             (long long)T, n_rot, pos0, factors ? " +factors" : "");
     int64_t n = (int64_t)hd * n_head * T;
     float *x = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
     float *ff = malloc(sizeof(float) * (size_t)(n_rot / 2 + 1));
@@ -252,7 +273,8 @@ void slm_harness_rope(slm_harness *h, int hd, int n_head, int64_t T, int n_rot, 
     for (int i = 0; i < n_rot / 2; i++) ff[i] = 1.0f + (float)i * 0.37f;
     for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t * 7;
     slm_harness_buf bx, bp, bf;
-    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)n) && slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T) &&
+    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)n) &&
+        slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T) &&
         slm_harness_alloc(h, &bf, ff, sizeof(float) * (size_t)(n_rot / 2))) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -277,8 +299,13 @@ void slm_harness_rope(slm_harness *h, int hd, int n_head, int64_t T, int n_rot, 
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &bx); slm_harness_free(h, &bp); slm_harness_free(h, &bf);
-    free(x); free(got); free(ff); free(pos);
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bp);
+    slm_harness_free(h, &bf);
+    free(x);
+    free(got);
+    free(ff);
+    free(pos);
 }
 
 void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, int pos0, int64_t pad) {
@@ -294,7 +321,8 @@ void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, i
     for (int64_t i = 0; i < ne; i++) cache[i] = slm_f32_to_f16(slm_test_randf(slm_harness_rng(h)));
     for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
     slm_harness_buf bx, bc, bp;
-    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(n * T)) && slm_harness_alloc(h, &bc, cache, 2 * (size_t)ne) &&
+    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(n * T)) &&
+        slm_harness_alloc(h, &bc, cache, 2 * (size_t)ne) &&
         slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T)) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -318,12 +346,19 @@ void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, i
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &bx); slm_harness_free(h, &bc); slm_harness_free(h, &bp);
-    free(x); free(cache); free(back); free(got); free(want); free(pos);
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bc);
+    slm_harness_free(h, &bp);
+    free(x);
+    free(cache);
+    free(back);
+    free(got);
+    free(want);
+    free(pos);
 }
 
-void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T,
-                           int pos0, int64_t pad) {
+void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T, int pos0,
+                           int64_t pad) {
     char what[128];
     snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pos0=%d pad=%lld", hd, n_head, n_head_kv,
              (long long)n_ctx, (long long)T, pos0, (long long)pad);
@@ -345,8 +380,10 @@ void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, in
         }
     for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
     slm_harness_buf bq, bk, bv, bp, bo;
-    if (slm_harness_alloc(h, &bq, q, sizeof(float) * (size_t)(nq * T)) && slm_harness_alloc(h, &bk, kd, 2 * (size_t)(ld * n_ctx)) &&
-        slm_harness_alloc(h, &bv, vd, 2 * (size_t)(ld * n_ctx)) && slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T) &&
+    if (slm_harness_alloc(h, &bq, q, sizeof(float) * (size_t)(nq * T)) &&
+        slm_harness_alloc(h, &bk, kd, 2 * (size_t)(ld * n_ctx)) &&
+        slm_harness_alloc(h, &bv, vd, 2 * (size_t)(ld * n_ctx)) &&
+        slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T) &&
         slm_harness_alloc(h, &bo, NULL, sizeof(float) * (size_t)(nq * T))) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -374,9 +411,19 @@ void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, in
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &bq); slm_harness_free(h, &bk); slm_harness_free(h, &bv); slm_harness_free(h, &bp);
+    slm_harness_free(h, &bq);
+    slm_harness_free(h, &bk);
+    slm_harness_free(h, &bv);
+    slm_harness_free(h, &bp);
     slm_harness_free(h, &bo);
-    free(q); free(k); free(v); free(kd); free(vd); free(got); free(want); free(pos);
+    free(q);
+    free(k);
+    free(v);
+    free(kd);
+    free(vd);
+    free(got);
+    free(want);
+    free(pos);
 }
 
 void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T) {
@@ -388,7 +435,8 @@ void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T)
     slm_test_fill(a, ne, slm_harness_rng(h), 4.0f);
     slm_test_fill(b, ne, slm_harness_rng(h), 2.0f);
     slm_harness_buf ba, bb, by;
-    if (slm_harness_alloc(h, &ba, a, sizeof(float) * (size_t)ne) && slm_harness_alloc(h, &bb, b, sizeof(float) * (size_t)ne) &&
+    if (slm_harness_alloc(h, &ba, a, sizeof(float) * (size_t)ne) &&
+        slm_harness_alloc(h, &bb, b, sizeof(float) * (size_t)ne) &&
         slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)ne)) {
         slm_op op;
         memset(&op, 0, sizeof op);
@@ -410,8 +458,13 @@ void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T)
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &ba); slm_harness_free(h, &bb); slm_harness_free(h, &by);
-    free(a); free(b); free(got); free(want);
+    slm_harness_free(h, &ba);
+    slm_harness_free(h, &bb);
+    slm_harness_free(h, &by);
+    free(a);
+    free(b);
+    free(got);
+    free(want);
 }
 
 void slm_harness_chain(slm_harness *h, slm_dtype t, int64_t n, int64_t T) {
@@ -421,16 +474,20 @@ void slm_harness_chain(slm_harness *h, slm_dtype t, int64_t n, int64_t T) {
     size_t rb;
     void *w = slm_harness_weights(h, t, n, n, &rb);
     int64_t ne = n * T;
-    float *x = malloc(sizeof(float) * (size_t)ne), *nw = malloc(sizeof(float) * (size_t)n), *bias = malloc(sizeof(float) * (size_t)n);
-    float *r_n = malloc(sizeof(float) * (size_t)ne), *r_x = malloc(sizeof(float) * (size_t)ne), *r_g = malloc(sizeof(float) * (size_t)ne);
+    float *x = malloc(sizeof(float) * (size_t)ne), *nw = malloc(sizeof(float) * (size_t)n),
+          *bias = malloc(sizeof(float) * (size_t)n);
+    float *r_n = malloc(sizeof(float) * (size_t)ne), *r_x = malloc(sizeof(float) * (size_t)ne),
+          *r_g = malloc(sizeof(float) * (size_t)ne);
     float *r_x2 = malloc(sizeof(float) * (size_t)ne), *got = malloc(sizeof(float) * (size_t)ne);
     slm_test_fill(x, ne, slm_harness_rng(h), 1.0f);
     slm_test_fill(nw, n, slm_harness_rng(h), 1.0f);
     slm_test_fill(bias, n, slm_harness_rng(h), 0.5f);
     slm_harness_buf bw, bx, bn, bb, bg, bx2;
     if (slm_harness_alloc(h, &bw, w, rb * (size_t)n) && slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)ne) &&
-        slm_harness_alloc(h, &bn, nw, sizeof(float) * (size_t)n) && slm_harness_alloc(h, &bb, bias, sizeof(float) * (size_t)n) &&
-        slm_harness_alloc(h, &bg, NULL, 2 * sizeof(float) * (size_t)ne) && slm_harness_alloc(h, &bx2, NULL, sizeof(float) * (size_t)ne)) {
+        slm_harness_alloc(h, &bn, nw, sizeof(float) * (size_t)n) &&
+        slm_harness_alloc(h, &bb, bias, sizeof(float) * (size_t)n) &&
+        slm_harness_alloc(h, &bg, NULL, 2 * sizeof(float) * (size_t)ne) &&
+        slm_harness_alloc(h, &bx2, NULL, sizeof(float) * (size_t)ne)) {
         /* bg holds two activations: [n, T] normed at offset 0 and [n, T] gated after it */
         slm_tensor tx = slm_tensor_make(&bx.buf, h->offset, SLM_F32, n, T, 1, 1);
         slm_tensor tn = slm_tensor_make(&bg.buf, h->offset, SLM_F32, n, T, 1, 1);
@@ -439,22 +496,42 @@ void slm_harness_chain(slm_harness *h, slm_dtype t, int64_t n, int64_t T) {
         slm_tensor tw = slm_tensor_make(&bw.buf, h->offset, t, n, n, 1, 1);
         slm_op ops[6];
         memset(ops, 0, sizeof ops);
-        ops[0].kind = SLM_OP_RMSNORM; ops[0].p.norm.eps = 1e-6f; ops[0].dst = tn; ops[0].src[0] = tx;
+        ops[0].kind = SLM_OP_RMSNORM;
+        ops[0].p.norm.eps = 1e-6f;
+        ops[0].dst = tn;
+        ops[0].src[0] = tx;
         ops[0].src[1] = slm_tensor_make(&bn.buf, h->offset, SLM_F32, n, 1, 1, 1);
-        ops[1].kind = SLM_OP_MATMUL; ops[1].dst = tg; ops[1].src[0] = tw; ops[1].src[1] = tn;
+        ops[1].kind = SLM_OP_MATMUL;
+        ops[1].dst = tg;
+        ops[1].src[0] = tw;
+        ops[1].src[1] = tn;
         ops[1].src[2] = slm_tensor_make(&bb.buf, h->offset, SLM_F32, n, 1, 1, 1);
-        ops[2].kind = SLM_OP_ADD; ops[2].dst = tx; ops[2].src[0] = tx; ops[2].src[1] = tg;
-        ops[3].kind = SLM_OP_SWIGLU; ops[3].dst = tn; ops[3].src[0] = tx; ops[3].src[1] = tx;
-        ops[4].kind = SLM_OP_MATMUL; ops[4].dst = tx2; ops[4].src[0] = tw; ops[4].src[1] = tn;
-        ops[5].kind = SLM_OP_ADD; ops[5].dst = tx2; ops[5].src[0] = tx2; ops[5].src[1] = tx;
+        ops[2].kind = SLM_OP_ADD;
+        ops[2].dst = tx;
+        ops[2].src[0] = tx;
+        ops[2].src[1] = tg;
+        ops[3].kind = SLM_OP_SWIGLU;
+        ops[3].dst = tn;
+        ops[3].src[0] = tx;
+        ops[3].src[1] = tx;
+        ops[4].kind = SLM_OP_MATMUL;
+        ops[4].dst = tx2;
+        ops[4].src[0] = tw;
+        ops[4].src[1] = tn;
+        ops[5].kind = SLM_OP_ADD;
+        ops[5].dst = tx2;
+        ops[5].src[0] = tx2;
+        ops[5].src[1] = tx;
         for (int i = 0; i < 6; i++) ops[i].name = "harness_chain";
         if (slm_harness_exec(h, ops, 6, what) && slm_harness_download(h, &bx2, got, sizeof(float) * (size_t)ne)) {
             for (int64_t c = 0; c < T; c++) {
                 float *xc = x + c * n, *nc = r_n + c * n, *xn = r_x + c * n, *gc = r_g + c * n, *x2 = r_x2 + c * n;
                 slm_ref_rmsnorm(xc, nw, nc, (int)n, 1e-6f);
-                for (int64_t r = 0; r < n; r++) xn[r] = xc[r] + slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, nc, n) + bias[r];
+                for (int64_t r = 0; r < n; r++)
+                    xn[r] = xc[r] + slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, nc, n) + bias[r];
                 slm_ref_swiglu(xn, xn, gc, (int)n);
-                for (int64_t r = 0; r < n; r++) x2[r] = slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, gc, n) + xn[r];
+                for (int64_t r = 0; r < n; r++)
+                    x2[r] = slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, gc, n) + xn[r];
             }
             bool is_float = t == SLM_F32 || t == SLM_F16 || t == SLM_BF16;
             slm_harness_judge(h, what, got, r_x2, ne, 4 * (is_float ? h->tol_matmul_float : h->tol_matmul_quant));
@@ -463,15 +540,27 @@ void slm_harness_chain(slm_harness *h, slm_dtype t, int64_t n, int64_t T) {
         CHECK(0, "%s: buffers", what);
         h->n_fail++;
     }
-    slm_harness_free(h, &bw); slm_harness_free(h, &bx); slm_harness_free(h, &bn); slm_harness_free(h, &bb);
-    slm_harness_free(h, &bg); slm_harness_free(h, &bx2);
-    free(w); free(x); free(nw); free(bias); free(r_n); free(r_x); free(r_g); free(r_x2); free(got);
+    slm_harness_free(h, &bw);
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bn);
+    slm_harness_free(h, &bb);
+    slm_harness_free(h, &bg);
+    slm_harness_free(h, &bx2);
+    free(w);
+    free(x);
+    free(nw);
+    free(bias);
+    free(r_n);
+    free(r_x);
+    free(r_g);
+    free(r_x2);
+    free(got);
 }
 
 /* ---- the whole suite --------------------------------------------------------------------------------- */
 
-#define SLM_HARNESS_WTYPE_LIST SLM_F32, SLM_F16, SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0, SLM_Q5_1, SLM_Q8_0, \
-                               SLM_Q4_K, SLM_Q5_K, SLM_Q6_K
+#define SLM_HARNESS_WTYPE_LIST                                                                                         \
+    SLM_F32, SLM_F16, SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0, SLM_Q5_1, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K
 /* The header declares the array with SLM_HARNESS_N_WTYPES elements, so a shorter list would be zero-filled. */
 _Static_assert(sizeof((slm_dtype[]){SLM_HARNESS_WTYPE_LIST}) / sizeof(slm_dtype) == SLM_HARNESS_N_WTYPES,
                "SLM_HARNESS_N_WTYPES must count the weight types");
@@ -481,7 +570,7 @@ void slm_harness_run_matmuls(slm_harness *h, slm_dtype t) {
     const slm_dtype_info *ti = slm_dtype_get(t);
     int64_t qb = ti->block_elems;
     if (qb == 1) {
-        slm_harness_matmul(h, t, 100, 37, 1, false);   /* K not a multiple of 32 */
+        slm_harness_matmul(h, t, 100, 37, 1, false); /* K not a multiple of 32 */
         slm_harness_matmul(h, t, 576, 130, 1, true);
         slm_harness_matmul(h, t, 333, 65, 7, true);
         slm_harness_matmul(h, t, 64, 1, 1, false);
@@ -527,18 +616,18 @@ void slm_harness_run_all(slm_harness *h) {
     slm_harness_rmsnorm(h, 4099, 2);
     slm_harness_rope(h, 64, 9, 1, 64, false, false, 5);
     slm_harness_rope(h, 64, 9, 3, 64, true, false, 1000);
-    slm_harness_rope(h, 128, 3, 4, 96, true, true, 17);   /* partial rotation + frequency factors */
+    slm_harness_rope(h, 128, 3, 4, 96, true, true, 17); /* partial rotation + frequency factors */
     slm_harness_rope(h, 80, 5, 2, 32, false, true, 4000);
     slm_harness_kv_write(h, 192, 40, 1, 17, 0);
     slm_harness_kv_write(h, 130, 64, 9, 3, 0);
-    slm_harness_kv_write(h, 512, 50, 3, 20, 32);           /* padded rows, as the KV cache has them */
-    slm_harness_attention(h, 64, 4, 2, 32, 1, 0, 0);       /* first token: one key */
+    slm_harness_kv_write(h, 512, 50, 3, 20, 32);     /* padded rows, as the KV cache has them */
+    slm_harness_attention(h, 64, 4, 2, 32, 1, 0, 0); /* first token: one key */
     slm_harness_attention(h, 64, 9, 3, 128, 1, 100, 0);
-    slm_harness_attention(h, 128, 4, 1, 1100, 1, 1030, 0);  /* long context at batch 1 */
+    slm_harness_attention(h, 128, 4, 1, 1100, 1, 1030, 0); /* long context at batch 1 */
     slm_harness_attention(h, 96, 6, 2, 2100, 1, 2049, 0);
-    slm_harness_attention(h, 64, 4, 4, 96, 9, 40, 0);       /* prompt batch, causal */
+    slm_harness_attention(h, 64, 4, 4, 96, 9, 40, 0); /* prompt batch, causal */
     slm_harness_attention(h, 128, 2, 1, 300, 13, 0, 0);
-    slm_harness_attention(h, 64, 32, 8, 600, 1, 550, 32);   /* padded rows (8 kv heads of 64, as Llama 3.2 1B) */
+    slm_harness_attention(h, 64, 32, 8, 600, 1, 550, 32); /* padded rows (8 kv heads of 64, as Llama 3.2 1B) */
     slm_harness_attention(h, 64, 32, 8, 200, 7, 100, 32);
     slm_harness_eltwise(h, SLM_OP_SWIGLU, 1536, 1);
     slm_harness_eltwise(h, SLM_OP_SWIGLU, 1000, 3);
@@ -554,6 +643,6 @@ void slm_harness_report(const slm_harness *h, const char *name) {
     printf("%s on %s: %d passed, %d failed, %d skipped\n", name, h->dev->name, h->n_pass, h->n_fail, h->n_skip);
     for (int k = 0; k < SLM_OP_KIND_COUNT; k++)
         if (h->op_count[k])
-            printf("  %-10s %3d runs, %8.3f ms mean (run+sync wall time, test shapes)\n", slm_op_kind_name((slm_op_kind)k),
-                   h->op_count[k], 1e3 * h->op_seconds[k] / h->op_count[k]);
+            printf("  %-10s %3d runs, %8.3f ms mean (run+sync wall time, test shapes)\n",
+                   slm_op_kind_name((slm_op_kind)k), h->op_count[k], 1e3 * h->op_seconds[k] / h->op_count[k]);
 }

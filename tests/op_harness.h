@@ -32,16 +32,16 @@
 typedef struct slm_harness {
     slm_device *dev;
     uint64_t seed;
-    bool require_all;  /* an unsupported op is a failure (else a skip) */
-    bool verbose;      /* one line per check */
+    bool require_all; /* an unsupported op is a failure (else a skip) */
+    bool verbose;     /* one line per check */
     /* NMSE limits by precision. The device sees exactly the quantized weights and f16 cache the reference
      * sees, so only accumulation order (and activation quantization on backends that do it) differ. */
-    double tol_matmul_float;   /* f32 / f16 / bf16 weights */
-    double tol_matmul_quant;   /* block-quantized weights */
-    double tol_f32;            /* embed, rmsnorm, rope, add, swiglu */
-    double tol_kv;             /* f32 -> f16 cache rows (rounding mode may differ) */
+    double tol_matmul_float; /* f32 / f16 / bf16 weights */
+    double tol_matmul_quant; /* block-quantized weights */
+    double tol_f32;          /* embed, rmsnorm, rope, add, swiglu */
+    double tol_kv;           /* f32 -> f16 cache rows (rounding mode may differ) */
     double tol_attn;
-    size_t offset;             /* byte offset of every operand in its buffer (default SLM_HARNESS_OFFSET) */
+    size_t offset; /* byte offset of every operand in its buffer (default SLM_HARNESS_OFFSET) */
     int n_pass, n_fail, n_skip;
     double op_seconds[SLM_OP_KIND_COUNT]; /* wall time of run + sync per kind (includes submission) */
     int op_count[SLM_OP_KIND_COUNT];
@@ -63,8 +63,7 @@ bool slm_harness_download(slm_harness *h, slm_harness_buf *b, void *out, size_t 
 /* Runs the ops as one split and waits. False (and a message) on any error. */
 bool slm_harness_exec(slm_harness *h, const slm_op *ops, int n, const char *what);
 /* One check: NMSE of got against want within tol, and no NaN; counts a pass or a failure. */
-void slm_harness_judge(slm_harness *h, const char *what, const float *got, const float *want, int64_t n,
-                       double tol);
+void slm_harness_judge(slm_harness *h, const char *what, const float *got, const float *want, int64_t n, double tol);
 uint64_t *slm_harness_rng(slm_harness *h);
 /* Random weight matrix [K, N] of type t: returns the encoded bytes (row r at r * row_bytes; caller frees). */
 void *slm_harness_weights(slm_harness *h, slm_dtype t, int64_t K, int64_t N, size_t *row_bytes);

@@ -61,7 +61,8 @@ static void test_options(void) {
 
     /* a GPU device without -ngl puts every layer on it; ranges, auto, flags */
     CHECK(parse(&o, &err, "-m x -dev cuda:0 -p 0 -n 1-4+1,64 --profile --sweep-ngl --svg s.svg --no-warmup -o csv") ==
-              SLM_OK, "parse: %s", err.msg);
+              SLM_OK,
+          "parse: %s", err.msg);
     CHECK(o.n_gpu_layers.n == 1 && o.n_gpu_layers.v[0] == SLM_NGL_ALL, "dev implies ngl all");
     CHECK(o.n_gen.n == 5 && o.n_gen.v[0] == 1 && o.n_gen.v[3] == 4 && o.n_gen.v[4] == 64, "range list");
     CHECK(o.profile && o.sweep_ngl && !o.warmup && !strcmp(o.svg_path, "s.svg") && o.format == BENCH_CSV, "flags 2");
@@ -74,23 +75,23 @@ static void test_options(void) {
     CHECK(bench_parse_int_list("auto,4", true, &l, &err) == SLM_OK && l.n == 2 && l.v[0] == SLM_NGL_AUTO, "auto");
 
     const char *bad[] = {
-        "",                             /* no model */
-        "-m x -p",                      /* missing value */
-        "-m x -p 1,,2",                 /* empty item */
-        "-m x -p 12a",                  /* not a number */
-        "-m x -t all",                  /* words only for -ngl */
-        "-m x -o xml",                  /* format */
-        "-m x --frobnicate",            /* unknown */
-        "-m x -r 0",                    /* reps */
-        "-m x -r 1,2",                  /* one number */
-        "-m x -p 5-1",                  /* empty range */
-        "-m x -p 0 -n 0",               /* nothing to run */
-        "-m x -b 0",                    /* batch */
-        "--write-synthetic f.gguf -m x",/* needs --synthetic */
-        "-m x --peak-mib 8",            /* too small a buffer to measure anything */
-        "-m x -ctk q8_0",               /* the engine has f16 KV only */
-        "-m x -ctk f16,q4_0",           /* one bad item spoils the list */
-        "-m x -ctk f1",                 /* no prefix match */
+        "",                              /* no model */
+        "-m x -p",                       /* missing value */
+        "-m x -p 1,,2",                  /* empty item */
+        "-m x -p 12a",                   /* not a number */
+        "-m x -t all",                   /* words only for -ngl */
+        "-m x -o xml",                   /* format */
+        "-m x --frobnicate",             /* unknown */
+        "-m x -r 0",                     /* reps */
+        "-m x -r 1,2",                   /* one number */
+        "-m x -p 5-1",                   /* empty range */
+        "-m x -p 0 -n 0",                /* nothing to run */
+        "-m x -b 0",                     /* batch */
+        "--write-synthetic f.gguf -m x", /* needs --synthetic */
+        "-m x --peak-mib 8",             /* too small a buffer to measure anything */
+        "-m x -ctk q8_0",                /* the engine has f16 KV only */
+        "-m x -ctk f16,q4_0",            /* one bad item spoils the list */
+        "-m x -ctk f1",                  /* no prefix match */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
@@ -187,18 +188,18 @@ static void file_bytes(const slm_gguf *g, int kv_type_bytes, bench_bytes *out) {
     bool has_output = slm_gguf_find_tensor(g, "output.weight") != NULL;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const slm_gguf_tensor *t = &g->tensors[i];
-        if (slm_gguf_str_eq(t->name, "rope_freqs.weight")) continue;  /* a few floats, kept by the rope op */
+        if (slm_gguf_str_eq(t->name, "rope_freqs.weight")) continue; /* a few floats, kept by the rope op */
         if (slm_gguf_str_eq(t->name, "token_embd.weight")) {
-            out->weights += t->size / (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);  /* one row */
-            if (!has_output) out->weights += t->size;                           /* tied: it is the head */
+            out->weights += t->size / (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]); /* one row */
+            if (!has_output) out->weights += t->size;                             /* tied: it is the head */
             continue;
         }
         out->weights += t->size;
     }
     slm_hparams hp;
     if (slm_arch_read_hparams(g, &hp, NULL) == SLM_OK)
-        out->kv_per_pos = 2ull * (uint64_t)hp.n_layer * (uint64_t)hp.n_head_kv * (uint64_t)hp.head_dim *
-                          (uint64_t)kv_type_bytes;
+        out->kv_per_pos =
+            2ull * (uint64_t)hp.n_layer * (uint64_t)hp.n_head_kv * (uint64_t)hp.head_dim * (uint64_t)kv_type_bytes;
     out->dev_weights[0] = out->weights;
     out->dev_kv_per_pos[0] = out->kv_per_pos;
 }
@@ -268,7 +269,7 @@ static void test_accounting(void) {
         CHECK(row.pct_peak == 0, "no peak measured, no %% of peak");
         memset(&row, 0, sizeof row);
         row.kind = BENCH_PP;
-        row.n_tokens = 65;  /* the context is 64 */
+        row.n_tokens = 65; /* the context is 64 */
         row.n_batch = 512;
         bench_run_test(m, &o, &si, &row);
         CHECK(!row.ok && row.error[0], "a test larger than the context is an error row");
@@ -331,8 +332,7 @@ static const char *jstring(const char *p) {
                 for (int i = 1; i <= 4; i++)
                     if (!strchr("0123456789abcdefABCDEF", p[i]) || !p[i]) return NULL;
                 p += 4;
-            } else if (!*p || !strchr("\"\\/bfnrt", *p))
-                return NULL;
+            } else if (!*p || !strchr("\"\\/bfnrt", *p)) return NULL;
         }
         p++;
     }
@@ -342,7 +342,8 @@ static const char *jnumber(const char *p) {
     const char *s = p;
     if (*p == '-') p++;
     if (*p == '0') p++;
-    else if (*p >= '1' && *p <= '9') while (*p >= '0' && *p <= '9') p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9') p++;
     else return NULL;
     if (*p == '.') {
         p++;
@@ -375,7 +376,10 @@ static const char *jvalue(const char *p, int depth) {
             p = jvalue(p, depth + 1);
             if (!p) return NULL;
             p = ws(p);
-            if (*p == ',') { p++; continue; }
+            if (*p == ',') {
+                p++;
+                continue;
+            }
             return *p == close ? p + 1 : NULL;
         }
     }
@@ -398,9 +402,11 @@ static int csv_fields(const char *line, int want, char *out, size_t out_len) {
     if (out_len) out[0] = 0;
     for (const char *p = line;; p++) {
         if (q) {
-            if (*p == '"' && p[1] == '"') { if (n == want && o + 1 < out_len) out[o++] = '"'; p++; }
-            else if (*p == '"') q = false;
-            else if (!*p) return -1;  /* unterminated */
+            if (*p == '"' && p[1] == '"') {
+                if (n == want && o + 1 < out_len) out[o++] = '"';
+                p++;
+            } else if (*p == '"') q = false;
+            else if (!*p) return -1; /* unterminated */
             else if (n == want && o + 1 < out_len) out[o++] = *p;
             continue;
         }
@@ -506,7 +512,9 @@ static void test_formats(void) {
             CHECK(n == header_fields && n == 35, "record %d has %d fields (header %d)", records, n, header_fields);
             if (records >= 1) {
                 /* the fields by their header names, as a spreadsheet would read them */
-                static const struct { const char *name, *row1, *row2; } want[] = {
+                static const struct {
+                    const char *name, *row1, *row2;
+                } want[] = {
                     {"model", "weird \"name\", with\\ | pipes\nand a newline", "second"},
                     {"cpu_info", "CPU \"quoted\"\tname", "CPU \"quoted\"\tname"},
                     {"n_cores", NULL, NULL},

@@ -17,7 +17,7 @@ static const char SMOLLM2[] =
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' "
     "+ message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|im_start|>assistant\n' }}{% endif %}";
-static const char QWEN25_ESCAPED[] =  /* a template that writes its newlines as the escape \n */
+static const char QWEN25_ESCAPED[] = /* a template that writes its newlines as the escape \n */
     "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + "
     "'<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a "
     "helpful assistant.<|im_end|>\\n' }}{%- endif %}";
@@ -88,7 +88,7 @@ static slm_tokenizer *make_vocab(const char *const *extra, int n_extra, int32_t 
         s = slm_gguf_writer_write_memory(w, &buf, &size, &err);
     }
     if (!s) s = slm_gguf_open_memory(buf, size, &g, &err);
-    if (!s) s = slm_tokenizer_create(g, &t, &err);  /* copies what it needs: g and buf may go */
+    if (!s) s = slm_tokenizer_create(g, &t, &err); /* copies what it needs: g and buf may go */
     CHECK(s == SLM_OK, "synthetic vocabulary: %s", err.msg);
     slm_gguf_close(g);
     free(buf);
@@ -107,10 +107,10 @@ static void check_vocab_fallback(void) {
         {{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}, 3, SLM_CHAT_LLAMA3},
         {{"<|im_start|>", "<|im_end|>"}, 2, SLM_CHAT_CHATML},
         {{"<|user|>", "<|assistant|>", "<|end|>", "<|system|>"}, 4, SLM_CHAT_PHI3},
-        {{"<|im_start|>", "<|im_end|>", "<|im_sep|>"}, 3, SLM_CHAT_PHI4},  /* not ChatML: more specific */
-        {{"<|im_start|>"}, 1, SLM_CHAT_NONE},                              /* half a pair is no layout */
+        {{"<|im_start|>", "<|im_end|>", "<|im_sep|>"}, 3, SLM_CHAT_PHI4}, /* not ChatML: more specific */
+        {{"<|im_start|>"}, 1, SLM_CHAT_NONE},                             /* half a pair is no layout */
         {{"<start_of_turn>"}, 1, SLM_CHAT_NONE},
-        {{"[INST]", "[/INST]"}, 2, SLM_CHAT_NONE},                          /* Llama 2: not supported */
+        {{"[INST]", "[/INST]"}, 2, SLM_CHAT_NONE}, /* Llama 2: not supported */
         {{0}, 0, SLM_CHAT_NONE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -126,8 +126,7 @@ static void check_vocab_fallback(void) {
             if (cases[i].want == SLM_CHAT_NONE)
                 CHECK(s == SLM_ERR_UNSUPPORTED && strstr(err.msg, "no chat template"),
                       "vocab case %zu: no fitting family must fail clearly (%d: %s)", i, s, err.msg);
-            else
-                CHECK(s == SLM_OK && t.family == cases[i].want && t.from_vocab, "vocab case %zu: init %d", i, s);
+            else CHECK(s == SLM_OK && t.family == cases[i].want && t.from_vocab, "vocab case %zu: init %d", i, s);
             if (!s) slm_chat_template_free(&t);
             slm_tokenizer_free(v);
         }
@@ -171,7 +170,10 @@ static void check_gemma_model(void) {
     slm_status s = slm_gguf_open(path, &g, &err);
     if (!s) s = slm_tokenizer_create(g, &tok, &err);
     CHECK(s == SLM_OK, "gemma-3: %s", err.msg);
-    if (s) { slm_gguf_close(g); return; }
+    if (s) {
+        slm_gguf_close(g);
+        return;
+    }
     slm_gguf_str tmpl;
     CHECK(!slm_gguf_get_str(g, "tokenizer.chat_template", &tmpl), "gemma-3 test file unexpectedly has a template");
     CHECK(slm_tokenizer_find(tok, "<start_of_turn>", 15) == 105 && slm_tokenizer_find(tok, "<|im_start|>", 12) < 0,
@@ -275,8 +277,8 @@ int main(void) {
            "<start_of_turn>user\nHi!<end_of_turn>\n<start_of_turn>model\nHello. How can I help?<end_of_turn>\n"
            "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n",
            "gemma");
-    expect(GEMMA, with_sys, 2, true,
-           "<start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n<start_of_turn>model\n", "gemma with system");
+    expect(GEMMA, with_sys, 2, true, "<start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n<start_of_turn>model\n",
+           "gemma with system");
 
     /* bad roles are refused */
     const slm_chat_msg bad[] = {{"tool", "x"}};
@@ -287,13 +289,17 @@ int main(void) {
 
     /* the helper behind `slm run --chat` */
     CHECK(slm_chat_format_single(SMOLLM2, NULL, "Be brief.", "Hi!", &out, &err) == SLM_OK, "single: %s", err.msg);
-    CHECK(out && !strcmp(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
-                              "<|im_start|>assistant\n"),
+    CHECK(out &&
+              !strcmp(out,
+                      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
+                      "<|im_start|>assistant\n"),
           "single with system: %s", out ? out : "(null)");
     free(out);
     CHECK(slm_chat_format_single(LLAMA3, NULL, NULL, "Hi!", &out, &err) == SLM_OK, "single llama3");
-    CHECK(out && !strcmp(out, "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
-                              "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    CHECK(out &&
+              !strcmp(out,
+                      "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+                      "<|start_header_id|>assistant<|end_header_id|>\n\n"),
           "single llama3: %s", out ? out : "(null)");
     free(out);
     CHECK(slm_chat_format_single("{{ messages }}", NULL, NULL, "Hi!", &out, &err) == SLM_ERR_UNSUPPORTED, "unknown");

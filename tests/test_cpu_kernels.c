@@ -93,7 +93,7 @@ static void run_case(slm_dtype t, int64_t n_rows, int64_t k, size_t row_pad, isa
         slm_test_fill(x + c * k, k, seed, 2.0f);
         if (c == 2)
             for (int64_t i = 0; i < k && i < 32; i++) x[c * k + i] = 0; /* a block of zeros: scale 0 */
-        if (c == 3) x[c * k + k / 2] = 40.0f;                             /* an outlier */
+        if (c == 3) x[c * k + k / 2] = 40.0f;                           /* an outlier */
     }
     /* reference and the per-output bound */
     int64_t ostride = n_rows + 3;
@@ -125,8 +125,8 @@ static void run_case(slm_dtype t, int64_t n_rows, int64_t k, size_t row_pad, isa
                     if (!(e <= bound[c * ostride + r])) {
                         if (bad < 3)
                             fprintf(stderr, "  %s %s rows=%lld k=%lld nc=%d: out[%d][%lld] = %g, ref %g, bound %g\n",
-                                    slm_cpu_isa_name(kk->isa), slm_dtype_name(t), (long long)n_rows, (long long)k,
-                                    nc, c, (long long)r, o, ref[c * ostride + r], bound[c * ostride + r]);
+                                    slm_cpu_isa_name(kk->isa), slm_dtype_name(t), (long long)n_rows, (long long)k, nc,
+                                    c, (long long)r, o, ref[c * ostride + r], bound[c * ostride + r]);
                         bad++;
                     }
                 }
@@ -294,8 +294,8 @@ static void test_real_model(isa_run *runs, int n_runs) {
             for (int64_t i = 0; i < nc * n_rows; i++) bad += !(fabsf(out[i] - ref[i]) <= bound[i]);
             double e = slm_test_nmse(out, ref, nc * n_rows);
             CHECK(bad == 0 && e < 1e-4, "%s real tensor %.*s (%s, k=%lld): %d out of bound, NMSE %.3g",
-                  slm_cpu_isa_name(kk->isa), (int)t->name.len, t->name.ptr, slm_dtype_name(t->type), (long long)k,
-                  bad, e);
+                  slm_cpu_isa_name(kk->isa), (int)t->name.len, t->name.ptr, slm_dtype_name(t->type), (long long)k, bad,
+                  e);
             free(xq);
             if (kk->gemm && kk->gemm_has(t->type)) {
                 /* the packed GEMM on the same real rows (its own activation layout and scratch) */
@@ -307,8 +307,8 @@ static void test_real_model(isa_run *runs, int n_runs) {
                 for (int64_t i = 0; i < nc * n_rows; i++) gbad += !(fabsf(out[i] - ref[i]) <= bound[i]);
                 double ge = slm_test_nmse(out, ref, nc * n_rows);
                 CHECK(gbad == 0 && ge < 1e-4, "%s gemm real tensor %.*s (%s, k=%lld): %d out of bound, NMSE %.3g",
-                      slm_cpu_isa_name(kk->isa), (int)t->name.len, t->name.ptr, slm_dtype_name(t->type),
-                      (long long)k, gbad, ge);
+                      slm_cpu_isa_name(kk->isa), (int)t->name.len, t->name.ptr, slm_dtype_name(t->type), (long long)k,
+                      gbad, ge);
                 free(gx);
                 free(scratch);
             }
@@ -337,8 +337,8 @@ static const slm_dtype GEMM_TYPES[] = {SLM_Q4_0, SLM_Q4_1, SLM_Q5_0, SLM_Q5_1, S
 
 /* extreme != 0: block scales of the weights swing between ~1e3 and ~1e-5 (f16 subnormal scales) and the
  * activation columns between 1e5 and 1e-5, to catch overflow or lost precision in the scale products. */
-static void gemm_case(const slm_cpu_kernels *kk, const slm_cpu_kernels *scalar, slm_dtype t, int64_t n_rows,
-                      int64_t k, int64_t n_cols, int extreme, uint64_t *seed, err_sum *vs_ref) {
+static void gemm_case(const slm_cpu_kernels *kk, const slm_cpu_kernels *scalar, slm_dtype t, int64_t n_rows, int64_t k,
+                      int64_t n_cols, int extreme, uint64_t *seed, err_sum *vs_ref) {
     size_t wrb = slm_dtype_row_bytes(t, k) + 1; /* odd row pitch: no alignment of the weights assumed */
     uint8_t *w = calloc((size_t)n_rows, wrb);
     float *wf = malloc((size_t)k * sizeof(float)), *wd = malloc((size_t)n_rows * k * sizeof(float));
@@ -400,9 +400,8 @@ static void gemm_case(const slm_cpu_kernels *kk, const slm_cpu_kernels *scalar, 
         scalar->matmul(t, w, wrb, n_rows, xq, act, n_cols, k, mm, os);
         err_sum e = {0, 0};
         for (int64_t c = 0; c < n_cols; c++) err_add(&e, out + c * os, mm + c * os, n_rows);
-        CHECK(err_nmse(&e) < 1e-10, "gemm %s rows=%lld k=%lld T=%lld%s: NMSE vs scalar matmul %.3g",
-              slm_dtype_name(t), (long long)n_rows, (long long)k, (long long)n_cols, extreme ? " extreme" : "",
-              err_nmse(&e));
+        CHECK(err_nmse(&e) < 1e-10, "gemm %s rows=%lld k=%lld T=%lld%s: NMSE vs scalar matmul %.3g", slm_dtype_name(t),
+              (long long)n_rows, (long long)k, (long long)n_cols, extreme ? " extreme" : "", err_nmse(&e));
     }
     free(w);
     free(wf);
@@ -478,8 +477,8 @@ static void test_gemm(const isa_run *runs, int n_runs) {
                 CHECK(err_nmse(&e) < 1e-4, "%s gemm %s k=%lld: NMSE vs ref %.3g", slm_cpu_isa_name(kk->isa),
                       slm_dtype_name(t), (long long)ks[ki], err_nmse(&e));
                 if (ki == 2)
-                    printf("  %-6s gemm %-5s k=%-5lld NMSE vs ref %.2e\n", slm_cpu_isa_name(kk->isa),
-                           slm_dtype_name(t), (long long)ks[ki], err_nmse(&e));
+                    printf("  %-6s gemm %-5s k=%-5lld NMSE vs ref %.2e\n", slm_cpu_isa_name(kk->isa), slm_dtype_name(t),
+                           (long long)ks[ki], err_nmse(&e));
             }
             /* more columns than one of the GEMM's column chunks at k = 4096 (~200): several chunks */
             {

@@ -70,9 +70,9 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
     size_t o_a = o_v + NKVE * 4, o_o = o_a + NE * 4, o_pos = o_o + NE * 4, act_bytes = o_pos + 64;
     slm_harness_buf bact, bw[4], bnw, bkc, bvc;
     bool ok = slm_harness_alloc(h, &bact, NULL, act_bytes) && slm_harness_alloc(h, &bw[0], wq, rb * NE) &&
-              slm_harness_alloc(h, &bw[1], wk, rb * NKVE) && slm_harness_alloc(h, &bw[2], wv, rb * NKVE) &&
-              slm_harness_alloc(h, &bw[3], wo, rbo * NE) && slm_harness_alloc(h, &bnw, nw, sizeof nw) &&
-              slm_harness_alloc(h, &bkc, s.kc, sizeof s.kc) && slm_harness_alloc(h, &bvc, s.vc, sizeof s.vc);
+        slm_harness_alloc(h, &bw[1], wk, rb * NKVE) && slm_harness_alloc(h, &bw[2], wv, rb * NKVE) &&
+        slm_harness_alloc(h, &bw[3], wo, rbo * NE) && slm_harness_alloc(h, &bnw, nw, sizeof nw) &&
+        slm_harness_alloc(h, &bkc, s.kc, sizeof s.kc) && slm_harness_alloc(h, &bvc, s.vc, sizeof s.vc);
     CHECK(ok, "decode replay: buffers");
     if (ok) ok = slm_buffer_upload(&bact.buf, SLM_HARNESS_OFFSET + o_x, s.x, sizeof s.x, &err) == SLM_OK;
     const size_t B = SLM_HARNESS_OFFSET;
@@ -89,30 +89,61 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
     slm_op ops[12];
     memset(ops, 0, sizeof ops);
     int n = 0;
-    ops[n].kind = SLM_OP_RMSNORM; ops[n].p.norm.eps = 1e-5f; ops[n].src[0] = x;
-    ops[n].src[1] = slm_tensor_make(&bnw.buf, B, SLM_F32, NE, 1, 1, 1); ops[n++].dst = xn;
+    ops[n].kind = SLM_OP_RMSNORM;
+    ops[n].p.norm.eps = 1e-5f;
+    ops[n].src[0] = x;
+    ops[n].src[1] = slm_tensor_make(&bnw.buf, B, SLM_F32, NE, 1, 1, 1);
+    ops[n++].dst = xn;
     slm_tensor outs[3] = {q, k, v};
     int64_t rows[3] = {NE, NKVE, NKVE};
     for (int i = 0; i < 3; i++) {
-        ops[n].kind = SLM_OP_MATMUL; ops[n].src[0] = slm_tensor_make(&bw[i].buf, B, t, NE, rows[i], 1, 1);
-        ops[n].src[1] = xn; ops[n++].dst = outs[i];
+        ops[n].kind = SLM_OP_MATMUL;
+        ops[n].src[0] = slm_tensor_make(&bw[i].buf, B, t, NE, rows[i], 1, 1);
+        ops[n].src[1] = xn;
+        ops[n++].dst = outs[i];
     }
     for (int i = 0; i < 2; i++) {
         slm_tensor hv = i ? k : q;
-        hv.ne[0] = HD; hv.ne[1] = i ? NKV : NH; hv.ne[2] = 1;
-        hv.nb[1] = HD * 4; hv.nb[2] = hv.nb[1] * (size_t)hv.ne[1]; hv.nb[3] = hv.nb[2];
-        ops[n].kind = SLM_OP_ROPE; ops[n].dst = ops[n].src[0] = hv; ops[n].src[1] = pos;
-        ops[n].p.rope.n_rot = HD; ops[n].p.rope.neox = true; ops[n].p.rope.freq_base = 10000.0f;
+        hv.ne[0] = HD;
+        hv.ne[1] = i ? NKV : NH;
+        hv.ne[2] = 1;
+        hv.nb[1] = HD * 4;
+        hv.nb[2] = hv.nb[1] * (size_t)hv.ne[1];
+        hv.nb[3] = hv.nb[2];
+        ops[n].kind = SLM_OP_ROPE;
+        ops[n].dst = ops[n].src[0] = hv;
+        ops[n].src[1] = pos;
+        ops[n].p.rope.n_rot = HD;
+        ops[n].p.rope.neox = true;
+        ops[n].p.rope.freq_base = 10000.0f;
         ops[n++].p.rope.freq_scale = 1.0f;
     }
-    ops[n].kind = SLM_OP_KV_WRITE; ops[n].src[0] = k; ops[n].src[1] = pos; ops[n++].dst = kc;
-    ops[n].kind = SLM_OP_KV_WRITE; ops[n].src[0] = v; ops[n].src[1] = pos; ops[n++].dst = vc;
-    ops[n].kind = SLM_OP_ATTENTION; ops[n].src[0] = q; ops[n].src[1] = kc; ops[n].src[2] = vc; ops[n].src[3] = pos;
-    ops[n].dst = a; ops[n].p.attn.n_head = NH; ops[n].p.attn.n_head_kv = NKV; ops[n].p.attn.head_dim = HD;
+    ops[n].kind = SLM_OP_KV_WRITE;
+    ops[n].src[0] = k;
+    ops[n].src[1] = pos;
+    ops[n++].dst = kc;
+    ops[n].kind = SLM_OP_KV_WRITE;
+    ops[n].src[0] = v;
+    ops[n].src[1] = pos;
+    ops[n++].dst = vc;
+    ops[n].kind = SLM_OP_ATTENTION;
+    ops[n].src[0] = q;
+    ops[n].src[1] = kc;
+    ops[n].src[2] = vc;
+    ops[n].src[3] = pos;
+    ops[n].dst = a;
+    ops[n].p.attn.n_head = NH;
+    ops[n].p.attn.n_head_kv = NKV;
+    ops[n].p.attn.head_dim = HD;
     ops[n++].p.attn.scale = 1.0f / sqrtf((float)HD);
-    ops[n].kind = SLM_OP_MATMUL; ops[n].src[0] = slm_tensor_make(&bw[3].buf, B, t, NE, NE, 1, 1); ops[n].src[1] = a;
+    ops[n].kind = SLM_OP_MATMUL;
+    ops[n].src[0] = slm_tensor_make(&bw[3].buf, B, t, NE, NE, 1, 1);
+    ops[n].src[1] = a;
     ops[n++].dst = o;
-    ops[n].kind = SLM_OP_ADD; ops[n].src[0] = x; ops[n].src[1] = o; ops[n++].dst = x;
+    ops[n].kind = SLM_OP_ADD;
+    ops[n].src[0] = x;
+    ops[n].src[1] = o;
+    ops[n++].dst = x;
     for (int i = 0; i < n; i++) ops[i].name = "decode_replay";
 
     slm_cuda_stats before = slm_cuda_get_stats(dev);
@@ -145,8 +176,13 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
     }
     slm_harness_free(h, &bact);
     for (int i = 0; i < 4; i++) slm_harness_free(h, &bw[i]);
-    slm_harness_free(h, &bnw); slm_harness_free(h, &bkc); slm_harness_free(h, &bvc);
-    free(wq); free(wk); free(wv); free(wo);
+    slm_harness_free(h, &bnw);
+    slm_harness_free(h, &bkc);
+    slm_harness_free(h, &bvc);
+    free(wq);
+    free(wk);
+    free(wv);
+    free(wo);
 }
 #endif
 
@@ -155,7 +191,7 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
  * and rows of random bytes (every bit pattern of quants, packed scales and high bits; the f16 scale fields
  * set to finite values). Needs no GPU. */
 static void host_decoders(void) {
-    static const slm_dtype types[] = {SLM_F32, SLM_F16, SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0,
+    static const slm_dtype types[] = {SLM_F32,  SLM_F16,  SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0,
                                       SLM_Q5_1, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K};
     uint64_t rng = 0xc0dec0deULL;
     const int64_t n = 1024;
@@ -171,8 +207,14 @@ static void host_decoders(void) {
             if (variant == 0) {
                 slm_test_fill(x, n, &rng, 2.0f);
                 if (t == SLM_F32) memcpy(row, x, rb);
-                else if (t == SLM_F16) for (int64_t i = 0; i < n; i++) row16[i] = slm_f32_to_f16(x[i]);
-                else if (t == SLM_BF16) for (int64_t i = 0; i < n; i++) { uint32_t u; memcpy(&u, &x[i], 4); row16[i] = (uint16_t)(u >> 16); }
+                else if (t == SLM_F16)
+                    for (int64_t i = 0; i < n; i++) row16[i] = slm_f32_to_f16(x[i]);
+                else if (t == SLM_BF16)
+                    for (int64_t i = 0; i < n; i++) {
+                        uint32_t u;
+                        memcpy(&u, &x[i], 4);
+                        row16[i] = (uint16_t)(u >> 16);
+                    }
                 else slm_ref_quantize_row(t, x, row, n);
             } else {
                 for (size_t i = 0; i < rb; i++) row[i] = (uint8_t)(slm_test_rand(&rng) >> 33);
@@ -193,12 +235,16 @@ static void host_decoders(void) {
             double e = ok ? slm_test_nmse(got, want, n) : 1.0;
             bool finite = true;
             for (int64_t i = 0; i < n; i++) finite = finite && got[i] == got[i];
-            printf("  host decoder %-5s %-12s nmse %.3g %s\n", slm_dtype_name(t), variant ? "random bytes" : "quantized", e,
-                   e <= 1e-12 && finite ? "ok" : "FAIL");
-            CHECK(e <= 1e-12 && finite, "host decoder %s (%s): nmse %g", slm_dtype_name(t), variant ? "random" : "quantized", e);
+            printf("  host decoder %-5s %-12s nmse %.3g %s\n", slm_dtype_name(t),
+                   variant ? "random bytes" : "quantized", e, e <= 1e-12 && finite ? "ok" : "FAIL");
+            CHECK(e <= 1e-12 && finite, "host decoder %s (%s): nmse %g", slm_dtype_name(t),
+                  variant ? "random" : "quantized", e);
         }
     }
-    free(x); free(want); free(got); free(row16);
+    free(x);
+    free(want);
+    free(got);
+    free(row16);
 }
 #endif
 
@@ -276,8 +322,8 @@ int main(void) {
     slm_harness_matmul(&h, SLM_Q4_K, 512, 77, 9, true);
     slm_harness_matmul(&h, SLM_Q8_0, 2048, 300, 64, false);
     slm_harness_matmul(&h, SLM_F16, 256, 40, 33, true);
-    slm_harness_attention(&h, 256, 2, 1, 200, 1, 150, 0);   /* the largest head_dim */
-    slm_harness_attention(&h, 80, 6, 3, 700, 20, 600, 32);   /* prompt batch deep into the cache */
+    slm_harness_attention(&h, 256, 2, 1, 200, 1, 150, 0);  /* the largest head_dim */
+    slm_harness_attention(&h, 80, 6, 3, 700, 20, 600, 32); /* prompt batch deep into the cache */
     slm_harness_embed(&h, SLM_Q6_K, 768, 50, 12);
 
     decode_replay(&h, SLM_Q4_K, 5, 5);

@@ -23,7 +23,10 @@ static void b_put(bytes *b, const void *p, size_t n) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n) cap *= 2;
         uint8_t *q = realloc(b->p, cap);
-        if (!q) { fprintf(stderr, "out of memory\n"); exit(1); }
+        if (!q) {
+            fprintf(stderr, "out of memory\n");
+            exit(1);
+        }
         b->p = q;
         b->cap = cap;
     }
@@ -37,7 +40,10 @@ static void b_le(bytes *b, uint64_t v, int n) {
 }
 static void b_u32(bytes *b, uint32_t v) { b_le(b, v, 4); }
 static void b_u64(bytes *b, uint64_t v) { b_le(b, v, 8); }
-static void b_str(bytes *b, const char *s) { b_u64(b, strlen(s)); b_put(b, s, strlen(s)); }
+static void b_str(bytes *b, const char *s) {
+    b_u64(b, strlen(s));
+    b_put(b, s, strlen(s));
+}
 static void b_header(bytes *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
     b_put(b, "GGUF", 4);
     b_u32(b, version);
@@ -126,9 +132,9 @@ static uint64_t touch_all(const slm_gguf *g) {
 
 static float f32_data[7] = {1.5f, -2.0f, 0.25f, 3e-5f, -7.0f, 1e10f, 0.0f};
 static uint16_t f16_data[15];
-static uint8_t q8_data[3 * 2 * 34];   /* q8_0 [64, 3] */
-static uint8_t q4k_data[2 * 144];     /* q4_k [256, 2] */
-static int32_t i32_data[8];           /* i32 [4, 1, 1, 2] */
+static uint8_t q8_data[3 * 2 * 34]; /* q8_0 [64, 3] */
+static uint8_t q4k_data[2 * 144];   /* q4_k [256, 2] */
+static int32_t i32_data[8];         /* i32 [4, 1, 1, 2] */
 
 static void fill_tensor_data(void) {
     for (int i = 0; i < 15; i++) f16_data[i] = slm_f32_to_f16((float)i * 0.5f - 3.0f);
@@ -140,32 +146,60 @@ static void fill_tensor_data(void) {
 /* Nested arrays encoded by hand: [[1, 2, 3], [], [-4]] of int32 and [["a", "bc"], ["def"]] of strings,
  * and a 3-deep [[[7], [8, 9]]] of uint16. */
 static void nested_i32(bytes *b) {
-    b_u32(b, SLM_GGUF_ARRAY); b_u64(b, 3);
-    b_u32(b, SLM_GGUF_INT32); b_u64(b, 3); b_u32(b, 1); b_u32(b, 2); b_u32(b, 3);
-    b_u32(b, SLM_GGUF_INT32); b_u64(b, 0);
-    b_u32(b, SLM_GGUF_INT32); b_u64(b, 1); b_u32(b, (uint32_t)-4);
+    b_u32(b, SLM_GGUF_ARRAY);
+    b_u64(b, 3);
+    b_u32(b, SLM_GGUF_INT32);
+    b_u64(b, 3);
+    b_u32(b, 1);
+    b_u32(b, 2);
+    b_u32(b, 3);
+    b_u32(b, SLM_GGUF_INT32);
+    b_u64(b, 0);
+    b_u32(b, SLM_GGUF_INT32);
+    b_u64(b, 1);
+    b_u32(b, (uint32_t)-4);
 }
 static void nested_str(bytes *b) {
-    b_u32(b, SLM_GGUF_ARRAY); b_u64(b, 2);
-    b_u32(b, SLM_GGUF_STRING); b_u64(b, 2); b_str(b, "a"); b_str(b, "bc");
-    b_u32(b, SLM_GGUF_STRING); b_u64(b, 1); b_str(b, "def");
+    b_u32(b, SLM_GGUF_ARRAY);
+    b_u64(b, 2);
+    b_u32(b, SLM_GGUF_STRING);
+    b_u64(b, 2);
+    b_str(b, "a");
+    b_str(b, "bc");
+    b_u32(b, SLM_GGUF_STRING);
+    b_u64(b, 1);
+    b_str(b, "def");
 }
 static void nested_deep(bytes *b) {
-    b_u32(b, SLM_GGUF_ARRAY); b_u64(b, 1);
-    b_u32(b, SLM_GGUF_ARRAY); b_u64(b, 2);
-    b_u32(b, SLM_GGUF_UINT16); b_u64(b, 1); b_le(b, 7, 2);
-    b_u32(b, SLM_GGUF_UINT16); b_u64(b, 2); b_le(b, 8, 2); b_le(b, 9, 2);
+    b_u32(b, SLM_GGUF_ARRAY);
+    b_u64(b, 1);
+    b_u32(b, SLM_GGUF_ARRAY);
+    b_u64(b, 2);
+    b_u32(b, SLM_GGUF_UINT16);
+    b_u64(b, 1);
+    b_le(b, 7, 2);
+    b_u32(b, SLM_GGUF_UINT16);
+    b_u64(b, 2);
+    b_le(b, 8, 2);
+    b_le(b, 9, 2);
 }
 
 static slm_gguf_writer *make_writer(uint32_t version, uint32_t alignment) {
     slm_gguf_writer *w;
     slm_error err;
-    if (slm_gguf_writer_create(&w, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    if (slm_gguf_writer_create(&w, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
     slm_gguf_writer_set_version(w, version);
     slm_gguf_writer_add_str(w, "general.architecture", "llama");
     if (alignment) slm_gguf_writer_add_u32(w, "general.alignment", alignment);
-    uint8_t u8 = 200; int8_t i8 = -100; uint16_t u16 = 60000; int16_t i16 = -30000;
-    int64_t i64 = -((int64_t)1 << 40); double f64 = 3.141592653589793;
+    uint8_t u8 = 200;
+    int8_t i8 = -100;
+    uint16_t u16 = 60000;
+    int16_t i16 = -30000;
+    int64_t i64 = -((int64_t)1 << 40);
+    double f64 = 3.141592653589793;
     slm_gguf_writer_add_scalar(w, "t.u8", SLM_GGUF_UINT8, &u8);
     slm_gguf_writer_add_scalar(w, "t.i8", SLM_GGUF_INT8, &i8);
     slm_gguf_writer_add_scalar(w, "t.u16", SLM_GGUF_UINT16, &u16);
@@ -224,7 +258,12 @@ static void check_valid(const slm_gguf *g, uint32_t version, uint64_t alignment,
     CHECK(g->n_kv == 28u + has_alignment_key, "n_kv %llu", (unsigned long long)g->n_kv);
     CHECK(g->n_tensors == 5, "n_tensors %llu", (unsigned long long)g->n_tensors);
 
-    uint64_t u; int64_t i; float f; double d; bool b; slm_gguf_str s;
+    uint64_t u;
+    int64_t i;
+    float f;
+    double d;
+    bool b;
+    slm_gguf_str s;
     CHECK(slm_gguf_get_str(g, "general.architecture", &s) && slm_gguf_str_eq(s, "llama"), "arch");
     CHECK(slm_gguf_get_u64(g, "t.u8", &u) && u == 200, "u8 %llu", (unsigned long long)u);
     CHECK(slm_gguf_get_i64(g, "t.i8", &i) && i == -100, "i8 %lld", (long long)i);
@@ -256,20 +295,21 @@ static void check_valid(const slm_gguf *g, uint32_t version, uint64_t alignment,
     if (kv) {
         CHECK(kv->arr_offsets != NULL, "arr_offsets of strings");
         const char *want[] = {"<s>", "", "\xe2\x96\x81the", "</s>"};
-        for (int k = 0; k < 4; k++)
-            CHECK(slm_gguf_arr_str(kv, k, &s) && slm_gguf_str_eq(s, want[k]), "arr_str[%d]", k);
+        for (int k = 0; k < 4; k++) CHECK(slm_gguf_arr_str(kv, k, &s) && slm_gguf_str_eq(s, want[k]), "arr_str[%d]", k);
         CHECK(!slm_gguf_arr_str(kv, 4, &s), "arr_str out of range");
         CHECK(!slm_gguf_arr_i64(kv, 0, &i), "string element as int");
     }
     kv = slm_gguf_find(g, "t.arr_i32");
     CHECK(kv && kv->arr_type == SLM_GGUF_INT32 && kv->arr_len == 3 && !kv->arr_offsets, "arr_i32");
     CHECK(slm_gguf_arr_i64(kv, 0, &i) && i == 5 && slm_gguf_arr_i64(kv, 1, &i) && i == -6 &&
-          slm_gguf_arr_i64(kv, 2, &i) && i == 7 && !slm_gguf_arr_i64(kv, 3, &i), "arr_i32 values");
+              slm_gguf_arr_i64(kv, 2, &i) && i == 7 && !slm_gguf_arr_i64(kv, 3, &i),
+          "arr_i32 values");
     CHECK(!slm_gguf_arr_u64(kv, 1, &u), "negative element as u64");
     CHECK(!slm_gguf_arr_f32(kv, 0, &f), "int element as f32");
     kv = slm_gguf_find(g, "t.arr_f32");
     CHECK(slm_gguf_arr_f32(kv, 0, &f) && f == 0.5f && slm_gguf_arr_f32(kv, 1, &f) && f == -1.25f &&
-          !slm_gguf_arr_f32(kv, 2, &f), "arr_f32");
+              !slm_gguf_arr_f32(kv, 2, &f),
+          "arr_f32");
     kv = slm_gguf_find(g, "t.arr_u8");
     CHECK(slm_gguf_arr_i64(kv, 1, &i) && i == 255, "arr_u8");
     kv = slm_gguf_find(g, "t.arr_u64");
@@ -313,7 +353,14 @@ static void check_valid(const slm_gguf *g, uint32_t version, uint64_t alignment,
         CHECK(slm_gguf_arr_nested(&sub, 0, &sub2) && slm_gguf_arr_u64(&sub2, 0, &u) && u == 7, "[0][0][0]");
     }
 
-    struct { const char *name; slm_dtype type; uint32_t nd; int64_t ne[4]; const void *data; size_t size; } want[] = {
+    struct {
+        const char *name;
+        slm_dtype type;
+        uint32_t nd;
+        int64_t ne[4];
+        const void *data;
+        size_t size;
+    } want[] = {
         {"f32", SLM_F32, 1, {7, 1, 1, 1}, f32_data, sizeof f32_data},
         {"f16", SLM_F16, 2, {3, 5, 1, 1}, f16_data, sizeof f16_data},
         {"blk.0.q8", SLM_Q8_0, 2, {64, 3, 1, 1}, q8_data, 3 * 2 * 34},
@@ -347,7 +394,10 @@ static void test_round_trip(void) {
             size_t n;
             slm_status s = slm_gguf_writer_write_memory(w, &buf, &n, &err);
             CHECK(s == SLM_OK, "write_memory: %s", err.msg);
-            if (s) { slm_gguf_writer_free(w); continue; }
+            if (s) {
+                slm_gguf_writer_free(w);
+                continue;
+            }
             uint64_t al = aligns[a] ? aligns[a] : 32;
             CHECK(n % al == 0, "file size %zu not a multiple of %llu", n, (unsigned long long)al);
             slm_gguf *g = NULL;
@@ -408,7 +458,10 @@ static void expect_fail(const bytes *b, slm_status want, const char *needle, con
     slm_error err;
     slm_status s = open_exact(b->p, b->n, &g, &err);
     CHECK(s != SLM_OK && g == NULL, "%s: should fail", what);
-    if (s == SLM_OK) { close_exact(g); return; }
+    if (s == SLM_OK) {
+        close_exact(g);
+        return;
+    }
     CHECK(want == SLM_OK || s == want, "%s: status %s, want %s (%s)", what, slm_status_name(s), slm_status_name(want),
           err.msg);
     CHECK(err.msg[0] != 0, "%s: empty message", what);
@@ -452,10 +505,10 @@ static void test_tensor_directory(void) {
         close_exact(g);
     }
     tinfo t[2];
-#define CASE(mod, data, want, needle, what) \
-    memcpy(t, ok, sizeof ok);               \
-    mod;                                    \
-    tensor_file(&b, t, 2, data);            \
+#define CASE(mod, data, want, needle, what)                                                                            \
+    memcpy(t, ok, sizeof ok);                                                                                          \
+    mod;                                                                                                               \
+    tensor_file(&b, t, 2, data);                                                                                       \
     expect_fail(&b, want, needle, what)
     CASE((void)0, 63, SLM_ERR_FORMAT, "outside", "data one byte short");
     CASE(t[1].offset = 16, 64, SLM_ERR_FORMAT, "alignment", "unaligned offset");
@@ -509,64 +562,112 @@ static void test_hostile_metadata(void) {
 
     /* Header. */
     expect_fail(&b, SLM_ERR_FORMAT, "only 0 bytes", "empty buffer");
-    b_put(&b, "GGUG", 4); b_u32(&b, 3); b_u64(&b, 0); b_u64(&b, 0);
+    b_put(&b, "GGUG", 4);
+    b_u32(&b, 3);
+    b_u64(&b, 0);
+    b_u64(&b, 0);
     expect_fail(&b, SLM_ERR_FORMAT, "magic", "bad magic");
-    b.n = 0; b_header(&b, 1, 0, 0);
+    b.n = 0;
+    b_header(&b, 1, 0, 0);
     expect_fail(&b, SLM_ERR_FORMAT, "version 1", "v1");
-    b.n = 0; b_header(&b, 4, 0, 0);
+    b.n = 0;
+    b_header(&b, 4, 0, 0);
     expect_fail(&b, SLM_ERR_FORMAT, "version 4", "v4");
-    b.n = 0; b_header(&b, 0x03000000u, 0, 0);
+    b.n = 0;
+    b_header(&b, 0x03000000u, 0, 0);
     expect_fail(&b, SLM_ERR_FORMAT, "big-endian", "big-endian");
-    b.n = 0; b_header(&b, 3, 0, 1ull << 60);
+    b.n = 0;
+    b_header(&b, 3, 0, 1ull << 60);
     expect_fail(&b, SLM_ERR_FORMAT, "n_kv = 1152921504606846976", "n_kv 2^60");
-    b.n = 0; b_header(&b, 3, 0, UINT64_MAX);
+    b.n = 0;
+    b_header(&b, 3, 0, UINT64_MAX);
     expect_fail(&b, SLM_ERR_FORMAT, "n_kv", "n_kv 2^64-1");
-    b.n = 0; b_header(&b, 3, 0, 0);
+    b.n = 0;
+    b_header(&b, 3, 0, 0);
     CHECK(open_exact(b.p, b.n, &g, &err) == SLM_OK, "empty but valid file: %s", err.msg);
-    if (g) { CHECK(g->n_kv == 0 && g->n_tensors == 0 && g->alignment == 32, "empty file values"); close_exact(g); }
+    if (g) {
+        CHECK(g->n_kv == 0 && g->n_tensors == 0 && g->alignment == 32, "empty file values");
+        close_exact(g);
+    }
 
     /* Keys. */
-    b.n = 0; b_header(&b, 3, 0, 1); b_u64(&b, 1ull << 63); b_put(&b, "abcdefgh", 8);
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_u64(&b, 1ull << 63);
+    b_put(&b, "abcdefgh", 8);
     expect_fail(&b, SLM_ERR_FORMAT, "string length 9223372036854775808", "key length 2^63");
-    b.n = 0; b_header(&b, 3, 0, 1); b_u64(&b, 0); b_u32(&b, SLM_GGUF_UINT8); b_le(&b, 1, 1); b_le(&b, 1, 1);
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_u64(&b, 0);
+    b_u32(&b, SLM_GGUF_UINT8);
+    b_le(&b, 1, 1);
+    b_le(&b, 1, 1);
     expect_fail(&b, SLM_ERR_FORMAT, "length 0", "empty key");
-    b.n = 0; b_header(&b, 3, 0, 2);
-    for (int k = 0; k < 2; k++) { b_str(&b, "dup.key"); b_u32(&b, SLM_GGUF_UINT8); b_le(&b, 1, 1); }
+    b.n = 0;
+    b_header(&b, 3, 0, 2);
+    for (int k = 0; k < 2; k++) {
+        b_str(&b, "dup.key");
+        b_u32(&b, SLM_GGUF_UINT8);
+        b_le(&b, 1, 1);
+    }
     expect_fail(&b, SLM_ERR_FORMAT, "duplicate key dup.key", "duplicate key");
 
     /* Values. */
-    v.n = 0; b_le(&v, 1, 4);
+    v.n = 0;
+    b_le(&v, 1, 4);
     kv_file(&b, 3, "k.type", 13, &v);
     expect_fail(&b, SLM_ERR_FORMAT, "k.type has unknown value type 13", "value type 13");
     kv_file(&b, 3, "k.u32", SLM_GGUF_UINT32, &(bytes){(uint8_t *)"\1\2\3", 3, 3});
     expect_fail(&b, SLM_ERR_FORMAT, "k.u32", "truncated u32");
-    v.n = 0; b_u64(&v, 1ull << 62); b_put(&v, "xyz", 3);
+    v.n = 0;
+    b_u64(&v, 1ull << 62);
+    b_put(&v, "xyz", 3);
     kv_file(&b, 3, "k.str", SLM_GGUF_STRING, &v);
     expect_fail(&b, SLM_ERR_FORMAT, "4611686018427387904", "string length 2^62");
-    v.n = 0; b_u64(&v, UINT64_MAX);
+    v.n = 0;
+    b_u64(&v, UINT64_MAX);
     kv_file(&b, 3, "k.str", SLM_GGUF_STRING, &v);
     expect_fail(&b, SLM_ERR_FORMAT, "k.str", "string length 2^64-1");
     const uint32_t elem[] = {SLM_GGUF_UINT8, SLM_GGUF_FLOAT64, SLM_GGUF_STRING, SLM_GGUF_ARRAY};
     for (int e = 0; e < 4; e++) {
-        v.n = 0; b_u32(&v, elem[e]); b_u64(&v, 1ull << 60); b_u64(&v, 0); b_u64(&v, 0);
+        v.n = 0;
+        b_u32(&v, elem[e]);
+        b_u64(&v, 1ull << 60);
+        b_u64(&v, 0);
+        b_u64(&v, 0);
         kv_file(&b, 3, "k.arr", SLM_GGUF_ARRAY, &v);
         expect_fail(&b, SLM_ERR_FORMAT, "1152921504606846976", "array length 2^60");
-        v.n = 0; b_u32(&v, elem[e]); b_u64(&v, 1ull << 61 | 3);
+        v.n = 0;
+        b_u32(&v, elem[e]);
+        b_u64(&v, 1ull << 61 | 3);
         kv_file(&b, 3, "k.arr", SLM_GGUF_ARRAY, &v);
         expect_fail(&b, SLM_ERR_FORMAT, "k.arr", "array length 2^61+3, no data");
     }
-    v.n = 0; b_u32(&v, 13); b_u64(&v, 1); b_u64(&v, 0);
+    v.n = 0;
+    b_u32(&v, 13);
+    b_u64(&v, 1);
+    b_u64(&v, 0);
     kv_file(&b, 3, "k.arr", SLM_GGUF_ARRAY, &v);
     expect_fail(&b, SLM_ERR_FORMAT, "element type 13", "array element type 13");
     /* Array of strings where one string runs past the end. */
-    v.n = 0; b_u32(&v, SLM_GGUF_STRING); b_u64(&v, 2); b_str(&v, "ok"); b_u64(&v, 100); b_put(&v, "short", 5);
+    v.n = 0;
+    b_u32(&v, SLM_GGUF_STRING);
+    b_u64(&v, 2);
+    b_str(&v, "ok");
+    b_u64(&v, 100);
+    b_put(&v, "short", 5);
     kv_file(&b, 3, "k.strs", SLM_GGUF_ARRAY, &v);
     expect_fail(&b, SLM_ERR_FORMAT, "k.strs", "array string past the end");
     /* Nesting deeper than the limit, and exactly at it. */
     for (int depth = SLM_GGUF_MAX_DEPTH; depth <= SLM_GGUF_MAX_DEPTH + 1; depth++) {
         v.n = 0;
-        for (int d = 0; d < depth - 1; d++) { b_u32(&v, SLM_GGUF_ARRAY); b_u64(&v, 1); }
-        b_u32(&v, SLM_GGUF_UINT8); b_u64(&v, 1); b_le(&v, 42, 1);
+        for (int d = 0; d < depth - 1; d++) {
+            b_u32(&v, SLM_GGUF_ARRAY);
+            b_u64(&v, 1);
+        }
+        b_u32(&v, SLM_GGUF_UINT8);
+        b_u64(&v, 1);
+        b_le(&v, 42, 1);
         kv_file(&b, 3, "k.deep", SLM_GGUF_ARRAY, &v);
         if (depth > SLM_GGUF_MAX_DEPTH) {
             expect_fail(&b, SLM_ERR_FORMAT, "nested deeper", "too deep");
@@ -575,7 +676,10 @@ static void test_hostile_metadata(void) {
             if (g) {
                 slm_gguf_kv cur = g->kv[0], next;
                 int levels = 1;
-                while (cur.arr_type == SLM_GGUF_ARRAY && slm_gguf_arr_nested(&cur, 0, &next)) { cur = next; levels++; }
+                while (cur.arr_type == SLM_GGUF_ARRAY && slm_gguf_arr_nested(&cur, 0, &next)) {
+                    cur = next;
+                    levels++;
+                }
                 uint64_t u = 0;
                 CHECK(levels == depth && slm_gguf_arr_u64(&cur, 0, &u) && u == 42, "deep value %d %llu", levels,
                       (unsigned long long)u);
@@ -585,7 +689,11 @@ static void test_hostile_metadata(void) {
     }
 
     /* Alignment. */
-    const struct { uint32_t type; uint64_t value; const char *needle; } bad_align[] = {
+    const struct {
+        uint32_t type;
+        uint64_t value;
+        const char *needle;
+    } bad_align[] = {
         {SLM_GGUF_UINT32, 0, "general.alignment = 0"},
         {SLM_GGUF_UINT32, 3, "general.alignment = 3"},
         {SLM_GGUF_UINT32, 48, "general.alignment = 48"},
@@ -594,16 +702,26 @@ static void test_hostile_metadata(void) {
         {SLM_GGUF_FLOAT32, 0x42000000, "general.alignment has type float32"},
     };
     for (size_t k = 0; k < sizeof bad_align / sizeof bad_align[0]; k++) {
-        v.n = 0; b_le(&v, bad_align[k].value, 4);
+        v.n = 0;
+        b_le(&v, bad_align[k].value, 4);
         kv_file(&b, 3, "general.alignment", bad_align[k].type, &v);
         expect_fail(&b, SLM_ERR_FORMAT, bad_align[k].needle, "bad alignment");
     }
-    v.n = 0; b_str(&v, "32");
+    v.n = 0;
+    b_str(&v, "32");
     kv_file(&b, 3, "general.alignment", SLM_GGUF_STRING, &v);
     expect_fail(&b, SLM_ERR_FORMAT, "general.alignment has type string", "string alignment");
     /* With alignment 64 a tensor at offset 32 is misaligned. */
-    b.n = 0; b_header(&b, 3, 1, 1); b_str(&b, "general.alignment"); b_u32(&b, SLM_GGUF_UINT32); b_u32(&b, 64);
-    b_str(&b, "t"); b_u32(&b, 1); b_u64(&b, 8); b_u32(&b, SLM_F32); b_u64(&b, 32);
+    b.n = 0;
+    b_header(&b, 3, 1, 1);
+    b_str(&b, "general.alignment");
+    b_u32(&b, SLM_GGUF_UINT32);
+    b_u32(&b, 64);
+    b_str(&b, "t");
+    b_u32(&b, 1);
+    b_u64(&b, 8);
+    b_u32(&b, SLM_F32);
+    b_u64(&b, 32);
     b_pad(&b, 64);
     for (int k = 0; k < 64; k++) b_le(&b, 0, 1);
     expect_fail(&b, SLM_ERR_FORMAT, "not a multiple of the alignment 64", "offset 32 with alignment 64");
@@ -693,7 +811,8 @@ static void test_writer_errors(void) {
     slm_gguf *g;
     slm_status s = open_exact(buf, n, &g, &err);
     CHECK(s == SLM_ERR_UNSUPPORTED && strstr(err.msg, "blk.3.ffn_up.weight") && strstr(err.msg, "10") &&
-          strstr(err.msg, "q2_k"), "unknown type: %s %s", slm_status_name(s), err.msg);
+              strstr(err.msg, "q2_k"),
+          "unknown type: %s %s", slm_status_name(s), err.msg);
     if (!s) close_exact(g);
     free(buf);
     slm_gguf_writer_free(w);

@@ -14,12 +14,12 @@
 #include "test_util.h"
 
 #define N_PROMPT 12
-#define N_GEN 8        /* greedy steps compared at each split point */
-#define N_GEN_ALL 32   /* ... and with every layer on the GPU */
+#define N_GEN 8      /* greedy steps compared at each split point */
+#define N_GEN_ALL 32 /* ... and with every layer on the GPU */
 
 typedef struct run_result {
-    float *logits;       /* [N_PROMPT, n_vocab] */
-    float *gen_logits;   /* [n_gen, n_vocab]: the logits each greedy token was taken from */
+    float *logits;     /* [N_PROMPT, n_vocab] */
+    float *gen_logits; /* [n_gen, n_vocab]: the logits each greedy token was taken from */
     int n_gen;
     int32_t gen[N_GEN_ALL];
     char plan[512], note[512];
@@ -78,8 +78,8 @@ static bool run_model_refusing(const char *path, const char *device, const char 
     return ok;
 }
 
-static bool run_model(const char *path, const char *device, const char *split, int ngl, size_t fault_limit,
-                      int n_vocab, int n_gen, run_result *r) {
+static bool run_model(const char *path, const char *device, const char *split, int ngl, size_t fault_limit, int n_vocab,
+                      int n_gen, run_result *r) {
     return run_model_refusing(path, device, split, ngl, fault_limit, NULL, n_vocab, n_gen, r, NULL);
 }
 
@@ -109,7 +109,7 @@ static void compare_with_cpu(const char *what, run_result *r, const run_result *
     }
     int same = 0;
     while (same < r->n_gen && r->gen[same] == cpu->gen[same]) same++;
-    double worst_gen = 1;   /* step g's logits: same context on both while tokens 0..g-1 agree */
+    double worst_gen = 1; /* step g's logits: same context on both while tokens 0..g-1 agree */
     for (int g = 0; g < r->n_gen && g <= same && g < cpu->n_gen; g++) {
         double c = cosine(r->gen_logits + (size_t)g * n_vocab, cpu->gen_logits + (size_t)g * n_vocab, n_vocab);
         if (c < worst_gen) worst_gen = c;
@@ -141,7 +141,7 @@ int main(void) {
     slm_model_free(m);
     run_result cpu = {0};
     if (!run_model(path, "cpu", NULL, 0, 0, n_vocab, N_GEN_ALL, &cpu)) return 1;
-    const char *only = getenv("SLM_TEST_SPLITS");  /* e.g. "0,1,16,31" to shorten a debugging run */
+    const char *only = getenv("SLM_TEST_SPLITS"); /* e.g. "0,1,16,31" to shorten a debugging run */
     for (size_t d = 0; d < sizeof devices / sizeof devices[0]; d++) {
         slm_device *dev;
         if (slm_device_open(devices[d], NULL, &dev, &err)) {
@@ -213,7 +213,7 @@ int main(void) {
             setenv("SLM_VK_FAIL_ALLOC_ABOVE", "41943040", 1);
             slm_params p = slm_params_default();
             p.n_threads = 2;
-            p.n_ctx = 512;   /* the batch is capped by the context */
+            p.n_ctx = 512; /* the batch is capped by the context */
             p.n_batch = 512;
             p.device = devices[d];
             p.n_gpu_layers = -1;
@@ -222,7 +222,8 @@ int main(void) {
             CHECK(slm_model_load(path, &p, &m, &err) == SLM_OK, "load, scratch too big: %s", err.msg);
             if (m) {
                 printf("%s scratch too big: %s | %s\n", devices[d], m->place.note, m->place.text);
-                CHECK(strstr(m->place.note, "KV cache and scratch") != NULL, "the note must say why: '%s'", m->place.note);
+                CHECK(strstr(m->place.note, "KV cache and scratch") != NULL, "the note must say why: '%s'",
+                      m->place.note);
                 CHECK(slm_context_create(m, &c, &err) == SLM_OK, "context after the fallback: %s", err.msg);
                 slm_context_free(c);
                 slm_model_free(m);
@@ -238,7 +239,10 @@ int main(void) {
         slm_device *dev;
         if (slm_device_open(devices[d], NULL, &dev, &err)) continue;
         slm_device_close(dev);
-        struct { int ngl; const char *split; } cases[] = {{-1, "1,2"}, {12, "1,1"}, {n_layer + 1, "3,0"}};
+        struct {
+            int ngl;
+            const char *split;
+        } cases[] = {{-1, "1,2"}, {12, "1,1"}, {n_layer + 1, "3,0"}};
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             run_result r = {0};
             bool ok = run_model(path, pair, cases[i].split, cases[i].ngl, 0, n_vocab, N_GEN, &r);

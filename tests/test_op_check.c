@@ -59,7 +59,7 @@ static slm_op valid(slm_op_kind kind) {
         break;
     case SLM_OP_KV_WRITE:
         op.dst = make(0, SLM_F16, 128, 16, 1);
-        op.dst.nb[1] = 2 * 128 + 64;   /* padded rows, as the KV cache has */
+        op.dst.nb[1] = 2 * 128 + 64; /* padded rows, as the KV cache has */
         op.dst.nb[2] = op.dst.nb[3] = op.dst.nb[1] * 16;
         op.src[0] = make(1, SLM_F32, 128, 3, 1);
         op.src[1] = make(2, SLM_I32, 3, 1, 1);
@@ -75,7 +75,7 @@ static slm_op valid(slm_op_kind kind) {
         op.src[3] = make(3, SLM_I32, 3, 1, 1);
         op.dst = make(4, SLM_F32, 256, 3, 1);
         break;
-    case SLM_OP_SWIGLU:   /* in place, as the graph runs it */
+    case SLM_OP_SWIGLU: /* in place, as the graph runs it */
         op.src[0] = make(0, SLM_F32, 64, 3, 1);
         op.src[1] = make(1, SLM_F32, 64, 3, 1);
         op.dst = op.src[0];
@@ -100,24 +100,24 @@ static void expect_reject(const slm_op *op, const char *what, const char *want) 
     slm_error err;
     memset(&err, 0, sizeof err);
     slm_status s = slm_op_check(op, &err);
-    CHECK(s == SLM_ERR_INVALID_ARG || s == SLM_ERR_UNSUPPORTED, "%s %s: accepted (%s)", slm_op_kind_name(op->kind), what,
-          slm_status_name(s));
+    CHECK(s == SLM_ERR_INVALID_ARG || s == SLM_ERR_UNSUPPORTED, "%s %s: accepted (%s)", slm_op_kind_name(op->kind),
+          what, slm_status_name(s));
     if (s == SLM_OK) return;
-    CHECK(strstr(err.msg, want) != NULL, "%s %s: message does not name '%s': %s", slm_op_kind_name(op->kind), what, want,
-          err.msg);
+    CHECK(strstr(err.msg, want) != NULL, "%s %s: message does not name '%s': %s", slm_op_kind_name(op->kind), what,
+          want, err.msg);
     if ((unsigned)op->kind < SLM_OP_KIND_COUNT)
-        CHECK(strstr(err.msg, slm_op_kind_name(op->kind)) && strstr(err.msg, "t_op"), "%s: kind or name missing: %s", what,
-              err.msg);
+        CHECK(strstr(err.msg, slm_op_kind_name(op->kind)) && strstr(err.msg, "t_op"), "%s: kind or name missing: %s",
+              what, err.msg);
     if (getenv("SLM_TEST_VERBOSE")) printf("  %-10s %-34s -> %s\n", slm_op_kind_name(op->kind), what, err.msg);
     n_rejected++;
 }
 
 /* One statement that breaks a valid op of kind, and the word its message must contain. */
-#define REJECT(kind, want, stmt)                                                \
-    do {                                                                        \
-        slm_op op = valid(kind);                                                \
-        stmt;                                                                   \
-        expect_reject(&op, #stmt, want);                                        \
+#define REJECT(kind, want, stmt)                                                                                       \
+    do {                                                                                                               \
+        slm_op op = valid(kind);                                                                                       \
+        stmt;                                                                                                          \
+        expect_reject(&op, #stmt, want);                                                                               \
     } while (0)
 
 static void test_valid(void) {
@@ -141,7 +141,7 @@ static void test_valid(void) {
     op.dst = make(2, SLM_F32, 64, 3, 1);
     CHECK(slm_op_check(&op, NULL) == SLM_OK, "swiglu into a fresh tensor");
     op = valid(SLM_OP_ROPE);
-    op.dst.nb[1] = 64 * 4 + 16;   /* padded heads */
+    op.dst.nb[1] = 64 * 4 + 16; /* padded heads */
     op.dst.nb[2] = op.dst.nb[1] * 4;
     op.src[0] = op.dst;
     CHECK(slm_op_check(&op, NULL) == SLM_OK, "rope over padded heads");
@@ -161,7 +161,7 @@ static void test_every_slot(void) {
             const char *name = k_slot_names[si];
             slm_op op = base;
             slm_tensor *t = slot(&op, si);
-            if (!t->buf) {   /* valid() fills every optional operand: an empty slot is one the kind does not take */
+            if (!t->buf) { /* valid() fills every optional operand: an empty slot is one the kind does not take */
                 *t = make(4, SLM_F32, 8, 1, 1);
                 expect_reject(&op, "an operand the kind does not take", name);
                 continue;
@@ -172,25 +172,32 @@ static void test_every_slot(void) {
                 expect_reject(&op, "a required operand missing", name);
             }
             /* for rope's src0 the message is the in-place rule: it still names src0 */
-            op = base; t = slot(&op, si);
+            op = base;
+            t = slot(&op, si);
             t->type = t->type == SLM_F32 ? SLM_F16 : t->type == SLM_I32 || t->type == SLM_F16 ? SLM_F32 : SLM_I32;
             expect_reject(&op, "the wrong type", name);
-            op = base; t = slot(&op, si);
-            t->type = (slm_dtype)4;   /* a GGUF type id slm does not know */
+            op = base;
+            t = slot(&op, si);
+            t->type = (slm_dtype)4; /* a GGUF type id slm does not know */
             expect_reject(&op, "an unknown type", name);
-            op = base; t = slot(&op, si);
+            op = base;
+            t = slot(&op, si);
             t->ne[3] = 2;
             expect_reject(&op, "one dimension too many", name);
-            op = base; t = slot(&op, si);
+            op = base;
+            t = slot(&op, si);
             t->ne[0] = 0;
             expect_reject(&op, "an empty dimension", name);
-            op = base; t = slot(&op, si);
+            op = base;
+            t = slot(&op, si);
             t->nb[0] *= 2;
             expect_reject(&op, "non-contiguous rows", name);
-            op = base; t = slot(&op, si);
+            op = base;
+            t = slot(&op, si);
             t->offset += 1;
             expect_reject(&op, "a misaligned offset", name);
-            op = base; t = slot(&op, si);
+            op = base;
+            t = slot(&op, si);
             t->offset = t->buf->size - 4;
             expect_reject(&op, "bytes past the buffer", name);
         }
@@ -296,8 +303,8 @@ static void graph_ops_pass(const char *spec_str, int n_ctx, bool want_bias, bool
     slm_kv_cache kv = {0};
     int n_batch = m->cfg.n_batch;
     bool ok = slm_buffer_alloc(dev, (size_t)slm_scratch_layout(hp, n_batch, true, NULL, NULL), &sbuf, &err) == SLM_OK &&
-              slm_kv_cache_create(hp, m->cfg.n_ctx, m->place.devices, m->place.n_devices, m->place.layer_device, &kv,
-                                  &err) == SLM_OK;
+        slm_kv_cache_create(hp, m->cfg.n_ctx, m->place.devices, m->place.n_devices, m->place.layer_device, &kv, &err) ==
+            SLM_OK;
     CHECK(ok, "%s: buffers: %s", spec_str, err.msg);
     bool bias = false, factors = false;
     if (ok) {
@@ -340,7 +347,7 @@ int main(void) {
     test_shapes_and_params();
     printf("%d invalid ops rejected\n", n_rejected);
     graph_ops_pass("custom:q4_0", 64, false, false);
-    graph_ops_pass("custom:q4_k_m:arch=qwen2:tied=1", 32, true, false);   /* q/k/v biases, tied head */
+    graph_ops_pass("custom:q4_k_m:arch=qwen2:tied=1", 32, true, false); /* q/k/v biases, tied head */
     graph_ops_pass("llama3-1b:q8_0:n_layer=1:n_embd=256:n_head=4:n_head_kv=1:head_dim=64:n_ff=512:n_vocab=128008", 48,
                    false, true);
     return slm_test_finish("test_op_check");

@@ -56,16 +56,15 @@ static void test_rope(void) {
     float b[4] = {1, 2, 0, 0};
     slm_ref_rope(b, 4, 1, 10000.0f, 1.0f, NULL, 1);
     CHECK(close_to(b[0], cos(1.0), 1e-6) && close_to(b[2], sin(1.0), 1e-6), "neox pair 0: %g %g", b[0], b[2]);
-    CHECK(close_to(b[1], 2 * cos(0.01), 1e-6) && close_to(b[3], 2 * sin(0.01), 1e-6), "neox pair 1: %g %g", b[1],
-          b[3]);
+    CHECK(close_to(b[1], 2 * cos(0.01), 1e-6) && close_to(b[3], 2 * sin(0.01), 1e-6), "neox pair 1: %g %g", b[1], b[3]);
 
     /* freq_scale and factors: pos 4, scale 0.5, factors {2, 4}: theta_0 = 4 * 1 * 0.5 / 2 = 1,
      * theta_1 = 4 * 0.01 * 0.5 / 4 = 0.005. */
     float c[4] = {1, 0, 0, 3}, f[2] = {2, 4};
     slm_ref_rope(c, 4, 4, 10000.0f, 0.5f, f, 0);
     CHECK(close_to(c[0], cos(1.0), 1e-6) && close_to(c[1], sin(1.0), 1e-6), "scaled pair 0: %g %g", c[0], c[1]);
-    CHECK(close_to(c[2], -3 * sin(0.005), 1e-6) && close_to(c[3], 3 * cos(0.005), 1e-6), "scaled pair 1: %g %g",
-          c[2], c[3]);
+    CHECK(close_to(c[2], -3 * sin(0.005), 1e-6) && close_to(c[3], 3 * cos(0.005), 1e-6), "scaled pair 1: %g %g", c[2],
+          c[3]);
 
     /* Norm is preserved, and the score of rotated q, k depends only on the distance of their positions. */
     float q[64], k[64], q1[64], k1[64], q2[64], k2[64];
@@ -123,8 +122,7 @@ static void test_attention(void) {
     slm_ref_attention(q, kc, vc, out, HD, NH, NKV, 0, 0.5f);
     for (int h = 0; h < NH; h++)
         for (int d = 0; d < HD; d++)
-            CHECK(out[h * HD + d] == v0[(h / 2) * HD + d], "one position: head %d dim %d = %g", h, d,
-                  out[h * HD + d]);
+            CHECK(out[h * HD + d] == v0[(h / 2) * HD + d], "one position: head %d dim %d = %g", h, d, out[h * HD + d]);
 
     /* Identical keys at every position: uniform weights, so the output is the mean of V. */
     enum { P = 5 };

@@ -7,9 +7,14 @@
 
 static slm_plan_model model(int n_layer, uint64_t *lb, uint64_t per_layer, uint64_t kv) {
     for (int i = 0; i < n_layer; i++) lb[i] = per_layer;
-    slm_plan_model m = {.n_layer = n_layer, .layer_bytes = lb, .output_bytes = 100 * MiB,
-                        .embd_row_bytes = 4096, .kv_bytes_per_layer = kv, .scratch_bytes = 10 * MiB,
-                        .logits_bytes = 1 * MiB, .boundary_bytes = 4 * 2048};
+    slm_plan_model m = {.n_layer = n_layer,
+                        .layer_bytes = lb,
+                        .output_bytes = 100 * MiB,
+                        .embd_row_bytes = 4096,
+                        .kv_bytes_per_layer = kv,
+                        .scratch_bytes = 10 * MiB,
+                        .logits_bytes = 1 * MiB,
+                        .boundary_bytes = 4 * 2048};
     return m;
 }
 
@@ -22,8 +27,8 @@ static void check_budget(const slm_plan *p, const slm_plan_device *d, double mar
 int main(void) {
     uint64_t lb[128];
     slm_plan_model m = model(32, lb, 200 * MiB, 16 * MiB);
-    slm_plan_device dev[3] = {{.bandwidth = 50e9}, {.budget = 8192 * MiB, .bandwidth = 500e9,
-                                                    .link_bandwidth = 10e9, .link_latency = 1e-5},
+    slm_plan_device dev[3] = {{.bandwidth = 50e9},
+                              {.budget = 8192 * MiB, .bandwidth = 500e9, .link_bandwidth = 10e9, .link_latency = 1e-5},
                               {.budget = 4096 * MiB, .bandwidth = 400e9, .link_bandwidth = 10e9}};
     slm_plan p;
     slm_error err;
@@ -116,7 +121,10 @@ int main(void) {
     r.tensor_split = split;
     CHECK(slm_plan_make(&m, dev, 3, &r, &p, &err) == SLM_OK, "%s", err.msg);
     int on1 = 0, on2 = 0;
-    for (int i = 0; i < 32; i++) { on1 += p.layer_device[i] == 1; on2 += p.layer_device[i] == 2; }
+    for (int i = 0; i < 32; i++) {
+        on1 += p.layer_device[i] == 1;
+        on2 += p.layer_device[i] == 2;
+    }
     CHECK(on1 == 24 && on2 == 8, "3:1 split gives 24/8, got %d/%d", on1, on2);
     CHECK(p.output_device == 2, "head goes with the last layers");
     check_budget(&p, dev, 0, "two gpus");

@@ -228,9 +228,8 @@ static const struct {
     slm_dtype t;
     double nmse_max; /* uniform [-1, 1) data; about 1.5-2x what the simple schemes reach */
 } k_types[] = {
-    {SLM_F32, 0}, {SLM_F16, 1e-7}, {SLM_BF16, 1e-5}, {SLM_Q4_0, 8e-3}, {SLM_Q4_1, 6e-3},
-    {SLM_Q5_0, 2e-3}, {SLM_Q5_1, 1.5e-3}, {SLM_Q8_0, 3e-5}, {SLM_Q4_K, 7e-3}, {SLM_Q5_K, 2e-3},
-    {SLM_Q6_K, 5e-4},
+    {SLM_F32, 0},       {SLM_F16, 1e-7},  {SLM_BF16, 1e-5}, {SLM_Q4_0, 8e-3}, {SLM_Q4_1, 6e-3}, {SLM_Q5_0, 2e-3},
+    {SLM_Q5_1, 1.5e-3}, {SLM_Q8_0, 3e-5}, {SLM_Q4_K, 7e-3}, {SLM_Q5_K, 2e-3}, {SLM_Q6_K, 5e-4},
 };
 
 static void test_round_trip_and_dot(void) {

@@ -59,18 +59,26 @@ int main(void) {
     CHECK(!same_ac, "different seeds should differ");
     /* a flat distribution is roughly uniform: each of 100 tokens ~20 times in 2000 draws */
     int lo = 1 << 30, hi = 0;
-    for (int i = 0; i < V; i++) { if (hist[i] < lo) lo = hist[i]; if (hist[i] > hi) hi = hist[i]; }
+    for (int i = 0; i < V; i++) {
+        if (hist[i] < lo) lo = hist[i];
+        if (hist[i] > hi) hi = hist[i];
+    }
     CHECK(lo >= 3 && hi <= 45, "flat distribution looks skewed: min %d max %d", lo, hi);
-    slm_sampler_free(a); slm_sampler_free(b); slm_sampler_free(c);
+    slm_sampler_free(a);
+    slm_sampler_free(b);
+    slm_sampler_free(c);
 
     /* min-p: with one dominant token and min_p 0.5, only tokens within half its probability survive */
     float two[V];
     for (int i = 0; i < V; i++) two[i] = -20.0f;
     two[3] = 1.0f;
-    two[4] = 1.0f - 0.1f;  /* p4/p3 = e^-0.1 = 0.90 > 0.5: survives */
-    two[5] = 1.0f - 2.0f;  /* p5/p3 = e^-2 = 0.135 < 0.5: dropped */
+    two[4] = 1.0f - 0.1f; /* p4/p3 = e^-0.1 = 0.90 > 0.5: survives */
+    two[5] = 1.0f - 2.0f; /* p5/p3 = e^-2 = 0.135 < 0.5: dropped */
     p = slm_sampler_params_default();
-    p.temp = 1.0f; p.top_k = 0; p.top_p = 1.0f; p.min_p = 0.5f;
+    p.temp = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.5f;
     int seen[V] = {0};
     for (int seed = 1; seed <= 300; seed++) {
         p.seed = (uint64_t)seed;
@@ -81,7 +89,8 @@ int main(void) {
     CHECK(seen[5] == 0, "min-p must drop token 5 (drawn %d times)", seen[5]);
 
     /* p3 = 1 / (1 + e^-0.1 + e^-2) = 0.49 of the mass: top-p 0.45 keeps only token 3 */
-    p.min_p = 0; p.top_p = 0.45f;
+    p.min_p = 0;
+    p.top_p = 0.45f;
     int others = 0;
     for (int seed = 1; seed <= 200; seed++) {
         p.seed = (uint64_t)seed;
@@ -95,7 +104,8 @@ int main(void) {
     rp[10] = 2.0f;
     rp[11] = 1.5f;
     p = slm_sampler_params_default();
-    p.temp = 0; p.repeat_penalty = 2.0f;
+    p.temp = 0;
+    p.repeat_penalty = 2.0f;
     slm_sampler *s;
     slm_sampler_create(&p, V, &s, &err);
     CHECK(slm_sampler_sample(s, rp) == 10, "no history: argmax");

@@ -30,9 +30,13 @@ static void test_param_counts(void) {
      *                 + 5120 = 14770033664
      *   Phi-4:        2*100352*5120 + 40*(2*5120^2 + 2*5120*1280 + 3*5120*17920 + 2*5120) + 5120 = 14659507200
      * (the model cards say 1.24B, 3.21B, 8.03B, 14.7B and 14.7B) */
-    struct { const char *spec; uint64_t want; double card; } cases[] = {
-        {"llama3-1b:q4_0", 1235814400ull, 1.24e9},   {"llama3-3b:q4_k_m", 3212749824ull, 3.21e9},
-        {"llama3-8b:q4_k_m", 8030261248ull, 8.03e9}, {"qwen2.5-14b:q4_k_m", 14770033664ull, 14.77e9},
+    struct {
+        const char *spec;
+        uint64_t want;
+        double card;
+    } cases[] = {
+        {"llama3-1b:q4_0", 1235814400ull, 1.24e9},    {"llama3-3b:q4_k_m", 3212749824ull, 3.21e9},
+        {"llama3-8b:q4_k_m", 8030261248ull, 8.03e9},  {"qwen2.5-14b:q4_k_m", 14770033664ull, 14.77e9},
         {"phi4-14b:q4_k_m", 14659507200ull, 14.66e9},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -46,8 +50,8 @@ static void test_param_counts(void) {
     slm_synth_spec s = parse_ok("qwen2.5-14b:q4_k_m");
     CHECK(!strcmp(s.arch, "qwen2") && s.qkv_bias && !s.tied && s.n_head_kv == 8 && s.n_vocab == 152064, "qwen2 preset");
     s = parse_ok("phi4-14b");
-    CHECK(!strcmp(s.arch, "phi3") && s.n_head_kv == 10 && s.n_ff == 17920 && s.quant == SLM_SYNTH_Q4_K_M &&
-              !s.tied && !s.qkv_bias && s.rope_freq_base == 250000.0f && s.rope_llama3_factor == 0,
+    CHECK(!strcmp(s.arch, "phi3") && s.n_head_kv == 10 && s.n_ff == 17920 && s.quant == SLM_SYNTH_Q4_K_M && !s.tied &&
+              !s.qkv_bias && s.rope_freq_base == 250000.0f && s.rope_llama3_factor == 0,
           "phi4 is a phi3-architecture model with plain rope");
     /* llama.cpp's Q4_K_M mix as real Phi-4 files have it: Q5_K attn_qkv, Q6_K head, Q4_K ffn_up (gate+up) */
     CHECK(slm_synth_tensor_type(&s, "blk.9.attn_qkv.weight") == SLM_Q5_K, "phi4 attn_qkv");
@@ -61,17 +65,23 @@ static void test_parse(void) {
     CHECK(!strcmp(s.name, "llama3-8b:q4_0:n_layer=4:n_ctx=2048"), "name %s", s.name);
     s = parse_ok("custom:q8_0:n_embd=512:n_head=8");
     CHECK(s.head_dim == 64 && s.n_embd == 512, "head_dim follows n_embd/n_head: %d", s.head_dim);
-    const char *bad[] = {"", "llama4-1b", "llama3-1b:q3_k", "llama3-1b:n_layer=0", "custom:n_head=3",
-                         "custom:q4_0:n_embd=100", "custom:colour=red", "custom:n_vocab=300", "custom:arch=gpt"};
+    const char *bad[] = {"",
+                         "llama4-1b",
+                         "llama3-1b:q3_k",
+                         "llama3-1b:n_layer=0",
+                         "custom:n_head=3",
+                         "custom:q4_0:n_embd=100",
+                         "custom:colour=red",
+                         "custom:n_vocab=300",
+                         "custom:arch=gpt"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         slm_error err = {{0}};
-        CHECK(slm_synth_parse(bad[i], &s, &err) == SLM_ERR_INVALID_ARG && err.msg[0], "'%s' must be rejected",
-              bad[i]);
+        CHECK(slm_synth_parse(bad[i], &s, &err) == SLM_ERR_INVALID_ARG && err.msg[0], "'%s' must be rejected", bad[i]);
     }
 }
 
 static void test_mix(void) {
-    slm_synth_spec s = parse_ok("llama3-8b:q4_k_m");  /* 32 layers: more bits for 0-3, 28-31, and 6, 9, ... */
+    slm_synth_spec s = parse_ok("llama3-8b:q4_k_m"); /* 32 layers: more bits for 0-3, 28-31, and 6, 9, ... */
     CHECK(slm_synth_tensor_type(&s, "blk.0.attn_v.weight") == SLM_Q6_K, "layer 0 attn_v");
     CHECK(slm_synth_tensor_type(&s, "blk.4.attn_v.weight") == SLM_Q4_K, "layer 4 attn_v");
     CHECK(slm_synth_tensor_type(&s, "blk.6.ffn_down.weight") == SLM_Q6_K, "layer 6 ffn_down");
@@ -82,7 +92,7 @@ static void test_mix(void) {
     CHECK(slm_synth_tensor_type(&s, "output.weight") == SLM_Q6_K, "output");
     CHECK(slm_synth_tensor_type(&s, "token_embd.weight") == SLM_Q4_K, "token_embd");
     CHECK(slm_synth_tensor_type(&s, "blk.0.attn_norm.weight") == SLM_F32, "norm");
-    s = parse_ok("llama3-1b:q4_0");  /* tied: the embedding is the head */
+    s = parse_ok("llama3-1b:q4_0"); /* tied: the embedding is the head */
     CHECK(slm_synth_tensor_type(&s, "token_embd.weight") == SLM_Q6_K, "tied token_embd");
     CHECK(slm_synth_tensor_type(&s, "blk.3.ffn_down.weight") == SLM_Q4_0, "q4_0 ffn_down");
 }
@@ -143,8 +153,7 @@ static void test_build_and_run(void) {
         slm_gguf_str str;
         CHECK(kv && slm_gguf_arr_str(kv, 1016, &str) && slm_gguf_str_eq(str, "<|begin_of_text|>"), "bos text");
         uint64_t n_params = 0;
-        for (uint64_t i = 0; i < g->n_tensors; i++)
-            n_params += (uint64_t)(g->tensors[i].ne[0] * g->tensors[i].ne[1]);
+        for (uint64_t i = 0; i < g->n_tensors; i++) n_params += (uint64_t)(g->tensors[i].ne[0] * g->tensors[i].ne[1]);
         CHECK(n_params == slm_synth_param_count(&s), "tensors in the file add up to the count: %llu",
               (unsigned long long)n_params);
         /* one weight tensor must be random, not the writer's zeros */
@@ -244,7 +253,8 @@ static void test_phi4_preset(void) {
     const slm_gguf_tensor *up = slm_gguf_find_tensor(g, "blk.1.ffn_up.weight");
     CHECK(qkv && qkv->ne[0] == 256 && qkv->ne[1] == 256 + 2 * 128 && qkv->type == SLM_Q5_K, "fused attn_qkv");
     CHECK(up && up->ne[0] == 256 && up->ne[1] == 2 * 512 && !slm_gguf_find_tensor(g, "blk.1.ffn_gate.weight") &&
-              !slm_gguf_find_tensor(g, "blk.1.attn_q.weight"), "fused gate/up, no separate tensors");
+              !slm_gguf_find_tensor(g, "blk.1.attn_q.weight"),
+          "fused gate/up, no separate tensors");
     slm_gguf_str a;
     CHECK(slm_gguf_get_str(g, "general.architecture", &a) && slm_gguf_str_eq(a, "phi3"), "architecture phi3");
     slm_params p = slm_params_default();
@@ -263,10 +273,11 @@ static void test_phi4_preset(void) {
               "q, k, v are row ranges of attn_qkv");
         size_t ubase = (size_t)(g->data_offset + up->offset);
         CHECK(L->w_gate.offset == ubase && L->w_up.offset == ubase + 512 * slm_dtype_row_bytes(SLM_Q4_K, 256) &&
-                  L->w_gate.ne[1] == 512 && L->w_up.ne[1] == 512, "gate, up are the halves of ffn_up");
+                  L->w_gate.ne[1] == 512 && L->w_up.ne[1] == 512,
+              "gate, up are the halves of ffn_up");
         for (int il = 0; il < 2; il++)
-            CHECK(m->layer_bytes[il] == layer_file_bytes(g, il), "layer %d: planner bytes %llu, file %llu",
-                  il, (unsigned long long)m->layer_bytes[il], (unsigned long long)layer_file_bytes(g, il));
+            CHECK(m->layer_bytes[il] == layer_file_bytes(g, il), "layer %d: planner bytes %llu, file %llu", il,
+                  (unsigned long long)m->layer_bytes[il], (unsigned long long)layer_file_bytes(g, il));
         int32_t ids[6] = {100257, 300, 17, 4000, 99999, 256};
         float *lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
         if (lg && eval_last(m, ids, 6, lg, m->hp.n_vocab)) {
@@ -289,10 +300,10 @@ static void test_phi4_preset(void) {
 enum { TE = 64, TNH = 4, TNKV = 2, THD = 16, TFF = 96, TV = 128, TL = 2, TCTX = 256 };
 typedef struct tiny_opts {
     bool fused_qkv, fused_ffn;
-    int qkv_rows_delta, up_rows_delta;  /* hostile: fused tensors with rows missing or extra */
-    int longrope;                       /* 0 none, 1 short only, 2 short and long */
+    int qkv_rows_delta, up_rows_delta; /* hostile: fused tensors with rows missing or extra */
+    int longrope;                      /* 0 none, 1 short only, 2 short and long */
     int orig_ctx, window;
-    float bad_factor;                   /* != 0: written as factor 3 of rope_factors_short */
+    float bad_factor; /* != 0: written as factor 3 of rope_factors_short */
 } tiny_opts;
 
 typedef struct tiny_file {
@@ -328,15 +339,15 @@ static bool tiny_write(const tiny_opts *o, tiny_file *f) {
     slm_gguf_writer_add_f32(w, "phi3.rope.freq_base", 10000.0f);
     if (o->orig_ctx) slm_gguf_writer_add_u32(w, "phi3.rope.scaling.original_context_length", (uint32_t)o->orig_ctx);
     if (o->window) slm_gguf_writer_add_u32(w, "phi3.attention.sliding_window", (uint32_t)o->window);
-#define T2(name, ne0, ne1, ptr)                                                  \
-    do {                                                                         \
-        int64_t ne_[2] = {ne0, ne1};                                             \
-        slm_gguf_writer_add_tensor(w, name, SLM_F32, 2, ne_, ptr, 0);            \
+#define T2(name, ne0, ne1, ptr)                                                                                        \
+    do {                                                                                                               \
+        int64_t ne_[2] = {ne0, ne1};                                                                                   \
+        slm_gguf_writer_add_tensor(w, name, SLM_F32, 2, ne_, ptr, 0);                                                  \
     } while (0)
-#define T1(name, ne0, ptr)                                                       \
-    do {                                                                         \
-        int64_t ne_[1] = {ne0};                                                  \
-        slm_gguf_writer_add_tensor(w, name, SLM_F32, 1, ne_, ptr, 0);            \
+#define T1(name, ne0, ptr)                                                                                             \
+    do {                                                                                                               \
+        int64_t ne_[1] = {ne0};                                                                                        \
+        slm_gguf_writer_add_tensor(w, name, SLM_F32, 1, ne_, ptr, 0);                                                  \
     } while (0)
     T2("token_embd.weight", TE, TV, tiny_rand(at, (size_t)TV * TE, 1, 1.0f));
     at += (size_t)TV * TE;
@@ -448,16 +459,18 @@ static void test_phi3_layouts(void) {
         if (m && eval_last(m, ids, 7, got, TV)) {
             double md = 0;
             for (int i = 0; i < TV; i++) md = fmax(md, fabs(got[i] - want[i]));
-            CHECK(md <= 1e-5, "fused qkv %d, fused ffn %d: logits differ from the separate layout by %g",
-                  o.fused_qkv, o.fused_ffn, md);
+            CHECK(md <= 1e-5, "fused qkv %d, fused ffn %d: logits differ from the separate layout by %g", o.fused_qkv,
+                  o.fused_ffn, md);
         }
         slm_model_free(m);
         tiny_free(&f);
     }
 
     /* hostile: fused tensors whose row counts do not add up fail naming the tensor */
-    struct { int dq, du; const char *name; } bad[] = {
-        {-1, 0, "blk.0.attn_qkv.weight"}, {16, 0, "blk.0.attn_qkv.weight"}, {0, -TFF, "blk.0.ffn_up.weight"}};
+    struct {
+        int dq, du;
+        const char *name;
+    } bad[] = {{-1, 0, "blk.0.attn_qkv.weight"}, {16, 0, "blk.0.attn_qkv.weight"}, {0, -TFF, "blk.0.ffn_up.weight"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         tiny_opts h = {.fused_qkv = true, .fused_ffn = true, .qkv_rows_delta = bad[i].dq, .up_rows_delta = bad[i].du};
         if (!tiny_write(&h, &f)) continue;
@@ -501,13 +514,20 @@ static void test_phi3_longrope_and_window(void) {
         }
         tiny_free(&f);
     }
-    struct { tiny_opts o; slm_status st; const char *msg; } bad[] = {
-        {{.fused_qkv = true, .fused_ffn = true, .longrope = 1, .orig_ctx = 64}, SLM_ERR_UNSUPPORTED,
+    struct {
+        tiny_opts o;
+        slm_status st;
+        const char *msg;
+    } bad[] = {
+        {{.fused_qkv = true, .fused_ffn = true, .longrope = 1, .orig_ctx = 64},
+         SLM_ERR_UNSUPPORTED,
          "rope_factors_short.weight"},
         {{.fused_qkv = true, .fused_ffn = true, .longrope = 2}, SLM_ERR_FORMAT, "original_context_length"},
         {{.fused_qkv = true, .fused_ffn = true, .longrope = 2, .orig_ctx = 64, .bad_factor = NAN},
-         SLM_ERR_FORMAT, "rope_factors_short.weight"},
-        {{.fused_qkv = true, .fused_ffn = true, .longrope = 2, .orig_ctx = 64, .bad_factor = -1.0f}, SLM_ERR_FORMAT,
+         SLM_ERR_FORMAT,
+         "rope_factors_short.weight"},
+        {{.fused_qkv = true, .fused_ffn = true, .longrope = 2, .orig_ctx = 64, .bad_factor = -1.0f},
+         SLM_ERR_FORMAT,
          "rope_factors_short.weight"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

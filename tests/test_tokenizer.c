@@ -18,9 +18,15 @@ static char *read_all(const char *path, size_t *len) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
     fclose(f);
-    if (buf) { buf[n] = 0; *len = (size_t)n; }
+    if (buf) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    }
     return buf;
 }
 
@@ -206,7 +212,7 @@ static void check_specials(const char *dir) {
         int n = slm_tokenizer_piece(t, im_end, buf, sizeof buf);
         CHECK(n == 10 && !memcmp(buf, "<|im_end|>", 10), "piece of <|im_end|>: %d", n);
         CHECK(slm_tokenizer_piece(t, im_end, buf, 4) == -10, "a small buffer reports the size needed");
-        int32_t sp = slm_tokenizer_find(t, "\xc4\xa0the", 5);  /* "Ġthe" */
+        int32_t sp = slm_tokenizer_find(t, "\xc4\xa0the", 5); /* "Ġthe" */
         n = slm_tokenizer_piece(t, sp, buf, sizeof buf);
         CHECK(sp >= 0 && n == 4 && !memcmp(buf, " the", 4), "piece of \"Ġthe\": %d", n);
         /* invalid UTF-8 never fails and survives a round trip */
@@ -281,7 +287,10 @@ static void check_specials(const char *dir) {
                 if (k + (size_t)seq > l) whole = false;
                 k += (size_t)seq;
             }
-            if (o && al + l < sizeof acc) { memcpy(acc + al, o, l); al += l; }
+            if (o && al + l < sizeof acc) {
+                memcpy(acc + al, o, l);
+                al += l;
+            }
         }
         const char *o = slm_detok_flush(&d, &l);
         CHECK(o && l == 0, "nothing held at the end");
@@ -298,7 +307,15 @@ static void check_specials(const char *dir) {
  * <unk>, and SentencePiece emits one <unk> for a whole run of them (its encoder merges adjacent unknown
  * pieces), not one per character. */
 static void check_unknown_runs(void) {
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "ab"};
+    static const char *const toks[] = {"<unk>",
+                                       "<s>",
+                                       "</s>",
+                                       "\xe2\x96\x81",
+                                       "a",
+                                       "b",
+                                       "\xe2\x96\x81"
+                                       "a",
+                                       "ab"};
     static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1};
     static const float scores[] = {0, 0, 0, -1, -2, -3, -0.5f, -0.25f};
     enum { UNK = 0, SP = 3, A = 4, B = 5, SP_A = 6, AB = 7 };
@@ -320,12 +337,16 @@ static void check_unknown_runs(void) {
     if (!s) s = slm_tokenizer_create(g, &t, &err);
     CHECK(s == SLM_OK, "no-byte SPM vocabulary: %s", err.msg);
     if (t) {
-        struct { const char *text; int n; int32_t ids[8]; } cases[] = {
-            {"zz", 2, {SP, UNK}},                            /* the run is one <unk> */
+        struct {
+            const char *text;
+            int n;
+            int32_t ids[8];
+        } cases[] = {
+            {"zz", 2, {SP, UNK}}, /* the run is one <unk> */
             {"z", 2, {SP, UNK}},
-            {"azzb", 3, {SP_A, UNK, B}},                     /* known symbols on both sides end the run */
-            {"z z", 4, {SP, UNK, SP, UNK}},                  /* "▁" is known: two runs */
-            {"ab\xc3\xa9\xe2\x82\xacz", 3, {SP, AB, UNK}},  /* unknown characters of any length */
+            {"azzb", 3, {SP_A, UNK, B}},                   /* known symbols on both sides end the run */
+            {"z z", 4, {SP, UNK, SP, UNK}},                /* "▁" is known: two runs */
+            {"ab\xc3\xa9\xe2\x82\xacz", 3, {SP, AB, UNK}}, /* unknown characters of any length */
             {"zab", 3, {SP, UNK, AB}},
         };
         slm_tokens v = {0};
@@ -365,7 +386,7 @@ static void check_detok_bytes(void) {
     CHECK(l == 0, "two of four held");
     o = slm_detok_flush(&d, &l);
     CHECK(l == 6, "flush replaces the unfinished tail (%zu)", l);
-    o = slm_detok_push_bytes(&d, "\xed\xa0\x80", 3, &l);  /* a surrogate is never valid */
+    o = slm_detok_push_bytes(&d, "\xed\xa0\x80", 3, &l); /* a surrogate is never valid */
     CHECK(l == 9, "surrogate bytes replaced (%zu)", l);
     slm_detok_free(&d);
 }
@@ -384,8 +405,10 @@ static void check_public_api(void) {
     slm_status s = slm_model_load(path, &p, &m, &err);
     CHECK(s == SLM_OK, "load %s: %s", path, err.msg);
     if (s) return;
-    const char *chat = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n";
-    static const int32_t want[] = {1, 9690, 198, 6077, 5453, 30, 2, 198, 1, 4093, 198, 26843, 17, 2, 198, 1, 520, 9531, 198};
+    const char *chat =
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n";
+    static const int32_t want[] = {1,   9690,  198, 6077, 5453, 30, 2,   198,  1,  4093,
+                                   198, 26843, 17,  2,    198,  1,  520, 9531, 198};
     int32_t ids[64];
     int n = 0;
     s = slm_tokenize(m, chat, strlen(chat), true, true, ids, 64, &n, &err);
@@ -411,8 +434,7 @@ int main(void) {
         return SLM_TEST_SKIP;
     }
     static const char *const names[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf",
-                                        "ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf",
-                                        "ggml-vocab-gpt-2.gguf"};
+                                        "ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf", "ggml-vocab-gpt-2.gguf"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         int want = 0, n = run_fixture(dir, names[i], &want);
         CHECK(n == want, "%s: %d cases checked of the %d in the files", names[i], n, want);

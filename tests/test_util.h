@@ -12,14 +12,14 @@
 
 static int slm_test_failures = 0;
 
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, "\n");                                              \
-            slm_test_failures++;                                                \
-        }                                                                       \
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fprintf(stderr, "\n");                                                                                     \
+            slm_test_failures++;                                                                                       \
+        }                                                                                                              \
     } while (0)
 
 /* Ends a test: prints a summary line and returns the exit code. */
@@ -34,10 +34,12 @@ static inline int slm_test_finish(const char *name) {
 
 /* xorshift64*: reproducible random data without global state. */
 static inline uint64_t slm_test_rand(uint64_t *s) {
-    *s ^= *s >> 12; *s ^= *s << 25; *s ^= *s >> 27;
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
     return *s * 2685821657736338717ull;
 }
-static inline float slm_test_randf(uint64_t *s) {  /* uniform in [-1, 1) */
+static inline float slm_test_randf(uint64_t *s) { /* uniform in [-1, 1) */
     return (float)((slm_test_rand(s) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
 static inline void slm_test_fill(float *x, int64_t n, uint64_t *s, float scale) {

@@ -17,8 +17,8 @@
 #include "vk_backend.h"
 
 /* The backend reads its knobs at open; each pass sets them, opens, and clears them again. */
-static const char *const k_knobs[] = {"SLM_VK_NO_SUBGROUP", "SLM_VK_STAGING", "SLM_VK_MATVEC", "SLM_VK_TILED_MIN",
-                                      "SLM_VK_FAIL_ALLOC_AFTER", "SLM_VK_FAKE_DEVICE_LOST"};
+static const char *const k_knobs[] = {"SLM_VK_NO_SUBGROUP", "SLM_VK_STAGING",          "SLM_VK_MATVEC",
+                                      "SLM_VK_TILED_MIN",   "SLM_VK_FAIL_ALLOC_AFTER", "SLM_VK_FAKE_DEVICE_LOST"};
 
 static slm_device *open_with(const char *const *env, const char *what) {
     for (size_t i = 0; i < sizeof k_knobs / sizeof k_knobs[0]; i++) unsetenv(k_knobs[i]);
@@ -38,7 +38,7 @@ static void pass(const char *const *env, const char *what, bool all, bool aligne
     if (!dev) return;
     slm_harness h;
     slm_harness_init(&h, dev);
-    h.tol_matmul_quant = 1e-5;   /* the shaders see the reference's quantized weights and accumulate in f32 */
+    h.tol_matmul_quant = 1e-5; /* the shaders see the reference's quantized weights and accumulate in f32 */
     if (all) {
         slm_harness_run_all(&h);
     } else {
@@ -111,7 +111,7 @@ static void test_alloc_fault(void) {
     CHECK(s == SLM_ERR_DEVICE, "third alloc returned %s", slm_status_name(s));
     CHECK(strstr(err.msg, "out of device memory") && strstr(err.msg, "4096"), "message: '%s'", err.msg);
     CHECK(c.handle == NULL && c.size == 0, "a failed alloc leaves an empty buffer");
-    slm_buffer_release(&c);   /* harmless on the empty buffer */
+    slm_buffer_release(&c); /* harmless on the empty buffer */
     s = small_matmul(dev, &a, &b, true, true, &err);
     CHECK(s == SLM_OK, "the device must still run after a failed allocation: %s", err.msg);
     CHECK(slm_buffer_alloc(dev, 64, &c, &err) == SLM_ERR_DEVICE, "later allocations fail the same way");
@@ -252,7 +252,7 @@ int main(void) {
     printf("test_vulkan_ops: built without Vulkan: skip\n");
     return SLM_TEST_SKIP;
 #else
-    setenv("SLM_VK_NO_PIPELINE_CACHE", "1", 1);   /* leave the user's cache alone (test_pipeline_cache aside) */
+    setenv("SLM_VK_NO_PIPELINE_CACHE", "1", 1); /* leave the user's cache alone (test_pipeline_cache aside) */
     slm_error err = {{0}};
     slm_device *dev = NULL;
     slm_status s = slm_device_open("vulkan:0", NULL, &dev, &err);
@@ -295,8 +295,8 @@ int main(void) {
     pass(lane, "test_vulkan_ops (lane mat-vec, then tiled)", true, true);
     const char *group[] = {"SLM_VK_MATVEC", "group", "SLM_VK_TILED_MIN", "0", NULL};
     pass(group, "test_vulkan_ops (workgroup mat-vec, subgroups)", false, false);
-    const char *shared[] = {"SLM_VK_MATVEC", "group", "SLM_VK_TILED_MIN", "0", "SLM_VK_NO_SUBGROUP", "1",
-                            "SLM_VK_STAGING", "1", NULL};
+    const char *shared[] = {
+        "SLM_VK_MATVEC", "group", "SLM_VK_TILED_MIN", "0", "SLM_VK_NO_SUBGROUP", "1", "SLM_VK_STAGING", "1", NULL};
     pass(shared, "test_vulkan_ops (shared-memory reductions, staged transfers)", true, false);
     const char *tiled[] = {"SLM_VK_TILED_MIN", "1", NULL};
     pass(tiled, "test_vulkan_ops (tiled at every batch)", false, false);

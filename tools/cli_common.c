@@ -10,9 +10,21 @@ bool slm_cli_parse_size(const char *s, size_t *out) {
     if (end == s || v < 0) return false;
     double mul = 1;
     switch (*end) {
-    case 'k': case 'K': mul = 1024.0; end++; break;
-    case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
-    case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 'k':
+    case 'K':
+        mul = 1024.0;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1024.0 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1024.0 * 1024 * 1024;
+        end++;
+        break;
     case 0: break;
     default: return false;
     }
@@ -61,15 +73,20 @@ bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o) {
         else if (!strcmp(a, "--min-p")) ok = v && parse_float(v, &o->sampling.min_p);
         else if (!strcmp(a, "--repeat-penalty")) ok = v && parse_float(v, &o->sampling.repeat_penalty);
         else if (!strcmp(a, "--repeat-last-n")) ok = v && parse_int(v, 0, 1 << 20, &o->sampling.repeat_last_n);
-        else if (!strcmp(a, "--seed")) { ok = v != NULL; if (ok) o->sampling.seed = strtoull(v, NULL, 10); }
-        else if (!strcmp(a, "--device")) o->params.device = v;
+        else if (!strcmp(a, "--seed")) {
+            ok = v != NULL;
+            if (ok) o->sampling.seed = strtoull(v, NULL, 10);
+        } else if (!strcmp(a, "--device")) o->params.device = v;
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) {
             if (v && !strcmp(v, "all")) o->params.n_gpu_layers = SLM_NGL_ALL;
             else if (v && !strcmp(v, "auto")) o->params.n_gpu_layers = SLM_NGL_AUTO;
             else ok = v && parse_int(v, 0, 1 << 20, &o->params.n_gpu_layers);
         } else if (!strcmp(a, "--vram-budget")) ok = v && slm_cli_parse_size(v, &o->params.vram_budget);
-        else if (!strcmp(a, "-ts") || !strcmp(a, "--tensor-split")) { ok = v != NULL; o->params.tensor_split = v; }
-        else { takes = false;
+        else if (!strcmp(a, "-ts") || !strcmp(a, "--tensor-split")) {
+            ok = v != NULL;
+            o->params.tensor_split = v;
+        } else {
+            takes = false;
             if (!strcmp(a, "--chat")) o->chat = true;
             else if (!strcmp(a, "--greedy")) o->sampling.temp = 0;
             else if (!strcmp(a, "--f32-act")) o->debug.f32_activations = true;

@@ -11,13 +11,13 @@ typedef struct slm_cli_opts {
     const char *model;
     const char *prompt;
     const char *system;
-    const char *tokens;       /* "1,2,3" for `slm logits` */
-    const char *out;          /* logits output file */
+    const char *tokens; /* "1,2,3" for `slm logits` */
+    const char *out;    /* logits output file */
     int n_predict;
     bool chat;
     bool no_bos;
     slm_params params;
-    slm_debug_params debug;   /* --f32-act */
+    slm_debug_params debug; /* --f32-act */
     slm_sampler_params sampling;
 } slm_cli_opts;
 

@@ -17,7 +17,7 @@
 
 typedef struct history {
     slm_chat_message *msgs;
-    char **owned;  /* the contents, malloc'd */
+    char **owned; /* the contents, malloc'd */
     int n, cap;
 } history;
 
@@ -61,9 +61,9 @@ typedef struct chat {
     slm_context *c;
     slm_sampler *smp;
     history hist;
-    int32_t *toks;      /* the tokens now in the KV cache */
+    int32_t *toks; /* the tokens now in the KV cache */
     int n_toks;
-    int32_t *prompt;    /* scratch: the rendered conversation */
+    int32_t *prompt; /* scratch: the rendered conversation */
     int n_ctx;
     int n_predict;
     bool verbose;
@@ -74,7 +74,7 @@ typedef struct chat {
  * count, or -1 (message printed). Drops the oldest turns while it does not leave room for a reply. */
 static int render(chat *ch) {
     slm_error err = {{0}};
-    int reserve = ch->n_ctx / 4 < 512 ? ch->n_ctx / 4 : 512;  /* room kept for the reply */
+    int reserve = ch->n_ctx / 4 < 512 ? ch->n_ctx / 4 : 512; /* room kept for the reply */
     for (;;) {
         char *text = NULL;
         slm_status s = slm_cli_chat_text(ch->m, ch->hist.msgs, ch->hist.n, &text, &err);
@@ -93,7 +93,7 @@ static int render(chat *ch) {
         /* too long: forget the oldest exchange after the system message */
         int first = ch->hist.n && !strcmp(ch->hist.msgs[0].role, "system") ? 1 : 0;
         if (ch->hist.n - first <= 1) {
-            if (!s && n < ch->n_ctx) return n;  /* a single long message: answer in what is left */
+            if (!s && n < ch->n_ctx) return n; /* a single long message: answer in what is left */
             fprintf(stderr, "slm: the message does not fit in the context of %d tokens (use -c)\n", ch->n_ctx);
             history_drop(&ch->hist, ch->hist.n - 1, 1);
             return -1;
@@ -109,7 +109,7 @@ static bool turn(chat *ch, int n) {
     slm_error err = {{0}};
     int keep = 0;
     while (keep < n && keep < ch->n_toks && ch->toks[keep] == ch->prompt[keep]) keep++;
-    if (keep == n) keep--;  /* the last token must be evaluated again to get its logits */
+    if (keep == n) keep--; /* the last token must be evaluated again to get its logits */
     if (keep < ch->n_toks) slm_context_rewind(ch->c, keep);
     memcpy(ch->toks + keep, ch->prompt + keep, (size_t)(n - keep) * sizeof *ch->toks);
     ch->n_toks = keep;
@@ -152,7 +152,10 @@ static bool turn(chat *ch, int n) {
                 size_t cap = rcap ? rcap * 2 : 1024;
                 while (cap < rlen + l + 1) cap *= 2;
                 char *r = realloc(reply, cap);
-                if (!r) { ok = false; break; }
+                if (!r) {
+                    ok = false;
+                    break;
+                }
                 reply = r;
                 rcap = cap;
             }
@@ -177,8 +180,10 @@ static bool turn(chat *ch, int n) {
     printf("\n");
     fflush(stdout);
     if (full)
-        fprintf(stderr, "slm: the context is full (%d tokens): the reply was cut off; the next turn drops the oldest "
-                        "turns, or start with a larger -c\n", ch->n_ctx);
+        fprintf(stderr,
+                "slm: the context is full (%d tokens): the reply was cut off; the next turn drops the oldest "
+                "turns, or start with a larger -c\n",
+                ch->n_ctx);
     if (ch->verbose) fprintf(stderr, "slm: turn %d: reply %d tokens\n", ch->n_turns, n_gen);
     slm_detokenizer_free(d);
     if (!history_add(&ch->hist, "assistant", reply ? reply : "", rlen)) ok = false;
@@ -254,10 +259,16 @@ int slm_cmd_chat(int argc, char **argv) {
             fprintf(stderr, "slm: conversation cleared\n");
             continue;
         }
-        if (!history_add(&ch.hist, "user", line, (size_t)n)) { rc = 1; break; }
+        if (!history_add(&ch.hist, "user", line, (size_t)n)) {
+            rc = 1;
+            break;
+        }
         int np = render(&ch);
         if (np < 0) continue;
-        if (!turn(&ch, np)) { rc = 1; break; }
+        if (!turn(&ch, np)) {
+            rc = 1;
+            break;
+        }
     }
     free(line);
 done:

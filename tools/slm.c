@@ -67,26 +67,44 @@ static int cmd_run(const slm_cli_opts *o) {
         if (o->system) msgs[n_msgs++] = (slm_chat_message){"system", o->system};
         msgs[n_msgs++] = (slm_chat_message){"user", o->prompt};
         slm_status s = slm_cli_chat_text(m, msgs, n_msgs, &text, &err);
-        if (s) { fail("chat template", s, &err); goto done; }
+        if (s) {
+            fail("chat template", s, &err);
+            goto done;
+        }
         prompt = text;
     }
     int n_ctx = slm_context_n_ctx(c), n = 0;
     toks = malloc((size_t)n_ctx * sizeof *toks);
     slm_status s = slm_tokenize(m, prompt, strlen(prompt), !o->no_bos, o->chat, toks, n_ctx, &n, &err);
-    if (s) { fail("cannot tokenize the prompt", s, &err); goto done; }
-    if (n == 0) { fprintf(stderr, "slm: the prompt is empty\n"); goto done; }
+    if (s) {
+        fail("cannot tokenize the prompt", s, &err);
+        goto done;
+    }
+    if (n == 0) {
+        fprintf(stderr, "slm: the prompt is empty\n");
+        goto done;
+    }
     if (n >= n_ctx) {
         fprintf(stderr, "slm: the prompt is %d tokens but the context is %d (use -c to enlarge it)\n", n, n_ctx);
         goto done;
     }
     s = slm_sampler_create(&o->sampling, slm_model_get_info(m).n_vocab, &smp, &err);
-    if (s) { fail("sampler", s, &err); goto done; }
+    if (s) {
+        fail("sampler", s, &err);
+        goto done;
+    }
     for (int i = 0; i < n; i++) slm_sampler_accept(smp, toks[i]);
     /* the generated text continues the prompt: a SentencePiece word's leading space is kept */
     s = slm_detokenizer_create(m, false, &detok, &err);
-    if (s) { fail("detokenizer", s, &err); goto done; }
+    if (s) {
+        fail("detokenizer", s, &err);
+        goto done;
+    }
     s = slm_eval(c, toks, n, false, &err);
-    if (s) { fail("eval", s, &err); goto done; }
+    if (s) {
+        fail("eval", s, &err);
+        goto done;
+    }
     for (int n_gen = 0; n_gen < o->n_predict && slm_context_pos(c) < n_ctx; n_gen++) {
         int32_t t = slm_sampler_sample(smp, slm_logits(c, -1));
         if (slm_token_is_eog(m, t)) break;
@@ -96,7 +114,10 @@ static int cmd_run(const slm_cli_opts *o) {
         if (piece) slm_cli_write(piece, l);
         if (slm_context_pos(c) >= n_ctx) break;
         s = slm_eval(c, &t, 1, false, &err);
-        if (s) { fail("eval", s, &err); goto done; }
+        if (s) {
+            fail("eval", s, &err);
+            goto done;
+        }
     }
     size_t l;
     const char *tail = slm_detokenizer_flush(detok, &l);
@@ -104,8 +125,8 @@ static int cmd_run(const slm_cli_opts *o) {
     printf("\n");
     slm_perf pf = slm_context_perf(c);
     double pp = pf.prompt_s > 0 ? pf.n_prompt / pf.prompt_s : 0, tg = pf.gen_s > 0 ? pf.n_gen / pf.gen_s : 0;
-    fprintf(stderr, "slm: prompt %d tok %.1f tok/s | gen %d tok %.1f tok/s | %.2f GB/s weights (%.1f MiB/token)\n",
-            n, pp, pf.n_gen, tg, tg * (double)pf.bytes_per_token / 1e9, pf.bytes_per_token / 1048576.0);
+    fprintf(stderr, "slm: prompt %d tok %.1f tok/s | gen %d tok %.1f tok/s | %.2f GB/s weights (%.1f MiB/token)\n", n,
+            pp, pf.n_gen, tg, tg * (double)pf.bytes_per_token / 1e9, pf.bytes_per_token / 1048576.0);
     rc = 0;
 done:
     free(text);
@@ -125,15 +146,24 @@ static int32_t *parse_ids(const char *s, int *n) {
     while (ids && *s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v < 0 || v > 0x7fffffff) { free(ids); return NULL; }
+        if (end == s || v < 0 || v > 0x7fffffff) {
+            free(ids);
+            return NULL;
+        }
         if (*n == cap) {
             int32_t *bigger = realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
-            if (!bigger) { free(ids); return NULL; }
+            if (!bigger) {
+                free(ids);
+                return NULL;
+            }
             ids = bigger;
         }
         ids[(*n)++] = (int32_t)v;
         s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') { free(ids); return NULL; }
+        if (*end && *end != ',') {
+            free(ids);
+            return NULL;
+        }
     }
     return ids;
 }
@@ -148,17 +178,29 @@ static int cmd_logits(const slm_cli_opts *o) {
     }
     slm_model *m;
     slm_context *c;
-    if (load(o, &m, &c)) { free(ids); return 1; }
+    if (load(o, &m, &c)) {
+        free(ids);
+        return 1;
+    }
     slm_error err = {{0}};
     int rc = 1, n_vocab = slm_model_get_info(m).n_vocab;
     FILE *f = NULL;
     slm_status s = slm_eval(c, ids, n, true, &err);
-    if (s) { fail("eval", s, &err); goto done; }
+    if (s) {
+        fail("eval", s, &err);
+        goto done;
+    }
     if (o->out) {
         f = fopen(o->out, "wb");
-        if (!f) { fprintf(stderr, "slm: cannot write %s\n", o->out); goto done; }
+        if (!f) {
+            fprintf(stderr, "slm: cannot write %s\n", o->out);
+            goto done;
+        }
         for (int i = 0; i < n; i++) fwrite(slm_logits(c, i), sizeof(float), (size_t)n_vocab, f);
-        if (fclose(f)) { fprintf(stderr, "slm: cannot write %s\n", o->out); goto done; }
+        if (fclose(f)) {
+            fprintf(stderr, "slm: cannot write %s\n", o->out);
+            goto done;
+        }
     }
     for (int g = 0; g < o->n_predict; g++) {
         const float *lg = slm_logits(c, -1);
@@ -168,7 +210,10 @@ static int cmd_logits(const slm_cli_opts *o) {
         printf("%s%d", g ? " " : "", best);
         if (g + 1 == o->n_predict) break;
         s = slm_eval(c, &best, 1, false, &err);
-        if (s) { fail("eval", s, &err); goto done; }
+        if (s) {
+            fail("eval", s, &err);
+            goto done;
+        }
     }
     printf("\n");
     rc = 0;

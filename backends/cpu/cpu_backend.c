@@ -33,8 +33,8 @@ static slm_status cpu_open(slm_device *d, int index, const slm_device_config *cf
         free(c);
         return s;
     }
-    c->kernels = cfg->f32_activations ? slm_cpu_kernels_f32act(slm_cpu_isa_detect())
-                                      : slm_cpu_kernels_get(slm_cpu_isa_detect());
+    c->kernels =
+        cfg->f32_activations ? slm_cpu_kernels_f32act(slm_cpu_isa_detect()) : slm_cpu_kernels_get(slm_cpu_isa_detect());
     c->exec.k = &c->kernels;
     c->exec.pool = c->pool;
     d->ctx = c;
@@ -69,7 +69,8 @@ static slm_status cpu_alloc(slm_device *d, size_t bytes, slm_buffer *b, slm_erro
     memset(b, 0, sizeof *b);
     size_t sz = (bytes + 63) & ~(size_t)63;
     void *p = NULL;
-    if (posix_memalign(&p, 64, sz ? sz : 64)) return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
+    if (posix_memalign(&p, 64, sz ? sz : 64))
+        return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
     memset(p, 0, sz ? sz : 64);
     b->dev = d;
     b->host = p;

@@ -13,16 +13,16 @@
 /* Sum of n words (n a multiple of 8, p 64-byte aligned) through eight independent vector sums of
  * `bytes`-wide loads, the widest the CPU has: narrower loads read measurably less on one core than the
  * AVX-512 mat-vec does, and a peak that the decode kernels themselves can beat is no peak. */
-#define SUM_WORDS_BODY(bytes)                                                                 \
-    typedef uint64_t vec __attribute__((vector_size(bytes)));                                 \
-    const vec *v = (const vec *)p;                                                            \
-    const size_t per_vec = (bytes) / 8, nv = n / per_vec;                                     \
-    vec s[8] = {{0}};                                                                         \
-    for (size_t i = 0; i + 8 <= nv; i += 8)                                                   \
-        for (int k = 0; k < 8; k++) s[k] += v[i + k];                                         \
-    vec tot = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];                          \
-    uint64_t r = 0;                                                                           \
-    for (size_t j = 0; j < per_vec; j++) r += tot[j];                                         \
+#define SUM_WORDS_BODY(bytes)                                                                                          \
+    typedef uint64_t vec __attribute__((vector_size(bytes)));                                                          \
+    const vec *v = (const vec *)p;                                                                                     \
+    const size_t per_vec = (bytes) / 8, nv = n / per_vec;                                                              \
+    vec s[8] = {{0}};                                                                                                  \
+    for (size_t i = 0; i + 8 <= nv; i += 8)                                                                            \
+        for (int k = 0; k < 8; k++) s[k] += v[i + k];                                                                  \
+    vec tot = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];                                                   \
+    uint64_t r = 0;                                                                                                    \
+    for (size_t j = 0; j < per_vec; j++) r += tot[j];                                                                  \
     return r;
 
 typedef uint64_t (*sum_words_fn)(const uint64_t *p, size_t n);
@@ -30,9 +30,7 @@ typedef uint64_t (*sum_words_fn)(const uint64_t *p, size_t n);
 static uint64_t sum_words_16(const uint64_t *p, size_t n) { SUM_WORDS_BODY(16) }
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 __attribute__((target("avx2"))) static uint64_t sum_words_32(const uint64_t *p, size_t n) { SUM_WORDS_BODY(32) }
-__attribute__((target("avx512f"))) static uint64_t sum_words_64(const uint64_t *p, size_t n) {
-    SUM_WORDS_BODY(64)
-}
+__attribute__((target("avx512f"))) static uint64_t sum_words_64(const uint64_t *p, size_t n) { SUM_WORDS_BODY(64) }
 #endif
 
 static sum_words_fn widest_sum_words(void) {
@@ -47,12 +45,12 @@ static sum_words_fn widest_sum_words(void) {
 typedef struct bw_shared {
     const uint64_t *buf;
     sum_words_fn sum;
-    size_t n;                 /* words */
+    size_t n; /* words */
     int n_threads;
     pthread_barrier_t start, stop;
     int reps;
     volatile uint64_t sink[64];
-    double t_start[256], t_end[256];   /* per thread, this repetition */
+    double t_start[256], t_end[256]; /* per thread, this repetition */
 } bw_shared;
 
 typedef struct bw_thread {
@@ -86,10 +84,10 @@ double slm_cpu_peak_read(int n_threads, size_t bytes, int reps) {
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 256) n_threads = 256;
     if (reps < 1) reps = 1;
-    if (bytes < 64 * (size_t)n_threads) bytes = 64 * (size_t)n_threads;  /* a whole 64-byte line per thread */
+    if (bytes < 64 * (size_t)n_threads) bytes = 64 * (size_t)n_threads; /* a whole 64-byte line per thread */
     uint64_t *buf = NULL;
     if (posix_memalign((void **)&buf, 64, bytes)) return 0;
-    memset(buf, 1, bytes);  /* touch every page before timing */
+    memset(buf, 1, bytes); /* touch every page before timing */
     bw_shared *sh = calloc(1, sizeof *sh);
     pthread_t *th = calloc((size_t)n_threads, sizeof *th);
     bw_thread *ta = calloc((size_t)n_threads, sizeof *ta);

@@ -39,7 +39,7 @@ size_t slm_cpu_op_work_size(const slm_cpu_exec *e, const slm_op *op, int nth) {
         int64_t K = op->src[0].ne[0], T = op->src[1].ne[1];
         if (matmul_uses_gemm(e, op)) /* activations, then one packing scratch per thread */
             return e->k->gemm_act_row_bytes(K) * (size_t)T + (size_t)nth * e->k->gemm_scratch_bytes(K) + 64;
-        return e->k->act_row_bytes(op->src[0].type, K) * (size_t)T + 128;   /* + the row counter (64-aligned) */
+        return e->k->act_row_bytes(op->src[0].type, K) * (size_t)T + 128; /* + the row counter (64-aligned) */
     }
     if (op->kind == SLM_OP_ATTENTION) {
         return (size_t)nth * ((size_t)op->src[1].ne[1] + 16) * sizeof(float) * 2;
@@ -65,10 +65,8 @@ static void run_matmul(const slm_cpu_exec *e, const slm_op *op, int ith, int nth
     share(T, ith, nth, 1, &c0, &c1);
     for (int64_t c = c0; c < c1; c++) {
         const float *xc = (const float *)COL(*x, c);
-        if (gemm)
-            e->k->gemm_quantize_act(xc, e->work + c * act, K);
-        else
-            e->k->quantize_act(w->type, xc, e->work + c * act, K);
+        if (gemm) e->k->gemm_quantize_act(xc, e->work + c * act, K);
+        else e->k->quantize_act(w->type, xc, e->work + c * act, K);
     }
     /* The mat-vec path deals rows out from a shared counter after the activations (64-aligned, reset
      * before the barrier, which every thread crosses before taking a chunk). */
@@ -126,8 +124,8 @@ static void run_rmsnorm(const slm_op *op, int ith, int nth) {
     int64_t t0, t1;
     share(op->src[0].ne[1], ith, nth, 1, &t0, &t1);
     for (int64_t t = t0; t < t1; t++)
-        slm_ref_rmsnorm((const float *)COL(op->src[0], t), (const float *)PTR(op->src[1]),
-                        (float *)COL(op->dst, t), (int)op->src[0].ne[0], op->p.norm.eps);
+        slm_ref_rmsnorm((const float *)COL(op->src[0], t), (const float *)PTR(op->src[1]), (float *)COL(op->dst, t),
+                        (int)op->src[0].ne[0], op->p.norm.eps);
 }
 
 static void run_rope(const slm_op *op, int ith, int nth) {
@@ -147,7 +145,7 @@ static void run_rope(const slm_op *op, int ith, int nth) {
             /* every head of a token turns by the same angles: the same arithmetic as slm_ref_rope */
             for (int j = 0; j < half; j++) {
                 double theta = (double)pos[t] * pow((double)op->p.rope.freq_base, -2.0 * j / n_rot) *
-                               (double)op->p.rope.freq_scale;
+                    (double)op->p.rope.freq_scale;
                 if (factors) theta /= (double)factors[j];
                 cs[j] = cos(theta);
                 sn[j] = sin(theta);

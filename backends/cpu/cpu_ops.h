@@ -10,7 +10,7 @@
 typedef struct slm_cpu_exec {
     const slm_cpu_kernels *k;
     slm_pool *pool;
-    uint8_t *work;        /* shared scratch: quantized activations, then per-thread attention scores */
+    uint8_t *work; /* shared scratch: quantized activations, then per-thread attention scores */
     size_t work_size;
 } slm_cpu_exec;
 

@@ -36,8 +36,8 @@ struct slm_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    _Atomic unsigned generation;   /* bumped to start a dispatch */
-    _Atomic int pending;           /* workers still running the current dispatch */
+    _Atomic unsigned generation; /* bumped to start a dispatch */
+    _Atomic int pending;         /* workers still running the current dispatch */
     _Atomic int stop;
     slm_pool_fn fn;
     void *arg;

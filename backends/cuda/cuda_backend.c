@@ -63,8 +63,9 @@ static slm_status cuda_open(slm_device *d, int index, const slm_device_config *c
     if (e != cudaSuccess) return slm_cuda_error(e, "cudaGetDeviceProperties", err);
     int sm = prop.major * 10 + prop.minor;
     if (sm < 75)
-        return slm_fail(err, SLM_ERR_UNSUPPORTED, "cuda:%d %s has compute capability %d.%d; slm needs 7.5 (Turing) or newer",
-                        index, prop.name, prop.major, prop.minor);
+        return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                        "cuda:%d %s has compute capability %d.%d; slm needs 7.5 (Turing) or newer", index, prop.name,
+                        prop.major, prop.minor);
     slm_cuda_ctx *c = calloc(1, sizeof *c);
     if (!c) return slm_fail(err, SLM_ERR_NOMEM, "out of memory opening cuda:%d", index);
     c->device = index;
@@ -163,8 +164,8 @@ static slm_status check_span(slm_device *d, const slm_buffer *b, size_t off, siz
     if (!b || !b->handle || b->dev != d)
         return slm_fail(err, SLM_ERR_INVALID_ARG, "%s: %s into a buffer of another device", d->name, what);
     if (off > b->size || n > b->size - off)
-        return slm_fail(err, SLM_ERR_INVALID_ARG, "%s: %s of %zu bytes at %zu is outside the buffer (%zu bytes)", d->name,
-                        what, n, off, b->size);
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "%s: %s of %zu bytes at %zu is outside the buffer (%zu bytes)",
+                        d->name, what, n, off, b->size);
     return SLM_OK;
 }
 

@@ -9,10 +9,10 @@
 extern const slm_backend_ops slm_backend_cuda;
 
 typedef struct slm_cuda_stats {
-    uint64_t captures;        /* splits captured into CUDA graphs */
-    uint64_t graph_launches;  /* graph launches (first launch after a capture included) */
-    int sm;                   /* compute capability of the device, e.g. 89 */
-    int graphs_enabled;       /* 0 after SLM_CUDA_GRAPHS=0 or a failed capture */
+    uint64_t captures;       /* splits captured into CUDA graphs */
+    uint64_t graph_launches; /* graph launches (first launch after a capture included) */
+    int sm;                  /* compute capability of the device, e.g. 89 */
+    int graphs_enabled;      /* 0 after SLM_CUDA_GRAPHS=0 or a failed capture */
 } slm_cuda_stats;
 
 /* Counters of an opened cuda device (zeros for a device of another backend). */

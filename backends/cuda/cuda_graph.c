@@ -82,8 +82,8 @@ static bool same(const uint64_t *a, size_t na, const uint64_t *b, size_t nb) {
 
 /* Captures the split into a new executable graph (slot chosen least recently used) and launches it. Takes
  * ownership of sig. *captured tells whether the graph was made (a later failure is then a launch failure). */
-static slm_status capture(slm_cuda_ctx *c, const slm_op *ops, int n_ops, uint64_t *sig, size_t n_sig,
-                          bool *captured, slm_error *err) {
+static slm_status capture(slm_cuda_ctx *c, const slm_op *ops, int n_ops, uint64_t *sig, size_t n_sig, bool *captured,
+                          slm_error *err) {
     *captured = false;
     cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) {

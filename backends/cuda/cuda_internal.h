@@ -21,16 +21,16 @@
 #define SLM_CUDA_STAGE_BYTES ((size_t)8 << 20)
 
 typedef struct slm_cuda_graph {
-    uint64_t *sig;       /* the split's signature (see slm_cuda_split_signature) */
+    uint64_t *sig; /* the split's signature (see slm_cuda_split_signature) */
     size_t n_sig;
     cudaGraphExec_t exec;
     uint64_t last_use;
 } slm_cuda_graph;
 
 typedef struct slm_cuda_ctx {
-    int device;                  /* CUDA ordinal */
-    int sm;                      /* compute capability, e.g. 89 */
-    cudaStream_t stream;         /* every copy and kernel of this device, in order */
+    int device;          /* CUDA ordinal */
+    int sm;              /* compute capability, e.g. 89 */
+    cudaStream_t stream; /* every copy and kernel of this device, in order */
     cublasHandle_t blas;
     /* scratch: f16 activations + an f16 weight chunk for GEMMs, attention partials; grown before a split */
     void *scratch;
@@ -40,8 +40,8 @@ typedef struct slm_cuda_ctx {
     cudaEvent_t stage_done[2];
     int stage_next;
     /* graphs */
-    bool use_graphs;             /* SLM_CUDA_GRAPHS=0 turns capture off */
-    bool sync_each;              /* SLM_CUDA_SYNC=1: synchronise after every op and name the one that failed */
+    bool use_graphs; /* SLM_CUDA_GRAPHS=0 turns capture off */
+    bool sync_each;  /* SLM_CUDA_SYNC=1: synchronise after every op and name the one that failed */
     slm_cuda_graph graphs[SLM_CUDA_MAX_GRAPHS];
     slm_cuda_graph seen[SLM_CUDA_MAX_GRAPHS]; /* splits run eagerly once (no exec): captured when seen again */
     uint64_t tick;

@@ -24,10 +24,10 @@ static const char *op_label(const slm_op *op) { return op->name ? op->name : slm
 
 #define FAIL(...) return slm_fail(err, SLM_ERR_UNSUPPORTED, __VA_ARGS__)
 
-#define CHECK_ST(x)                                                             \
-    do {                                                                        \
-        slm_status _s = (x);                                                    \
-        if (_s) return _s;                                                      \
+#define CHECK_ST(x)                                                                                                    \
+    do {                                                                                                               \
+        slm_status _s = (x);                                                                                           \
+        if (_s) return _s;                                                                                             \
     } while (0)
 
 slm_status slm_cuda_op_check(const slm_op *op, slm_error *err) {
@@ -85,7 +85,9 @@ slm_status slm_cuda_op_check_buffers(slm_device *dev, const slm_op *op, slm_erro
     return SLM_OK;
 }
 
-static bool use_gemm(const slm_op *op) { return op->kind == SLM_OP_MATMUL && op->src[1].ne[1] > SLM_CUDA_MATVEC_MAX_COLS; }
+static bool use_gemm(const slm_op *op) {
+    return op->kind == SLM_OP_MATMUL && op->src[1].ne[1] > SLM_CUDA_MATVEC_MAX_COLS;
+}
 
 static int64_t gemm_chunk_rows(int64_t K, int64_t N) {
     int64_t r = SLM_CUDA_GEMM_CHUNK_ELEMS / K;
@@ -102,8 +104,9 @@ size_t slm_cuda_op_scratch(const slm_op *op) {
         return t == SLM_F16 ? act : act + (size_t)K * (size_t)gemm_chunk_rows(K, N) * 2;
     }
     if (op->kind == SLM_OP_ATTENTION)
-        return sizeof(float) * slm_cuda_attention_scratch_floats(op->p.attn.head_dim, op->p.attn.n_head,
-                                                                 op->src[0].ne[1], op->src[1].ne[1]);
+        return sizeof(float) *
+            slm_cuda_attention_scratch_floats(op->p.attn.head_dim, op->p.attn.n_head, op->src[0].ne[1],
+                                              op->src[1].ne[1]);
     return 0;
 }
 
@@ -111,7 +114,8 @@ bool slm_cuda_op_capturable(const slm_op *op) { return !use_gemm(op); }
 
 static slm_status blas_check(cublasStatus_t s, const char *what, const slm_op *op, slm_error *err) {
     if (s == CUBLAS_STATUS_SUCCESS) return SLM_OK;
-    return slm_fail(err, SLM_ERR_DEVICE, "cuda: cuBLAS %s failed for matmul (%s): status %d", what, op_label(op), (int)s);
+    return slm_fail(err, SLM_ERR_DEVICE, "cuda: cuBLAS %s failed for matmul (%s): status %d", what, op_label(op),
+                    (int)s);
 }
 
 /* Prompt batches: y [N, T] = W^T-as-stored . x, i.e. column-major GEMM with the weight as a K x N matrix
@@ -142,8 +146,8 @@ static slm_status matmul_gemm(slm_cuda_ctx *c, const slm_op *op, slm_error *err)
                 int64_t n = N - r0 < rows ? N - r0 : rows;
                 CHECK_ST(slm_cuda_dequant_f16(w->type, dptr(w), w->nb[1], K, r0, n, wh, c->stream, err));
                 CHECK_ST(blas_check(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)T, (int)K, &one, wh,
-                                                 CUDA_R_16F, (int)K, xh, CUDA_R_16F, (int)K, &zero, yp + r0,
-                                                 CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                                 CUDA_R_16F, (int)K, xh, CUDA_R_16F, (int)K, &zero, yp + r0, CUDA_R_32F,
+                                                 (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                                     "GemmEx", op, err));
             }
         }
@@ -165,18 +169,34 @@ static slm_status enqueue_one(slm_cuda_ctx *c, const slm_op *op, slm_error *err)
     case SLM_OP_MATMUL: {
         if (use_gemm(op)) return matmul_gemm(c, op, err);
         slm_cuda_matmul_args a = {
-            .wtype = s0->type, .w = dptr(s0), .row_bytes = s0->nb[1], .K = s0->ne[0], .N = s0->ne[1],
-            .x = dptr(s1), .ldx = ld1(s1), .y = dptr(d), .ldy = ld1(d), .T = s1->ne[1],
+            .wtype = s0->type,
+            .w = dptr(s0),
+            .row_bytes = s0->nb[1],
+            .K = s0->ne[0],
+            .N = s0->ne[1],
+            .x = dptr(s1),
+            .ldx = ld1(s1),
+            .y = dptr(d),
+            .ldy = ld1(d),
+            .T = s1->ne[1],
             .bias = present(s2) ? dptr(s2) : NULL,
         };
         return slm_cuda_matvec(&a, st, err);
     }
     case SLM_OP_ROPE: {
         slm_cuda_rope_args a = {
-            .x = dptr(d), .ld_head = (int64_t)(d->nb[1] / 4), .ld_tok = (int64_t)(d->nb[2] / 4),
-            .head_dim = (int)d->ne[0], .n_head = (int)d->ne[1], .n_rot = op->p.rope.n_rot, .T = d->ne[2],
-            .pos = dptr(s1), .factors = present(s2) ? dptr(s2) : NULL, .neox = op->p.rope.neox,
-            .freq_base = op->p.rope.freq_base, .freq_scale = op->p.rope.freq_scale,
+            .x = dptr(d),
+            .ld_head = (int64_t)(d->nb[1] / 4),
+            .ld_tok = (int64_t)(d->nb[2] / 4),
+            .head_dim = (int)d->ne[0],
+            .n_head = (int)d->ne[1],
+            .n_rot = op->p.rope.n_rot,
+            .T = d->ne[2],
+            .pos = dptr(s1),
+            .factors = present(s2) ? dptr(s2) : NULL,
+            .neox = op->p.rope.neox,
+            .freq_base = op->p.rope.freq_base,
+            .freq_scale = op->p.rope.freq_scale,
         };
         return slm_cuda_rope(&a, st, err);
     }
@@ -184,9 +204,21 @@ static slm_status enqueue_one(slm_cuda_ctx *c, const slm_op *op, slm_error *err)
         return slm_cuda_kv_write(dptr(s0), ld1(s0), s0->ne[0], s0->ne[1], dptr(s1), dptr(d), ld1(d), d->ne[1], st, err);
     case SLM_OP_ATTENTION: {
         slm_cuda_attn_args a = {
-            .q = dptr(s0), .ldq = ld1(s0), .k = dptr(s1), .v = dptr(s2), .ldk = ld1(s1), .ldv = ld1(s2),
-            .n_ctx = s1->ne[1], .pos = dptr(s3), .out = dptr(d), .ldo = ld1(d), .head_dim = op->p.attn.head_dim,
-            .n_head = op->p.attn.n_head, .n_head_kv = op->p.attn.n_head_kv, .T = s0->ne[1], .scale = op->p.attn.scale,
+            .q = dptr(s0),
+            .ldq = ld1(s0),
+            .k = dptr(s1),
+            .v = dptr(s2),
+            .ldk = ld1(s1),
+            .ldv = ld1(s2),
+            .n_ctx = s1->ne[1],
+            .pos = dptr(s3),
+            .out = dptr(d),
+            .ldo = ld1(d),
+            .head_dim = op->p.attn.head_dim,
+            .n_head = op->p.attn.n_head,
+            .n_head_kv = op->p.attn.n_head_kv,
+            .T = s0->ne[1],
+            .scale = op->p.attn.scale,
             .partial = c->scratch,
         };
         return slm_cuda_attention(&a, st, err);

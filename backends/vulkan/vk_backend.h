@@ -6,9 +6,9 @@
 
 typedef struct slm_vk_op_time {
     slm_op_kind kind;
-    const char *name;   /* the op's name (static string), may be NULL */
+    const char *name; /* the op's name (static string), may be NULL */
     int layer;
-    double ms;          /* device time from the previous op's end to this op's end */
+    double ms; /* device time from the previous op's end to this op's end */
 } slm_vk_op_time;
 
 /* Copies up to max per-op device times of the last completed split (after sync) into out; returns how

@@ -51,8 +51,10 @@ static bool has_instance_ext(const char *name) {
 static VkResult create_instance(VkInstance *out) {
     uint32_t api = 0;
     if (vkEnumerateInstanceVersion(&api) != VK_SUCCESS || api < VK_API_VERSION_1_2) return VK_ERROR_INCOMPATIBLE_DRIVER;
-    VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "slm",
-                             .pEngineName = "slm", .apiVersion = VK_API_VERSION_1_2};
+    VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+                             .pApplicationName = "slm",
+                             .pEngineName = "slm",
+                             .apiVersion = VK_API_VERSION_1_2};
     const char *exts[1];
     uint32_t n_ext = 0;
     VkInstanceCreateFlags flags = 0;
@@ -65,10 +67,14 @@ static VkResult create_instance(VkInstance *out) {
     uint32_t n_layers = 0;
     /* Debugging aid: SLM_VK_VALIDATE=1 turns on the Khronos validation layer when it is installed. */
     const char *v = getenv("SLM_VK_VALIDATE");
-    if (v && *v && *v != '0' && has_layer("VK_LAYER_KHRONOS_validation")) layers[n_layers++] = "VK_LAYER_KHRONOS_validation";
-    VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .flags = flags,
-                               .pApplicationInfo = &app, .enabledExtensionCount = n_ext,
-                               .ppEnabledExtensionNames = exts, .enabledLayerCount = n_layers,
+    if (v && *v && *v != '0' && has_layer("VK_LAYER_KHRONOS_validation"))
+        layers[n_layers++] = "VK_LAYER_KHRONOS_validation";
+    VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+                               .flags = flags,
+                               .pApplicationInfo = &app,
+                               .enabledExtensionCount = n_ext,
+                               .ppEnabledExtensionNames = exts,
+                               .enabledLayerCount = n_layers,
                                .ppEnabledLayerNames = layers};
     return vkCreateInstance(&ci, NULL, out);
 }
@@ -83,10 +89,16 @@ static int find_compute_queue(VkPhysicalDevice p) {
     int best = -1;
     /* prefer a compute family without graphics (async compute), else any with compute */
     for (uint32_t i = 0; i < n; i++)
-        if ((q[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && !(q[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) { best = (int)i; break; }
+        if ((q[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && !(q[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) {
+            best = (int)i;
+            break;
+        }
     if (best < 0)
         for (uint32_t i = 0; i < n; i++)
-            if (q[i].queueFlags & VK_QUEUE_COMPUTE_BIT) { best = (int)i; break; }
+            if (q[i].queueFlags & VK_QUEUE_COMPUTE_BIT) {
+                best = (int)i;
+                break;
+            }
     free(q);
     return best;
 }
@@ -182,7 +194,7 @@ static void pick_matmul(vk_ctx *c) {
     const char *tm = getenv("SLM_VK_TILED_MIN");
     if (tm && *tm) {
         long v = strtol(tm, NULL, 10);
-        c->tiled_min_batch = v >= 1 ? (uint32_t)v : UINT32_MAX;   /* 0: never tiled */
+        c->tiled_min_batch = v >= 1 ? (uint32_t)v : UINT32_MAX; /* 0: never tiled */
     }
     if (c->props.limits.maxComputeSharedMemorySize < VK_TILE_SHARED_BYTES) c->tiled_min_batch = UINT32_MAX;
 }
@@ -190,13 +202,14 @@ static void pick_matmul(vk_ctx *c) {
 static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg, slm_error *err) {
     vk_ctx *c = calloc(1, sizeof *c);
     if (!c) return slm_fail(err, SLM_ERR_NOMEM, "out of memory opening vulkan:%d", index);
-    c->fail_alloc_after = -1;   /* no fault hooks until read_faults at the end of open */
+    c->fail_alloc_after = -1; /* no fault hooks until read_faults at the end of open */
     d->ctx = c;
     d->host_memory = false;
     VkResult r = create_instance(&c->instance);
     if (r != VK_SUCCESS) {
         vk_close(d);
-        return slm_fail(err, SLM_ERR_NO_DEVICE, "vulkan: no Vulkan 1.2 instance (VkResult %d): no driver installed?", (int)r);
+        return slm_fail(err, SLM_ERR_NO_DEVICE, "vulkan: no Vulkan 1.2 instance (VkResult %d): no driver installed?",
+                        (int)r);
     }
     VkPhysicalDevice devs[VK_MAX_DEVICES];
     int n = list_devices(c->instance, devs, VK_MAX_DEVICES);
@@ -208,18 +221,19 @@ static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg
     c->phys = devs[index];
     c->queue_family = (uint32_t)find_compute_queue(c->phys);
     vkGetPhysicalDeviceProperties(c->phys, &c->props);
-    d->software = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;  /* lavapipe: never a default */
+    d->software = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU; /* lavapipe: never a default */
     vkGetPhysicalDeviceMemoryProperties(c->phys, &c->mem_props);
 
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
-    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, .pNext = &m3};
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+                                             .pNext = &m3};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
     vkGetPhysicalDeviceProperties2(c->phys, &p2);
     c->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : ((VkDeviceSize)1 << 30);
     c->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
-                        (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) &&
-                        (sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT);
-    const char *nosg = getenv("SLM_VK_NO_SUBGROUP");   /* test hook: force the shared-memory reductions */
+        (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) &&
+        (sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT);
+    const char *nosg = getenv("SLM_VK_NO_SUBGROUP"); /* test hook: force the shared-memory reductions */
     if (nosg && *nosg && *nosg != '0') c->subgroup_arith = false;
     pick_matmul(c);
 
@@ -247,9 +261,15 @@ static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg
     VkPhysicalDeviceFeatures2 en = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &en11};
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
-                                   .queueFamilyIndex = c->queue_family, .queueCount = 1, .pQueuePriorities = &prio};
-    VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .pNext = &en, .queueCreateInfoCount = 1,
-                              .pQueueCreateInfos = &qci, .enabledExtensionCount = n_ext, .ppEnabledExtensionNames = exts};
+                                   .queueFamilyIndex = c->queue_family,
+                                   .queueCount = 1,
+                                   .pQueuePriorities = &prio};
+    VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                              .pNext = &en,
+                              .queueCreateInfoCount = 1,
+                              .pQueueCreateInfos = &qci,
+                              .enabledExtensionCount = n_ext,
+                              .ppEnabledExtensionNames = exts};
     slm_status s = slm_vk_check(c, vkCreateDevice(c->phys, &dci, NULL, &c->device), "vkCreateDevice", err);
     if (!s) {
         vkGetDeviceQueue(c->device, c->queue_family, 0, &c->queue);
@@ -261,7 +281,7 @@ static slm_status vk_open(slm_device *d, int index, const slm_device_config *cfg
         return s;
     }
     snprintf(d->name, sizeof d->name, "vulkan:%d %.120s", index, c->props.deviceName);
-    read_faults(c);   /* only now: the hooks fail the caller's allocations, never the device's own at open */
+    read_faults(c); /* only now: the hooks fail the caller's allocations, never the device's own at open */
     return SLM_OK;
 }
 
@@ -282,7 +302,8 @@ static void vk_close(slm_device *d) {
 
 static void vk_memory(slm_device *d, size_t *free_b, size_t *total_b) {
     vk_ctx *c = d->ctx;
-    VkPhysicalDeviceMemoryBudgetPropertiesEXT budget = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+    VkPhysicalDeviceMemoryBudgetPropertiesEXT budget = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
     VkPhysicalDeviceMemoryProperties2 mp = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
                                             .pNext = c->has_budget ? &budget : NULL};
     vkGetPhysicalDeviceMemoryProperties2(c->phys, &mp);

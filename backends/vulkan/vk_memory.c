@@ -20,12 +20,15 @@ static const VkBufferUsageFlags k_usage =
 
 slm_status slm_vk_buf_create(vk_ctx *c, VkDeviceSize size, uint32_t mem_type, bool map, vk_buf *out, slm_error *err) {
     memset(out, 0, sizeof *out);
-    size = (size + 255) & ~(VkDeviceSize)255;   /* whole words for the shaders, room for aligned ranges */
+    size = (size + 255) & ~(VkDeviceSize)255; /* whole words for the shaders, room for aligned ranges */
     if (size == 0) size = 256;
     if (size > c->max_alloc)
-        return slm_fail(err, SLM_ERR_DEVICE, "vulkan: cannot allocate %llu bytes (the device's largest allocation is %llu)",
+        return slm_fail(err, SLM_ERR_DEVICE,
+                        "vulkan: cannot allocate %llu bytes (the device's largest allocation is %llu)",
                         (unsigned long long)size, (unsigned long long)c->max_alloc);
-    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = size, .usage = k_usage,
+    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                             .size = size,
+                             .usage = k_usage,
                              .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
     slm_status s = slm_vk_check(c, vkCreateBuffer(c->device, &bi, NULL, &out->buf), "vkCreateBuffer", err);
     if (s) return s;
@@ -38,11 +41,11 @@ slm_status slm_vk_buf_create(vk_ctx *c, VkDeviceSize size, uint32_t mem_type, bo
         out->buf = VK_NULL_HANDLE;
         return slm_fail(err, SLM_ERR_DEVICE, "vulkan: no memory type for a storage buffer");
     }
-    VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
-                               .memoryTypeIndex = (uint32_t)t};
+    VkMemoryAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size, .memoryTypeIndex = (uint32_t)t};
     /* the test hooks (vk_device.c read_faults) fail here, where a real driver would */
     bool injected = (c->fail_alloc_after >= 0 && c->n_allocs >= c->fail_alloc_after) ||
-                    (c->fail_alloc_above && req.size > c->fail_alloc_above);
+        (c->fail_alloc_above && req.size > c->fail_alloc_above);
     c->n_allocs++;
     VkResult r = injected ? VK_ERROR_OUT_OF_DEVICE_MEMORY : vkAllocateMemory(c->device, &ai, NULL, &out->mem);
     if (r != VK_SUCCESS) {
@@ -78,7 +81,9 @@ void slm_vk_buf_destroy(vk_ctx *c, vk_buf *b) {
 
 slm_status slm_vk_memory_init(vk_ctx *c, slm_error *err) {
     /* The memory types a storage buffer may use, from a probe buffer. */
-    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = 256, .usage = k_usage,
+    VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                             .size = 256,
+                             .usage = k_usage,
                              .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
     VkBuffer probe;
     slm_status s = slm_vk_check(c, vkCreateBuffer(c->device, &bi, NULL, &probe), "vkCreateBuffer", err);
@@ -89,7 +94,7 @@ slm_status slm_vk_memory_init(vk_ctx *c, slm_error *err) {
 
     const VkMemoryPropertyFlags hv = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
     bool uma = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU ||
-               c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+        c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     int dev_t = -1;
     if (uma) dev_t = find_type(c, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | hv);
     c->device_mapped = dev_t >= 0;
@@ -100,7 +105,8 @@ slm_status slm_vk_memory_init(vk_ctx *c, slm_error *err) {
     if (dev_t < 0) dev_t = find_type(c, req.memoryTypeBits, 0);
     int stg_t = find_type(c, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
     if (stg_t < 0) stg_t = find_type(c, req.memoryTypeBits, hv);
-    if (dev_t < 0 || stg_t < 0) return slm_fail(err, SLM_ERR_DEVICE, "vulkan: no usable memory types on %s", c->props.deviceName);
+    if (dev_t < 0 || stg_t < 0)
+        return slm_fail(err, SLM_ERR_DEVICE, "vulkan: no usable memory types on %s", c->props.deviceName);
     c->mem_type_device = (uint32_t)dev_t;
     c->mem_type_staging = (uint32_t)stg_t;
 
@@ -110,8 +116,10 @@ slm_status slm_vk_memory_init(vk_ctx *c, slm_error *err) {
     s = slm_vk_check(c, vkCreateCommandPool(c->device, &pci, NULL, &c->cmd_pool), "vkCreateCommandPool", err);
     if (s) return s;
     VkCommandBuffer cbs[2];
-    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = c->cmd_pool,
-                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 2};
+    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                       .commandPool = c->cmd_pool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                       .commandBufferCount = 2};
     s = slm_vk_check(c, vkAllocateCommandBuffers(c->device, &cai, cbs), "vkAllocateCommandBuffers", err);
     if (s) return s;
     c->cmd = cbs[0];
@@ -119,7 +127,8 @@ slm_status slm_vk_memory_init(vk_ctx *c, slm_error *err) {
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     s = slm_vk_check(c, vkCreateFence(c->device, &fci, NULL, &c->fence), "vkCreateFence", err);
     if (!s) s = slm_vk_check(c, vkCreateFence(c->device, &fci, NULL, &c->xfer_fence), "vkCreateFence", err);
-    if (!s && !c->device_mapped) s = slm_vk_buf_create(c, VK_STAGING_BYTES, c->mem_type_staging, true, &c->staging, err);
+    if (!s && !c->device_mapped)
+        s = slm_vk_buf_create(c, VK_STAGING_BYTES, c->mem_type_staging, true, &c->staging, err);
     if (!s) s = slm_vk_buf_create(c, 256, c->mem_type_device, false, &c->dummy, err);
     return s;
 }
@@ -158,9 +167,12 @@ slm_status slm_vk_alloc(slm_device *d, size_t bytes, slm_buffer *b, slm_error *e
             vkCmdFillBuffer(c->xfer_cmd, vb->buf, 0, VK_WHOLE_SIZE, 0);
             s = slm_vk_check(c, vkEndCommandBuffer(c->xfer_cmd), "vkEndCommandBuffer", err);
         }
-        VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->xfer_cmd};
+        VkSubmitInfo si = {
+            .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->xfer_cmd};
         if (!s) s = slm_vk_check(c, vkQueueSubmit(c->queue, 1, &si, c->xfer_fence), "vkQueueSubmit (fill)", err);
-        if (!s) s = slm_vk_check(c, vkWaitForFences(c->device, 1, &c->xfer_fence, VK_TRUE, VK_FENCE_TIMEOUT_NS), "fill", err);
+        if (!s)
+            s = slm_vk_check(c, vkWaitForFences(c->device, 1, &c->xfer_fence, VK_TRUE, VK_FENCE_TIMEOUT_NS), "fill",
+                             err);
         vkResetFences(c->device, 1, &c->xfer_fence);
         if (s) {
             slm_vk_buf_destroy(c, vb);
@@ -202,13 +214,16 @@ static slm_status staged_copy(vk_ctx *c, vk_buf *vb, size_t off, size_t n, bool 
     VkBufferCopy region = {.srcOffset = to_device ? 0 : off, .dstOffset = to_device ? off : 0, .size = n};
     if (to_device) vkCmdCopyBuffer(c->xfer_cmd, c->staging.buf, vb->buf, 1, &region);
     else vkCmdCopyBuffer(c->xfer_cmd, vb->buf, c->staging.buf, 1, &region);
-    VkMemoryBarrier hb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+    VkMemoryBarrier hb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
                           .dstAccessMask = VK_ACCESS_HOST_READ_BIT | VK_ACCESS_SHADER_READ_BIT};
     vkCmdPipelineBarrier(c->xfer_cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &hb, 0, NULL, 0, NULL);
+                         VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &hb, 0, NULL, 0,
+                         NULL);
     s = slm_vk_check(c, vkEndCommandBuffer(c->xfer_cmd), "vkEndCommandBuffer", err);
     if (s) return s;
-    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->xfer_cmd};
+    VkSubmitInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->xfer_cmd};
     s = slm_vk_check(c, vkQueueSubmit(c->queue, 1, &si, c->xfer_fence), "vkQueueSubmit (transfer)", err);
     if (s) return s;
     s = slm_vk_check(c, vkWaitForFences(c->device, 1, &c->xfer_fence, VK_TRUE, VK_FENCE_TIMEOUT_NS), "transfer", err);
@@ -219,8 +234,8 @@ static slm_status staged_copy(vk_ctx *c, vk_buf *vb, size_t off, size_t n, bool 
 static slm_status check_range(const slm_buffer *b, size_t off, size_t n, const char *what, slm_error *err) {
     if (!b || !b->handle) return slm_fail(err, SLM_ERR_INVALID_ARG, "vulkan: %s on a released buffer", what);
     if (off > b->size || n > b->size - off)
-        return slm_fail(err, SLM_ERR_INVALID_ARG, "vulkan: %s of %zu bytes at %zu is outside the %zu-byte buffer", what, n,
-                        off, b->size);
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "vulkan: %s of %zu bytes at %zu is outside the %zu-byte buffer", what,
+                        n, off, b->size);
     return SLM_OK;
 }
 

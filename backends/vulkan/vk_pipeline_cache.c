@@ -16,8 +16,8 @@
 
 #include "vk_internal.h"
 
-#define VK_PCACHE_MAX_BYTES ((size_t)64 << 20)   /* larger files are not ours or not worth reading */
-#define VK_PCACHE_HEADER_BYTES 32                /* VkPipelineCacheHeaderVersionOne */
+#define VK_PCACHE_MAX_BYTES ((size_t)64 << 20) /* larger files are not ours or not worth reading */
+#define VK_PCACHE_HEADER_BYTES 32              /* VkPipelineCacheHeaderVersionOne */
 
 /* Fills c->pcache_path, or leaves it empty when the cache is off or there is no cache directory. */
 static void cache_path(vk_ctx *c) {
@@ -26,7 +26,7 @@ static void cache_path(vk_ctx *c) {
     if (off && *off && *off != '0') return;
     char dir[400];
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && xdg[0] == '/') {   /* the XDG spec says to ignore relative paths */
+    if (xdg && xdg[0] == '/') { /* the XDG spec says to ignore relative paths */
         if (snprintf(dir, sizeof dir, "%s/slm", xdg) >= (int)sizeof dir) return;
         mkdir(xdg, 0700);
     } else if (home && home[0] == '/') {
@@ -47,7 +47,7 @@ static void cache_path(vk_ctx *c) {
 
 static uint32_t rd32(const uint8_t *p) {
     uint32_t v;
-    memcpy(&v, p, 4);   /* the driver writes its header in host byte order */
+    memcpy(&v, p, 4); /* the driver writes its header in host byte order */
     return v;
 }
 
@@ -70,8 +70,8 @@ static void *read_valid(const vk_ctx *c, size_t *n_out) {
     const uint8_t *h = data;
     uint32_t hsize = rd32(h), version = rd32(h + 4);
     bool ok = hsize >= VK_PCACHE_HEADER_BYTES && hsize <= (uint32_t)n &&
-              version == VK_PIPELINE_CACHE_HEADER_VERSION_ONE && rd32(h + 8) == c->props.vendorID &&
-              rd32(h + 12) == c->props.deviceID && !memcmp(h + 16, c->props.pipelineCacheUUID, VK_UUID_SIZE);
+        version == VK_PIPELINE_CACHE_HEADER_VERSION_ONE && rd32(h + 8) == c->props.vendorID &&
+        rd32(h + 12) == c->props.deviceID && !memcmp(h + 16, c->props.pipelineCacheUUID, VK_UUID_SIZE);
     if (!ok) {
         free(data);
         return NULL;
@@ -84,10 +84,10 @@ slm_status slm_vk_pcache_create(vk_ctx *c, slm_error *err) {
     cache_path(c);
     size_t n = 0;
     void *data = c->pcache_path[0] ? read_valid(c, &n) : NULL;
-    VkPipelineCacheCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO, .initialDataSize = n,
-                                     .pInitialData = data};
+    VkPipelineCacheCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO, .initialDataSize = n, .pInitialData = data};
     VkResult r = vkCreatePipelineCache(c->device, &pci, NULL, &c->pcache);
-    if (r != VK_SUCCESS && data) {   /* the driver disliked the contents after all: start empty */
+    if (r != VK_SUCCESS && data) { /* the driver disliked the contents after all: start empty */
         pci.initialDataSize = 0;
         pci.pInitialData = NULL;
         r = vkCreatePipelineCache(c->device, &pci, NULL, &c->pcache);

@@ -19,7 +19,7 @@ typedef struct vk_shader {
 static const vk_shader k_shaders[] = {SLM_VK_SHADER_TABLE};
 
 /* Weight types with matmul / embed variants, in vk_pipe_id order. */
-static const slm_dtype k_wtypes[VK_N_WTYPES] = {SLM_F32, SLM_F16, SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0,
+static const slm_dtype k_wtypes[VK_N_WTYPES] = {SLM_F32,  SLM_F16,  SLM_BF16, SLM_Q4_0, SLM_Q4_1, SLM_Q5_0,
                                                 SLM_Q5_1, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K};
 
 int slm_vk_wtype_index(slm_dtype t) {
@@ -31,7 +31,8 @@ int slm_vk_wtype_index(slm_dtype t) {
 uint32_t slm_vk_pipeline_wg(vk_pipe_id id) {
     if (id < VK_PIPE_TILED_FIRST) return 32;   /* matmul: one row per workgroup; 32 chunks of 32 = K 1024 per pass */
     if (id < VK_PIPE_MATVEC_FIRST) return 128; /* matmul_tiled: one thread per tile row, fixed by the shader */
-    if (id < VK_PIPE_EMBED_FIRST) return 32;   /* matvec: 32 lanes x VK_MATVEC_RPT rows; small enough that a
+    if (id < VK_PIPE_EMBED_FIRST)
+        return 32; /* matvec: 32 lanes x VK_MATVEC_RPT rows; small enough that a
                                                   * 576-row matrix still spreads over the driver's threads */
     if (id < VK_PIPE_RMSNORM) return 64;
     switch (id) {
@@ -52,7 +53,7 @@ static uint32_t pipe_spec(vk_pipe_id id, uint32_t spec[4]) {
     if (id >= VK_PIPE_MATVEC_FIRST && id < VK_PIPE_EMBED_FIRST) {
         uint32_t flags = (uint32_t)(id - VK_PIPE_MATVEC_FIRST) % 4u;
         spec[1] = VK_MATVEC_RPT;
-        spec[2] = (flags & VK_MATVEC_X_VEC4) != 0;   /* bool spec constants are 32-bit 0 / 1 */
+        spec[2] = (flags & VK_MATVEC_X_VEC4) != 0; /* bool spec constants are 32-bit 0 / 1 */
         spec[3] = (flags & VK_MATVEC_W_ALIGN4) != 0;
         return 4;
     }
@@ -93,15 +94,21 @@ static const char *pipe_shader_name(const vk_ctx *c, vk_pipe_id id, char *buf, s
 slm_status slm_vk_pipelines_init(vk_ctx *c, slm_error *err) {
     VkDescriptorSetLayoutBinding b[VK_N_BINDINGS];
     for (uint32_t i = 0; i < VK_N_BINDINGS; i++)
-        b[i] = (VkDescriptorSetLayoutBinding){.binding = i, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                              .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
-    VkDescriptorSetLayoutCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                                           .bindingCount = VK_N_BINDINGS, .pBindings = b};
-    slm_status s = slm_vk_check(c, vkCreateDescriptorSetLayout(c->device, &dci, NULL, &c->dsl), "vkCreateDescriptorSetLayout", err);
+        b[i] = (VkDescriptorSetLayoutBinding){.binding = i,
+                                              .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                              .descriptorCount = 1,
+                                              .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
+    VkDescriptorSetLayoutCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, .bindingCount = VK_N_BINDINGS, .pBindings = b};
+    slm_status s = slm_vk_check(c, vkCreateDescriptorSetLayout(c->device, &dci, NULL, &c->dsl),
+                                "vkCreateDescriptorSetLayout", err);
     if (s) return s;
     VkPushConstantRange pr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = VK_PUSH_BYTES};
-    VkPipelineLayoutCreateInfo lci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
-                                      .pSetLayouts = &c->dsl, .pushConstantRangeCount = 1, .pPushConstantRanges = &pr};
+    VkPipelineLayoutCreateInfo lci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+                                      .setLayoutCount = 1,
+                                      .pSetLayouts = &c->dsl,
+                                      .pushConstantRangeCount = 1,
+                                      .pPushConstantRanges = &pr};
     s = slm_vk_check(c, vkCreatePipelineLayout(c->device, &lci, NULL, &c->playout), "vkCreatePipelineLayout", err);
     if (s) return s;
     return slm_vk_pcache_create(c, err);
@@ -131,21 +138,24 @@ slm_status slm_vk_pipeline_get(vk_ctx *c, vk_pipe_id id, VkPipeline *out, slm_er
     for (size_t i = 0; i < sizeof k_shaders / sizeof k_shaders[0]; i++)
         if (!strcmp(k_shaders[i].name, name)) sh = &k_shaders[i];
     if (!sh) return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: shader %s is not in this build", name);
-    VkShaderModuleCreateInfo mci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = sh->bytes,
-                                    .pCode = sh->code};
+    VkShaderModuleCreateInfo mci = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = sh->bytes, .pCode = sh->code};
     VkShaderModule mod;
     slm_status s = slm_vk_check(c, vkCreateShaderModule(c->device, &mci, NULL, &mod), name, err);
     if (s) return s;
     uint32_t spec[4];
     uint32_t n_spec = pipe_spec(id, spec);
     VkSpecializationMapEntry me[4];
-    for (uint32_t i = 0; i < n_spec; i++) me[i] = (VkSpecializationMapEntry){.constantID = i, .offset = 4 * i, .size = 4};
+    for (uint32_t i = 0; i < n_spec; i++)
+        me[i] = (VkSpecializationMapEntry){.constantID = i, .offset = 4 * i, .size = 4};
     VkSpecializationInfo si = {.mapEntryCount = n_spec, .pMapEntries = me, .dataSize = 4 * n_spec, .pData = spec};
-    VkComputePipelineCreateInfo ci = {
-        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-                  .module = mod, .pName = "main", .pSpecializationInfo = &si},
-        .layout = c->playout};
+    VkComputePipelineCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+                                      .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                                                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                                                .module = mod,
+                                                .pName = "main",
+                                                .pSpecializationInfo = &si},
+                                      .layout = c->playout};
     s = slm_vk_check(c, vkCreateComputePipelines(c->device, c->pcache, 1, &ci, NULL, &c->pipes[id]), name, err);
     vkDestroyShaderModule(c->device, mod, NULL);
     if (!s) c->pcache_dirty = true;

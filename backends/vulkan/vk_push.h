@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 /* Asserts that struct s has n 4-byte members with `last` the n-th, so no member moved or went missing. */
-#define VK_PUSH_LAYOUT(s, n, last)                                                                            \
-    _Static_assert(sizeof(s) == 4 * (n), #s ": " #n " 4-byte members");                                     \
-    _Static_assert(offsetof(s, last) == 4 * ((n) - 1), #s ": " #last " is member " #n)
+#define VK_PUSH_LAYOUT(s, n, last)                                                                                     \
+    _Static_assert(sizeof(s) == 4 * (n), #s ": " #n " 4-byte members");                                                \
+    _Static_assert(offsetof(s, last) == 4 * ((n)-1), #s ": " #last " is member " #n)
 
 /* matmul.comp, matmul_tiled.comp, matvec.comp. Offsets and strides: w in bytes, x, y, b in floats. */
 typedef struct vk_push_matmul {
@@ -23,7 +23,8 @@ typedef struct vk_push_matmul {
 } vk_push_matmul;
 VK_PUSH_LAYOUT(vk_push_matmul, 11, has_bias);
 _Static_assert(offsetof(vk_push_matmul, w_off) == 12 && offsetof(vk_push_matmul, x_off) == 20 &&
-               offsetof(vk_push_matmul, y_off) == 28, "vk_push_matmul offsets");
+                   offsetof(vk_push_matmul, y_off) == 28,
+               "vk_push_matmul offsets");
 
 /* embed.comp: w in bytes, ids in ints, y in floats. */
 typedef struct vk_push_embed {

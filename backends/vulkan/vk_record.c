@@ -13,14 +13,14 @@
 
 #define VK_FENCE_TIMEOUT_NS ((uint64_t)600 * 1000000000ull)
 #define VK_ATTN_MAX_HD 256
-#define VK_ATTN_SPLIT_MIN 512     /* batch-1 contexts longer than this are split over chunks */
+#define VK_ATTN_SPLIT_MIN 512 /* batch-1 contexts longer than this are split over chunks */
 #define VK_ATTN_MAX_CHUNKS 32
 
 typedef struct vk_bind {
     VkBuffer buf;
-    VkDeviceSize off, range;   /* the bound range */
-    uint32_t rem;              /* tensor offset - off, bytes */
-    VkDeviceSize lo, hi;       /* bytes the op touches, for hazards */
+    VkDeviceSize off, range; /* the bound range */
+    uint32_t rem;            /* tensor offset - off, bytes */
+    VkDeviceSize lo, hi;     /* bytes the op touches, for hazards */
     bool used, write;
 } vk_bind;
 
@@ -69,12 +69,12 @@ bool slm_vk_supports(slm_device *d, const slm_op *op) {
     vk_ctx *c = d->ctx;
     switch (op->kind) {
     case SLM_OP_MATMUL:
-    case SLM_OP_EMBED: return slm_vk_wtype_index(op->src[0].type) >= 0;   /* a shader variant per weight type */
-    case SLM_OP_KV_WRITE: return c->storage16;                            /* f16 stores to the cache */
+    case SLM_OP_EMBED: return slm_vk_wtype_index(op->src[0].type) >= 0; /* a shader variant per weight type */
+    case SLM_OP_KV_WRITE: return c->storage16;                          /* f16 stores to the cache */
     case SLM_OP_ATTENTION:
         /* the shader keeps a query head in shared memory; heads and tokens are workgroup counts */
         return c->storage16 && op->p.attn.head_dim <= VK_ATTN_MAX_HD && op->p.attn.n_head <= 65535 &&
-               op->src[0].ne[1] <= 65535;
+            op->src[0].ne[1] <= 65535;
     default: return (unsigned)op->kind < SLM_OP_KIND_COUNT;
     }
 }
@@ -92,11 +92,11 @@ static slm_status bind(vk_ctx *c, vk_dispatch *dp, int slot, const slm_tensor *t
     /* slm_op_check has checked these; kept as cheap guards because a shader would otherwise access memory
      * outside the operand's buffer */
     if (hi > t->buf->size || hi < lo)
-        return slm_fail(err, SLM_ERR_INVALID_ARG, "vulkan: %s: operand %d [%llu, %llu) is outside its %zu-byte buffer", what,
-                        slot, (unsigned long long)lo, (unsigned long long)hi, t->buf->size);
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "vulkan: %s: operand %d [%llu, %llu) is outside its %zu-byte buffer",
+                        what, slot, (unsigned long long)lo, (unsigned long long)hi, t->buf->size);
     if (lo % elem || t->nb[1] % elem || t->nb[2] % elem || t->nb[3] % elem)
-        return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: %s: operand %d offset/strides are not %u-byte aligned", what, slot,
-                        elem);
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: %s: operand %d offset/strides are not %u-byte aligned", what,
+                        slot, elem);
     VkDeviceSize align = c->props.limits.minStorageBufferOffsetAlignment;
     if (align < 4) align = 4;
     b->off = lo - lo % align;
@@ -104,8 +104,9 @@ static slm_status bind(vk_ctx *c, vk_dispatch *dp, int slot, const slm_tensor *t
     b->range = (hi - b->off + 15) & ~(VkDeviceSize)15;
     if (b->off + b->range > vb->size) b->range = vb->size - b->off;
     if (b->range > c->props.limits.maxStorageBufferRange)
-        return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: %s: operand %d spans %llu bytes, over the device's %u-byte storage range",
-                        what, slot, (unsigned long long)b->range, c->props.limits.maxStorageBufferRange);
+        return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                        "vulkan: %s: operand %d spans %llu bytes, over the device's %u-byte storage range", what, slot,
+                        (unsigned long long)b->range, c->props.limits.maxStorageBufferRange);
     b->buf = vb->buf;
     b->rem = (uint32_t)(lo - b->off);
     b->lo = lo;
@@ -132,7 +133,8 @@ static slm_status groups_1d(uint64_t n, uint32_t wg, uint32_t g[3], slm_error *e
     uint64_t ng = (n + wg - 1) / wg;
     if (ng == 0) ng = 1;
     uint64_t x = ng < 65535 ? ng : 65535, y = (ng + x - 1) / x;
-    if (y > 65535) return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: dispatch of %llu items is too large", (unsigned long long)n);
+    if (y > 65535)
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: dispatch of %llu items is too large", (unsigned long long)n);
     g[0] = (uint32_t)x;
     g[1] = (uint32_t)y;
     g[2] = 1;
@@ -141,7 +143,9 @@ static slm_status groups_1d(uint64_t n, uint32_t wg, uint32_t g[3], slm_error *e
 
 /* ---- hazards and recording --------------------------------------------------------------------------- */
 
-static bool overlaps(const vk_access *a, const vk_bind *b) { return a->buf == b->buf && a->lo < b->hi && b->lo < a->hi; }
+static bool overlaps(const vk_access *a, const vk_bind *b) {
+    return a->buf == b->buf && a->lo < b->hi && b->lo < a->hi;
+}
 
 static slm_status emit(vk_recorder *r, vk_dispatch *dp, slm_error *err) {
     vk_ctx *c = r->c;
@@ -152,10 +156,11 @@ static slm_status emit(vk_recorder *r, vk_dispatch *dp, slm_error *err) {
             hazard = overlaps(&r->acc[j], &dp->b[i]) && (r->acc[j].write || dp->b[i].write);
     }
     if (hazard) {
-        VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
+        VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                              .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
                               .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
-        vkCmdPipelineBarrier(r->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0,
-                             NULL, 0, NULL);
+        vkCmdPipelineBarrier(r->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1,
+                             &mb, 0, NULL, 0, NULL);
         r->n_acc = 0;
     }
     for (int i = 0; i < VK_N_BINDINGS; i++) {
@@ -173,8 +178,10 @@ static slm_status emit(vk_recorder *r, vk_dispatch *dp, slm_error *err) {
     VkPipeline pipe;
     slm_status s = slm_vk_pipeline_get(c, dp->pipe, &pipe, err);
     if (s) return s;
-    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO, .descriptorPool = c->dpool,
-                                      .descriptorSetCount = 1, .pSetLayouts = &c->dsl};
+    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                      .descriptorPool = c->dpool,
+                                      .descriptorSetCount = 1,
+                                      .pSetLayouts = &c->dsl};
     VkDescriptorSet set;
     s = slm_vk_check(c, vkAllocateDescriptorSets(c->device, &ai, &set), "vkAllocateDescriptorSets", err);
     if (s) return s;
@@ -183,8 +190,11 @@ static slm_status emit(vk_recorder *r, vk_dispatch *dp, slm_error *err) {
     for (int i = 0; i < VK_N_BINDINGS; i++) {
         if (dp->b[i].used) bi[i] = (VkDescriptorBufferInfo){dp->b[i].buf, dp->b[i].off, dp->b[i].range};
         else bi[i] = (VkDescriptorBufferInfo){c->dummy.buf, 0, c->dummy.size};
-        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = (uint32_t)i,
-                                      .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                      .dstSet = set,
+                                      .dstBinding = (uint32_t)i,
+                                      .descriptorCount = 1,
+                                      .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                       .pBufferInfo = &bi[i]};
     }
     vkUpdateDescriptorSets(c->device, VK_N_BINDINGS, w, 0, NULL);
@@ -210,11 +220,17 @@ static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
     if (!s && b->buf) s = bind(c, &dp, 3, b, 4, false, "matmul", err);
     if (s) return s;
     vk_push_matmul *p = &dp.push.matmul;
-    p->K = (uint32_t)K; p->N = (uint32_t)N; p->T = (uint32_t)T;
-    p->w_off = dp.b[1].rem; p->w_stride = (uint32_t)w->nb[1];
-    p->x_off = dp.b[2].rem / 4; p->x_stride = (uint32_t)(x->nb[1] / 4);
-    p->y_off = dp.b[0].rem / 4; p->y_stride = (uint32_t)(y->nb[1] / 4);
-    p->b_off = b->buf ? dp.b[3].rem / 4 : 0; p->has_bias = b->buf ? 1 : 0;
+    p->K = (uint32_t)K;
+    p->N = (uint32_t)N;
+    p->T = (uint32_t)T;
+    p->w_off = dp.b[1].rem;
+    p->w_stride = (uint32_t)w->nb[1];
+    p->x_off = dp.b[2].rem / 4;
+    p->x_stride = (uint32_t)(x->nb[1] / 4);
+    p->y_off = dp.b[0].rem / 4;
+    p->y_stride = (uint32_t)(y->nb[1] / 4);
+    p->b_off = b->buf ? dp.b[3].rem / 4 : 0;
+    p->has_bias = b->buf ? 1 : 0;
     if ((uint64_t)T >= c->tiled_min_batch) {
         /* prompt batches: tiles of VK_TILE_ROWS rows x VK_TILE_TOKENS tokens */
         dp.pipe = (vk_pipe_id)(VK_PIPE_TILED_FIRST + wi);
@@ -247,8 +263,13 @@ static slm_status rec_embed(vk_recorder *r, const slm_op *op, slm_error *err) {
     if (!s) s = bind(r->c, &dp, 2, ids, 4, false, "embed", err);
     if (s) return s;
     vk_push_embed *p = &dp.push.embed;
-    p->n = (uint32_t)n; p->T = (uint32_t)T; p->w_off = dp.b[1].rem; p->w_stride = (uint32_t)w->nb[1];
-    p->id_off = dp.b[2].rem / 4; p->y_off = dp.b[0].rem / 4; p->y_stride = (uint32_t)(y->nb[1] / 4);
+    p->n = (uint32_t)n;
+    p->T = (uint32_t)T;
+    p->w_off = dp.b[1].rem;
+    p->w_stride = (uint32_t)w->nb[1];
+    p->id_off = dp.b[2].rem / 4;
+    p->y_off = dp.b[0].rem / 4;
+    p->y_stride = (uint32_t)(y->nb[1] / 4);
     s = groups_1d((uint64_t)((n + 31) / 32) * (uint64_t)T, slm_vk_pipeline_wg(dp.pipe), dp.groups, err);
     return s ? s : emit(r, &dp, err);
 }
@@ -262,8 +283,13 @@ static slm_status rec_rmsnorm(vk_recorder *r, const slm_op *op, slm_error *err) 
     if (!s) s = bind(r->c, &dp, 2, w, 4, false, "rmsnorm", err);
     if (s) return s;
     vk_push_rmsnorm *p = &dp.push.rmsnorm;
-    p->n = (uint32_t)n; p->T = (uint32_t)T; p->x_off = dp.b[1].rem / 4; p->x_stride = (uint32_t)(x->nb[1] / 4);
-    p->w_off = dp.b[2].rem / 4; p->y_off = dp.b[0].rem / 4; p->y_stride = (uint32_t)(y->nb[1] / 4);
+    p->n = (uint32_t)n;
+    p->T = (uint32_t)T;
+    p->x_off = dp.b[1].rem / 4;
+    p->x_stride = (uint32_t)(x->nb[1] / 4);
+    p->w_off = dp.b[2].rem / 4;
+    p->y_off = dp.b[0].rem / 4;
+    p->y_stride = (uint32_t)(y->nb[1] / 4);
     p->eps = op->p.norm.eps;
     s = groups_1d((uint64_t)T, 1, dp.groups, err);
     return s ? s : emit(r, &dp, err);
@@ -279,10 +305,18 @@ static slm_status rec_rope(vk_recorder *r, const slm_op *op, slm_error *err) {
     if (!s && ff->buf) s = bind(r->c, &dp, 2, ff, 4, false, "rope", err);
     if (s) return s;
     vk_push_rope *p = &dp.push.rope;
-    p->n_head = (uint32_t)nh; p->T = (uint32_t)T; p->n_rot = (uint32_t)n_rot; p->neox = op->p.rope.neox ? 1 : 0;
-    p->x_off = dp.b[0].rem / 4; p->head_stride = (uint32_t)(x->nb[1] / 4); p->tok_stride = (uint32_t)(x->nb[2] / 4);
-    p->pos_off = dp.b[1].rem / 4; p->has_ff = ff->buf ? 1 : 0; p->ff_off = ff->buf ? dp.b[2].rem / 4 : 0;
-    p->freq_base = op->p.rope.freq_base; p->freq_scale = op->p.rope.freq_scale;
+    p->n_head = (uint32_t)nh;
+    p->T = (uint32_t)T;
+    p->n_rot = (uint32_t)n_rot;
+    p->neox = op->p.rope.neox ? 1 : 0;
+    p->x_off = dp.b[0].rem / 4;
+    p->head_stride = (uint32_t)(x->nb[1] / 4);
+    p->tok_stride = (uint32_t)(x->nb[2] / 4);
+    p->pos_off = dp.b[1].rem / 4;
+    p->has_ff = ff->buf ? 1 : 0;
+    p->ff_off = ff->buf ? dp.b[2].rem / 4 : 0;
+    p->freq_base = op->p.rope.freq_base;
+    p->freq_scale = op->p.rope.freq_scale;
     s = groups_1d((uint64_t)(n_rot / 2) * (uint64_t)nh * (uint64_t)T, slm_vk_pipeline_wg(dp.pipe), dp.groups, err);
     return s ? s : emit(r, &dp, err);
 }
@@ -296,8 +330,13 @@ static slm_status rec_kv_write(vk_recorder *r, const slm_op *op, slm_error *err)
     if (!s) s = bind(r->c, &dp, 2, pos, 4, false, "kv_write", err);
     if (s) return s;
     vk_push_kv_write *p = &dp.push.kv_write;
-    p->n = (uint32_t)n; p->T = (uint32_t)T; p->c_off = dp.b[0].rem / 2; p->c_stride = (uint32_t)(cache->nb[1] / 2);
-    p->x_off = dp.b[1].rem / 4; p->x_stride = (uint32_t)(x->nb[1] / 4); p->pos_off = dp.b[2].rem / 4;
+    p->n = (uint32_t)n;
+    p->T = (uint32_t)T;
+    p->c_off = dp.b[0].rem / 2;
+    p->c_stride = (uint32_t)(cache->nb[1] / 2);
+    p->x_off = dp.b[1].rem / 4;
+    p->x_stride = (uint32_t)(x->nb[1] / 4);
+    p->pos_off = dp.b[2].rem / 4;
     s = groups_1d((uint64_t)n * (uint64_t)T, slm_vk_pipeline_wg(dp.pipe), dp.groups, err);
     return s ? s : emit(r, &dp, err);
 }
@@ -321,7 +360,8 @@ static size_t attn_scratch_bytes(const slm_op *op) {
     uint32_t nc, cl;
     attn_split(op->src[0].ne[1], op->src[1].ne[1], &nc, &cl);
     if (nc <= 1) return 0;
-    return (size_t)op->src[0].ne[1] * (size_t)op->p.attn.n_head * nc * (size_t)(op->p.attn.head_dim + 2) * sizeof(float);
+    return (size_t)op->src[0].ne[1] * (size_t)op->p.attn.n_head * nc * (size_t)(op->p.attn.head_dim + 2) *
+        sizeof(float);
 }
 
 static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err) {
@@ -341,15 +381,21 @@ static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err
     size_t part_bytes = attn_scratch_bytes(op);
     if (n_chunks > 1) {
         bind_raw(&dp, 5, &c->scratch, (part_bytes + 3) & ~(size_t)3, true);
-        dp.b[0].used = false;   /* the partials are the output of this pass */
+        dp.b[0].used = false; /* the partials are the output of this pass */
         bind_raw(&dp, 0, &c->dummy, c->dummy.size, false);
         dp.b[0].buf = c->dummy.buf;
     }
     vk_push_attention *p = &dp.push.attention;
-    p->hd = (uint32_t)hd; p->n_head = (uint32_t)nh; p->n_head_kv = (uint32_t)nkv; p->T = (uint32_t)T;
-    p->q_off = dp.b[1].rem / 4; p->q_stride = (uint32_t)(q->nb[1] / 4);
-    p->k_off = dp.b[2].rem / 2; p->k_stride = (uint32_t)(k->nb[1] / 2);
-    p->v_off = dp.b[3].rem / 2; p->v_stride = (uint32_t)(v->nb[1] / 2);
+    p->hd = (uint32_t)hd;
+    p->n_head = (uint32_t)nh;
+    p->n_head_kv = (uint32_t)nkv;
+    p->T = (uint32_t)T;
+    p->q_off = dp.b[1].rem / 4;
+    p->q_stride = (uint32_t)(q->nb[1] / 4);
+    p->k_off = dp.b[2].rem / 2;
+    p->k_stride = (uint32_t)(k->nb[1] / 2);
+    p->v_off = dp.b[3].rem / 2;
+    p->v_stride = (uint32_t)(v->nb[1] / 2);
     p->pos_off = dp.b[4].rem / 4;
     vk_bind ob;
     {
@@ -358,9 +404,14 @@ static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err
         if (s) return s;
         ob = tmp.b[0];
     }
-    p->o_off = ob.rem / 4; p->o_stride = (uint32_t)(o->nb[1] / 4);
-    p->n_chunks = n_chunks; p->chunk_len = chunk_len; p->scale = op->p.attn.scale;
-    dp.groups[0] = (uint32_t)nh; dp.groups[1] = (uint32_t)T; dp.groups[2] = n_chunks;
+    p->o_off = ob.rem / 4;
+    p->o_stride = (uint32_t)(o->nb[1] / 4);
+    p->n_chunks = n_chunks;
+    p->chunk_len = chunk_len;
+    p->scale = op->p.attn.scale;
+    dp.groups[0] = (uint32_t)nh;
+    dp.groups[1] = (uint32_t)T;
+    dp.groups[2] = n_chunks;
     s = emit(r, &dp, err);
     if (s || n_chunks == 1) return s;
 
@@ -368,9 +419,14 @@ static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err
     rd.b[0] = ob;
     bind_raw(&rd, 5, &c->scratch, (part_bytes + 3) & ~(size_t)3, false);
     vk_push_attention_reduce *pr = &rd.push.attention_reduce;
-    pr->hd = (uint32_t)hd; pr->n_head = (uint32_t)nh; pr->n_chunks = n_chunks;
-    pr->o_off = ob.rem / 4; pr->o_stride = (uint32_t)(o->nb[1] / 4);
-    rd.groups[0] = (uint32_t)nh; rd.groups[1] = (uint32_t)T; rd.groups[2] = 1;
+    pr->hd = (uint32_t)hd;
+    pr->n_head = (uint32_t)nh;
+    pr->n_chunks = n_chunks;
+    pr->o_off = ob.rem / 4;
+    pr->o_stride = (uint32_t)(o->nb[1] / 4);
+    rd.groups[0] = (uint32_t)nh;
+    rd.groups[1] = (uint32_t)T;
+    rd.groups[2] = 1;
     return emit(r, &rd, err);
 }
 
@@ -383,10 +439,14 @@ static slm_status rec_eltwise(vk_recorder *r, const slm_op *op, slm_error *err) 
     if (!s) s = bind(r->c, &dp, 2, b, 4, false, "eltwise", err);
     if (s) return s;
     vk_push_eltwise *p = &dp.push.eltwise;
-    p->n = (uint32_t)n; p->T = (uint32_t)T;
-    p->a_off = dp.b[1].rem / 4; p->a_stride = (uint32_t)(a->nb[1] / 4);
-    p->b_off = dp.b[2].rem / 4; p->b_stride = (uint32_t)(b->nb[1] / 4);
-    p->y_off = dp.b[0].rem / 4; p->y_stride = (uint32_t)(y->nb[1] / 4);
+    p->n = (uint32_t)n;
+    p->T = (uint32_t)T;
+    p->a_off = dp.b[1].rem / 4;
+    p->a_stride = (uint32_t)(a->nb[1] / 4);
+    p->b_off = dp.b[2].rem / 4;
+    p->b_stride = (uint32_t)(b->nb[1] / 4);
+    p->y_off = dp.b[0].rem / 4;
+    p->y_stride = (uint32_t)(y->nb[1] / 4);
     s = groups_1d((uint64_t)n * (uint64_t)T, slm_vk_pipeline_wg(dp.pipe), dp.groups, err);
     return s ? s : emit(r, &dp, err);
 }
@@ -401,8 +461,10 @@ static slm_status ensure_capacity(vk_ctx *c, int n_dispatch, int n_ops, size_t s
         uint32_t sets = 256;
         while (sets < (uint32_t)n_dispatch) sets *= 2;
         VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, sets * VK_N_BINDINGS};
-        VkDescriptorPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = sets,
-                                         .poolSizeCount = 1, .pPoolSizes = &ps};
+        VkDescriptorPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                                         .maxSets = sets,
+                                         .poolSizeCount = 1,
+                                         .pPoolSizes = &ps};
         s = slm_vk_check(c, vkCreateDescriptorPool(c->device, &ci, NULL, &c->dpool), "vkCreateDescriptorPool", err);
         if (s) return s;
         c->dpool_sets = sets;
@@ -414,8 +476,8 @@ static slm_status ensure_capacity(vk_ctx *c, int n_dispatch, int n_ops, size_t s
         c->qpool = VK_NULL_HANDLE;
         uint32_t n = 256;
         while (n < (uint32_t)n_ops + 1) n *= 2;
-        VkQueryPoolCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP,
-                                    .queryCount = n};
+        VkQueryPoolCreateInfo qi = {
+            .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = n};
         if (vkCreateQueryPool(c->device, &qi, NULL, &c->qpool) == VK_SUCCESS) c->qpool_size = n;
         else c->qpool_size = 0;
     }
@@ -434,7 +496,7 @@ static slm_status ensure_capacity(vk_ctx *c, int n_dispatch, int n_ops, size_t s
 
 slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err) {
     vk_ctx *c = d->ctx;
-    slm_status s = slm_vk_wait_idle(d, err);   /* the previous split's command buffer and sets are reused */
+    slm_status s = slm_vk_wait_idle(d, err); /* the previous split's command buffer and sets are reused */
     if (s || n_ops <= 0) return s;
     int n_dispatch = 0;
     size_t scratch = 0;
@@ -442,9 +504,10 @@ slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *er
         /* the contract was checked when the graph was built; the device's own limits are checked again
          * because an attention head past VK_ATTN_MAX_HD would overflow the shader's shared array */
         if (!slm_vk_supports(d, &ops[i]))
-            return slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: op %s (%s) with weight/operand type %s is not supported on %s",
-                            slm_op_kind_name(ops[i].kind), ops[i].name ? ops[i].name : "", slm_dtype_name(ops[i].src[0].type),
-                            c->props.deviceName);
+            return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                            "vulkan: op %s (%s) with weight/operand type %s is not supported on %s",
+                            slm_op_kind_name(ops[i].kind), ops[i].name ? ops[i].name : "",
+                            slm_dtype_name(ops[i].src[0].type), c->props.deviceName);
         n_dispatch += ops[i].kind == SLM_OP_ATTENTION ? 2 : 1;
         if (ops[i].kind == SLM_OP_ATTENTION) {
             size_t b = attn_scratch_bytes(&ops[i]);
@@ -461,10 +524,12 @@ slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *er
     if (s) return s;
     /* earlier transfers and splits (previous submissions) before this split's shaders */
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-                          .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_HOST_WRITE_BIT,
+                          .srcAccessMask =
+                              VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_HOST_WRITE_BIT,
                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
-    vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    vkCmdPipelineBarrier(
+        c->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
+        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     bool ts = c->timestamps && c->qpool_size > (uint32_t)n_ops;
     if (ts) {
         vkCmdResetQueryPool(c->cmd, c->qpool, 0, (uint32_t)n_ops + 1);
@@ -488,12 +553,13 @@ slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *er
     }
     free(r.acc);
     /* results visible to transfers (staged downloads) and the host (mapped downloads) */
-    VkMemoryBarrier eb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+    VkMemoryBarrier eb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                           .dstAccessMask = VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT};
-    vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         0, 1, &eb, 0, NULL, 0, NULL);
+    vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &eb, 0, NULL, 0, NULL);
     VkResult er = vkEndCommandBuffer(c->cmd);
-    if (s) return s;   /* the recorded buffer is dropped; it is reset by the next begin */
+    if (s) return s; /* the recorded buffer is dropped; it is reset by the next begin */
     s = slm_vk_check(c, er, "vkEndCommandBuffer", err);
     if (s) return s;
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cmd};
@@ -507,7 +573,8 @@ slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *er
 
 slm_status slm_vk_sync(slm_device *d, slm_error *err) {
     vk_ctx *c = d->ctx;
-    if (!c->in_flight) return c->lost ? slm_fail(err, SLM_ERR_DEVICE, "vulkan: the device was lost earlier; reopen it") : SLM_OK;
+    if (!c->in_flight)
+        return c->lost ? slm_fail(err, SLM_ERR_DEVICE, "vulkan: the device was lost earlier; reopen it") : SLM_OK;
     VkResult r = vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, VK_FENCE_TIMEOUT_NS);
     if (r == VK_TIMEOUT) return slm_vk_check(c, r, "waiting for a split", err);
     /* test hook SLM_VK_FAKE_DEVICE_LOST=N: the Nth split's wait reports what a driver reports after a hang */
@@ -519,8 +586,10 @@ slm_status slm_vk_sync(slm_device *d, slm_error *err) {
     if (c->times_pending) {
         c->times_pending = false;
         uint64_t stack[64], *t = c->n_times + 1 <= 64 ? stack : malloc(sizeof *t * (size_t)(c->n_times + 1));
-        if (t && vkGetQueryPoolResults(c->device, c->qpool, 0, (uint32_t)c->n_times + 1, sizeof *t * (size_t)(c->n_times + 1),
-                                       t, sizeof *t, VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
+        if (t &&
+            vkGetQueryPoolResults(c->device, c->qpool, 0, (uint32_t)c->n_times + 1,
+                                  sizeof *t * (size_t)(c->n_times + 1), t, sizeof *t,
+                                  VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
             for (int i = 0; i < c->n_times; i++)
                 c->times[i].ms = (double)(t[i + 1] - t[i]) * c->props.limits.timestampPeriod * 1e-6;
         } else {
@@ -566,7 +635,8 @@ double slm_vk_measure_bandwidth(slm_device *d) {
     slm_error err;
     if (slm_vk_wait_idle(d, &err)) return 0;
     VkDeviceSize bytes = (VkDeviceSize)256 << 20;
-    if (bytes > c->props.limits.maxStorageBufferRange) bytes = c->props.limits.maxStorageBufferRange & ~(VkDeviceSize)255;
+    if (bytes > c->props.limits.maxStorageBufferRange)
+        bytes = c->props.limits.maxStorageBufferRange & ~(VkDeviceSize)255;
     if (bytes > c->max_alloc) bytes = c->max_alloc & ~(VkDeviceSize)255;
     vk_buf src, out;
     if (slm_vk_buf_create(c, bytes, c->mem_type_device, false, &src, &err)) return 0;
@@ -584,21 +654,24 @@ double slm_vk_measure_bandwidth(slm_device *d) {
             bind_raw(&dp, 1, &src, bytes, false);
             dp.push.bandwidth.n_vec4 = (uint32_t)(bytes / 16);
             uint32_t wgs = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? 64 : 4096;
-            dp.groups[0] = wgs; dp.groups[1] = 1; dp.groups[2] = 1;
+            dp.groups[0] = wgs;
+            dp.groups[1] = 1;
+            dp.groups[2] = 1;
             VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                            .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
             if (vkBeginCommandBuffer(c->cmd, &bi) != VK_SUCCESS) break;
             slm_status s = emit(&r, &dp, &err);
             free(r.acc);
             if (vkEndCommandBuffer(c->cmd) != VK_SUCCESS || s) break;
-            VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cmd};
+            VkSubmitInfo si = {
+                .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cmd};
             double t0 = now_s();
             if (vkQueueSubmit(c->queue, 1, &si, c->fence) != VK_SUCCESS) break;
             VkResult wr = vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, VK_FENCE_TIMEOUT_NS);
             vkResetFences(c->device, 1, &c->fence);
             double dt = now_s() - t0;
             if (wr != VK_SUCCESS) break;
-            if (rep > 0 && dt > 0 && (double)bytes / dt > best) best = (double)bytes / dt;   /* rep 0 warms up */
+            if (rep > 0 && dt > 0 && (double)bytes / dt > best) best = (double)bytes / dt; /* rep 0 warms up */
         }
     }
     slm_vk_buf_destroy(c, &src);

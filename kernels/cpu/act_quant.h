@@ -38,9 +38,7 @@ static inline size_t slm_act_round64(size_t n) { return (n + 63) & ~(size_t)63; 
 
 /* Array offsets inside a SLM_ACT_Q8_32 column of k elements. */
 static inline const float *slm_act32_d(const void *col) { return (const float *)col; }
-static inline const float *slm_act32_s(const void *col, int64_t k) {
-    return (const float *)col + k / 32;
-}
+static inline const float *slm_act32_s(const void *col, int64_t k) { return (const float *)col + k / 32; }
 static inline const int8_t *slm_act32_q(const void *col, int64_t k) {
     return (const int8_t *)col + slm_act_round64((size_t)(k / 32) * 8);
 }

@@ -38,8 +38,8 @@ static int has_avx512(void) {
 #if SLM_CPU_X86
     /* The AVX-512 file also uses AVX2/FMA/F16C instructions and the 256-bit VNNI forms (needs VL). */
     return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vnni");
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vnni");
 #else
     return 0;
 #endif
@@ -80,9 +80,7 @@ const char *slm_cpu_isa_name(slm_cpu_isa isa) {
     return "unknown";
 }
 
-static void quantize_act(slm_dtype wtype, const float *x, void *xq, int64_t k) {
-    slm_act_quantize(wtype, x, xq, k);
-}
+static void quantize_act(slm_dtype wtype, const float *x, void *xq, int64_t k) { slm_act_quantize(wtype, x, xq, k); }
 
 /* The packed GEMM's activations are Q8_32 whatever the weight type: Q8_0 is one type with that format. */
 static size_t gemm_act_row_bytes(int64_t k) { return slm_act_row_bytes(SLM_Q8_0, k); }

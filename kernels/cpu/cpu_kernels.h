@@ -12,7 +12,7 @@
 
 typedef enum slm_cpu_isa { SLM_ISA_SCALAR = 0, SLM_ISA_AVX2 = 1, SLM_ISA_AVX512 = 2 } slm_cpu_isa;
 
-slm_cpu_isa slm_cpu_isa_detect(void);   /* best ISA this CPU and build support */
+slm_cpu_isa slm_cpu_isa_detect(void); /* best ISA this CPU and build support */
 const char *slm_cpu_isa_name(slm_cpu_isa isa);
 
 typedef struct slm_cpu_kernels {
@@ -37,13 +37,13 @@ typedef struct slm_cpu_kernels {
     size_t (*gemm_act_row_bytes)(int64_t k);
     void (*gemm_quantize_act)(const float *x, void *xq, int64_t k);
     size_t (*gemm_scratch_bytes)(int64_t k);
-    void (*gemm)(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
-                 size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch);
+    void (*gemm)(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq, size_t act_stride,
+                 int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch);
     /* One query head against n positions of the f16 KV cache: out[hd] = softmax(scale * K q) V, where
      * row p of K and V (hd elements) starts at k + p * k_stride and v + p * v_stride (elements).
      * scores: n floats of scratch. n >= 1. */
-    void (*attend_f16)(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride, int64_t n, int hd,
-                       float scale, float *scores, float *out);
+    void (*attend_f16)(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride,
+                       int64_t n, int hd, float scale, float *scores, float *out);
 } slm_cpu_kernels;
 
 /* The kernel set for isa (falls back to a lower one if isa is not supported by this build or CPU). */

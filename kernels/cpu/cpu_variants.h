@@ -11,13 +11,12 @@
 
 #include "types.h"
 
-#define SLM_CPU_DECLARE_VARIANT(sfx)                                                                        \
-    void slm_cpu_matmul_##sfx(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows,        \
-                              const void *xq, size_t act_stride, int64_t n_cols, int64_t k, float *out,   \
-                              int64_t out_stride);                                                       \
-    void slm_cpu_attend_f16_##sfx(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride,    \
-                                  int64_t n, int hd, float scale, float *scores, float *out);             \
-    /* Whether this variant has its own (non-scalar) mat-mul for wtype. */                                \
+#define SLM_CPU_DECLARE_VARIANT(sfx)                                                                                   \
+    void slm_cpu_matmul_##sfx(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,      \
+                              size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride);           \
+    void slm_cpu_attend_f16_##sfx(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride,               \
+                                  size_t v_stride, int64_t n, int hd, float scale, float *scores, float *out);         \
+    /* Whether this variant has its own (non-scalar) mat-mul for wtype. */                                             \
     bool slm_cpu_matmul_has_fast_##sfx(slm_dtype wtype);
 
 SLM_CPU_DECLARE_VARIANT(scalar)

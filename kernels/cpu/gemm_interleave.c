@@ -6,8 +6,8 @@
 #include "act_quant.h"
 #include "gemm_packed.h"
 
-void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset,
-                                  int halves, int cols, int copies, void *dst) {
+void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset, int halves,
+                                  int cols, int copies, void *dst) {
     const int64_t nb = k / 32;
     const size_t rec_bytes = SLM_GEMM_ACT_REC(cols, copies), off_d = SLM_GEMM_ACT_D(cols),
                  off_ioff = SLM_GEMM_ACT_IOFF(cols), off_s = SLM_GEMM_ACT_S(cols, copies),

@@ -36,8 +36,7 @@ size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k);
  * SLM_ACT_Q8_32 activation columns act_stride bytes apart; scratch is 64-byte aligned and holds
  * slm_cpu_gemm_scratch_bytes_avx512(k) bytes. */
 void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
-                         size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride,
-                         void *scratch);
+                         size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch);
 
 /* Activation columns for the GEMM kernels, in groups of `cols`, one record per 32-element block:
  *   int8 q[cols][32], float d[cols], int32 ioff[copies][cols], float s[cols], int32 ioffh[copies][cols]
@@ -50,8 +49,8 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int
 #define SLM_GEMM_ACT_S(cols, copies) (SLM_GEMM_ACT_IOFF(cols) + 4 * (size_t)(cols) * (size_t)(copies))
 #define SLM_GEMM_ACT_IOFFH(cols, copies) (SLM_GEMM_ACT_S(cols, copies) + 4 * (size_t)(cols))
 #define SLM_GEMM_ACT_REC(cols, copies) (SLM_GEMM_ACT_IOFFH(cols, copies) + 4 * (size_t)(cols) * (size_t)(copies))
-void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset,
-                                  int halves, int cols, int copies, void *dst);
+void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_cols, int64_t k, int offset, int halves,
+                                  int cols, int copies, void *dst);
 /* Columns per chunk: as many whole groups of `cols` as fit `budget` bytes of records (rec_bytes per block
  * and group), at least one group. */
 int64_t slm_cpu_gemm_chunk_cols(int64_t k, int cols, size_t rec_bytes, size_t budget);

@@ -28,14 +28,14 @@
 #define AI static inline __attribute__((always_inline))
 
 #define GROUP_ROWS 8
-#define REC_BYTES 320                /* codes 8 x 32 B, d 32 B, coef 32 B */
-#define COLS 4                       /* columns per pass: 4 x (int + float) accumulators + 5 temporaries */
+#define REC_BYTES 320                     /* codes 8 x 32 B, d 32 B, coef 32 B */
+#define COLS 4                            /* columns per pass: 4 x (int + float) accumulators + 5 temporaries */
 #define ACT_REC SLM_GEMM_ACT_REC(COLS, 1) /* activation record per block (gemm_packed.h) */
 #define ACT_D SLM_GEMM_ACT_D(COLS)
 #define ACT_IOFF SLM_GEMM_ACT_IOFF(COLS)
 #define ACT_S SLM_GEMM_ACT_S(COLS, 1)
 #define ACT_IOFFH SLM_GEMM_ACT_IOFFH(COLS, 1)
-#define ACT_BUDGET (1024 * 1024)     /* activation bytes of one column chunk (L2) */
+#define ACT_BUDGET (1024 * 1024) /* activation bytes of one column chunk (L2) */
 
 enum { MODE_OFFSET = 0, MODE_MIN = 1, MODE_HALVES = 2, MODE_SIGNED = 3 };
 
@@ -53,11 +53,8 @@ bool slm_cpu_gemm_has_avx2(slm_dtype wtype) {
     }
 }
 
-
 /* Bits 0..3 of b to bit 4 of bytes 0..3 (the fifth bit of 4 consecutive Q5_0/Q5_1 codes). */
-AI uint32_t fifth_bits(uint32_t b) {
-    return ((b & 1u) | (b & 2u) << 7 | (b & 4u) << 14 | (b & 8u) << 21) << 4;
-}
+AI uint32_t fifth_bits(uint32_t b) { return ((b & 1u) | (b & 2u) << 7 | (b & 4u) << 14 | (b & 8u) << 21) << 4; }
 
 /* Six-bit scale and min of sub-block j from the 12 scale bytes of a Q4_K/Q5_K super-block. */
 AI void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
@@ -78,11 +75,15 @@ static void block_words(slm_dtype t, const uint8_t *row, int64_t b, uint32_t w[8
     case SLM_Q4_1:
     case SLM_Q5_0:
     case SLM_Q5_1: {
-        const int bb = t == SLM_Q4_0 ? SLM_Q4_0_BYTES : t == SLM_Q4_1 ? SLM_Q4_1_BYTES : t == SLM_Q5_0 ? SLM_Q5_0_BYTES
-                                                                                        : SLM_Q5_1_BYTES;
+        const int bb = t == SLM_Q4_0 ? SLM_Q4_0_BYTES
+            : t == SLM_Q4_1          ? SLM_Q4_1_BYTES
+            : t == SLM_Q5_0          ? SLM_Q5_0_BYTES
+                                     : SLM_Q5_1_BYTES;
         const int has_min = t == SLM_Q4_1 || t == SLM_Q5_1, is_q5 = t == SLM_Q5_0 || t == SLM_Q5_1;
-        const int qs_at = t == SLM_Q4_0 ? SLM_Q4_0_QS : t == SLM_Q4_1 ? SLM_Q4_1_QS : t == SLM_Q5_0 ? SLM_Q5_0_QS
-                                                                                      : SLM_Q5_1_QS;
+        const int qs_at = t == SLM_Q4_0 ? SLM_Q4_0_QS
+            : t == SLM_Q4_1             ? SLM_Q4_1_QS
+            : t == SLM_Q5_0             ? SLM_Q5_0_QS
+                                        : SLM_Q5_1_QS;
         const uint8_t *blk = row + b * bb, *qs = blk + qs_at;
         uint32_t qh = is_q5 ? rd32(blk + (t == SLM_Q5_0 ? SLM_Q5_0_QH : SLM_Q5_1_QH)) : 0;
         for (int j = 0; j < 4; j++) {
@@ -152,9 +153,7 @@ static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, int n_valid, i
     }
 }
 
-static int code_offset(slm_dtype t) {
-    return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : 0;
-}
+static int code_offset(slm_dtype t) { return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : 0; }
 
 static int64_t chunk_cols(int64_t k) { return slm_cpu_gemm_chunk_cols(k, COLS, ACT_REC, ACT_BUDGET); }
 
@@ -186,15 +185,16 @@ AI void half_step(const uint8_t *rec, const uint8_t *a, int nc, int j0, int nj, 
         __m256i w0 = _mm256_load_si256((const __m256i *)(rec + 32 * j)),
                 w1 = _mm256_load_si256((const __m256i *)(rec + 32 * (j + 1)));
         _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) {
-            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, _mm256_set1_epi32((int)rd32(a + 32 * c + 4 * j))),
-                                         _mm256_maddubs_epi16(w1, _mm256_set1_epi32((int)rd32(a + 32 * c + 4 * j + 4))));
+            __m256i p =
+                _mm256_add_epi16(_mm256_maddubs_epi16(w0, _mm256_set1_epi32((int)rd32(a + 32 * c + 4 * j))),
+                                 _mm256_maddubs_epi16(w1, _mm256_set1_epi32((int)rd32(a + 32 * c + 4 * j + 4))));
             acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(p, ones));
         }
     }
     const float *da = (const float *)(a + ACT_D);
     const __m256 dw = _mm256_load_ps((const float *)(rec + dwoff));
-    _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++)
-        f[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[c]), _mm256_mul_ps(dw, _mm256_set1_ps(da[c])), f[c]);
+    _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) f[c] =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[c]), _mm256_mul_ps(dw, _mm256_set1_ps(da[c])), f[c]);
 }
 
 AI void group_cols(const uint8_t *grp, const uint8_t *act, int64_t nb, int nc, int mode, float *out, int64_t os,
@@ -212,7 +212,8 @@ AI void group_cols(const uint8_t *grp, const uint8_t *act, int64_t nb, int nc, i
         if (mode == MODE_MIN) {
             const float *sa = (const float *)(a + ACT_S);
             const __m256 cf = _mm256_load_ps((const float *)(rec + 288));
-            _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) f[c] = _mm256_fmadd_ps(cf, _mm256_set1_ps(sa[c]), f[c]);
+            _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) f[c] =
+                _mm256_fmadd_ps(cf, _mm256_set1_ps(sa[c]), f[c]);
         }
     }
     for (int c = 0; c < nc; c++) {
@@ -228,10 +229,10 @@ AI void group_cols(const uint8_t *grp, const uint8_t *act, int64_t nb, int nc, i
 
 typedef void (*group_fn)(const uint8_t *, const uint8_t *, int64_t, float *, int64_t, int);
 
-#define SLM_GROUP_FN(NC, MODE)                                                                            \
-    static void group_##NC##_##MODE(const uint8_t *grp, const uint8_t *act, int64_t nb, float *out,         \
-                                    int64_t os, int n_valid) {                                             \
-        group_cols(grp, act, nb, NC, MODE, out, os, n_valid);                                               \
+#define SLM_GROUP_FN(NC, MODE)                                                                                         \
+    static void group_##NC##_##MODE(const uint8_t *grp, const uint8_t *act, int64_t nb, float *out, int64_t os,        \
+                                    int n_valid) {                                                                     \
+        group_cols(grp, act, nb, NC, MODE, out, os, n_valid);                                                          \
     }
 #define SLM_GROUP_FNS(MODE) SLM_GROUP_FN(1, MODE) SLM_GROUP_FN(2, MODE) SLM_GROUP_FN(3, MODE) SLM_GROUP_FN(4, MODE)
 SLM_GROUP_FNS(0)
@@ -251,13 +252,13 @@ void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64
     uint8_t *grp = scratch, *act = grp + slm_act_round64((size_t)nb * REC_BYTES);
     const int offset = code_offset(wtype), halves = wtype == SLM_Q6_K;
     const group_fn *fns = GROUP_FNS[wtype == SLM_Q8_0 ? MODE_SIGNED
-                                    : halves      ? MODE_HALVES
-                                    : offset == 0 ? MODE_MIN
-                                                  : MODE_OFFSET];
+                                        : halves      ? MODE_HALVES
+                                        : offset == 0 ? MODE_MIN
+                                                      : MODE_OFFSET];
     for (int64_t c0 = 0; c0 < n_cols; c0 += chunk) {
         int64_t c1 = n_cols - c0 < chunk ? n_cols : c0 + chunk;
-        slm_cpu_gemm_interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves,
-                                     COLS, 1, act);
+        slm_cpu_gemm_interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset,
+                                     halves, COLS, 1, act);
         for (int64_t r = 0; r < n_rows; r += GROUP_ROWS) {
             int nv = n_rows - r < GROUP_ROWS ? (int)(n_rows - r) : GROUP_ROWS;
             pack_group(wtype, (const uint8_t *)w + (size_t)r * w_row_bytes, w_row_bytes, nv, nb, grp);

@@ -24,11 +24,11 @@
 #define AI static inline __attribute__((always_inline))
 
 #define GROUP_ROWS 16
-#define REC_BYTES 640               /* one block of a group: codes 8 x 64 B, d 64 B, coef 64 B */
-#define TILE_BUDGET (384 * 1024)    /* packed tile bytes; a group pair is what must stay near (L1/L2) */
-#define ACT_BUDGET (1280 * 1024)    /* activation bytes of one column chunk (L2; L3 would do) */
-#define MAX_TILE_GROUPS 8           /* beyond this a tile only delays the first columns' start */
-#define COLS 6                      /* register blocking: 2 groups x COLS columns per pass */
+#define REC_BYTES 640            /* one block of a group: codes 8 x 64 B, d 64 B, coef 64 B */
+#define TILE_BUDGET (384 * 1024) /* packed tile bytes; a group pair is what must stay near (L1/L2) */
+#define ACT_BUDGET (1280 * 1024) /* activation bytes of one column chunk (L2; L3 would do) */
+#define MAX_TILE_GROUPS 8        /* beyond this a tile only delays the first columns' start */
+#define COLS 6                   /* register blocking: 2 groups x COLS columns per pass */
 
 static size_t group_bytes(int64_t k) { return (size_t)(k / 32) * REC_BYTES; }
 
@@ -78,10 +78,12 @@ void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k) {
         {
             __m512 a = _mm512_mul_ps(v0, vid), c = _mm512_mul_ps(v1, vid);
             /* v + copysign(0.5, v), truncated: round half away from zero as act_quant.c's round_q */
-            a = _mm512_add_ps(a, _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(half),
-                                                                     _mm512_and_si512(_mm512_castps_si512(a), sign))));
-            c = _mm512_add_ps(c, _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(half),
-                                                                     _mm512_and_si512(_mm512_castps_si512(c), sign))));
+            a = _mm512_add_ps(a,
+                              _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(half),
+                                                                  _mm512_and_si512(_mm512_castps_si512(a), sign))));
+            c = _mm512_add_ps(c,
+                              _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(half),
+                                                                  _mm512_and_si512(_mm512_castps_si512(c), sign))));
             a = _mm512_max_ps(_mm512_min_ps(a, lim), _mm512_sub_ps(_mm512_setzero_ps(), lim));
             c = _mm512_max_ps(_mm512_min_ps(c, lim), _mm512_sub_ps(_mm512_setzero_ps(), lim));
             q0 = _mm512_cvttps_epi32(a);
@@ -95,7 +97,6 @@ void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k) {
 }
 
 /* ---- packing ---- */
-
 
 /* 16 bytes at offset off of rows rp[i], rp[4 + i], rp[8 + i], rp[12 + i] into 128-bit lanes 0..3. */
 AI __m512i load4rows(const uint8_t *const *rp, int i, size_t off) {
@@ -140,13 +141,13 @@ AI void add_fifth_bit(__m512i *codes, const __m512i *qh, int bit) {
  * 32-bit qh (dword r of qhv): spread byte j/2 of the dword over its 4 bytes, test one bit per byte. */
 AI __m512i with_qh32(__m512i w, __m512i qhv, int j) {
     const int byte = j >> 1;
-    const __m512i spread = _mm512_set_epi32(
-        (12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101,
-        (12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101,
-        (12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101,
-        (12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101);
-    __mmask64 m = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qhv, spread),
-                                        _mm512_set1_epi32((int)(0x08040201u << (4 * (j & 1)))));
+    const __m512i spread =
+        _mm512_set_epi32((12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101,
+                         (12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101,
+                         (12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101,
+                         (12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101, byte * 0x01010101);
+    __mmask64 m =
+        _mm512_test_epi8_mask(_mm512_shuffle_epi8(qhv, spread), _mm512_set1_epi32((int)(0x08040201u << (4 * (j & 1)))));
     return _mm512_mask_add_epi8(w, m, w, _mm512_set1_epi8(16));
 }
 
@@ -185,10 +186,16 @@ AI __m512 halves_to_f32(__m512i v, int hi, __mmask16 valid) {
 /* One 16-row group of a 32-element-block type: rp[16] are the rows (tail rows repeat a valid one and get
  * zero scales, so they add nothing and are never stored). */
 static void pack_blk32(slm_dtype t, const uint8_t *const *rp, int n_valid, int64_t nb, uint8_t *dst) {
-    const int bb = t == SLM_Q4_0 ? SLM_Q4_0_BYTES : t == SLM_Q4_1 ? SLM_Q4_1_BYTES : t == SLM_Q5_0 ? SLM_Q5_0_BYTES
-                 : t == SLM_Q5_1 ? SLM_Q5_1_BYTES : SLM_Q8_0_BYTES;
-    const int qoff = t == SLM_Q4_0 ? SLM_Q4_0_QS : t == SLM_Q4_1 ? SLM_Q4_1_QS : t == SLM_Q5_0 ? SLM_Q5_0_QS
-                   : t == SLM_Q5_1 ? SLM_Q5_1_QS : SLM_Q8_0_QS;
+    const int bb = t == SLM_Q4_0 ? SLM_Q4_0_BYTES
+        : t == SLM_Q4_1          ? SLM_Q4_1_BYTES
+        : t == SLM_Q5_0          ? SLM_Q5_0_BYTES
+        : t == SLM_Q5_1          ? SLM_Q5_1_BYTES
+                                 : SLM_Q8_0_BYTES;
+    const int qoff = t == SLM_Q4_0 ? SLM_Q4_0_QS
+        : t == SLM_Q4_1            ? SLM_Q4_1_QS
+        : t == SLM_Q5_0            ? SLM_Q5_0_QS
+        : t == SLM_Q5_1            ? SLM_Q5_1_QS
+                                   : SLM_Q8_0_QS;
     const __mmask16 valid = (__mmask16)(n_valid >= GROUP_ROWS ? 0xffff : (1u << n_valid) - 1);
     const row_idx ix = row_offsets(rp);
     for (int64_t b = 0; b < nb; b++) {
@@ -287,7 +294,8 @@ static void pack_q45k(int is_q5, const uint8_t *const *rp, int n_valid, int64_t 
 AI void add_high2(__m512i *codes, const __m512i *qh, int s) {
     const __m512i m2 = _mm512_set1_epi8(3);
     for (int i = 0; i < 4; i++)
-        codes[i] = _mm512_or_si512(codes[i], _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[i], 2 * s), m2), 4));
+        codes[i] =
+            _mm512_or_si512(codes[i], _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[i], 2 * s), m2), 4));
 }
 
 static void pack_q6k(const uint8_t *const *rp, int n_valid, int64_t ns, uint8_t *dst) {
@@ -335,12 +343,9 @@ static void pack_q6k(const uint8_t *const *rp, int n_valid, int64_t ns, uint8_t 
 static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, int n_valid, int64_t k, uint8_t *dst) {
     const uint8_t *rp[GROUP_ROWS];
     for (int r = 0; r < GROUP_ROWS; r++) rp[r] = w + (size_t)(r < n_valid ? r : n_valid - 1) * wrb;
-    if (t == SLM_Q4_K || t == SLM_Q5_K)
-        pack_q45k(t == SLM_Q5_K, rp, n_valid, k / 256, dst);
-    else if (t == SLM_Q6_K)
-        pack_q6k(rp, n_valid, k / 256, dst);
-    else
-        pack_blk32(t, rp, n_valid, k / 32, dst);
+    if (t == SLM_Q4_K || t == SLM_Q5_K) pack_q45k(t == SLM_Q5_K, rp, n_valid, k / 256, dst);
+    else if (t == SLM_Q6_K) pack_q6k(rp, n_valid, k / 256, dst);
+    else pack_blk32(t, rp, n_valid, k / 32, dst);
 }
 
 /* ---- activations: columns interleaved in groups of COLS (slm_cpu_gemm_interleave_cols, two copies of
@@ -350,9 +355,9 @@ static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, int n_valid, i
  * with a min (Q4_1, Q5_1, Q4_K, Q5_K) get ioff = 0 and one multiply-add of coef * s. */
 #define ACT_REC SLM_GEMM_ACT_REC(COLS, 2)
 #define ACT_D SLM_GEMM_ACT_D(COLS)
-#define ACT_IOFF SLM_GEMM_ACT_IOFF(COLS)          /* twice: one copy per row group of the kernel */
+#define ACT_IOFF SLM_GEMM_ACT_IOFF(COLS) /* twice: one copy per row group of the kernel */
 #define ACT_S SLM_GEMM_ACT_S(COLS, 2)
-#define ACT_IOFFH SLM_GEMM_ACT_IOFFH(COLS, 2)     /* Q6_K: ioff of elements 16..31, twice */
+#define ACT_IOFFH SLM_GEMM_ACT_IOFFH(COLS, 2) /* Q6_K: ioff of elements 16..31, twice */
 
 static int code_offset(slm_dtype t) {
     return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : t == SLM_Q8_0 ? 128 : 0;
@@ -379,8 +384,8 @@ enum { MODE_OFFSET = 0, MODE_MIN = 1, MODE_HALVES = 2 };
 
 /* Chunks j0..j0+3 of block b into accumulators started at the offsets ioff (two copies, one per group),
  * then f += (d_w * d_a) * acc with d_w from dwoff of the group's record. */
-AI void half_step(const uint8_t *rec, size_t gb, int ng, const uint8_t *a, int nc, int j0, int nj,
-                  const int32_t *ioff, int dwoff, __m512 *f0, __m512 *f1) {
+AI void half_step(const uint8_t *rec, size_t gb, int ng, const uint8_t *a, int nc, int j0, int nj, const int32_t *ioff,
+                  int dwoff, __m512 *f0, __m512 *f1) {
     __m512i i0[COLS], i1[COLS];
     _Pragma("GCC unroll 6") for (int c = 0; c < nc; c++) {
         i0[c] = _mm512_set1_epi32(ioff[c]); /* a load, no ALU work */
@@ -407,8 +412,8 @@ AI void half_step(const uint8_t *rec, size_t gb, int ng, const uint8_t *a, int n
     }
 }
 
-AI void tile_cols(const uint8_t *grp, size_t gb, int ng, const uint8_t *act, int64_t nb, int nc, int mode,
-                  float *out, int64_t os, __mmask16 rows0, __mmask16 rows1) {
+AI void tile_cols(const uint8_t *grp, size_t gb, int ng, const uint8_t *act, int64_t nb, int nc, int mode, float *out,
+                  int64_t os, __mmask16 rows0, __mmask16 rows1) {
     /* separate arrays per group (not [2][COLS]) and unrolled column loops: GCC keeps them in registers */
     __m512 f0[COLS], f1[COLS];
     _Pragma("GCC unroll 6") for (int c = 0; c < nc; c++) f0[c] = f1[c] = _mm512_setzero_ps();
@@ -441,14 +446,20 @@ AI void tile_cols(const uint8_t *grp, size_t gb, int ng, const uint8_t *act, int
 
 typedef void (*tile_fn)(const uint8_t *, size_t, const uint8_t *, int64_t, float *, int64_t, __mmask16, __mmask16);
 
-#define SLM_TILE_FN(NG, NC, MODE)                                                                          \
-    static void tile_##NG##_##NC##_##MODE(const uint8_t *grp, size_t gb, const uint8_t *act, int64_t nb,     \
-                                         float *out, int64_t os, __mmask16 r0, __mmask16 r1) {             \
-        tile_cols(grp, gb, NG, act, nb, NC, MODE, out, os, r0, r1);                                         \
+/* clang-format off: one function per line, which the formatter would pack into one */
+#define SLM_TILE_FN(NG, NC, MODE)                                                                                      \
+    static void tile_##NG##_##NC##_##MODE(const uint8_t *grp, size_t gb, const uint8_t *act, int64_t nb, float *out,   \
+                                          int64_t os, __mmask16 r0, __mmask16 r1) {                                    \
+        tile_cols(grp, gb, NG, act, nb, NC, MODE, out, os, r0, r1);                                                    \
     }
-#define SLM_TILE_FNS(NG, MODE) \
-    SLM_TILE_FN(NG, 1, MODE) SLM_TILE_FN(NG, 2, MODE) SLM_TILE_FN(NG, 3, MODE) SLM_TILE_FN(NG, 4, MODE) \
-    SLM_TILE_FN(NG, 5, MODE) SLM_TILE_FN(NG, 6, MODE)
+#define SLM_TILE_FNS(NG, MODE)                                                                                         \
+    SLM_TILE_FN(NG, 1, MODE)                                                                                           \
+    SLM_TILE_FN(NG, 2, MODE)                                                                                           \
+    SLM_TILE_FN(NG, 3, MODE)                                                                                           \
+    SLM_TILE_FN(NG, 4, MODE)                                                                                           \
+    SLM_TILE_FN(NG, 5, MODE)                                                                                           \
+    SLM_TILE_FN(NG, 6, MODE)
+/* clang-format on */
 SLM_TILE_FNS(1, 0)
 SLM_TILE_FNS(2, 0)
 SLM_TILE_FNS(1, 1)
@@ -458,9 +469,12 @@ SLM_TILE_FNS(2, 2)
 
 /* [mode][groups - 1][columns - 1] */
 static const tile_fn TILE_FNS[3][2][COLS] = {
-    {{tile_1_1_0, tile_1_2_0, tile_1_3_0, tile_1_4_0, tile_1_5_0, tile_1_6_0}, {tile_2_1_0, tile_2_2_0, tile_2_3_0, tile_2_4_0, tile_2_5_0, tile_2_6_0}},
-    {{tile_1_1_1, tile_1_2_1, tile_1_3_1, tile_1_4_1, tile_1_5_1, tile_1_6_1}, {tile_2_1_1, tile_2_2_1, tile_2_3_1, tile_2_4_1, tile_2_5_1, tile_2_6_1}},
-    {{tile_1_1_2, tile_1_2_2, tile_1_3_2, tile_1_4_2, tile_1_5_2, tile_1_6_2}, {tile_2_1_2, tile_2_2_2, tile_2_3_2, tile_2_4_2, tile_2_5_2, tile_2_6_2}}};
+    {{tile_1_1_0, tile_1_2_0, tile_1_3_0, tile_1_4_0, tile_1_5_0, tile_1_6_0},
+     {tile_2_1_0, tile_2_2_0, tile_2_3_0, tile_2_4_0, tile_2_5_0, tile_2_6_0}},
+    {{tile_1_1_1, tile_1_2_1, tile_1_3_1, tile_1_4_1, tile_1_5_1, tile_1_6_1},
+     {tile_2_1_1, tile_2_2_1, tile_2_3_1, tile_2_4_1, tile_2_5_1, tile_2_6_1}},
+    {{tile_1_1_2, tile_1_2_2, tile_1_3_2, tile_1_4_2, tile_1_5_2, tile_1_6_2},
+     {tile_2_1_2, tile_2_2_2, tile_2_3_2, tile_2_4_2, tile_2_5_2, tile_2_6_2}}};
 
 static __mmask16 row_mask(int64_t n_rows, int64_t r) {
     int64_t nv = n_rows - r;
@@ -468,8 +482,7 @@ static __mmask16 row_mask(int64_t n_rows, int64_t r) {
 }
 
 void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
-                         size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride,
-                         void *scratch) {
+                         size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {
     const int64_t nb = k / 32, groups = tile_groups(k), chunk = chunk_cols(k);
     const size_t gb = group_bytes(k);
     uint8_t *tile = scratch, *act = tile + (size_t)groups * gb;
@@ -481,8 +494,8 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int
     const tile_fn(*fns)[COLS] = TILE_FNS[halves ? MODE_HALVES : offset == 0 ? MODE_MIN : MODE_OFFSET];
     for (int64_t c0 = 0; c0 < n_cols; c0 += chunk) {
         int64_t c1 = n_cols - c0 < chunk ? n_cols : c0 + chunk;
-        slm_cpu_gemm_interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset, halves,
-                                     COLS, 2, act);
+        slm_cpu_gemm_interleave_cols((const uint8_t *)xq + (size_t)c0 * act_stride, act_stride, c1 - c0, k, offset,
+                                     halves, COLS, 2, act);
         for (int64_t r0 = 0; r0 < n_rows; r0 += GROUP_ROWS * groups) {
             int64_t ng = (n_rows - r0 + GROUP_ROWS - 1) / GROUP_ROWS;
             if (ng > groups) ng = groups;
@@ -511,6 +524,5 @@ void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k) {}
 bool slm_cpu_gemm_has_avx512(slm_dtype wtype) { return false; }
 size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k) { return 0; }
 void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
-                         size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride,
-                         void *scratch) {}
+                         size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {}
 #endif

@@ -8,7 +8,7 @@
 #include <immintrin.h>
 
 #define SLM_SFX avx2
-#define SLM_DPBUSD(acc, u, s) \
+#define SLM_DPBUSD(acc, u, s)                                                                                          \
     _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
 #define SLM_DPWSSD(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
 #include "matmul_simd_body.h"
@@ -20,8 +20,8 @@ void slm_cpu_matmul_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int
                          size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride) {
     slm_cpu_matmul_scalar(wtype, w, w_row_bytes, n_rows, xq, act_stride, n_cols, k, out, out_stride);
 }
-void slm_cpu_attend_f16_avx2(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride, int64_t n, int hd,
-                             float scale, float *scores, float *out) {
+void slm_cpu_attend_f16_avx2(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride,
+                             int64_t n, int hd, float scale, float *scores, float *out) {
     slm_cpu_attend_f16_scalar(q, k, v, k_stride, v_stride, n, hd, scale, scores, out);
 }
 bool slm_cpu_matmul_has_fast_avx2(slm_dtype wtype) { return false; }

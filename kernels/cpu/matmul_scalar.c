@@ -220,8 +220,8 @@ void slm_cpu_matmul_scalar(slm_dtype wtype, const void *w, size_t w_row_bytes, i
     }
 }
 
-void slm_cpu_attend_f16_scalar(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride, int64_t n, int hd,
-                               float scale, float *scores, float *out) {
+void slm_cpu_attend_f16_scalar(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride,
+                               int64_t n, int hd, float scale, float *scores, float *out) {
     float mx = -INFINITY;
     for (int64_t p = 0; p < n; p++) {
         const uint16_t *kp = k + (size_t)p * k_stride;

@@ -109,16 +109,15 @@ typedef struct cols32 {
 /* One weight block b against nc columns:
  *   dot = dw * da * sum(code * qa) + coef * (da * sum(qa))
  * with coef = -8 dw (Q4_0), -16 dw (Q5_0), the block min m (Q4_1, Q5_1), 0 (Q8_0). */
-AI void blk32_step(slm_dtype t, const uint8_t *blk, int64_t b, const cols32 *x, int nc, __m256 *acc,
-                   float *off) {
+AI void blk32_step(slm_dtype t, const uint8_t *blk, int64_t b, const cols32 *x, int nc, __m256 *acc, float *off) {
     float dw = h2f(blk);
     __m256i codes = blk32_codes(t, blk);
     /* Q8_0 is signed x signed: move the weight's sign onto the activation so the u8 operand is |w|. */
     __m256i u = t == SLM_Q8_0 ? _mm256_abs_epi8(codes) : codes;
-    float coef = t == SLM_Q4_0   ? -8.0f * dw
-                 : t == SLM_Q5_0 ? -16.0f * dw
-                 : t == SLM_Q8_0 ? 0.0f
-                                 : h2f(blk + SLM_Q4_1_M);   /* Q4_1 and Q5_1 keep m at one offset */
+    float coef = t == SLM_Q4_0 ? -8.0f * dw
+        : t == SLM_Q5_0        ? -16.0f * dw
+        : t == SLM_Q8_0        ? 0.0f
+                               : h2f(blk + SLM_Q4_1_M); /* Q4_1 and Q5_1 keep m at one offset */
     for (int c = 0; c < nc; c++) {
         __m256i a = loadu256(x->q[c] + 32 * b);
         if (t == SLM_Q8_0) a = _mm256_sign_epi8(a, codes);
@@ -132,7 +131,7 @@ AI void blk32_step(slm_dtype t, const uint8_t *blk, int64_t b, const cols32 *x, 
  * the block order [0,2,4,6,1,3,5,7] that group8_reduce produces. */
 AI void hdr8(const uint8_t *p, int bb, int want_m, __m256 *dv, __m256 *mv) {
     __m256i u;
-#define SLM_PAIR(i) \
+#define SLM_PAIR(i)                                                                                                    \
     _mm256_inserti128_si256(_mm256_castsi128_si256(loadu128(p + (2 * (i)) * bb)), loadu128(p + (2 * (i) + 1) * bb), 1)
     /* dword i of lane 0 = header of block 2i, of lane 1 = header of block 2i + 1 */
     u = SLM_PAIR(0);
@@ -141,8 +140,8 @@ AI void hdr8(const uint8_t *p, int bb, int want_m, __m256 *dv, __m256 *mv) {
     u = _mm256_blend_epi32(u, _mm256_slli_si256(SLM_PAIR(3), 12), 0x88);
 #undef SLM_PAIR
     /* d halves to the low 8 bytes of each lane, m halves to the high 8 */
-    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9,
-                                           12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12,
+                                           13, 2, 3, 6, 7, 10, 11, 14, 15);
     u = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(u, split), _MM_SHUFFLE(3, 1, 2, 0));
     *dv = _mm256_cvtph_ps(_mm256_castsi256_si128(u));
     if (want_m) *mv = _mm256_cvtph_ps(_mm256_extracti128_si256(u, 1));
@@ -159,8 +158,7 @@ AI __m256i group8_reduce(const __m256i *v) {
 /* 8 blocks at once: integer dots of every block reduced to one vector, then scaled with one FMA, so
  * the per-block cost is decode + dot + 1/8 of the scaling (scaling each block alone costs more than its
  * dot). */
-AI void blk32_group8(slm_dtype t, const uint8_t *p, int64_t b, const cols32 *x, int nc, __m256 *acc,
-                     __m256 *offacc) {
+AI void blk32_group8(slm_dtype t, const uint8_t *p, int64_t b, const cols32 *x, int nc, __m256 *acc, __m256 *offacc) {
     static const int ord[8] = {0, 2, 4, 6, 1, 3, 5, 7};
     const int bb = blk32_bytes(t);
     const int has_min = t == SLM_Q4_1 || t == SLM_Q5_1;
@@ -189,8 +187,8 @@ AI void blk32_group8(slm_dtype t, const uint8_t *p, int64_t b, const cols32 *x, 
     }
 }
 
-AI void mm_blk32(slm_dtype t, const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc,
-                 int64_t k, float *out, int64_t os) {
+AI void mm_blk32(slm_dtype t, const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc, int64_t k,
+                 float *out, int64_t os) {
     cols32 x;
     for (int c = 0; c < nc; c++) {
         const uint8_t *col = xq + (size_t)c * as;
@@ -245,8 +243,7 @@ AI __m256i bcast_i16(__m256i v, int j) {
 
 /* Q4_K / Q5_K super-block:
  *   dot = da * (d * sum_j sc[j] * sum(code * qa over sub-block j) - dmin * sum_j mn[j] * sum(qa over j)) */
-AI void q45k_step(int is_q5, const uint8_t *blk, int64_t sb, const cols256 *x, int nc, __m256 *acc,
-                  __m128 *macc) {
+AI void q45k_step(int is_q5, const uint8_t *blk, int64_t sb, const cols256 *x, int nc, __m256 *acc, __m128 *macc) {
     /* 12 scale bytes -> 8 six-bit scales and 8 six-bit mins, four at a time in 32-bit words
      * (bit layout in quant_ref.c). */
     const uint8_t *sc = blk + SLM_Q4_K_SCALES;
@@ -290,8 +287,8 @@ AI void q45k_step(int is_q5, const uint8_t *blk, int64_t sb, const cols256 *x, i
     }
 }
 
-AI void mm_q45k(int is_q5, const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc,
-                int64_t k, float *out, int64_t os) {
+AI void mm_q45k(int is_q5, const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc, int64_t k,
+                float *out, int64_t os) {
     cols256 x;
     cols256_init(&x, xq, as, nc, k);
     const int bb = is_q5 ? SLM_Q5_K_BYTES : SLM_Q4_K_BYTES;
@@ -336,15 +333,13 @@ AI void q6k_step(const uint8_t *blk, int64_t sb, const cols256 *x, int nc, __m25
 #pragma GCC unroll 4
         for (int s = 0; s < 4; s++) {
             /* elements 32s..32s+15 use scale 2s of this half, 32s+16..32s+31 scale 2s+1 */
-            __m256i sc = _mm256_shuffle_epi8(
-                sh, _mm256_set_m128i(_mm_set1_epi16((short)(((4 * s + 3) << 8) | (4 * s + 2))),
-                                     _mm_set1_epi16((short)(((4 * s + 1) << 8) | (4 * s)))));
+            __m256i sc = _mm256_shuffle_epi8(sh,
+                                             _mm256_set_m128i(_mm_set1_epi16((short)(((4 * s + 3) << 8) | (4 * s + 2))),
+                                                              _mm_set1_epi16((short)(((4 * s + 1) << 8) | (4 * s)))));
             for (int c = 0; c < nc; c++) {
                 __m256i p = _mm256_maddubs_epi16(q[s], loadu256(x->q[c] + 256 * sb + 128 * h + 32 * s));
-                if (s & 1)
-                    is1[c] = SLM_DPWSSD(is1[c], p, sc);
-                else
-                    is0[c] = SLM_DPWSSD(is0[c], p, sc);
+                if (s & 1) is1[c] = SLM_DPWSSD(is1[c], p, sc);
+                else is0[c] = SLM_DPWSSD(is0[c], p, sc);
             }
         }
     }
@@ -356,8 +351,8 @@ AI void q6k_step(const uint8_t *blk, int64_t sb, const cols256 *x, int nc, __m25
     }
 }
 
-AI void mm_q6k(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc, int64_t k,
-               float *out, int64_t os) {
+AI void mm_q6k(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc, int64_t k, float *out,
+               int64_t os) {
     cols256 x;
     cols256_init(&x, xq, as, nc, k);
     const int64_t ns = k / 256;
@@ -378,8 +373,7 @@ AI void mm_q6k(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size
 AI __m256 load8_w(slm_dtype t, const uint8_t *w, int64_t i) {
     switch (t) {
     case SLM_F16: return _mm256_cvtph_ps(loadu128(w + 2 * i));
-    case SLM_BF16:
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(loadu128(w + 2 * i)), 16));
+    case SLM_BF16: return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(loadu128(w + 2 * i)), 16));
     default: return _mm256_loadu_ps((const float *)(w + 4 * i));
     }
 }
@@ -399,8 +393,8 @@ AI float load1_w(slm_dtype t, const uint8_t *w, int64_t i) {
     }
 }
 
-AI void mm_float(slm_dtype t, const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc,
-                 int64_t k, float *out, int64_t os) {
+AI void mm_float(slm_dtype t, const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int nc, int64_t k,
+                 float *out, int64_t os) {
     const float *x[MAX_NC];
     for (int c = 0; c < nc; c++) x[c] = (const float *)(xq + (size_t)c * as);
     for (int64_t r = 0; r < nr; r++) {
@@ -429,15 +423,23 @@ AI void mm_float(slm_dtype t, const uint8_t *w, size_t wrb, int64_t nr, const ui
 
 /* ---- dispatch: one out-of-line function per (type, column count) ---- */
 
-#define SLM_NC_FUNCS(name, CALL)                                                                          \
-    static void name##_1(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k, \
-                         float *out, int64_t os) { CALL(1); }                                             \
-    static void name##_2(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k, \
-                         float *out, int64_t os) { CALL(2); }                                             \
-    static void name##_3(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k, \
-                         float *out, int64_t os) { CALL(3); }                                             \
-    static void name##_4(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k, \
-                         float *out, int64_t os) { CALL(4); }
+#define SLM_NC_FUNCS(name, CALL)                                                                                       \
+    static void name##_1(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k,            \
+                         float *out, int64_t os) {                                                                     \
+        CALL(1);                                                                                                       \
+    }                                                                                                                  \
+    static void name##_2(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k,            \
+                         float *out, int64_t os) {                                                                     \
+        CALL(2);                                                                                                       \
+    }                                                                                                                  \
+    static void name##_3(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k,            \
+                         float *out, int64_t os) {                                                                     \
+        CALL(3);                                                                                                       \
+    }                                                                                                                  \
+    static void name##_4(const uint8_t *w, size_t wrb, int64_t nr, const uint8_t *xq, size_t as, int64_t k,            \
+                         float *out, int64_t os) {                                                                     \
+        CALL(4);                                                                                                       \
+    }
 
 #define K_Q4_0(NC) mm_blk32(SLM_Q4_0, w, wrb, nr, xq, as, NC, k, out, os)
 #define K_Q4_1(NC) mm_blk32(SLM_Q4_1, w, wrb, nr, xq, as, NC, k, out, os)
@@ -465,15 +467,15 @@ SLM_NC_FUNCS(mm_bf16, K_BF16)
 
 typedef void (*mm_fn)(const uint8_t *, size_t, int64_t, const uint8_t *, size_t, int64_t, float *, int64_t);
 
-#define SLM_NC_TABLE(name) {name##_1, name##_2, name##_3, name##_4}
+#define SLM_NC_TABLE(name)                                                                                             \
+    { name##_1, name##_2, name##_3, name##_4 }
 
 static const mm_fn *mm_table(slm_dtype t) {
     static const mm_fn q4_0[4] = SLM_NC_TABLE(mm_q4_0), q4_1[4] = SLM_NC_TABLE(mm_q4_1),
                        q5_0[4] = SLM_NC_TABLE(mm_q5_0), q5_1[4] = SLM_NC_TABLE(mm_q5_1),
                        q8_0[4] = SLM_NC_TABLE(mm_q8_0), q4_k[4] = SLM_NC_TABLE(mm_q4_k),
-                       q5_k[4] = SLM_NC_TABLE(mm_q5_k), q6_k[4] = SLM_NC_TABLE(mm_q6_k),
-                       f32[4] = SLM_NC_TABLE(mm_f32), f16[4] = SLM_NC_TABLE(mm_f16),
-                       bf16[4] = SLM_NC_TABLE(mm_bf16);
+                       q5_k[4] = SLM_NC_TABLE(mm_q5_k), q6_k[4] = SLM_NC_TABLE(mm_q6_k), f32[4] = SLM_NC_TABLE(mm_f32),
+                       f16[4] = SLM_NC_TABLE(mm_f16), bf16[4] = SLM_NC_TABLE(mm_bf16);
     switch (t) {
     case SLM_Q4_0: return q4_0;
     case SLM_Q4_1: return q4_1;
@@ -503,8 +505,8 @@ void VARIANT(slm_cpu_matmul)(slm_dtype wtype, const void *w, size_t w_row_bytes,
      * cache, so each group after the first reads the weights from cache rather than memory. */
     for (int64_t c0 = 0; c0 < n_cols; c0 += MAX_NC) {
         int64_t m = n_cols - c0 < MAX_NC ? n_cols - c0 : MAX_NC;
-        fns[m - 1]((const uint8_t *)w, w_row_bytes, n_rows, (const uint8_t *)xq + (size_t)c0 * act_stride,
-                   act_stride, k, out + c0 * out_stride, out_stride);
+        fns[m - 1]((const uint8_t *)w, w_row_bytes, n_rows, (const uint8_t *)xq + (size_t)c0 * act_stride, act_stride,
+                   k, out + c0 * out_stride, out_stride);
     }
 }
 
@@ -551,7 +553,8 @@ AI __m256 dot_f16_vec(const uint16_t *k, const float *q, int hd, float *tail) {
  * stays NaN (max takes its second operand when one is NaN). */
 AI __m256 exp_neg_ps(__m256 x) {
     x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x); /* ln2 in two parts: n * hi is exact */
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
     __m256 p = _mm256_set1_ps(1.0f / 5040);
@@ -566,8 +569,8 @@ AI __m256 exp_neg_ps(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-void VARIANT(slm_cpu_attend_f16)(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride, int64_t n,
-                                 int hd, float scale, float *scores, float *out) {
+void VARIANT(slm_cpu_attend_f16)(const float *q, const uint16_t *k, const uint16_t *v, size_t k_stride, size_t v_stride,
+                                 int64_t n, int hd, float scale, float *scores, float *out) {
     /* scores, 8 positions per reduction */
     __m256 vmax = _mm256_set1_ps(-INFINITY);
     int64_t p = 0;
@@ -620,7 +623,8 @@ void VARIANT(slm_cpu_attend_f16)(const float *q, const uint16_t *k, const uint16
     for (; i + 8 <= hd; i += 8) {
         __m256 o = _mm256_setzero_ps();
         for (p = 0; p < n; p++)
-            o = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + p), _mm256_cvtph_ps(loadu128(v + (size_t)p * v_stride + i)), o);
+            o = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + p),
+                                _mm256_cvtph_ps(loadu128(v + (size_t)p * v_stride + i)), o);
         _mm256_storeu_ps(out + i, _mm256_mul_ps(o, _mm256_set1_ps(inv)));
     }
     for (; i < hd; i++) {

@@ -22,8 +22,7 @@ static int attn_splits(int64_t T, int64_t n_ctx) {
     return (int)(tiles < want ? (tiles > 0 ? tiles : 1) : want);
 }
 
-__global__ void __launch_bounds__(ATT_THREADS)
-attn_split_kernel(slm_cuda_attn_args a, int n_split) {
+__global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(slm_cuda_attn_args a, int n_split) {
     __shared__ float q_s[SLM_CUDA_ATTN_MAX_HEAD_DIM];
     __shared__ float s_s[ATT_TILE];
     const int h = blockIdx.x, split = blockIdx.y;
@@ -63,7 +62,7 @@ attn_split_kernel(slm_cuda_attn_args a, int n_split) {
         float tmax = -INFINITY;
         for (int kk = 0; kk < ATT_TILE; kk++) tmax = fmaxf(tmax, s_s[kk]);
         const float m_new = fmaxf(m, tmax); /* finite: key p0 is visible */
-        const float corr = expf(m - m_new);  /* 0 on the first tile (m = -inf) */
+        const float corr = expf(m - m_new); /* 0 on the first tile (m = -inf) */
         l *= corr;
 #pragma unroll
         for (int j = 0; j < ATT_DIMS_PER_THREAD; j++) acc[j] *= corr;
@@ -94,8 +93,7 @@ attn_split_kernel(slm_cuda_attn_args a, int n_split) {
     }
 }
 
-__global__ void __launch_bounds__(ATT_THREADS)
-attn_merge_kernel(slm_cuda_attn_args a, int n_split) {
+__global__ void __launch_bounds__(ATT_THREADS) attn_merge_kernel(slm_cuda_attn_args a, int n_split) {
     const int h = blockIdx.x, hd = a.head_dim;
     const int64_t t = blockIdx.y;
     const float *part = a.partial + ((size_t)t * a.n_head + h) * n_split * (size_t)(hd + 2);
@@ -130,13 +128,15 @@ extern "C" slm_status slm_cuda_attention(const slm_cuda_attn_args *a, cudaStream
                    "cuda attention: head_dim=%d outside 1..%d", a->head_dim, SLM_CUDA_ATTN_MAX_HEAD_DIM);
     SLM_CU_REQUIRE(a->n_head >= 1 && a->n_head_kv >= 1 && a->n_head % a->n_head_kv == 0 && a->n_head <= 65535,
                    "cuda attention: n_head=%d is not a multiple of n_head_kv=%d", a->n_head, a->n_head_kv);
-    SLM_CU_REQUIRE(a->T >= 1 && a->T <= 65535 && a->n_ctx >= 1, "cuda attention: T=%lld n_ctx=%lld",
-                   (long long)a->T, (long long)a->n_ctx);
+    SLM_CU_REQUIRE(a->T >= 1 && a->T <= 65535 && a->n_ctx >= 1, "cuda attention: T=%lld n_ctx=%lld", (long long)a->T,
+                   (long long)a->n_ctx);
     SLM_CU_REQUIRE(a->ldk >= (int64_t)a->head_dim * a->n_head_kv && a->ldv >= (int64_t)a->head_dim * a->n_head_kv,
                    "cuda attention: cache row strides too small");
-    SLM_CU_REQUIRE(a->T == 1 || (a->ldq >= (int64_t)a->head_dim * a->n_head && a->ldo >= (int64_t)a->head_dim * a->n_head),
+    SLM_CU_REQUIRE(a->T == 1 ||
+                       (a->ldq >= (int64_t)a->head_dim * a->n_head && a->ldo >= (int64_t)a->head_dim * a->n_head),
                    "cuda attention: q/out column strides too small");
-    SLM_CU_REQUIRE((uintptr_t)a->k % 2 == 0 && (uintptr_t)a->v % 2 == 0, "cuda attention: cache must be 2-byte aligned");
+    SLM_CU_REQUIRE((uintptr_t)a->k % 2 == 0 && (uintptr_t)a->v % 2 == 0,
+                   "cuda attention: cache must be 2-byte aligned");
     const int n_split = attn_splits(a->T, a->n_ctx);
     attn_split_kernel<<<dim3((unsigned)a->n_head, (unsigned)n_split, (unsigned)a->T), ATT_THREADS, 0, s>>>(*a, n_split);
     slm_status st = slm_cu_launched("attention", err);

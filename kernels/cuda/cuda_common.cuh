@@ -24,13 +24,14 @@ extern "C" {
 /* Every launcher ends with this: a bad launch configuration shows up here, not at the next sync. */
 static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return slm_fail(err, SLM_ERR_DEVICE, "cuda: launch of %s failed: %s", what, cudaGetErrorString(e));
+    if (e != cudaSuccess)
+        return slm_fail(err, SLM_ERR_DEVICE, "cuda: launch of %s failed: %s", what, cudaGetErrorString(e));
     return SLM_OK;
 }
 
-#define SLM_CU_REQUIRE(cond, ...)                                                   \
-    do {                                                                            \
-        if (!(cond)) return slm_fail(err, SLM_ERR_INVALID_ARG, __VA_ARGS__);        \
+#define SLM_CU_REQUIRE(cond, ...)                                                                                      \
+    do {                                                                                                               \
+        if (!(cond)) return slm_fail(err, SLM_ERR_INVALID_ARG, __VA_ARGS__);                                           \
     } while (0)
 
 /* Decoders and loads run on the host too: slm_cuda_host_dequant_row checks them against kernels/ref on
@@ -39,12 +40,8 @@ static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
 
 /* Quantized rows are only guaranteed 2-byte aligned (block sizes 18, 22, 34, 210 ...): 16-bit loads. */
 SLM_HD uint32_t ld_u16(const uint8_t *p) { return *(const uint16_t *)p; }
-SLM_HD uint32_t ld_u32(const uint8_t *p) {
-    return ld_u16(p) | (ld_u16(p + 2) << 16);
-}
-SLM_HD float ld_f16(const uint8_t *p) {
-    return __half2float(__ushort_as_half((unsigned short)ld_u16(p)));
-}
+SLM_HD uint32_t ld_u32(const uint8_t *p) { return ld_u16(p) | (ld_u16(p + 2) << 16); }
+SLM_HD float ld_f16(const uint8_t *p) { return __half2float(__ushort_as_half((unsigned short)ld_u16(p))); }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -61,7 +58,7 @@ __device__ __forceinline__ float warp_max(float v) {
 
 template <int T> struct dq;
 
-template <> struct dq<SLM_Q4_0> {   /* d f16, qs[16]: element j = lo nibble of qs[j], j+16 = hi nibble */
+template <> struct dq<SLM_Q4_0> { /* d f16, qs[16]: element j = lo nibble of qs[j], j+16 = hi nibble */
     static constexpr int QK = SLM_QK, BB = SLM_Q4_0_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
@@ -77,7 +74,7 @@ template <> struct dq<SLM_Q4_0> {   /* d f16, qs[16]: element j = lo nibble of q
     }
 };
 
-template <> struct dq<SLM_Q4_1> {   /* d f16, m f16, qs[16]: d * q + m */
+template <> struct dq<SLM_Q4_1> { /* d f16, m f16, qs[16]: d * q + m */
     static constexpr int QK = SLM_QK, BB = SLM_Q4_1_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
@@ -93,7 +90,7 @@ template <> struct dq<SLM_Q4_1> {   /* d f16, m f16, qs[16]: d * q + m */
     }
 };
 
-template <> struct dq<SLM_Q5_0> {   /* d f16, qh u32 (bit j = 5th bit of element j), qs[16]; q - 16 */
+template <> struct dq<SLM_Q5_0> { /* d f16, qh u32 (bit j = 5th bit of element j), qs[16]; q - 16 */
     static constexpr int QK = SLM_QK, BB = SLM_Q5_0_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
@@ -113,7 +110,7 @@ template <> struct dq<SLM_Q5_0> {   /* d f16, qh u32 (bit j = 5th bit of element
     }
 };
 
-template <> struct dq<SLM_Q5_1> {   /* d f16, m f16, qh u32, qs[16]; d * q + m */
+template <> struct dq<SLM_Q5_1> { /* d f16, m f16, qh u32, qs[16]; d * q + m */
     static constexpr int QK = SLM_QK, BB = SLM_Q5_1_BYTES;
     static SLM_HD int base0(int p) { return 4 * p; }
     static SLM_HD int base1(int p) { return 16 + 4 * p; }
@@ -133,7 +130,7 @@ template <> struct dq<SLM_Q5_1> {   /* d f16, m f16, qh u32, qs[16]; d * q + m *
     }
 };
 
-template <> struct dq<SLM_Q8_0> {   /* d f16, qs int8[32] */
+template <> struct dq<SLM_Q8_0> { /* d f16, qs int8[32] */
     static constexpr int QK = SLM_QK, BB = SLM_Q8_0_BYTES;
     static SLM_HD int base0(int p) { return 8 * p; }
     static SLM_HD int base1(int p) { return 8 * p + 4; }
@@ -237,9 +234,7 @@ template <> struct dq<SLM_Q6_K> {
 
 /* Plain element types: element i of a row. */
 template <int T> SLM_HD float ld_elem(const uint8_t *row, int64_t i);
-template <> SLM_HD float ld_elem<SLM_F32>(const uint8_t *row, int64_t i) {
-    return ((const float *)row)[i];
-}
+template <> SLM_HD float ld_elem<SLM_F32>(const uint8_t *row, int64_t i) { return ((const float *)row)[i]; }
 template <> SLM_HD float ld_elem<SLM_F16>(const uint8_t *row, int64_t i) {
     return __half2float(((const __half *)row)[i]);
 }
@@ -253,17 +248,61 @@ template <> SLM_HD float ld_elem<SLM_BF16>(const uint8_t *row, int64_t i) {
 /* Host-side facts of the weight types the kernels read (block elements, block bytes, pointer alignment). */
 static inline bool slm_cu_type_facts(slm_dtype t, int *qk, int *bb, int *align) {
     switch (t) {
-    case SLM_F32: *qk = 1; *bb = 4; *align = 4; return true;
-    case SLM_F16: *qk = 1; *bb = 2; *align = 2; return true;
-    case SLM_BF16: *qk = 1; *bb = 2; *align = 2; return true;
-    case SLM_Q4_0: *qk = 32; *bb = 18; *align = 2; return true;
-    case SLM_Q4_1: *qk = 32; *bb = 20; *align = 2; return true;
-    case SLM_Q5_0: *qk = 32; *bb = 22; *align = 2; return true;
-    case SLM_Q5_1: *qk = 32; *bb = 24; *align = 2; return true;
-    case SLM_Q8_0: *qk = 32; *bb = 34; *align = 2; return true;
-    case SLM_Q4_K: *qk = 256; *bb = 144; *align = 2; return true;
-    case SLM_Q5_K: *qk = 256; *bb = 176; *align = 2; return true;
-    case SLM_Q6_K: *qk = 256; *bb = 210; *align = 2; return true;
+    case SLM_F32:
+        *qk = 1;
+        *bb = 4;
+        *align = 4;
+        return true;
+    case SLM_F16:
+        *qk = 1;
+        *bb = 2;
+        *align = 2;
+        return true;
+    case SLM_BF16:
+        *qk = 1;
+        *bb = 2;
+        *align = 2;
+        return true;
+    case SLM_Q4_0:
+        *qk = 32;
+        *bb = 18;
+        *align = 2;
+        return true;
+    case SLM_Q4_1:
+        *qk = 32;
+        *bb = 20;
+        *align = 2;
+        return true;
+    case SLM_Q5_0:
+        *qk = 32;
+        *bb = 22;
+        *align = 2;
+        return true;
+    case SLM_Q5_1:
+        *qk = 32;
+        *bb = 24;
+        *align = 2;
+        return true;
+    case SLM_Q8_0:
+        *qk = 32;
+        *bb = 34;
+        *align = 2;
+        return true;
+    case SLM_Q4_K:
+        *qk = 256;
+        *bb = 144;
+        *align = 2;
+        return true;
+    case SLM_Q5_K:
+        *qk = 256;
+        *bb = 176;
+        *align = 2;
+        return true;
+    case SLM_Q6_K:
+        *qk = 256;
+        *bb = 210;
+        *align = 2;
+        return true;
     default: return false;
     }
 }
@@ -274,8 +313,8 @@ static inline slm_status slm_cu_check_weights(slm_dtype t, const void *w, size_t
     int qk, bb, al;
     SLM_CU_REQUIRE(slm_cu_type_facts(t, &qk, &bb, &al), "cuda %s: weight type %s is not supported", what,
                    slm_dtype_name(t));
-    SLM_CU_REQUIRE(w != NULL && K > 0 && N > 0, "cuda %s: empty or missing weights (K=%lld N=%lld)", what,
-                   (long long)K, (long long)N);
+    SLM_CU_REQUIRE(w != NULL && K > 0 && N > 0, "cuda %s: empty or missing weights (K=%lld N=%lld)", what, (long long)K,
+                   (long long)N);
     SLM_CU_REQUIRE(K % qk == 0, "cuda %s: K=%lld is not a multiple of the %s block (%d)", what, (long long)K,
                    slm_dtype_name(t), qk);
     SLM_CU_REQUIRE(K <= INT32_MAX, "cuda %s: K=%lld too large", what, (long long)K);

@@ -32,15 +32,15 @@ bool slm_cuda_host_dequant_row(slm_dtype t, const void *src, float *dst, int64_t
 
 typedef struct slm_cuda_matmul_args {
     slm_dtype wtype;
-    const void *w;          /* [K, N]: N rows of row_bytes */
+    const void *w; /* [K, N]: N rows of row_bytes */
     size_t row_bytes;
     int64_t K, N;
-    const float *x;         /* [K, T] */
+    const float *x; /* [K, T] */
     int64_t ldx;
-    float *y;               /* [N, T] */
+    float *y; /* [N, T] */
     int64_t ldy;
-    int64_t T;              /* 1..SLM_CUDA_MATVEC_MAX_COLS for slm_cuda_matvec */
-    const float *bias;      /* [N] or NULL */
+    int64_t T;         /* 1..SLM_CUDA_MATVEC_MAX_COLS for slm_cuda_matvec */
+    const float *bias; /* [N] or NULL */
 } slm_cuda_matmul_args;
 
 /* y = W x (+ bias): the quantized blocks are read once and dequantized in registers (one warp per row). */
@@ -65,12 +65,12 @@ slm_status slm_cuda_rmsnorm(const float *x, int64_t ldx, const float *w, float *
                             float eps, cudaStream_t s, slm_error *err);
 
 typedef struct slm_cuda_rope_args {
-    float *x;               /* [head_dim, n_head, T], in place */
-    int64_t ld_head, ld_tok;/* element strides of dims 1 and 2 */
+    float *x;                /* [head_dim, n_head, T], in place */
+    int64_t ld_head, ld_tok; /* element strides of dims 1 and 2 */
     int head_dim, n_head, n_rot;
     int64_t T;
-    const int32_t *pos;     /* [T] (device) */
-    const float *factors;   /* [n_rot/2] or NULL */
+    const int32_t *pos;   /* [T] (device) */
+    const float *factors; /* [n_rot/2] or NULL */
     bool neox;
     float freq_base, freq_scale;
 } slm_cuda_rope_args;
@@ -82,18 +82,18 @@ slm_status slm_cuda_kv_write(const float *src, int64_t ld_src, int64_t n, int64_
                              uint16_t *cache, int64_t ld_cache, int64_t n_ctx, cudaStream_t s, slm_error *err);
 
 typedef struct slm_cuda_attn_args {
-    const float *q;         /* [head_dim * n_head, T] */
+    const float *q; /* [head_dim * n_head, T] */
     int64_t ldq;
-    const uint16_t *k, *v;  /* f16 [head_dim * n_head_kv, n_ctx] */
+    const uint16_t *k, *v; /* f16 [head_dim * n_head_kv, n_ctx] */
     int64_t ldk, ldv;
     int64_t n_ctx;
-    const int32_t *pos;     /* [T]: token t attends to cache rows 0..pos[t] (clamped to n_ctx - 1) */
-    float *out;             /* [head_dim * n_head, T] */
+    const int32_t *pos; /* [T]: token t attends to cache rows 0..pos[t] (clamped to n_ctx - 1) */
+    float *out;         /* [head_dim * n_head, T] */
     int64_t ldo;
     int head_dim, n_head, n_head_kv;
     int64_t T;
     float scale;
-    float *partial;         /* scratch of slm_cuda_attention_scratch_floats() floats */
+    float *partial; /* scratch of slm_cuda_attention_scratch_floats() floats */
 } slm_cuda_attn_args;
 /* Maximum head_dim of the attention kernels. */
 #define SLM_CUDA_ATTN_MAX_HEAD_DIM 256

@@ -56,9 +56,18 @@ static slm_status dequant_rows(slm_dtype t, const void *w, size_t row_bytes, int
     fn k = NULL;
     bool plain = false;
     switch (t) {
-    case SLM_F32: k = dequant_rows_plain<SLM_F32, OUT>; plain = true; break;
-    case SLM_F16: k = dequant_rows_plain<SLM_F16, OUT>; plain = true; break;
-    case SLM_BF16: k = dequant_rows_plain<SLM_BF16, OUT>; plain = true; break;
+    case SLM_F32:
+        k = dequant_rows_plain<SLM_F32, OUT>;
+        plain = true;
+        break;
+    case SLM_F16:
+        k = dequant_rows_plain<SLM_F16, OUT>;
+        plain = true;
+        break;
+    case SLM_BF16:
+        k = dequant_rows_plain<SLM_BF16, OUT>;
+        plain = true;
+        break;
     case SLM_Q4_0: k = dequant_rows_quant<SLM_Q4_0, OUT>; break;
     case SLM_Q4_1: k = dequant_rows_quant<SLM_Q4_1, OUT>; break;
     case SLM_Q5_0: k = dequant_rows_quant<SLM_Q5_0, OUT>; break;
@@ -78,9 +87,9 @@ static slm_status dequant_rows(slm_dtype t, const void *w, size_t row_bytes, int
     return slm_cu_launched(what, err);
 }
 
-extern "C" slm_status slm_cuda_embed(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_embd,
-                                     int64_t n_vocab, const int32_t *ids, int64_t T, float *y, int64_t ldy,
-                                     cudaStream_t s, slm_error *err) {
+extern "C" slm_status slm_cuda_embed(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_embd, int64_t n_vocab,
+                                     const int32_t *ids, int64_t T, float *y, int64_t ldy, cudaStream_t s,
+                                     slm_error *err) {
     slm_status st = slm_cu_check_weights(wtype, w, row_bytes, n_embd, n_vocab, "embed", err);
     if (st) return st;
     SLM_CU_REQUIRE(ids && y && T >= 1 && (T == 1 || ldy >= n_embd), "cuda embed: bad ids/output (T=%lld ldy=%lld)",

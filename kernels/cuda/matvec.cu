@@ -11,8 +11,8 @@
 
 template <int TYPE>
 __global__ void __launch_bounds__(32 * MV_ROWS)
-matvec_quant(const uint8_t *__restrict__ w, size_t row_bytes, int K, int N, const float *__restrict__ x, int64_t ldx,
-             float *__restrict__ y, int64_t ldy, int T, const float *__restrict__ bias) {
+    matvec_quant(const uint8_t *__restrict__ w, size_t row_bytes, int K, int N, const float *__restrict__ x,
+                 int64_t ldx, float *__restrict__ y, int64_t ldy, int T, const float *__restrict__ bias) {
     typedef dq<TYPE> D;
     const int lane = threadIdx.x;
     const int64_t row = (int64_t)blockIdx.x * MV_ROWS + threadIdx.y;
@@ -33,8 +33,8 @@ matvec_quant(const uint8_t *__restrict__ w, size_t row_bytes, int K, int N, cons
         for (int c = 0; c < SLM_CUDA_MATVEC_MAX_COLS; c++) {
             if (c < T) {
                 const float *xc = x + c * ldx;
-                acc[c] += v[0] * xc[e0] + v[1] * xc[e0 + 1] + v[2] * xc[e0 + 2] + v[3] * xc[e0 + 3] +
-                          v[4] * xc[e1] + v[5] * xc[e1 + 1] + v[6] * xc[e1 + 2] + v[7] * xc[e1 + 3];
+                acc[c] += v[0] * xc[e0] + v[1] * xc[e0 + 1] + v[2] * xc[e0 + 2] + v[3] * xc[e0 + 3] + v[4] * xc[e1] +
+                    v[5] * xc[e1 + 1] + v[6] * xc[e1 + 2] + v[7] * xc[e1 + 3];
             }
         }
     }
@@ -49,8 +49,8 @@ matvec_quant(const uint8_t *__restrict__ w, size_t row_bytes, int K, int N, cons
 
 template <int TYPE>
 __global__ void __launch_bounds__(32 * MV_ROWS)
-matvec_plain(const uint8_t *__restrict__ w, size_t row_bytes, int K, int N, const float *__restrict__ x, int64_t ldx,
-             float *__restrict__ y, int64_t ldy, int T, const float *__restrict__ bias) {
+    matvec_plain(const uint8_t *__restrict__ w, size_t row_bytes, int K, int N, const float *__restrict__ x,
+                 int64_t ldx, float *__restrict__ y, int64_t ldy, int T, const float *__restrict__ bias) {
     const int lane = threadIdx.x;
     const int64_t row = (int64_t)blockIdx.x * MV_ROWS + threadIdx.y;
     if (row >= N) return;
@@ -98,8 +98,8 @@ extern "C" bool slm_cuda_weight_type_ok(slm_dtype t) { return matvec_kernel(t) !
 extern "C" slm_status slm_cuda_matvec(const slm_cuda_matmul_args *a, cudaStream_t s, slm_error *err) {
     slm_status st = slm_cu_check_weights(a->wtype, a->w, a->row_bytes, a->K, a->N, "matvec", err);
     if (st) return st;
-    SLM_CU_REQUIRE(a->T >= 1 && a->T <= SLM_CUDA_MATVEC_MAX_COLS, "cuda matvec: T=%lld outside 1..%d",
-                   (long long)a->T, SLM_CUDA_MATVEC_MAX_COLS);
+    SLM_CU_REQUIRE(a->T >= 1 && a->T <= SLM_CUDA_MATVEC_MAX_COLS, "cuda matvec: T=%lld outside 1..%d", (long long)a->T,
+                   SLM_CUDA_MATVEC_MAX_COLS);
     SLM_CU_REQUIRE(a->N <= INT32_MAX, "cuda matvec: N=%lld too large", (long long)a->N);
     SLM_CU_REQUIRE(a->x && a->y, "cuda matvec: missing x or y");
     SLM_CU_REQUIRE(a->T == 1 || (a->ldx >= a->K && a->ldy >= a->N), "cuda matvec: column strides %lld/%lld too small",

@@ -13,8 +13,8 @@ static unsigned grid_for(int64_t items, int threads) {
 
 /* ---- RMSNorm: one block per column ---------------------------------------------------------------------- */
 
-__global__ void rmsnorm_kernel(const float *x, int64_t ldx, const float *__restrict__ w, float *y,
-                               int64_t ldy, int n, float eps) {
+__global__ void rmsnorm_kernel(const float *x, int64_t ldx, const float *__restrict__ w, float *y, int64_t ldy, int n,
+                               float eps) {
     __shared__ float red[32];
     const int64_t t = blockIdx.x;
     const float *xc = x + t * ldx;
@@ -96,8 +96,8 @@ extern "C" slm_status slm_cuda_kv_write(const float *src, int64_t ld_src, int64_
     SLM_CU_REQUIRE(src && pos && cache && n >= 1 && T >= 1 && n_ctx >= 1, "cuda kv_write: bad arguments");
     SLM_CU_REQUIRE(ld_cache >= n && (T == 1 || ld_src >= n), "cuda kv_write: strides too small");
     SLM_CU_REQUIRE((uintptr_t)cache % 2 == 0, "cuda kv_write: cache must be 2-byte aligned");
-    kv_write_kernel<<<grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(src, ld_src, n, T, pos,
-                                                                                  (__half *)cache, ld_cache, n_ctx);
+    kv_write_kernel<<<grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(src, ld_src, n, T, pos, (__half *)cache,
+                                                                               ld_cache, n_ctx);
     return slm_cu_launched("kv_write", err);
 }
 
@@ -140,8 +140,8 @@ __global__ void add_bias_kernel(float *y, int64_t ldy, int64_t N, int64_t T, con
         y[(i / N) * ldy + i % N] += bias[i % N];
 }
 
-extern "C" slm_status slm_cuda_add_bias(float *y, int64_t ldy, int64_t N, int64_t T, const float *bias,
-                                        cudaStream_t s, slm_error *err) {
+extern "C" slm_status slm_cuda_add_bias(float *y, int64_t ldy, int64_t N, int64_t T, const float *bias, cudaStream_t s,
+                                        slm_error *err) {
     SLM_CU_REQUIRE(y && bias && N >= 1 && T >= 1 && (T == 1 || ldy >= N), "cuda add_bias: bad arguments");
     add_bias_kernel<<<grid_for(N * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(y, ldy, N, T, bias);
     return slm_cu_launched("add_bias", err);
@@ -154,8 +154,8 @@ __global__ void f32_to_f16_kernel(const float *__restrict__ x, int64_t ldx, int6
         out[i] = __float2half_rn(x[(i / K) * ldx + i % K]);
 }
 
-extern "C" slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K, int64_t T, void *out,
-                                          cudaStream_t s, slm_error *err) {
+extern "C" slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K, int64_t T, void *out, cudaStream_t s,
+                                          slm_error *err) {
     SLM_CU_REQUIRE(x && out && K >= 1 && T >= 1 && (T == 1 || ldx >= K), "cuda f32_to_f16: bad arguments");
     SLM_CU_REQUIRE((uintptr_t)out % 2 == 0, "cuda f32_to_f16: output must be 2-byte aligned");
     f32_to_f16_kernel<<<grid_for(K * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(x, ldx, K, T, (__half *)out);

@@ -14,8 +14,7 @@ void slm_ref_rmsnorm(const float *x, const float *w, float *y, int n, float eps)
     for (int i = 0; i < n; i++) y[i] = (float)((double)x[i] * inv * (w ? (double)w[i] : 1.0));
 }
 
-void slm_ref_rope(float *x, int n_rot, int pos, float freq_base, float freq_scale, const float *factors,
-                  int neox) {
+void slm_ref_rope(float *x, int n_rot, int pos, float freq_base, float freq_scale, const float *factors, int neox) {
     int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
         /* theta_i = pos * base^(-2i/n_rot) * freq_scale / factor_i */
@@ -39,8 +38,8 @@ void slm_ref_swiglu(const float *g, const float *u, float *y, int n) {
     }
 }
 
-void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
-                       int head_dim, int n_head, int n_head_kv, int pos, float scale) {
+void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int head_dim,
+                       int n_head, int n_head_kv, int pos, float scale) {
     if (head_dim <= 0 || n_head <= 0 || n_head_kv <= 0 || pos < 0 || n_head % n_head_kv) return;
     int group = n_head / n_head_kv; /* query heads sharing one kv head */
     int n_kv = pos + 1;

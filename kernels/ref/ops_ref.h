@@ -10,14 +10,13 @@
 void slm_ref_rmsnorm(const float *x, const float *w, float *y, int n, float eps);
 /* Rotates one head vector in place: pairs (i, i+1) when !neox, (i, i+n_rot/2) when neox, for i < n_rot.
  * theta_i = pos * base^(-2i/n_rot) * freq_scale / factor_i (factors may be NULL = all 1). */
-void slm_ref_rope(float *x, int n_rot, int pos, float freq_base, float freq_scale, const float *factors,
-                  int neox);
+void slm_ref_rope(float *x, int n_rot, int pos, float freq_base, float freq_scale, const float *factors, int neox);
 /* y = silu(g) * u */
 void slm_ref_swiglu(const float *g, const float *u, float *y, int n);
 /* Causal grouped-query attention for one query token at position pos against an f16 KV cache.
  * q: [head_dim, n_head]; k_cache, v_cache: rows of [head_dim * n_head_kv] per position (f16);
  * out: [head_dim, n_head]. Attends to positions 0..pos inclusive. */
-void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
-                       int head_dim, int n_head, int n_head_kv, int pos, float scale);
+void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int head_dim,
+                       int n_head, int n_head_kv, int pos, float scale);
 
 #endif

@@ -57,7 +57,7 @@ static uint16_t f32_to_bf16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-    x += 0x7fffu + ((x >> 16) & 1); /* round to nearest even */
+    x += 0x7fffu + ((x >> 16) & 1);                                           /* round to nearest even */
     return (uint16_t)(x >> 16);
 }
 

@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             bool b;
             slm_gguf_str s;
             acc += slm_gguf_get_u64(g, name, &u) + slm_gguf_get_f32(g, name, &f) + slm_gguf_get_bool(g, name, &b) +
-                   slm_gguf_get_str(g, name, &s);
+                slm_gguf_get_str(g, name, &s);
         }
     }
     for (uint64_t i = 0; i < g->n_tensors; i++) {

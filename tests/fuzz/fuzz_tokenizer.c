@@ -96,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* lossless: byte-level BPE (unless it normalizes to NFC) and SentencePiece without U+2581 in the text */
     bool spm = slm_tokenizer_get_kind(t) == SLM_TOKENIZER_SPM;
-    bool lossless = !add_special && (spm ? !memmem(text, len, "\xe2\x96\x81", 3)
-                                         : strcmp(slm_tokenizer_pre(t), "qwen2") != 0);
+    bool lossless =
+        !add_special && (spm ? !memmem(text, len, "\xe2\x96\x81", 3) : strcmp(slm_tokenizer_pre(t), "qwen2") != 0);
     char *dec = NULL;
     size_t dl = 0;
     if (slm_tokenizer_decode(t, v.ids, v.n, false, &dec, &dl, &err)) abort();

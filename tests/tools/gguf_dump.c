@@ -44,13 +44,20 @@ static void put_value(const slm_gguf_kv *kv, slm_gguf_type t, uint64_t i) {
     bool b;
     slm_gguf_str str;
     switch (t) {
-    case SLM_GGUF_UINT8: case SLM_GGUF_UINT16: case SLM_GGUF_UINT32: case SLM_GGUF_UINT64:
+    case SLM_GGUF_UINT8:
+    case SLM_GGUF_UINT16:
+    case SLM_GGUF_UINT32:
+    case SLM_GGUF_UINT64:
         if (scalar ? slm_gguf_kv_u64(kv, &u) : slm_gguf_arr_u64(kv, i, &u)) printf("%llu", (unsigned long long)u);
         break;
-    case SLM_GGUF_INT8: case SLM_GGUF_INT16: case SLM_GGUF_INT32: case SLM_GGUF_INT64:
+    case SLM_GGUF_INT8:
+    case SLM_GGUF_INT16:
+    case SLM_GGUF_INT32:
+    case SLM_GGUF_INT64:
         if (scalar ? slm_gguf_kv_i64(kv, &s) : slm_gguf_arr_i64(kv, i, &s)) printf("%lld", (long long)s);
         break;
-    case SLM_GGUF_FLOAT32: case SLM_GGUF_FLOAT64:
+    case SLM_GGUF_FLOAT32:
+    case SLM_GGUF_FLOAT64:
         if (scalar ? slm_gguf_kv_f64(kv, &d) : slm_gguf_arr_f64(kv, i, &d)) put_double(d, t == SLM_GGUF_FLOAT32);
         break;
     case SLM_GGUF_BOOL:
@@ -103,8 +110,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("{\"version\": %u, \"n_kv\": %llu, \"n_tensors\": %llu, \"alignment\": %llu, \"data_offset\": %llu}\n",
-           g->version, (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors,
-           (unsigned long long)g->alignment, (unsigned long long)g->data_offset);
+           g->version, (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, (unsigned long long)g->alignment,
+           (unsigned long long)g->data_offset);
     for (uint64_t i = 0; i < g->n_kv; i++) {
         const slm_gguf_kv *kv = &g->kv[i];
         printf("{\"kv\": ");

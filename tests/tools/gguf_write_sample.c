@@ -41,7 +41,9 @@ int main(int argc, char **argv) {
     slm_gguf_writer_add_bool(w, "s.bool", true);
     slm_gguf_writer_add_str(w, "s.str", "h\xc3\xa9llo");
     slm_gguf_writer_add_u64(w, "s.u64", (1ull << 40) + 3);
-    const char *strs[] = {"<s>", "", "\xe2\x96\x81" "a"};
+    const char *strs[] = {"<s>", "",
+                          "\xe2\x96\x81"
+                          "a"};
     slm_gguf_writer_add_arr_str(w, "s.arr_str", strs, 3);
     slm_gguf_writer_add_arr_i32(w, "s.arr_i32", (const int32_t[]){1, -2, 3}, 3);
     slm_gguf_writer_add_arr_f32(w, "s.arr_f32", (const float[]){0.5f, -1.5f}, 2);

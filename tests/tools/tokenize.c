@@ -46,7 +46,10 @@ static char *read_text(const char *path) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
     if (b) b[n] = 0;
     fclose(f);
     return b;
@@ -131,8 +134,9 @@ int main(int argc, char **argv) {
         else path = argv[i];
     }
     if (!path) {
-        fprintf(stderr, "usage: tokenize FILE.gguf [--add-special] [--parse-special] < hex lines\n"
-                        "       tokenize FILE.gguf --chat [--template FILE] < conversations\n");
+        fprintf(stderr,
+                "usage: tokenize FILE.gguf [--add-special] [--parse-special] < hex lines\n"
+                "       tokenize FILE.gguf --chat [--template FILE] < conversations\n");
         return 2;
     }
     slm_error err = {{0}};
