@@ -53,9 +53,15 @@ class ReferenceModel:
         (one f32 scale per 32 values for the 32-element block formats, per 256 for the K-quants) before
         multiplying it with a quantized weight. Off: activations stay f32.
         n_ctx: the context the model runs with (it picks phi3's long or short rope factors); default the
-        trained context up to 4096, as slm chooses."""
+        trained context up to 4096, as slm chooses.
+        sum_jitter (attribute, default 0): when > 0, every mat-mul result is multiplied by
+        1 + sum_jitter * N(0, 1) drawn from jitter_rng, standing in for another, equally valid summation
+        order (2**-23 is about one float32 rounding step), so that the spread of equally valid 8-bit
+        runs can be measured."""
         self.path = path
         self.act_q8 = act_q8
+        self.sum_jitter = 0.0
+        self.jitter_rng = np.random.default_rng(0)
         r = GGUFReader(path)
         arch = _field(r, "general.architecture")
         if arch not in SUPPORTED_ARCHS:
@@ -163,14 +169,18 @@ class ReferenceModel:
     # --- pieces -------------------------------------------------------------------------------------
 
     def _mm(self, h, w, block):
-        """h @ w, with h's rows first rounded to 8-bit blocks when act_q8 (see __init__)."""
+        """h @ w, with h's rows first rounded to 8-bit blocks when act_q8 and the result perturbed when
+        sum_jitter (see __init__)."""
         if self.act_q8 and block and h.shape[-1] % block == 0:
             x = h.reshape(-1, block).astype(np.float32)
             d = (np.abs(x).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
             inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, 1), 0).astype(np.float32)
             q = np.clip(np.trunc(x * inv + np.copysign(np.float32(0.5), x)), -127, 127)  # half away from 0
             h = (q * d).reshape(h.shape).astype(np.float32)
-        return h @ w
+        y = h @ w
+        if self.sum_jitter > 0:
+            y = (y * (1 + self.sum_jitter * self.jitter_rng.standard_normal(y.shape))).astype(np.float32)
+        return y
 
     def _rmsnorm(self, x, w):
         x64 = x.astype(np.float64)

@@ -19,9 +19,14 @@ default path is checked against a numpy model of the same rounding. Per model an
   3. (--f32-act) the 32 greedy ids equal the reference's own greedy continuation. Where they part, the
      test reports the first divergent step; it is a failure unless the two tokens are a near-tie in the
      reference's logits at that step (within GREEDY_TIE_TOL);
-  4. (default path) the mean over positions of 1 - cosine against the f32 reference is at most
-     Q8_NOISE_FACTOR times that of the reference's own 8-bit-activation model (ReferenceModel act_q8);
-     RoPE, bias or norm faults are orders of magnitude above this.
+  4. (default path) the mean over positions of 1 - cosine against the f32 reference, and its median
+     over positions, are each at most Q8_NOISE_FACTOR times the largest of the same statistic over
+     Q8_ORDERS runs of the reference's own 8-bit-activation model (ReferenceModel act_q8): one as numpy
+     sums, the others with every mat-mul result moved by one f32 rounding step at random (sum_jitter),
+     as other summation orders move it. The mean catches faults at a few positions (a batch tail), the
+     median faults at all of them (RoPE pairing, biases, norms) without the few ill-conditioned positions
+     that dominate the mean; a lost Q or K bias moves the qwen2 variant's logits less than 8-bit rounding
+     does, and is left to checks 1 and 2.
 
 Every llama model is also tested as a qwen2 model (reference_forward.write_qwen2_variant: the same
 weights with Wq/Wk rows reordered for NeoX RoPE, plus random Q/K/V biases), since no small Qwen2 GGUF
@@ -64,6 +69,15 @@ STRICT_BATCH = 7
 # Rounding activations to 8 bits flips individual roundings with any change of summation order, so two
 # equally valid 8-bit paths (numpy's and slm's) scatter around each other: allow this factor.
 Q8_NOISE_FACTOR = 4.0
+# How far 8-bit activations move the logits depends on the summation order too, and one run is not a
+# measure of it: at a few ill-conditioned positions of the qwen2 variant (41..46 of the SmolLM2 prompt,
+# where 8-bit rounding alone moves the logits to cosine 0.75..0.98) the reference's own mean 1 - cosine
+# takes any value from 0.0003 to 0.01 with the mat-mul results moved by one rounding step, and 0.00098
+# or 0.0030 with numpy's BLAS kernels for Haswell or Skylake-X. The noise level is the largest of
+# Q8_ORDERS runs: numpy's own, and Q8_ORDERS - 1 with each mat-mul result multiplied by
+# 1 + Q8_SUM_JITTER * N(0, 1) (seeds SEED + i).
+Q8_ORDERS = 16
+Q8_SUM_JITTER = 2.0 ** -23
 # Standard deviation of the Q/K/V biases of the qwen2 variant made from each llama model.
 QWEN2_VARIANT_BIAS = 0.1
 # A model and its phi3 rewrite compute the same function: only summation order and f16 roundings of K
@@ -196,17 +210,25 @@ def check_model(tally, slm, path, devices, name=None, n_ctx=None, strict_logits_
         ref_logits = ref.forward(ids)
     else:
         ref_logits, ref_gen, ref_step_logits = ref.greedy(ids, N_GEN)
-        ref.act_q8 = True
-        q8_logits = ref.forward(ids)
-        ref.act_q8 = False
     want = ref_logits.astype(np.float64)
+    if not strict_logits_only:
+        q8_devs = []  # 1 - cosine per position, one row per summation order
+        ref.act_q8 = True
+        for i in range(Q8_ORDERS):
+            ref.sum_jitter = Q8_SUM_JITTER if i else 0.0
+            ref.jitter_rng = np.random.default_rng(SEED + i)
+            q8_devs.append(1 - cosines(ref.forward(ids).astype(np.float64), want))
+        ref.act_q8, ref.sum_jitter = False, 0.0
+        q8_means, q8_medians = np.mean(q8_devs, axis=1), np.median(q8_devs, axis=1)
     result = {"ref": want, "slm": {}}
     print(f"{name}: {ref.arch}, {ref.n_layer} layers, n_vocab {ref.n_vocab}; reference "
           f"{time.time() - t0:.1f}s; prompt {','.join(map(str, ids))}")
     if not strict_logits_only:
-        q8_dev = float(np.mean(1 - cosines(q8_logits.astype(np.float64), want)))
         print(f"{name}: reference greedy: {' '.join(map(str, ref_gen))}")
-        print(f"{name}: reference with 8-bit activations: mean 1 - cosine {q8_dev:.3g}")
+        for what, v in (("mean", q8_means), ("median", q8_medians)):
+            print(f"{name}: reference with 8-bit activations: {what} over positions of 1 - cosine {v[0]:.3g}; "
+                  f"over {Q8_ORDERS} summation orders {v.min():.3g} (least) {np.median(v):.3g} (median) "
+                  f"{v.max():.3g} (most)")
     for dev in devices:
         tag = f"{name} [{dev or 'default device'}, f32 activations]"
         res = slm_logits(tally, slm, path, ids, ref, dev, tag, True, n_ctx)
@@ -233,12 +255,13 @@ def check_model(tally, slm, path, devices, name=None, n_ctx=None, strict_logits_
         res = slm_logits(tally, slm, path, ids, ref, dev, tag, False, n_ctx)
         if res:
             cos = cosines(res[0], want)
-            dev_slm = float(np.mean(1 - cos))
-            limit = Q8_NOISE_FACTOR * q8_dev + 1e-6
-            tally.check(dev_slm <= limit,
-                        f"{tag}: mean 1 - cosine {dev_slm:.3g} <= {Q8_NOISE_FACTOR:g} x the 8-bit reference's "
-                        f"{q8_dev:.3g} (min cosine {cos.min():.6f}, argmax agrees at "
-                        f"{float((res[0].argmax(1) == want.argmax(1)).mean()) * 100:.1f}%)")
+            for what, stat, ref_stat in (("mean", np.mean, q8_means), ("median", np.median, q8_medians)):
+                dev_slm, q8_dev = float(stat(1 - cos)), float(ref_stat.max())
+                tally.check(dev_slm <= Q8_NOISE_FACTOR * q8_dev + 1e-6,
+                            f"{tag}: {what} over positions of 1 - cosine {dev_slm:.3g} <= "
+                            f"{Q8_NOISE_FACTOR:g} x the 8-bit reference's most over {Q8_ORDERS} summation "
+                            f"orders, {q8_dev:.3g} (min cosine {cos.min():.6f}, argmax agrees at "
+                            f"{float((res[0].argmax(1) == want.argmax(1)).mean()) * 100:.1f}%)")
     return result
 
 
