@@ -1,5 +1,5 @@
-/* The op contract of backend.h as code: every rule stated on slm_op_kind is checked here, once per op when a
- * graph is built, so backends only check their own limits (slm_backend_ops.supports). Messages name the op
+/* The op contract of backend.h as code: every rule stated on slm_op_kind is checked here, once per op of each
+ * shape of graph a context builds (the scheduler's slm_sched_check), so backends only check their own limits (slm_backend_ops.supports). Messages name the op
  * kind, the op's name and layer, the operand and what was expected against what it got. */
 #include <math.h>
 #include <stdarg.h>

@@ -1,4 +1,5 @@
-/* Per-architecture hyper-parameters and tensor names. Only arch.c and graph.c know what a transformer is. */
+/* Per-architecture hyper-parameters as the file states them. Only arch.c, model*.c, weights.h and graph.c
+ * know what a transformer is. */
 #ifndef SLM_ARCH_H
 #define SLM_ARCH_H
 
