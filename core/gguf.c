@@ -49,7 +49,7 @@ typedef struct reader {
     gguf_impl *g;
 } reader;
 
-static size_t type_size(uint32_t t) {
+size_t slm_gguf_scalar_size(uint32_t t) {
     switch (t) {
     case SLM_GGUF_UINT8:
     case SLM_GGUF_INT8:
@@ -181,7 +181,7 @@ static slm_status rd_array(reader *r, const char *key, int depth, uint32_t *arr_
     *data = r->b + r->pos;
     *table = SIZE_MAX;
     size_t start = r->pos;
-    size_t esz = type_size(t);
+    size_t esz = slm_gguf_scalar_size(t);
     /* The smallest element: fixed size, a u64 string length, or a u32 type + u64 count. */
     size_t min = esz ? esz : (t == SLM_GGUF_STRING ? 8 : 12);
     if (n > left(r) / min)
@@ -279,8 +279,8 @@ static slm_status parse_kvs(reader *r, size_t *tables) {
             if ((s = rd_array(r, kb, 1, &at2, &kv->arr_len, &kv->data, &tables[i]))) return s;
             kv->arr_type = (slm_gguf_type)at2;
         } else {
-            if ((s = need(r, type_size(t), "value of key", kb))) return s;
-            r->pos += type_size(t);
+            if ((s = need(r, slm_gguf_scalar_size(t), "value of key", kb))) return s;
+            r->pos += slm_gguf_scalar_size(t);
         }
     }
     return SLM_OK;
@@ -593,7 +593,7 @@ static num decode(uint32_t t, const uint8_t *p) {
     case SLM_GGUF_UINT32:
     case SLM_GGUF_UINT64:
         v.kind = NUM_UINT;
-        v.u = le(p, (int)type_size(t));
+        v.u = le(p, (int)slm_gguf_scalar_size(t));
         break;
     case SLM_GGUF_INT8:
         v.kind = NUM_SINT;
@@ -667,7 +667,7 @@ static bool num_f64(num v, double *out) {
 
 static num kv_num(const slm_gguf_kv *kv) {
     num none = {NUM_NONE, 0, 0, 0};
-    return kv && type_size(kv->type) ? decode(kv->type, kv->data) : none;
+    return kv && slm_gguf_scalar_size(kv->type) ? decode(kv->type, kv->data) : none;
 }
 
 bool slm_gguf_kv_u64(const slm_gguf_kv *kv, uint64_t *out) { return num_u64(kv_num(kv), out); }
@@ -712,7 +712,7 @@ bool slm_gguf_get_str(const slm_gguf *g, const char *key, slm_gguf_str *out) {
 static num arr_num(const slm_gguf_kv *kv, uint64_t i) {
     num none = {NUM_NONE, 0, 0, 0};
     if (!kv || kv->type != SLM_GGUF_ARRAY || i >= kv->arr_len) return none;
-    size_t esz = type_size(kv->arr_type);
+    size_t esz = slm_gguf_scalar_size(kv->arr_type);
     return esz ? decode(kv->arr_type, kv->data + i * esz) : none;
 }
 

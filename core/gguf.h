@@ -99,6 +99,8 @@ bool slm_gguf_arr_f32(const slm_gguf_kv *kv, uint64_t i, float *out);   /* f32/f
 
 /* "uint32", "string", "array", ...; "unknown" for ids outside the enum. */
 const char *slm_gguf_type_name(uint32_t type);
+/* Bytes of one value of a scalar metadata type (1, 2, 4 or 8); 0 for strings, arrays and unknown types. */
+size_t slm_gguf_scalar_size(uint32_t type);
 
 /* Scalar values of a kv itself (kv->type < ARRAY, or STRING). Integer accessors accept any integer type
  * whose value fits; f64 accepts float and integer types; bool only BOOL. */

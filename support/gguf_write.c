@@ -62,23 +62,6 @@ static void put_le(slm_gguf_writer *w, uint64_t v, int n) {
     put(w, b, (size_t)n);
 }
 
-static size_t scalar_size(slm_gguf_type t) {
-    switch (t) {
-    case SLM_GGUF_UINT8:
-    case SLM_GGUF_INT8:
-    case SLM_GGUF_BOOL: return 1;
-    case SLM_GGUF_UINT16:
-    case SLM_GGUF_INT16: return 2;
-    case SLM_GGUF_UINT32:
-    case SLM_GGUF_INT32:
-    case SLM_GGUF_FLOAT32: return 4;
-    case SLM_GGUF_UINT64:
-    case SLM_GGUF_INT64:
-    case SLM_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 /* The little-endian bytes of one C value of a fixed-size type. */
 static uint64_t scalar_bits(slm_gguf_type t, const void *p) {
     switch (t) {
@@ -152,7 +135,7 @@ void slm_gguf_writer_set_version(slm_gguf_writer *w, uint32_t version) { w->vers
 
 slm_status slm_gguf_writer_add_scalar(slm_gguf_writer *w, const char *key, slm_gguf_type type, const void *value) {
     if (type == SLM_GGUF_STRING) return slm_gguf_writer_add_str(w, key, (const char *)value);
-    size_t n = scalar_size(type);
+    size_t n = slm_gguf_scalar_size(type);
     if (!n) return sticky(w, SLM_ERR_INVALID_ARG, "add_scalar needs a fixed-size type", key);
     if (!begin_kv(w, key, type, n)) return w->status;
     uint64_t bits = scalar_bits(type, value);
@@ -188,7 +171,7 @@ slm_status slm_gguf_writer_add_str(slm_gguf_writer *w, const char *key, const ch
 
 slm_status slm_gguf_writer_add_arr(slm_gguf_writer *w, const char *key, slm_gguf_type elem, const void *values,
                                    uint64_t n) {
-    size_t es = scalar_size(elem);
+    size_t es = slm_gguf_scalar_size(elem);
     if (!es) return sticky(w, SLM_ERR_INVALID_ARG, "add_arr needs a fixed-size element type", key);
     if (n && !values) return sticky(w, SLM_ERR_INVALID_ARG, "NULL array values", key);
     if (n > SIZE_MAX / 16) return sticky(w, SLM_ERR_NOMEM, "array too large", key);
