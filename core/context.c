@@ -51,7 +51,14 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
     const slm_placement *pl = &m->place;
     const slm_hparams *hp = &m->hp;
     int n_batch = m->cfg.n_batch;
-    slm_status s = SLM_OK;
+    /* everything this context will allocate, checked against each device's free memory before any of it is */
+    uint64_t other[SLM_MAX_DEVICES] = {0};
+    for (int d = 0; d < pl->n_devices; d++)
+        if (device_used(pl, hp->n_layer, d))
+            other[d] = slm_scratch_layout(hp, n_batch, d == pl->output_device, NULL, NULL);
+    other[0] += ((uint64_t)hp->n_vocab + 1 + (uint64_t)hp->n_embd) * (uint64_t)n_batch * 4; /* logits, pos, staging */
+    slm_status s =
+        slm_kv_cache_check_memory(hp, m->cfg.n_ctx, pl->devices, pl->n_devices, pl->layer_device, other, err);
     for (int d = 0; d < pl->n_devices && !s; d++) {
         if (!device_used(pl, hp->n_layer, d)) continue;
         bool logits = d == pl->output_device;
