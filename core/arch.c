@@ -69,22 +69,13 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         (s = read_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps, err)) ||
         (s = read_float(g, arch, "rope.freq_base", 10000.0f, &hp->rope_freq_base, err)))
         return s;
-    if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_ff < 1 || hp->n_head < 1 || hp->n_head_kv < 1)
-        return slm_fail(err, SLM_ERR_FORMAT, "%s: layer/embedding/head counts must be positive", arch);
-    if (hp->n_embd % hp->n_head)
-        return slm_fail(err, SLM_ERR_FORMAT, "%s.embedding_length %d is not a multiple of head_count %d", arch,
-                        hp->n_embd, hp->n_head);
-    if (hp->n_head % hp->n_head_kv)
-        return slm_fail(err, SLM_ERR_FORMAT, "%s.attention.head_count %d is not a multiple of head_count_kv %d", arch,
-                        hp->n_head, hp->n_head_kv);
-    int key_len;
-    if ((s = read_int(g, arch, "attention.key_length", false, hp->n_embd / hp->n_head, &key_len, err))) return s;
+    /* Values are read here as the file states them; what they must satisfy is checked in one place,
+     * model_validate.c. The default head size divides only when both counts are usable. */
+    int key_len = 0;
+    int def_head = hp->n_head > 0 ? hp->n_embd / hp->n_head : 0;
+    if ((s = read_int(g, arch, "attention.key_length", false, def_head, &key_len, err))) return s;
     hp->head_dim = key_len;
     if ((s = read_int(g, arch, "rope.dimension_count", false, hp->head_dim, &hp->n_rot, err))) return s;
-    if (hp->head_dim < 2 || hp->head_dim > 512 || hp->head_dim % 2 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
-        hp->n_rot % 2)
-        return slm_fail(err, SLM_ERR_FORMAT, "%s: head dimension %d / rope dimension %d are not usable", arch,
-                        hp->head_dim, hp->n_rot);
     /* Linear rope scaling; llama3-style scaling comes as per-frequency factors in rope_freqs.weight. */
     float factor = 0.0f;
     char key[128];
@@ -93,23 +84,21 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
     if (slm_gguf_get_str(g, key, &st) && slm_gguf_str_eq(st, "linear")) {
         if ((s = read_float(g, arch, "rope.scaling.factor", 1.0f, &factor, err))) return s;
     }
-    hp->rope_freq_scale = factor > 0.0f ? 1.0f / factor : 1.0f;
+    hp->rope_freq_scale = factor > 0.0f ? 1.0f / factor : 1.0f; /* a factor <= 0 is refused by validation */
     hp->rope_attn_factor = 0.0f;
     if ((s = read_int(g, arch, "rope.scaling.original_context_length", false, 0, &hp->n_ctx_orig, err)) ||
         (s = read_int(g, arch, "attention.sliding_window", false, 0, &hp->sliding_window, err)) ||
         (s = read_float(g, arch, "rope.scaling.attn_factor", 0.0f, &hp->rope_attn_factor, err)))
         return s;
-    if (hp->rope_attn_factor < 0.0f || hp->rope_attn_factor > 16.0f)
-        return slm_fail(err, SLM_ERR_FORMAT, "metadata key %s.rope.scaling.attn_factor %g is not usable", arch,
-                        hp->rope_attn_factor);
     if ((s = read_int(g, arch, "vocab_size", false, 0, &hp->n_vocab, err))) return s;
     if (hp->n_vocab == 0) {
         const slm_gguf_kv *kv = slm_gguf_find(g, "tokenizer.ggml.tokens");
-        if (kv && kv->type == SLM_GGUF_ARRAY) hp->n_vocab = (int)kv->arr_len;
+        /* counts past what read_int allows become -1, which validation refuses */
+        if (kv && kv->type == SLM_GGUF_ARRAY) hp->n_vocab = kv->arr_len <= (1u << 24) ? (int)kv->arr_len : -1;
     }
-    /* neither key: the embedding table's rows (the binding checks the table's shape against this) */
+    /* neither key: the embedding table's rows (validation checks the table's shape against this) */
     const slm_gguf_tensor *te = slm_gguf_find_tensor(g, "token_embd.weight");
-    if (hp->n_vocab == 0 && te) hp->n_vocab = (int)te->ne[1];
+    if (hp->n_vocab == 0 && te) hp->n_vocab = te->ne[1] <= (1 << 24) ? (int)te->ne[1] : -1;
     if (!te) return slm_fail(err, SLM_ERR_FORMAT, "%s: missing tensor token_embd.weight", g->path);
     return SLM_OK;
 }

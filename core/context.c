@@ -1,5 +1,6 @@
 /* A context: one sequence's KV cache (kv_cache.c), per-device scratch, host logits, and eval: build the graph
  * for a batch, run it on the scheduler, read the logits back. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,14 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
     const slm_placement *pl = &m->place;
     const slm_hparams *hp = &m->hp;
     int n_batch = m->cfg.n_batch;
-    slm_status s = SLM_OK;
+    /* everything this context will allocate, checked against each device's free memory before any of it is */
+    uint64_t other[SLM_MAX_DEVICES] = {0};
+    for (int d = 0; d < pl->n_devices; d++)
+        if (device_used(pl, hp->n_layer, d))
+            other[d] = slm_scratch_layout(hp, n_batch, d == pl->output_device, NULL, NULL);
+    other[0] += ((uint64_t)hp->n_vocab + 1 + (uint64_t)hp->n_embd) * (uint64_t)n_batch * 4; /* logits, pos, staging */
+    slm_status s =
+        slm_kv_cache_check_memory(hp, m->cfg.n_ctx, pl->devices, pl->n_devices, pl->layer_device, other, err);
     for (int d = 0; d < pl->n_devices && !s; d++) {
         if (!device_used(pl, hp->n_layer, d)) continue;
         bool logits = d == pl->output_device;
@@ -129,6 +137,17 @@ static slm_status eval_batch(slm_context *c, const int32_t *tokens, int n, bool 
     slm_tensor lg = slm_tensor_cols(c->scratch[pl->output_device].logits, 0, n_out);
     float *dst = c->logits + (all_logits ? (size_t)(c->pos - c->eval_start) * (size_t)m->hp.n_vocab : 0);
     if ((s = slm_tensor_download(&lg, dst, slm_tensor_bytes(&lg), err))) return s;
+    /* NaN or inf logits (broken weights, an overflow) would be sampled as some token or as none at all and
+     * end a generation silently; n_vocab floats a row cost nothing beside the forward pass that made them */
+    size_t n_vocab = (size_t)m->hp.n_vocab;
+    for (size_t i = 0; i < (size_t)n_out * n_vocab; i++)
+        if (!isfinite(dst[i])) {
+            int at = c->pos + (all_logits ? (int)(i / n_vocab) : n - 1);
+            return slm_fail(err, SLM_ERR_NUMERIC,
+                            "the model produced a non-finite logit (%g for token %zu) at position %d: its weights "
+                            "or settings are broken",
+                            dst[i], i % n_vocab, at);
+        }
     c->pos += n;
     return SLM_OK;
 }

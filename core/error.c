@@ -24,6 +24,7 @@ const char *slm_status_name(slm_status s) {
     case SLM_ERR_DEVICE: return "device error";
     case SLM_ERR_CONTEXT: return "context full";
     case SLM_ERR_NO_DEVICE: return "no such device";
+    case SLM_ERR_NUMERIC: return "non-finite result";
     }
     return "unknown status";
 }

@@ -19,6 +19,7 @@
 #include "error.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MIN_ALIGNMENT 8u
 #define GGUF_MAX_ALIGNMENT (1u << 30) /* keeps align-up arithmetic far from overflow */
 #define GGUF_MAX_KEY_LEN 65535        /* the spec's limit on key length */
 #define GGUF_MAX_NAME_LEN 64          /* the spec's limit on tensor name length */
@@ -295,9 +296,13 @@ static slm_status read_alignment(reader *r) {
     if (!slm_gguf_kv_u64(kv, &a))
         return slm_fail(r->err, SLM_ERR_FORMAT, "%s: general.alignment has type %s, expected an unsigned integer",
                         r->path, slm_gguf_type_name(kv->type));
-    if (a == 0 || (a & (a - 1)) || a > GGUF_MAX_ALIGNMENT)
-        return slm_fail(r->err, SLM_ERR_FORMAT, "%s: general.alignment = %llu is not a power of two in 1..%u", r->path,
-                        (unsigned long long)a, GGUF_MAX_ALIGNMENT);
+    /* The GGUF spec requires a multiple of 8: tensor data is read in place as f32, f16 and 8-byte blocks, and
+     * a smaller alignment makes those reads misaligned (undefined behaviour in C, traps on some CPUs). A
+     * power of two keeps the align-up arithmetic a mask, as every writer produces. */
+    if (a < GGUF_MIN_ALIGNMENT || (a & (a - 1)) || a > GGUF_MAX_ALIGNMENT)
+        return slm_fail(r->err, SLM_ERR_FORMAT,
+                        "%s: general.alignment = %llu is not a power of two in %u..%u (GGUF requires a multiple of 8)",
+                        r->path, (unsigned long long)a, GGUF_MIN_ALIGNMENT, GGUF_MAX_ALIGNMENT);
     g->alignment = a;
     return SLM_OK;
 }
@@ -504,12 +509,29 @@ static slm_status open_common(const void *data, size_t size, bool mapped, const 
     return SLM_OK;
 }
 
+/* What a path that is not a regular file is, for the message. */
+static const char *file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a file";
+}
+
 slm_status slm_gguf_open(const char *path, slm_gguf **out, slm_error *err) {
     *out = NULL;
     if (!path) return slm_fail(err, SLM_ERR_INVALID_ARG, "gguf: no path given");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return slm_fail(err, SLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* Only a regular file can be mapped. The type is checked before opening because opening a FIFO blocks
+     * until a writer appears and opening a device may act on it (a tape rewinds); O_NONBLOCK and the fstat
+     * after the open cover a path that is swapped for something else in between. */
     struct stat st;
+    if (stat(path, &st) != 0) return slm_fail(err, SLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return slm_fail(err, SLM_ERR_IO, "%s is not a regular file (%s): a model must be a GGUF file", path,
+                        file_kind(st.st_mode));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) return slm_fail(err, SLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
@@ -517,7 +539,8 @@ slm_status slm_gguf_open(const char *path, slm_gguf **out, slm_error *err) {
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return slm_fail(err, SLM_ERR_IO, "%s: not a regular file", path);
+        return slm_fail(err, SLM_ERR_IO, "%s is not a regular file (%s): a model must be a GGUF file", path,
+                        file_kind(st.st_mode));
     }
     if (st.st_size == 0) {
         close(fd);

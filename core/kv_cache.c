@@ -1,5 +1,7 @@
 #include "kv_cache.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +27,44 @@ static slm_tensor kv_tensor(slm_buffer *buf, size_t offset, const slm_hparams *h
     t.nb[1] = slm_kv_row_bytes(hp);
     t.nb[2] = t.nb[3] = t.nb[1] * (size_t)t.ne[1];
     return t;
+}
+
+slm_status slm_kv_cache_check_memory(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,
+                                     const int *layer_device, const uint64_t *other, slm_error *err) {
+    int bad = -1;
+    uint64_t need_bad = 0, other_bad = 0, usable_bad = 0, largest = UINT64_MAX;
+    for (int d = 0; d < n_devices && d < SLM_KV_MAX_DEVICES; d++) {
+        uint64_t n = 0, extra = other ? other[d] : 0;
+        for (int il = 0; il < hp->n_layer; il++) n += layer_device[il] == d;
+        if (!n && !extra) continue;
+        size_t fr = 0;
+        slm_device_memory(devices[d], &fr, NULL);
+        if (!fr) continue; /* the device cannot tell: its allocation will say */
+        /* 5% of what is free stays free: the allocator's overhead, the thread pool's work buffer */
+        uint64_t usable = (uint64_t)fr - (uint64_t)fr / 20;
+        uint64_t per_pos = 2 * n * slm_kv_row_bytes(hp), need = per_pos * (uint64_t)n_ctx;
+        uint64_t fits = usable <= extra ? 0 : per_pos ? (usable - extra) / per_pos : UINT64_MAX;
+        if (fits < largest) largest = fits;
+        if (need + extra > usable && bad < 0) {
+            bad = d;
+            need_bad = need;
+            other_bad = extra;
+            usable_bad = usable;
+        }
+    }
+    if (bad < 0) return SLM_OK;
+    if (largest >= 256) largest &= ~(uint64_t)255;
+    const slm_device *dev = devices[bad];
+    char fits[96];
+    if (largest >= 1)
+        snprintf(fits, sizeof fits, "the largest context that fits is %llu tokens (-c %llu)",
+                 (unsigned long long)largest, (unsigned long long)largest);
+    else snprintf(fits, sizeof fits, "no context fits");
+    return slm_fail(err, dev->host_memory ? SLM_ERR_NOMEM : SLM_ERR_DEVICE,
+                    "a %d-token context needs %.1f GiB of KV cache on %s (plus %.2f GiB of activations and logits), "
+                    "%.1f GiB is available; %s",
+                    n_ctx, need_bad / 1073741824.0, dev->name, other_bad / 1073741824.0, usable_bad / 1073741824.0,
+                    fits);
 }
 
 slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,

@@ -4,6 +4,8 @@
 #ifndef SLM_KV_CACHE_H
 #define SLM_KV_CACHE_H
 
+#include <stdint.h>
+
 #include "arch.h"
 #include "backend.h"
 
@@ -23,7 +25,16 @@ uint64_t slm_kv_layer_bytes(const slm_hparams *hp, int n_ctx);
  * not the padding between rows). */
 uint64_t slm_kv_bytes_read(const slm_tensor *k_cache, int n_pos);
 
-/* Allocates the cache of every layer on its device (layer_device[il] indexes devices). */
+/* Checks, before anything is allocated, that the cache of n_ctx positions fits the memory each device has
+ * left beside other[d] bytes the caller allocates there too (other may be NULL): a host allocation past it
+ * is not refused but killed later by the OOM killer, as its pages are touched. Fails with SLM_ERR_NOMEM
+ * (host) or SLM_ERR_DEVICE (GPU), the sizes and the largest context that fits every device (rounded down to
+ * 256 positions). Devices that cannot tell their free memory are not checked. */
+slm_status slm_kv_cache_check_memory(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,
+                                     const int *layer_device, const uint64_t *other, slm_error *err);
+
+/* Allocates the cache of every layer on its device (layer_device[il] indexes devices). Host memory comes
+ * zeroed from the kernel and is committed only as positions are written. */
 slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,
                                const int *layer_device, slm_kv_cache *out, slm_error *err);
 void slm_kv_cache_free(slm_kv_cache *kv);

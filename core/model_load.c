@@ -1,5 +1,6 @@
-/* Loading a model, the public entry points: open the file, read the hyper-parameters, resolve the derived
- * values, bind the weights (model.c), read the tokenizer, place the weights on devices (model_place.c). */
+/* Loading a model, the public entry points: open the file, read the hyper-parameters and validate them
+ * (model_validate.c), resolve the derived values, bind the weights (model.c), read the tokenizer, place the
+ * weights on devices (model_place.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "error.h"
 #include "model.h"
 #include "model_place.h"
+#include "model_validate.h"
 #include "tokenizer.h"
 
 slm_params slm_params_default(void) {
@@ -48,6 +50,7 @@ slm_status slm_model_load_gguf(slm_gguf *g, const slm_params *params, const slm_
     m->dbg.gpu_refuse_ops = NULL; /* parsed here; the caller's string need not outlive the call */
     slm_status s = parse_refused_ops(dbg ? dbg->gpu_refuse_ops : NULL, &m->gpu_refused_ops, err);
     if (!s) s = slm_arch_read_hparams(g, &m->hp, err);
+    if (!s) s = slm_model_validate(g, &m->hp, err);
     if (!s) s = slm_model_config_resolve(g, &m->hp, &m->params, &m->cfg, err);
     if (!s) s = slm_model_bind(m, err);
     if (!s && slm_gguf_find(g, "tokenizer.ggml.model")) s = slm_tokenizer_create(g, &m->tok, err);

@@ -25,6 +25,8 @@ typedef enum slm_status {
     SLM_ERR_DEVICE,      /* a device failed (allocation, launch, device lost) */
     SLM_ERR_CONTEXT,     /* the tokens do not fit in the context window */
     SLM_ERR_NO_DEVICE,   /* the requested device does not exist */
+    SLM_ERR_NUMERIC,     /* the model produced NaN or infinite logits (broken weights or settings); the
+                            tokens of that eval are not appended */
 } slm_status;
 
 const char *slm_status_name(slm_status s);
@@ -124,7 +126,9 @@ int slm_context_pos(const slm_context *c);        /* tokens already in the KV ca
 void slm_context_rewind(slm_context *c, int pos); /* forget tokens at positions >= pos */
 
 /* Appends n tokens at the current position and computes logits: for every token when all_logits,
- * else for the last one only. Fails with SLM_ERR_CONTEXT when they do not fit. */
+ * else for the last one only. Fails with SLM_ERR_CONTEXT when they do not fit, and with SLM_ERR_NUMERIC when
+ * a logit comes out NaN or infinite (the batch that produced it is not appended; earlier batches of the same
+ * call are). */
 slm_status slm_eval(slm_context *c, const int32_t *tokens, int n, bool all_logits, slm_error *err);
 /* Logits [n_vocab] of token i of the last eval (i = -1: the last token). */
 const float *slm_logits(const slm_context *c, int i);

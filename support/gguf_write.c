@@ -26,6 +26,8 @@ struct slm_gguf_writer {
     size_t n_tensors, tensors_cap;
     uint64_t alignment; /* from general.alignment when it is a valid power of two, else 32 */
     slm_status status;  /* first failure of an add_* call */
+    const char *const *skip_keys, *const *skip_tensors; /* names later adds leave out (slm_gguf_writer_skip) */
+    size_t n_skip_keys, n_skip_tensors;
     char msg[256];
 };
 
@@ -89,13 +91,20 @@ static uint64_t scalar_bits(slm_gguf_type t, const void *p) {
     }
 }
 
-/* Key, then the value type. */
+static bool listed(const char *const *names, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) return true;
+    return false;
+}
+
+/* Key, then the value type. False: write no value (a failure, kept in w->status, or a skipped key). */
 static bool begin_kv(slm_gguf_writer *w, const char *key, slm_gguf_type type, size_t value_bytes) {
     if (w->status) return false;
     if (!key) {
         sticky(w, SLM_ERR_INVALID_ARG, "NULL key", "");
         return false;
     }
+    if (listed(w->skip_keys, w->n_skip_keys, key)) return false;
     size_t kl = strlen(key);
     if (value_bytes > SIZE_MAX / 4 || !grow(w, 8 + kl + 4 + value_bytes)) {
         sticky(w, SLM_ERR_NOMEM, "out of memory", key);
@@ -132,6 +141,14 @@ void slm_gguf_writer_free(slm_gguf_writer *w) {
 }
 
 void slm_gguf_writer_set_version(slm_gguf_writer *w, uint32_t version) { w->version = version; }
+
+void slm_gguf_writer_skip(slm_gguf_writer *w, const char *const *keys, size_t n_keys, const char *const *tensors,
+                          size_t n_tensors) {
+    w->skip_keys = keys;
+    w->n_skip_keys = keys ? n_keys : 0;
+    w->skip_tensors = tensors;
+    w->n_skip_tensors = tensors ? n_tensors : 0;
+}
 
 slm_status slm_gguf_writer_add_scalar(slm_gguf_writer *w, const char *key, slm_gguf_type type, const void *value) {
     if (type == SLM_GGUF_STRING) return slm_gguf_writer_add_str(w, key, (const char *)value);
@@ -225,6 +242,7 @@ slm_status slm_gguf_writer_add_tensor(slm_gguf_writer *w, const char *name, uint
     if (w->status) return w->status;
     if (!name || n_dims < 1 || n_dims > 4 || !ne)
         return sticky(w, SLM_ERR_INVALID_ARG, "tensor needs a name and 1..4 dims", name);
+    if (listed(w->skip_tensors, w->n_skip_tensors, name)) return SLM_OK;
     if (!size) {
         const slm_dtype_info *ti = slm_dtype_get(type);
         if (!ti) return sticky(w, SLM_ERR_INVALID_ARG, "tensor of an unknown type needs an explicit size", name);

@@ -22,6 +22,11 @@ void slm_gguf_writer_free(slm_gguf_writer *w);
 /* 2 or 3 (the default). The two differ only in the number: v3 added big-endian files, which this writer never
  * produces. Any other value is written as given so tests can produce files readers must reject. */
 void slm_gguf_writer_set_version(slm_gguf_writer *w, uint32_t version);
+/* Later add_* calls for these metadata keys and tensor names write nothing and succeed, so that a caller that
+ * writes a whole model (support/synth.c) can leave some of it out for a test to replace or drop. The arrays
+ * must outlive the calls; NULL lists end the skipping. */
+void slm_gguf_writer_skip(slm_gguf_writer *w, const char *const *keys, size_t n_keys, const char *const *tensors,
+                          size_t n_tensors);
 
 slm_status slm_gguf_writer_add_u32(slm_gguf_writer *w, const char *key, uint32_t v);
 slm_status slm_gguf_writer_add_i32(slm_gguf_writer *w, const char *key, int32_t v);

@@ -651,8 +651,14 @@ static void *fill_worker(void *arg) {
     return NULL;
 }
 
-static slm_status fill_all(const slm_synth_spec *s, uint8_t *buf, const slm_gguf *g, const tdesc *d, int n,
-                           int n_threads, slm_error *err) {
+static bool listed(const char *const *names, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) return true;
+    return false;
+}
+
+static slm_status fill_all(const slm_synth_spec *s, const slm_synth_edits *e, uint8_t *buf, const slm_gguf *g,
+                           const tdesc *d, int n, int n_threads, slm_error *err) {
     uint64_t *first = malloc(((size_t)n + 1) * sizeof *first);
     uint64_t *nblocks = malloc(((size_t)n + 1) * sizeof *nblocks);
     uint8_t **ptr = malloc(((size_t)n + 1) * sizeof *ptr);
@@ -665,6 +671,12 @@ static slm_status fill_all(const slm_synth_spec *s, uint8_t *buf, const slm_gguf
     first[0] = 0;
     for (int i = 0; i < n; i++) {
         const slm_gguf_tensor *gt = slm_gguf_find_tensor(g, d[i].name);
+        if (!gt && e && listed(e->drop_tensors, e->n_drop_tensors, d[i].name)) {
+            ptr[i] = NULL;
+            nblocks[i] = 0; /* left out on purpose (slm_synth_build_edited): nothing to fill */
+            first[i + 1] = first[i];
+            continue;
+        }
         if (!gt || gt->type != d[i].type) {
             free(first);
             free(nblocks);
@@ -739,8 +751,31 @@ static slm_status add_metadata(const slm_synth_spec *s, slm_gguf_writer *w) {
     return slm_gguf_writer_add_str(w, "general.source", "slm synthetic model (random weights)");
 }
 
-static slm_status build(const slm_synth_spec *s, int n_threads, void **data, size_t *size, slm_gguf **keep,
-                        slm_error *err) {
+/* The edits' own values of the keys they name (dropped keys get none). */
+static slm_status add_edited_keys(const slm_synth_edits *e, slm_gguf_writer *w) {
+    slm_status st = SLM_OK;
+    for (int i = 0; i < e->n_kvs && !st; i++) {
+        const slm_synth_kv *kv = &e->kvs[i];
+        if (kv->drop) continue;
+        switch (kv->type) {
+        case SLM_GGUF_STRING: st = slm_gguf_writer_add_str(w, kv->key, kv->str ? kv->str : ""); break;
+        case SLM_GGUF_FLOAT32: st = slm_gguf_writer_add_f32(w, kv->key, (float)kv->num); break;
+        case SLM_GGUF_FLOAT64: {
+            double v = kv->num;
+            st = slm_gguf_writer_add_scalar(w, kv->key, SLM_GGUF_FLOAT64, &v);
+            break;
+        }
+        case SLM_GGUF_INT32: st = slm_gguf_writer_add_i32(w, kv->key, (int32_t)kv->num); break;
+        case SLM_GGUF_UINT64: st = slm_gguf_writer_add_u64(w, kv->key, (uint64_t)kv->num); break;
+        case SLM_GGUF_BOOL: st = slm_gguf_writer_add_bool(w, kv->key, kv->num != 0); break;
+        default: st = slm_gguf_writer_add_u32(w, kv->key, (uint32_t)kv->num); break;
+        }
+    }
+    return st;
+}
+
+static slm_status build(const slm_synth_spec *s, const slm_synth_edits *e, int n_threads, void **data, size_t *size,
+                        slm_gguf **keep, slm_error *err) {
     *data = NULL;
     *size = 0;
     slm_status st = slm_synth_validate(s, err);
@@ -752,21 +787,36 @@ static slm_status build(const slm_synth_spec *s, int n_threads, void **data, siz
     slm_gguf *g = NULL;
     void *buf = NULL;
     size_t len = 0;
+    const char **skip = NULL;
     if ((st = slm_gguf_writer_create(&w, err))) goto done;
+    if (e) {
+        skip = malloc(((size_t)e->n_kvs + 1) * sizeof *skip);
+        if (!skip) {
+            st = slm_fail(err, SLM_ERR_NOMEM, "synthetic: out of memory");
+            goto done;
+        }
+        for (int i = 0; i < e->n_kvs; i++) skip[i] = e->kvs[i].key;
+        slm_gguf_writer_skip(w, skip, (size_t)e->n_kvs, e->drop_tensors, (size_t)e->n_drop_tensors);
+    }
     add_metadata(s, w);
     if ((st = add_tokenizer(s, w, err))) goto done;
     for (int i = 0; i < n; i++) {
         int64_t ne[2] = {d[i].ne0, d[i].ne1};
         slm_gguf_writer_add_tensor(w, d[i].name, d[i].type, d[i].ne1 > 1 ? 2 : 1, ne, NULL, 0);
     }
+    if (e) {
+        slm_gguf_writer_skip(w, NULL, 0, NULL, 0);
+        add_edited_keys(e, w); /* a failure stays in the writer and comes back from the write */
+    }
     /* every tensor is written as zeros here, then filled in place */
     if ((st = slm_gguf_writer_write_memory(w, &buf, &len, err))) goto done;
     slm_gguf_writer_free(w);
     w = NULL;
     if ((st = slm_gguf_open_memory(buf, len, &g, err))) goto done;
-    if ((st = fill_all(s, buf, g, d, n, n_threads, err))) goto done;
+    if ((st = fill_all(s, e, buf, g, d, n, n_threads, err))) goto done;
 done:
     slm_gguf_writer_free(w);
+    free(skip);
     free(d);
     if (st || !keep) {
         if (g) slm_gguf_close(g);
@@ -783,13 +833,18 @@ done:
 }
 
 slm_status slm_synth_build(const slm_synth_spec *s, int n_threads, void **data, size_t *size, slm_error *err) {
-    return build(s, n_threads, data, size, NULL, err);
+    return build(s, NULL, n_threads, data, size, NULL, err);
+}
+
+slm_status slm_synth_build_edited(const slm_synth_spec *s, const slm_synth_edits *e, int n_threads, void **data,
+                                  size_t *size, slm_error *err) {
+    return build(s, e, n_threads, data, size, NULL, err);
 }
 
 slm_status slm_synth_open(const slm_synth_spec *s, int n_threads, slm_gguf **g, void **data, slm_error *err) {
     size_t size;
     *g = NULL;
-    return build(s, n_threads, data, &size, g, err);
+    return build(s, NULL, n_threads, data, &size, g, err);
 }
 
 slm_status slm_synth_write_file(const slm_synth_spec *s, int n_threads, const char *path, slm_error *err) {

@@ -1,4 +1,4 @@
-/* GGUF reader and writer: round trips of every metadata type (v2/v3, alignment 32/64, from memory and from a
+/* GGUF reader and writer: round trips of every metadata type (v2/v3, alignment 8/32/64, from memory and from a
  * file), the real SmolLM2 model when $SLM_TEST_MODELS has it, and a corpus of hostile files built here
  * (truncations at every byte, bit flips, huge counts, bad alignment, bad tensor directories) that must all
  * fail cleanly with a message. Buffers handed to the reader are exactly sized so ASan sees any overread. */
@@ -385,7 +385,7 @@ static void check_valid(const slm_gguf *g, uint32_t version, uint64_t alignment,
 static void test_round_trip(void) {
     fill_tensor_data();
     const uint32_t versions[] = {2, 3};
-    const uint32_t aligns[] = {0, 64, 32, 1};
+    const uint32_t aligns[] = {0, 64, 32, 8};
     for (int v = 0; v < 2; v++) {
         for (int a = 0; a < 4; a++) {
             slm_gguf_writer *w = make_writer(versions[v], aligns[a]);
@@ -695,6 +695,9 @@ static void test_hostile_metadata(void) {
         const char *needle;
     } bad_align[] = {
         {SLM_GGUF_UINT32, 0, "general.alignment = 0"},
+        {SLM_GGUF_UINT32, 1, "general.alignment = 1"}, /* powers of two below 8: misaligned tensor reads */
+        {SLM_GGUF_UINT32, 2, "general.alignment = 2"},
+        {SLM_GGUF_UINT32, 4, "general.alignment = 4"},
         {SLM_GGUF_UINT32, 3, "general.alignment = 3"},
         {SLM_GGUF_UINT32, 48, "general.alignment = 48"},
         {SLM_GGUF_UINT32, 1u << 31, "general.alignment = 2147483648"},

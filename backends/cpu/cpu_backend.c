@@ -1,15 +1,17 @@
 /* The CPU backend: host memory (the mmapped weights are used in place), a persistent thread pool, and a
  * whole split run as one pool dispatch with a barrier between ops. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sysinfo.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "cpu_bandwidth.h"
 #include "cpu_ops.h"
 #include "error.h"
+#include "host_memory.h"
 
 typedef struct cpu_ctx {
     slm_cpu_kernels kernels;
@@ -53,11 +55,12 @@ static void cpu_close(slm_device *d) {
     d->ctx = NULL;
 }
 
+/* What this process can still allocate: MemAvailable, its cgroup's limit and its rlimits (host_memory.c). */
 static void cpu_memory(slm_device *d, size_t *free_b, size_t *total_b) {
-    struct sysinfo si;
-    if (sysinfo(&si) == 0) {
-        *free_b = (size_t)si.freeram * si.mem_unit + (size_t)si.bufferram * si.mem_unit;
-        *total_b = (size_t)si.totalram * si.mem_unit;
+    slm_host_memory hm;
+    if (slm_host_memory_read("", &hm)) {
+        *free_b = (size_t)hm.available;
+        *total_b = (size_t)hm.total;
     } else {
         *free_b = *total_b = 0;
     }
@@ -65,13 +68,25 @@ static void cpu_memory(slm_device *d, size_t *free_b, size_t *total_b) {
 
 static bool cpu_supports(slm_device *d, const slm_op *op) { return slm_cpu_op_supported(op); }
 
+/* Buffers from this size on are anonymous mappings: the kernel hands out zeroed pages as they are first
+ * touched, so a KV cache for a long context costs memory only for the positions used, and allocating it does
+ * not write (and commit) every page up front as memset would. Smaller ones come from malloc and are zeroed. */
+#define CPU_MMAP_MIN ((size_t)1 << 20)
+
 static slm_status cpu_alloc(slm_device *d, size_t bytes, slm_buffer *b, slm_error *err) {
     memset(b, 0, sizeof *b);
     size_t sz = (bytes + 63) & ~(size_t)63;
+    if (sz < bytes) return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
     void *p = NULL;
-    if (posix_memalign(&p, 64, sz ? sz : 64))
-        return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
-    memset(p, 0, sz ? sz : 64);
+    if (sz >= CPU_MMAP_MIN) {
+        p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* page aligned */
+        if (p == MAP_FAILED)
+            return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes: %s", bytes, strerror(errno));
+    } else {
+        if (posix_memalign(&p, 64, sz ? sz : 64))
+            return slm_fail(err, SLM_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
+        memset(p, 0, sz ? sz : 64);
+    }
     b->dev = d;
     b->host = p;
     b->handle = p;
@@ -89,7 +104,10 @@ static slm_status cpu_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *b,
 }
 
 static void cpu_release(slm_device *d, slm_buffer *b) {
-    free(b->handle);
+    /* b->size is the allocation's: the same rounding tells how it was made (wrapped memory has no handle) */
+    size_t sz = (b->size + 63) & ~(size_t)63;
+    if (b->handle && sz >= CPU_MMAP_MIN) munmap(b->handle, sz);
+    else free(b->handle);
     memset(b, 0, sizeof *b);
 }
 

@@ -54,6 +54,12 @@ static float quant_block(const float *x, int8_t *q, int n) {
     }
     float d = amax / 127.0f;
     float id = d > 0 ? 1.0f / d : 0.0f;
+    if (!isfinite(id)) {
+        /* a subnormal scale: 1/d overflows and x * inf would be cast to int (undefined). Values this small
+         * (|x| < 2^-126 * 127) quantize to zero at any scale a mat-mul can tell apart. */
+        memset(q, 0, (size_t)n);
+        return d;
+    }
     for (int i = 0; i < n; i++) {
         int v = round_q(x[i] * id);
         q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);

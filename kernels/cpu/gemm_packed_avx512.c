@@ -73,6 +73,12 @@ void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k) {
         }
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        if (!isfinite(id)) { /* a subnormal scale, as act_quant.c: every value quantizes to zero */
+            memset(q + 32 * b, 0, 32);
+            dv[b] = d;
+            sv[b] = 0.0f;
+            continue;
+        }
         __m512 vid = _mm512_set1_ps(id);
         __m512i q0, q1;
         {
