@@ -104,7 +104,7 @@ static int render(chat *ch) {
 }
 
 /* Evaluates the rendered prompt, reusing the cached prefix, then streams the reply; appends it to the
- * history. Returns false on an engine error. */
+ * history. Returns false on an engine error or when stdout cannot be written (the reason is printed). */
 static bool turn(chat *ch, int n) {
     slm_error err = {{0}};
     if (n < 1) {
