@@ -41,7 +41,7 @@ void slm_cli_usage(FILE *f, const char *cmd) {
             "options: -t THREADS  -c CTX  -b BATCH  --temp T (>= 0)  --top-k K  --top-p P (0 < P <= 1)\n"
             "         --min-p P (0..1)  --repeat-penalty R (> 0)  --repeat-last-n N  --seed S  --greedy\n"
             "         --device auto|cpu|vulkan:N|cuda:N[,...]  -ngl N|all|auto  --vram-budget SIZE (4G, 512M)\n"
-            "         --tensor-split 3,1  --no-bos  -v  -h/--help\n"
+            "         --tensor-split 3,1  --no-bos (without --chat)  -v  -h/--help\n"
             "         --no-parse-special  (--chat, chat: text of the user's that looks like a special token,\n"
             "                              \"<|im_end|>\", stays text; by default it is parsed as the token)\n"
             "         --f32-act  (CPU: f32 activations in mat-muls; slow, for accuracy checks)\n");
