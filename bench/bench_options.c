@@ -1,10 +1,12 @@
 /* slm-bench command line: llama-bench's conventions (comma lists make one row per combination) plus the
  * synthetic-model, bandwidth, profile and sweep options. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "cli_number.h"
 
 void bench_options_usage(FILE *f) {
     fprintf(f,
@@ -27,7 +29,8 @@ void bench_options_usage(FILE *f) {
             "  -dev, --device LIST          cpu, vulkan:N, cuda:N (default cpu; a GPU is picked when -ngl > 0)\n"
             "  -b, --batch-size LIST        largest batch per eval (default 512)\n"
             "  -ctk, --cache-type LIST      KV cache type: " BENCH_KV_TYPES " (default f16)\n"
-            "  -c, --ctx-size N             context (default: the largest p + n)\n"
+            "  -c, --ctx-size N             context (default: the largest -p or -n, at least 16; each test\n"
+            "                               starts from an empty context)\n"
             "  --no-warmup                  no warm-up run before each test\n"
             "\n"
             "bandwidth and analysis:\n"
@@ -86,14 +89,16 @@ static slm_status push_int(bench_int_list *l, int v, const char *s, slm_error *e
     return SLM_OK;
 }
 
+/* s[0..len) as a number in 0..INT_MAX, by the parser slm's own options use (tools/cli_number.h). */
 static bool to_int(const char *s, size_t len, int *out) {
-    if (!len || len > 9) return false;
-    int v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
+    char buf[32], why[96];
+    long long v;
+    /* a sign is not part of the list syntax ("-" separates a range), so digits only */
+    if (!len || len >= sizeof buf || s[0] < '0' || s[0] > '9') return false;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    if (!cli_parse_int(buf, 0, INT_MAX, &v, why, sizeof why)) return false;
+    *out = (int)v;
     return true;
 }
 
@@ -161,6 +166,21 @@ static void set_defaults(bench_options *o) {
 
 static bool is_opt(const char *a, const char *s1, const char *s2) { return !strcmp(a, s1) || (s2 && !strcmp(a, s2)); }
 
+/* The options that take a value (the flags are listed in bench_options_parse). */
+static bool takes_value(const char *a) {
+    static const char *const names[] = {"-m",   "--model",      "--synthetic", "--write-synthetic",
+                                        "-p",   "--n-prompt",   "-n",          "--n-gen",
+                                        "-t",   "--threads",    "-ngl",        "--n-gpu-layers",
+                                        "-b",   "--batch-size", "-dev",        "--device",
+                                        "-ctk", "--cache-type", "-r",          "--repetitions",
+                                        "-c",   "--ctx-size",   "--peak-mib",  "--seed",
+                                        "-o",   "--output",     "--out",       "--svg",
+                                        NULL};
+    for (int k = 0; names[k]; k++)
+        if (!strcmp(a, names[k])) return true;
+    return false;
+}
+
 slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_error *err) {
     set_defaults(o);
     slm_status st = SLM_OK;
@@ -168,14 +188,18 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
     for (int i = 1; i < argc && !st; i++) {
         const char *a = argv[i];
 #define IS(s1, s2) is_opt(a, s1, s2)
-        bool takes = !(IS("-h", "--help") || IS("--profile", NULL) || IS("--sweep-ngl", NULL) ||
-                       IS("--no-warmup", NULL) || IS("-v", "--verbose") || IS("--no-peak", NULL));
+        bool flag = IS("-h", "--help") || IS("--profile", NULL) || IS("--sweep-ngl", NULL) || IS("--no-warmup", NULL) ||
+            IS("-v", "--verbose") || IS("--no-peak", NULL);
+        /* an unknown option is named as such, also as the last argument (not as one missing its value) */
+        if (!flag && !takes_value(a))
+            return bench_fail(err, SLM_ERR_INVALID_ARG, "unknown option '%s' (see --help)", a);
         const char *v = NULL;
-        if (takes) {
+        if (!flag) {
             if (i + 1 >= argc) return bench_fail(err, SLM_ERR_INVALID_ARG, "option %s needs a value", a);
             v = argv[++i];
+            /* an empty file name or format is a mistake, not a default (lists say so themselves) */
+            if (!*v) return bench_fail(err, SLM_ERR_INVALID_ARG, "%s: the value is empty", a);
         }
-        bench_int_list one = {{0}, 0};
         if (IS("-h", "--help")) o->help = true;
         else if (IS("--profile", NULL)) o->profile = true;
         else if (IS("--sweep-ngl", NULL)) o->sweep_ngl = true;
@@ -199,15 +223,20 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
                 if (!bench_kv_type_supported(o->kv_types.v[k]))
                     st = bench_fail(err, SLM_ERR_INVALID_ARG, "KV cache type '%s' is not supported (supported: %s)",
                                     o->kv_types.v[k], BENCH_KV_TYPES);
-        } else if (IS("-r", "--repetitions") || IS("-c", "--ctx-size") || IS("--peak-mib", NULL) ||
-                   IS("--seed", NULL)) {
-            if (!(st = bench_parse_int_list(v, false, &one, err)) && one.n != 1)
-                st = bench_fail(err, SLM_ERR_INVALID_ARG, "%s takes one number, not '%s'", a, v);
-            if (st) break;
-            if (IS("-r", "--repetitions")) o->reps = one.v[0];
-            else if (IS("-c", "--ctx-size")) o->n_ctx = one.v[0];
-            else if (IS("--peak-mib", NULL)) o->peak_mib = one.v[0];
-            else o->seed = (uint64_t)one.v[0];
+        } else if (IS("--seed", NULL)) {
+            char why[96];
+            if (!cli_parse_u64(v, &o->seed, why, sizeof why))
+                st = bench_fail(err, SLM_ERR_INVALID_ARG, "'%s' is %s", v, why);
+        } else if (IS("-r", "--repetitions") || IS("-c", "--ctx-size") || IS("--peak-mib", NULL)) {
+            char why[96];
+            long long x;
+            /* -r and -c count from 1; --peak-mib 0 means "sized automatically" and below 16 is refused later */
+            bool from1 = !IS("--peak-mib", NULL);
+            if (!cli_parse_int(v, from1, INT_MAX, &x, why, sizeof why))
+                st = bench_fail(err, SLM_ERR_INVALID_ARG, "'%s' is %s", v, why);
+            else if (IS("-r", "--repetitions")) o->reps = (int)x;
+            else if (IS("-c", "--ctx-size")) o->n_ctx = (int)x;
+            else o->peak_mib = (int)x;
         } else if (IS("-o", "--output")) {
             if (!strcmp(v, "md")) o->format = BENCH_MD;
             else if (!strcmp(v, "csv")) o->format = BENCH_CSV;

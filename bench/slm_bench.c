@@ -1,11 +1,17 @@
 /* slm-bench: prompt processing and generation speed, effective bandwidth against each device's measured
- * peak, per-op profiles and GPU split sweeps, for GGUF files and synthetic models of real shapes. */
+ * peak, per-op profiles and GPU split sweeps, for GGUF files and synthetic models of real shapes.
+ *
+ * Output: the report (stdout or --out FILE) is flushed and closed before the exit status is chosen, and a
+ * failure (a full disk, a closed stdout) is an error with its reason and exit 1, as in slm (tools/slm.c, which
+ * also says why SIGPIPE keeps its default). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "cli_io.h"
 #include "synth.h"
 
 static double now_s(void) {
@@ -77,10 +83,11 @@ static void backends_text(char *buf, size_t len) {
 }
 
 static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *si, bench_results *res, FILE *out) {
-    int n_ctx = o->n_ctx > 0                       ? o->n_ctx
-        : max_of(&o->n_prompt) > max_of(&o->n_gen) ? max_of(&o->n_prompt)
-                                                   : max_of(&o->n_gen);
+    /* -c as given (a test that does not fit fails its row, saying so); the default fits the longest test,
+     * with at least 16 positions for --profile's decode steps */
+    int n_ctx = max_of(&o->n_prompt) > max_of(&o->n_gen) ? max_of(&o->n_prompt) : max_of(&o->n_gen);
     if (n_ctx < 16) n_ctx = 16;
+    if (o->n_ctx > 0) n_ctx = o->n_ctx;
     int failures = 0;
     for (int di = 0; di < o->devices.n; di++)
         for (int gi = 0; gi < o->n_gpu_layers.n; gi++)
@@ -239,7 +246,14 @@ static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *s
     return failures;
 }
 
-int main(int argc, char **argv) {
+/* Closes the report stream (path NULL: stdout); false, with the reason printed, when the report was lost. */
+static bool close_report(FILE *f, const char *path) {
+    int e = cli_close_stream(f);
+    if (e) fprintf(stderr, "slm-bench: writing %s: %s\n", path ? path : "to stdout", strerror(e));
+    return e == 0;
+}
+
+static int bench_main(int argc, char **argv) {
     bench_options o;
     slm_error err = {{0}};
     if (bench_options_parse(argc, argv, &o, &err)) {
@@ -251,7 +265,7 @@ int main(int argc, char **argv) {
     if (o.help) {
         bench_options_usage(stdout);
         bench_options_free(&o);
-        return 0;
+        return close_report(stdout, NULL) ? 0 : 1;
     }
     int n_threads_build = max_of(&o.threads) > 0 ? max_of(&o.threads) : 0;
     if (o.write_synthetic) {
@@ -270,7 +284,7 @@ int main(int argc, char **argv) {
     }
     FILE *out = stdout;
     if (o.out_path && !(out = fopen(o.out_path, "w"))) {
-        fprintf(stderr, "slm-bench: cannot create %s\n", o.out_path);
+        fprintf(stderr, "slm-bench: cannot create %s: %s\n", o.out_path, strerror(errno));
         bench_options_free(&o);
         return 1;
     }
@@ -320,8 +334,15 @@ int main(int argc, char **argv) {
         if (extra_len) fwrite(extra_buf, 1, extra_len, o.format == BENCH_MD ? out : stderr);
         free(extra_buf);
     }
-    if (out != stdout) fclose(out);
+    /* --out's file, then stdout (which held the progress-free report or nothing): each may have lost it */
+    bool written = out == stdout || close_report(out, o.out_path);
+    written = close_report(stdout, NULL) && written;
     bench_results_free(&res);
     bench_options_free(&o);
-    return failures ? 1 : 0;
+    return failures || !written ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    cli_guard_std_fds();
+    return bench_main(argc, argv);
 }

@@ -2,8 +2,9 @@
 # tests/test_bench.c links too. Include this after add_subdirectory(tests) so test_bench exists.
 file(GLOB SLM_BENCH_LIB_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/bench/bench_*.c)
 add_library(slm_bench_lib STATIC ${SLM_BENCH_LIB_SOURCES})
-# bench builds on the public API: its include path is include/ (slm's only public folder), support/ and bench/.
-target_link_libraries(slm_bench_lib PUBLIC slm_support slm)
+# bench builds on the public API: its include path is include/ (slm's only public folder), support/ and bench/,
+# plus tools/ for what both command lines share (cli_number.h, cli_io.h: its only headers from there).
+target_link_libraries(slm_bench_lib PUBLIC slm_support slm slm_cli_util)
 target_include_directories(slm_bench_lib PUBLIC ${CMAKE_SOURCE_DIR}/bench)
 # Build facts for the report header: version, commit (at configure time), build type.
 set(SLM_BENCH_COMMIT "unknown")

@@ -126,6 +126,36 @@ slm_status slm_chat_apply(const slm_model *m, const slm_chat_message *messages, 
     return s;
 }
 
+slm_status slm_chat_tokenize(const slm_model *m, const slm_chat_message *messages, int n, bool add_assistant_turn,
+                             bool parse_special_content, int32_t *out, int max_out, int *n_out, slm_error *err) {
+    *n_out = 0;
+    if (n < 0 || (n && !messages))
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "chat: %d messages at %p", n, (const void *)messages);
+    if (max_out < 0 || (max_out && !out))
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "chat: no room for tokens (%d at %p)", max_out, (void *)out);
+    slm_chat_template t;
+    slm_status s = model_template(m, &t, err);
+    char *text = NULL;
+    slm_text_span *spans = NULL;
+    int n_spans = 0;
+    if (!s) s = slm_chat_render_spans(&t, messages, n, add_assistant_turn, &text, &spans, &n_spans, err);
+    slm_chat_template_free(&t);
+    if (s) return s;
+    /* the rendered text never holds BOS: the tokenizer adds it where the model wants one */
+    slm_tokens v = {0};
+    if (parse_special_content) s = slm_tokenizer_encode(model_tok(m), text, strlen(text), true, true, &v, err);
+    else s = slm_tokenizer_encode_spans(model_tok(m), text, strlen(text), true, spans, n_spans, &v, err);
+    free(text);
+    free(spans);
+    if (s) return s;
+    *n_out = v.n;
+    if (v.n > max_out)
+        s = slm_fail(err, SLM_ERR_CONTEXT, "the conversation is %d tokens, more than the %d allowed", v.n, max_out);
+    else if (v.n) memcpy(out, v.ids, (size_t)v.n * sizeof *out);
+    slm_tokens_free(&v);
+    return s;
+}
+
 /* ---------------------------------------------------------------------------------------------------- */
 /* Devices */
 

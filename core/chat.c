@@ -108,11 +108,14 @@ void slm_chat_template_free(slm_chat_template *t) {
     t->default_system = NULL;
 }
 
-/* A growable string. */
+/* A growable string, and where the messages' contents lie in it (when spans is wanted). */
 typedef struct sbuf {
     char *p;
     size_t n, cap;
     bool oom;
+    bool want_spans;
+    slm_text_span *spans;
+    int n_spans, cap_spans;
 } sbuf;
 
 static void put_n(sbuf *b, const char *s, size_t n) {
@@ -135,12 +138,32 @@ static void put_n(sbuf *b, const char *s, size_t n) {
 
 static void put(sbuf *b, const char *s) { put_n(b, s, strlen(s)); }
 
+/* A message's content (text from the caller, not the template): recorded as a span when asked. */
+static void put_content_n(sbuf *b, const char *s, size_t n) {
+    size_t off = b->n;
+    put_n(b, s, n);
+    if (b->oom || !b->want_spans || n == 0) return;
+    if (b->n_spans == b->cap_spans) {
+        int cap = b->cap_spans ? b->cap_spans * 2 : 8;
+        slm_text_span *q = realloc(b->spans, (size_t)cap * sizeof *q);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->spans = q;
+        b->cap_spans = cap;
+    }
+    b->spans[b->n_spans++] = (slm_text_span){off, n};
+}
+
+static void put_content(sbuf *b, const char *s) { put_content_n(b, s, strlen(s)); }
+
 /* Jinja's |trim: strips leading and trailing whitespace (Llama 3 and Gemma templates trim contents). */
 static void put_trimmed(sbuf *b, const char *s) {
     while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
     size_t n = strlen(s);
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) n--;
-    put_n(b, s, n);
+    put_content_n(b, s, n);
 }
 
 static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, bool gen, sbuf *b) {
@@ -156,7 +179,7 @@ static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, 
             put(b, "<|im_start|>");
             put(b, msgs[i].role);
             put(b, "\n");
-            put(b, msgs[i].content);
+            put_content(b, msgs[i].content);
             put(b, "<|im_end|>\n");
         }
         if (gen) put(b, "<|im_start|>assistant\n");
@@ -176,7 +199,7 @@ static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, 
             put(b, "<|");
             put(b, msgs[i].role);
             put(b, "|>\n");
-            put(b, msgs[i].content);
+            put_content(b, msgs[i].content);
             put(b, "<|end|>\n");
         }
         if (gen) put(b, "<|assistant|>\n");
@@ -186,7 +209,7 @@ static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, 
             put(b, "<|im_start|>");
             put(b, msgs[i].role);
             put(b, "<|im_sep|>");
-            put(b, msgs[i].content);
+            put_content(b, msgs[i].content);
             put(b, "<|im_end|>");
         }
         if (gen) put(b, "<|im_start|>assistant<|im_sep|>");
@@ -222,7 +245,17 @@ static void render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, 
 
 slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, bool add_generation_prompt,
                            char **out, slm_error *err) {
+    return slm_chat_render_spans(t, msgs, n, add_generation_prompt, out, NULL, NULL, err);
+}
+
+slm_status slm_chat_render_spans(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
+                                 bool add_generation_prompt, char **out, slm_text_span **spans, int *n_spans,
+                                 slm_error *err) {
     *out = NULL;
+    if (spans) {
+        *spans = NULL;
+        *n_spans = 0;
+    }
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
         if (!r || !msgs[i].content)
@@ -234,13 +267,19 @@ slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs,
             return slm_fail(err, SLM_ERR_INVALID_ARG, "Gemma takes a system message only first (message %d)", i);
     }
     sbuf b = {0};
+    b.want_spans = spans != NULL;
     put(&b, "");
     render(t, msgs, n, add_generation_prompt, &b);
     if (b.oom) {
         free(b.p);
+        free(b.spans);
         return slm_fail(err, SLM_ERR_NOMEM, "out of memory rendering %d chat messages", n);
     }
     *out = b.p;
+    if (spans) {
+        *spans = b.spans;
+        *n_spans = b.n_spans;
+    }
     return SLM_OK;
 }
 

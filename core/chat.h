@@ -51,6 +51,13 @@ void slm_chat_template_free(slm_chat_template *t);
 slm_status slm_chat_render(const slm_chat_template *t, const slm_chat_msg *msgs, int n, bool add_generation_prompt,
                            char **out, slm_error *err);
 
+/* The same, and where each message's content lies in the text: (*spans)[0..*n_spans), in order, malloc'd
+ * (NULL when there are none; free it). Empty contents have no span. The template's own text (markers, roles,
+ * a default system message) is outside every span. */
+slm_status slm_chat_render_spans(const slm_chat_template *t, const slm_chat_msg *msgs, int n,
+                                 bool add_generation_prompt, char **out, slm_text_span **spans, int *n_spans,
+                                 slm_error *err);
+
 /* For `slm run --chat`: one user prompt (with an optional system prompt, NULL for none) in the template
  * tmpl (the model's tokenizer.chat_template, may be NULL: then chosen from vocab), with the generation
  * prompt. */

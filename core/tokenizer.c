@@ -348,13 +348,14 @@ slm_tok_cand slm_tok_heap_pop(slm_tok_work *w) {
     return top;
 }
 
-/* The longest special token at text[0..len) that the call may match, or -1. */
-static int32_t match_special(const slm_tokenizer *t, const char *text, size_t len, bool parse_special) {
+/* The longest special token at text[0..len) that the call may match, or -1: user-defined tokens anywhere,
+ * control tokens only when they end within control_len bytes (0: none may match here). */
+static int32_t match_special(const slm_tokenizer *t, const char *text, size_t len, size_t control_len) {
     unsigned char b = (unsigned char)text[0];
     for (int k = t->special_first[b]; k < t->special_first[b + 1]; k++) {
         int32_t id = t->special[k];
-        if (!parse_special && t->type[id] != SLM_TOKEN_TYPE_USER_DEFINED) continue;
         size_t l = t->text_len[id];
+        if (t->type[id] != SLM_TOKEN_TYPE_USER_DEFINED && l > control_len) continue;
         if (l <= len && !memcmp(t->text_pool + t->text_off[id], text, l)) return id;
     }
     return -1;
@@ -369,8 +370,16 @@ static bool encode_raw(const slm_tokenizer *t, slm_tok_work *w, const char *text
     return slm_tok_pre_encode(t, w, text, len, out);
 }
 
-slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t len, bool add_special,
-                                bool parse_special, slm_tokens *out, slm_error *err) {
+/* How many bytes from pos a control token may span: none inside a plain span, up to the next one outside.
+ * *k is the first span not yet behind pos (pos only grows, so the spans are walked once). */
+static size_t control_room(const slm_text_span *plain, int n_plain, int *k, size_t pos, size_t len) {
+    while (*k < n_plain && plain[*k].off + plain[*k].len <= pos) (*k)++;
+    if (*k == n_plain) return len - pos;
+    return plain[*k].off <= pos ? 0 : plain[*k].off - pos;
+}
+
+static slm_status encode(const slm_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
+                         const slm_text_span *plain, int n_plain, slm_tokens *out, slm_error *err) {
     if (!text && len) return slm_fail(err, SLM_ERR_INVALID_ARG, "tokenize: NULL text");
     if (len > 0x3fffffff) return slm_fail(err, SLM_ERR_INVALID_ARG, "tokenize: %zu bytes is too long", len);
     slm_tok_work w;
@@ -383,8 +392,10 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
     if (ok && add_special && slm_tokenizer_add_bos(t)) ok = slm_tok_push(out, t->bos);
     size_t seg = 0;
     if (t->n_special && ok) {
+        int k = 0;
         for (size_t pos = 0; pos < len && ok;) {
-            int32_t id = match_special(t, text + pos, len - pos, parse_special);
+            size_t room = !parse_special ? 0 : plain ? control_room(plain, n_plain, &k, pos, len) : len - pos;
+            int32_t id = match_special(t, text + pos, len - pos, room);
             if (id < 0) {
                 pos++;
                 continue;
@@ -408,4 +419,18 @@ slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t
     }
     if (!ok) return slm_fail(err, SLM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
     return SLM_OK;
+}
+
+slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t len, bool add_special,
+                                bool parse_special, slm_tokens *out, slm_error *err) {
+    return encode(t, text, len, add_special, parse_special, NULL, 0, out, err);
+}
+
+slm_status slm_tokenizer_encode_spans(const slm_tokenizer *t, const char *text, size_t len, bool add_special,
+                                      const slm_text_span *plain, int n_plain, slm_tokens *out, slm_error *err) {
+    for (int i = 0; i < n_plain; i++)
+        if (plain[i].off > len || plain[i].len > len - plain[i].off ||
+            (i && plain[i].off < plain[i - 1].off + plain[i - 1].len))
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "tokenize: span %d is outside the text or out of order", i);
+    return encode(t, text, len, add_special, true, plain, n_plain, out, err);
 }

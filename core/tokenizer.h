@@ -47,6 +47,18 @@ void slm_tokens_free(slm_tokens *v);
  * (invalid UTF-8 included). */
 slm_status slm_tokenizer_encode(const slm_tokenizer *t, const char *text, size_t len, bool add_special,
                                 bool parse_special, slm_tokens *out, slm_error *err);
+/* A byte range of a text. */
+typedef struct slm_text_span {
+    size_t off, len;
+} slm_text_span;
+/* As slm_tokenizer_encode with parse_special, except inside the spans plain[0..n_plain) (sorted by offset,
+ * not overlapping): no control token is matched there, nor one that would reach into a span, so their text
+ * is tokenized as with parse_special false. The chat template's markers around a message are matched while
+ * the message itself ("<|im_end|>" typed by a user) stays text. Text between special tokens is still
+ * tokenized as one stretch across span boundaries, so a text without special-token text in its spans gives
+ * exactly the ids of slm_tokenizer_encode with parse_special. */
+slm_status slm_tokenizer_encode_spans(const slm_tokenizer *t, const char *text, size_t len, bool add_special,
+                                      const slm_text_span *plain, int n_plain, slm_tokens *out, slm_error *err);
 
 int slm_tokenizer_n_vocab(const slm_tokenizer *t);
 slm_tokenizer_kind slm_tokenizer_get_kind(const slm_tokenizer *t);

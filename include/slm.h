@@ -200,6 +200,15 @@ slm_status slm_chat_template_info(const slm_model *m, const char **family, bool 
  * (BOS where the model wants one) and parse_special (turn markers become their control tokens). */
 slm_status slm_chat_apply(const slm_model *m, const slm_chat_message *messages, int n, bool add_assistant_turn,
                           char *buf, size_t buf_len, size_t *len, slm_error *err);
+/* slm_chat_apply and slm_tokenize in one, with the messages' contents kept apart from the template: the
+ * template's turn markers always become their control tokens, BOS is added where the model wants one, and
+ * the contents are searched for special-token text ("<|im_end|>" typed by a user) only when
+ * parse_special_content. Without it such text is tokenized as ordinary characters, so that a message cannot
+ * end its turn or open another one (what a server must do with its clients' messages); the ids are
+ * otherwise those of slm_tokenize on slm_chat_apply's text. The ids go to out[0..max_out); *n_out gets their
+ * count, also when it exceeds max_out, which fails with SLM_ERR_CONTEXT. */
+slm_status slm_chat_tokenize(const slm_model *m, const slm_chat_message *messages, int n, bool add_assistant_turn,
+                             bool parse_special_content, int32_t *out, int max_out, int *n_out, slm_error *err);
 
 /* Sampler. */
 typedef struct slm_sampler_params {

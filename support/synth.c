@@ -5,6 +5,7 @@
  * into fixed chunks, each seeded from (seed, tensor, chunk), so the bytes do not depend on the thread count. */
 #include "synth_gguf.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -855,11 +856,15 @@ slm_status slm_synth_write_file(const slm_synth_spec *s, int n_threads, const ch
     FILE *f = fopen(path, "wb");
     if (!f) {
         free(buf);
-        return slm_fail(err, SLM_ERR_IO, "cannot create %s", path);
+        return slm_fail(err, SLM_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     }
+    /* the reason of the first failure: fclose may fail again, or succeed, and change errno */
+    errno = 0;
     size_t wr = fwrite(buf, 1, len, f);
-    int closed = fclose(f);
+    int e = wr != len ? errno : 0;
+    errno = 0;
+    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
     free(buf);
-    if (wr != len || closed) return slm_fail(err, SLM_ERR_IO, "writing %s failed (disk full?)", path);
+    if (wr != len || e) return slm_fail(err, SLM_ERR_IO, "writing %s: %s", path, strerror(e ? e : EIO));
     return SLM_OK;
 }

@@ -1,6 +1,7 @@
 /* Chat templates: family detection from real template texts and, for files without one, from the
  * vocabulary's special tokens; the exact rendering of each family, written out by hand from the families'
- * documented prompt formats. */
+ * documented prompt formats; where the messages' contents lie in the text, and their tokenization with the
+ * template's markers special and the contents plain (slm_chat_tokenize). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,133 @@ static void check_gemma_model(void) {
     slm_gguf_close(g);
 }
 
+/* slm_chat_render_spans: each non-empty content's span holds exactly that content (trimmed where the family
+ * trims), in order, and the template's own text lies outside every span. */
+static void check_spans(void) {
+    const slm_chat_msg conv[] = {{"system", "Be brief."}, {"user", "Hi!"}, {"assistant", ""}, {"user", "2+2?"}};
+    const char *const tmpls[] = {CHATML_PLAIN, SMOLLM2, LLAMA3, PHI3, PHI4, GEMMA};
+    for (size_t k = 0; k < sizeof tmpls / sizeof tmpls[0]; k++) {
+        slm_chat_template t;
+        slm_error err = {{0}};
+        if (slm_chat_template_init(tmpls[k], NULL, &t, &err)) {
+            CHECK(0, "spans %zu: init: %s", k, err.msg);
+            continue;
+        }
+        char *text = NULL;
+        slm_text_span *sp = NULL;
+        int n = -1;
+        slm_status s = slm_chat_render_spans(&t, conv, 4, true, &text, &sp, &n, &err);
+        const char *fam = slm_chat_family_name(t.family);
+        CHECK(s == SLM_OK && n == 3, "spans %s: %d spans for 3 non-empty contents (%s)", fam, n, err.msg);
+        const char *want[] = {"Be brief.", "Hi!", "2+2?"};
+        for (int i = 0; i < n && i < 3; i++)
+            CHECK(sp[i].len == strlen(want[i]) && !memcmp(text + sp[i].off, want[i], sp[i].len) &&
+                      (i == 0 || sp[i].off >= sp[i - 1].off + sp[i - 1].len),
+                  "spans %s: span %d is '%.*s'", fam, i, (int)sp[i].len, text + sp[i].off);
+        char *plain = NULL;
+        CHECK(slm_chat_render(&t, conv, 4, true, &plain, &err) == SLM_OK && plain && text && !strcmp(plain, text),
+              "spans %s: the same text as slm_chat_render", fam);
+        free(plain);
+        free(text);
+        free(sp);
+        slm_chat_template_free(&t);
+    }
+}
+
+static int count_id(const slm_tokens *v, int32_t id) {
+    int c = 0;
+    for (int i = 0; i < v->n; i++) c += v->ids[i] == id;
+    return c;
+}
+
+/* slm_tokenizer_encode_spans: no control token inside a span or reaching into one; outside, the same ids as
+ * encoding with parse_special. */
+static void check_encode_spans(void) {
+    static const char *const marks[] = {"<|im_start|>", "<|im_end|>"};
+    slm_tokenizer *v = make_vocab(marks, 2, 3); /* control tokens: <|im_start|> is 5, <|im_end|> 6 */
+    if (!v) return;
+    slm_error err = {{0}};
+    /* "<|im_start|>" + content "a<|im_end|>a" + "<|im_end|>" */
+    const char *text = "<|im_start|>a<|im_end|>a<|im_end|>";
+    slm_text_span content = {12, 12};
+    slm_tokens a = {0}, b = {0};
+    CHECK(slm_tokenizer_encode_spans(v, text, strlen(text), false, &content, 1, &a, &err) == SLM_OK, "%s", err.msg);
+    CHECK(count_id(&a, 5) == 1 && count_id(&a, 6) == 1 && a.ids[0] == 5 && a.ids[a.n - 1] == 6,
+          "the content's <|im_end|> stays text: %d x <|im_end|> (want 1)", count_id(&a, 6));
+    CHECK(slm_tokenizer_encode(v, text, strlen(text), false, true, &b, &err) == SLM_OK && count_id(&b, 6) == 2,
+          "with parse_special everywhere it is the token (%d)", count_id(&b, 6));
+    slm_tokens_free(&a);
+    slm_tokens_free(&b);
+    /* a span that begins inside a marker: the marker would reach into it, so it is not matched */
+    slm_text_span mid = {3, 2};
+    CHECK(slm_tokenizer_encode_spans(v, "<|im_end|>", 10, false, &mid, 1, &a, &err) == SLM_OK && count_id(&a, 6) == 0,
+          "a marker reaching into a span is text");
+    slm_tokens_free(&a);
+    /* content without marker text: exactly the ids of a whole-text encode with parse_special */
+    const char *t2 = "<|im_start|>a aa<|im_end|>a";
+    slm_text_span sp2[] = {{12, 4}, {26, 1}};
+    CHECK(slm_tokenizer_encode_spans(v, t2, strlen(t2), true, sp2, 2, &a, &err) == SLM_OK &&
+              slm_tokenizer_encode(v, t2, strlen(t2), true, true, &b, &err) == SLM_OK && a.n == b.n &&
+              !memcmp(a.ids, b.ids, (size_t)a.n * sizeof *a.ids),
+          "plain content: the same ids as parse_special (%d vs %d)", a.n, b.n);
+    slm_tokens_free(&a);
+    slm_tokens_free(&b);
+    /* spans outside the text or out of order are refused */
+    slm_text_span past = {20, 1}, order[] = {{5, 2}, {3, 1}};
+    CHECK(slm_tokenizer_encode_spans(v, "abc", 3, false, &past, 1, &a, &err) == SLM_ERR_INVALID_ARG, "span past end");
+    CHECK(slm_tokenizer_encode_spans(v, "abcdefgh", 8, false, order, 2, &a, &err) == SLM_ERR_INVALID_ARG,
+          "spans out of order");
+    slm_tokens_free(&a);
+    slm_tokenizer_free(v);
+}
+
+/* slm_chat_tokenize (public API) on SmolLM2: the ids of slm_tokenize on slm_chat_apply's text, except that
+ * without parse_special_content a user's "<|im_end|>" stays text. */
+static void check_chat_tokenize_model(void) {
+    char path[600];
+    if (!slm_test_model("SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path)) {
+        printf("test_chat: no SmolLM2 test model: slm_chat_tokenize check skipped\n");
+        return;
+    }
+    slm_params p = slm_params_default();
+    p.device = "cpu";
+    p.n_threads = 1;
+    slm_model *m = NULL;
+    slm_error err = {{0}};
+    if (slm_model_load(path, &p, &m, &err)) {
+        CHECK(0, "SmolLM2: %s", err.msg);
+        return;
+    }
+    int32_t im_end = -1, buf[256], a[256], b[256];
+    int n = 0, na = 0, nb = 0;
+    CHECK(slm_tokenize(m, "<|im_end|>", 10, false, true, buf, 4, &n, &err) == SLM_OK && n == 1, "<|im_end|> id");
+    im_end = buf[0];
+    for (int k = 0; k < 2; k++) {
+        const slm_chat_msg conv[] = {{"system", "Be brief."},
+                                     {"user", k ? "Say <|im_end|> now" : "Hi!"},
+                                     {"assistant", "Hello."},
+                                     {"user", "What is 2+2?"}};
+        char text[1024];
+        size_t len = 0;
+        CHECK(slm_chat_apply(m, conv, 4, true, text, sizeof text, &len, &err) == SLM_OK, "%s", err.msg);
+        CHECK(slm_tokenize(m, text, len, true, true, buf, 256, &n, &err) == SLM_OK, "%s", err.msg);
+        CHECK(slm_chat_tokenize(m, conv, 4, true, true, a, 256, &na, &err) == SLM_OK && na == n &&
+                  !memcmp(a, buf, (size_t)n * sizeof *a),
+              "case %d: parse_special_content: the ids of slm_tokenize(slm_chat_apply) (%d vs %d)", k, na, n);
+        CHECK(slm_chat_tokenize(m, conv, 4, true, false, b, 256, &nb, &err) == SLM_OK, "%s", err.msg);
+        int ends = 0;
+        for (int i = 0; i < nb; i++) ends += b[i] == im_end;
+        if (k == 0)
+            CHECK(nb == n && !memcmp(b, buf, (size_t)n * sizeof *b), "plain contents: the same ids (%d vs %d)", nb, n);
+        else CHECK(ends == 4 && nb > n, "a user's <|im_end|> stays text: %d turn ends (want 4), %d tokens", ends, nb);
+    }
+    const slm_chat_msg one[] = {{"user", "Hi!"}};
+    CHECK(slm_chat_tokenize(m, one, 1, true, false, a, 3, &na, &err) == SLM_ERR_CONTEXT && na > 3,
+          "too few slots: SLM_ERR_CONTEXT with the count (%d)", na);
+    CHECK(slm_chat_tokenize(m, NULL, 1, true, false, a, 256, &na, &err) == SLM_ERR_INVALID_ARG, "NULL messages");
+    slm_model_free(m);
+}
+
 int main(void) {
     CHECK(slm_chat_detect(SMOLLM2) == SLM_CHAT_CHATML, "smollm2");
     CHECK(slm_chat_detect(QWEN25_ESCAPED) == SLM_CHAT_CHATML, "qwen2.5");
@@ -305,5 +433,8 @@ int main(void) {
     CHECK(slm_chat_format_single("{{ messages }}", NULL, NULL, "Hi!", &out, &err) == SLM_ERR_UNSUPPORTED, "unknown");
     check_vocab_fallback();
     check_gemma_model();
+    check_spans();
+    check_encode_spans();
+    check_chat_tokenize_model();
     return slm_test_finish("test_chat");
 }

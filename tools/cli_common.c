@@ -1,133 +1,229 @@
+/* Option parsing, usage texts and checked stdout output for the slm subcommands. */
 #include "cli_common.h"
 
+#include <errno.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-bool slm_cli_parse_size(const char *s, size_t *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) return false;
-    double mul = 1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        mul = 1024.0;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        mul = 1024.0 * 1024;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        mul = 1024.0 * 1024 * 1024;
-        end++;
-        break;
-    case 0: break;
-    default: return false;
+#include "cli_io.h"
+#include "cli_number.h"
+
+void slm_cli_usage(FILE *f, const char *cmd) {
+    bool all = !cmd;
+    if (all) fprintf(f, "usage: slm <command> [options]   (slm <command> --help: that command's options)\n");
+    if (all || !strcmp(cmd, "run"))
+        fprintf(f, "%s",
+                all ? "  run     -m MODEL -p PROMPT [-n N] [--chat [--system TEXT]]   generate text\n"
+                    : "usage: slm run -m MODEL -p PROMPT [-n N] [--chat [--system TEXT] [--no-parse-special]]\n"
+                      "  generates N tokens (default 128) after PROMPT; --chat wraps it in the model's chat "
+                      "template\n");
+    if (all || !strcmp(cmd, "chat"))
+        fprintf(f, "%s",
+                all ? "  chat    -m MODEL [--system TEXT]                            interactive chat (/exit, /reset)\n"
+                    : "usage: slm chat -m MODEL [--system TEXT] [-n N] [--no-parse-special]\n"
+                      "  an interactive conversation on stdin; /exit quits, /reset starts over; -n caps a "
+                      "reply (default 4096)\n");
+    if (all || !strcmp(cmd, "logits"))
+        fprintf(
+            f, "%s",
+            all ? "  logits  -m MODEL --tokens ID,ID,... --out FILE [-n N]       write float32 logits [T][n_vocab],\n"
+                  "                                                              then print N greedy token ids\n"
+                : "usage: slm logits -m MODEL --tokens ID,ID,... [--out FILE] [-n N]\n"
+                  "  writes float32 logits [T][n_vocab] to FILE, then prints N greedy token ids\n");
+    if (all || !strcmp(cmd, "devices"))
+        fprintf(f, "%s",
+                all ? "  devices                                                     list compute devices\n"
+                    : "usage: slm devices\n  lists the compute devices of every compiled-in backend\n");
+    if (!all && !strcmp(cmd, "devices")) return;
+    fprintf(f,
+            "options: -t THREADS  -c CTX  -b BATCH  --temp T (>= 0)  --top-k K  --top-p P (0 < P <= 1)\n"
+            "         --min-p P (0..1)  --repeat-penalty R (> 0)  --repeat-last-n N  --seed S  --greedy\n"
+            "         --device auto|cpu|vulkan:N|cuda:N[,...]  -ngl N|all|auto  --vram-budget SIZE (4G, 512M)\n"
+            "         --tensor-split 3,1  --no-bos (without --chat)  -v  -h/--help\n"
+            "         --no-parse-special  (--chat, chat: text of the user's that looks like a special token,\n"
+            "                              \"<|im_end|>\", stays text; by default it is parsed as the token)\n"
+            "         --f32-act  (CPU: f32 activations in mat-muls; slow, for accuracy checks)\n");
+}
+
+/* A message for a bad value: "slm: -t: '0' is out of range 1..1024". */
+static bool bad(const char *opt, const char *v, const char *why) {
+    if (!*v) fprintf(stderr, "slm: %s: the value is empty\n", opt);
+    else fprintf(stderr, "slm: %s: '%s' is %s\n", opt, v, why);
+    return false;
+}
+
+static bool opt_int(const char *opt, const char *v, int lo, int hi, int *out) {
+    char why[96];
+    long long x;
+    if (!cli_parse_int(v, lo, hi, &x, why, sizeof why)) return bad(opt, v, why);
+    *out = (int)x;
+    return true;
+}
+
+/* A float option in [lo, hi] (lo_open, hi_open: the bound itself excluded); range names it in the message.
+ * The value must also fit a float: converting a larger double is undefined behaviour. */
+static bool opt_float(const char *opt, const char *v, double lo, bool lo_open, double hi, bool hi_open,
+                      const char *range, float *out) {
+    char why[96];
+    double x;
+    if (!cli_parse_double(v, &x, why, sizeof why)) return bad(opt, v, why);
+    if (x < lo || (lo_open && x == lo) || x > hi || (hi_open && x == hi)) {
+        snprintf(why, sizeof why, "out of range (%s)", range);
+        return bad(opt, v, why);
     }
-    if (*end == 'i' || *end == 'B') end++;
-    if (*end == 'B') end++;
-    if (*end) return false;
-    *out = (size_t)(v * mul);
+    *out = (float)x;
     return true;
 }
 
-static bool parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
+/* --tensor-split: finite shares >= 0, not all zero. The library checks the count against the GPUs it opens
+ * (and ignores the option with one device), so the syntax is checked here, where every run sees it. */
+static bool opt_split(const char *opt, const char *v) {
+    char item[64], why[96];
+    double sum = 0;
+    for (const char *p = v;;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof item) return bad(opt, v, "not a list of shares like 3,1");
+        memcpy(item, p, len);
+        item[len] = 0;
+        double x;
+        if (!cli_parse_double(item, &x, why, sizeof why) || x < 0 || x > 1e6)
+            return bad(opt, v, "not a list of shares like 3,1 (each a number in 0..1000000)");
+        sum += x;
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    return sum > 0 ? true : bad(opt, v, "all zero (at least one share must be > 0)");
 }
 
-static bool parse_float(const char *s, float *out) {
-    char *end;
-    *out = strtof(s, &end);
-    return *s && !*end;
-}
-
-bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o) {
+bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_opts *o) {
     memset(o, 0, sizeof *o);
     o->params = slm_params_default();
     o->sampling = slm_sampler_params_default();
     o->n_predict = 128;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true, takes = true;
+        /* flags first, so that an unknown option is never taken for one missing its value */
+        bool flag = true;
+        if (!strcmp(a, "--chat")) o->chat = true;
+        else if (!strcmp(a, "--greedy")) o->sampling.temp = 0;
+        else if (!strcmp(a, "--f32-act")) o->debug.f32_activations = true;
+        else if (!strcmp(a, "--no-bos")) o->no_bos = true;
+        else if (!strcmp(a, "--no-parse-special")) o->no_parse_special = true;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->params.verbose = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) o->help = true;
+        else flag = false;
+        if (flag) continue;
+        static const char *const with_value[] = {"-m",
+                                                 "--model",
+                                                 "-p",
+                                                 "--prompt",
+                                                 "--system",
+                                                 "--tokens",
+                                                 "--out",
+                                                 "-n",
+                                                 "--n-predict",
+                                                 "-t",
+                                                 "--threads",
+                                                 "-c",
+                                                 "--ctx-size",
+                                                 "-b",
+                                                 "--batch-size",
+                                                 "--temp",
+                                                 "--top-k",
+                                                 "--top-p",
+                                                 "--min-p",
+                                                 "--repeat-penalty",
+                                                 "--repeat-last-n",
+                                                 "--seed",
+                                                 "--device",
+                                                 "-ngl",
+                                                 "--n-gpu-layers",
+                                                 "--vram-budget",
+                                                 "-ts",
+                                                 "--tensor-split",
+                                                 NULL};
+        bool known = false;
+        for (int k = 0; with_value[k] && !known; k++) known = !strcmp(a, with_value[k]);
+        if (!known) {
+            fprintf(stderr, "slm: unknown option '%s' (see slm %s --help)\n", a, cmd);
+            return false;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "slm: option %s needs a value\n", a);
+            return false;
+        }
+        const char *v = argv[++i];
+        bool ok = true;
+        /* text values: an empty model path, output file or device is a mistake (an empty prompt is refused
+         * by `slm run` itself, an empty system message is a valid choice) */
+        if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--out") || !strcmp(a, "--device") ||
+            !strcmp(a, "--tokens")) {
+            if (!*v) ok = bad(a, v, "empty");
+        }
+        if (!ok) return false;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) ok = v && parse_int(v, 0, 1 << 24, &o->n_predict);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = v && parse_int(v, 1, 1024, &o->params.n_threads);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = v && parse_int(v, 1, 1 << 24, &o->params.n_ctx);
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) ok = v && parse_int(v, 1, 1 << 20, &o->params.n_batch);
-        else if (!strcmp(a, "--temp")) ok = v && parse_float(v, &o->sampling.temp);
-        else if (!strcmp(a, "--top-k")) ok = v && parse_int(v, 0, 1 << 30, &o->sampling.top_k);
-        else if (!strcmp(a, "--top-p")) ok = v && parse_float(v, &o->sampling.top_p);
-        else if (!strcmp(a, "--min-p")) ok = v && parse_float(v, &o->sampling.min_p);
-        else if (!strcmp(a, "--repeat-penalty")) ok = v && parse_float(v, &o->sampling.repeat_penalty);
-        else if (!strcmp(a, "--repeat-last-n")) ok = v && parse_int(v, 0, 1 << 20, &o->sampling.repeat_last_n);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+            ok = opt_int(a, v, 0, 1 << 24, &o->n_predict);
+            o->n_predict_set = true;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = opt_int(a, v, 1, 1024, &o->params.n_threads);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) ok = opt_int(a, v, 1, 1 << 24, &o->params.n_ctx);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) ok = opt_int(a, v, 1, 1 << 20, &o->params.n_batch);
+        else if (!strcmp(a, "--temp")) ok = opt_float(a, v, 0, false, FLT_MAX, false, ">= 0", &o->sampling.temp);
+        else if (!strcmp(a, "--top-k")) ok = opt_int(a, v, 0, 1 << 30, &o->sampling.top_k);
+        else if (!strcmp(a, "--top-p")) ok = opt_float(a, v, 0, true, 1, false, "0 < P <= 1", &o->sampling.top_p);
+        else if (!strcmp(a, "--min-p")) ok = opt_float(a, v, 0, false, 1, false, "0 <= P <= 1", &o->sampling.min_p);
+        else if (!strcmp(a, "--repeat-penalty"))
+            ok = opt_float(a, v, 0, true, FLT_MAX, false, "> 0", &o->sampling.repeat_penalty);
+        else if (!strcmp(a, "--repeat-last-n")) ok = opt_int(a, v, 0, 1 << 20, &o->sampling.repeat_last_n);
         else if (!strcmp(a, "--seed")) {
-            ok = v != NULL;
-            if (ok) o->sampling.seed = strtoull(v, NULL, 10);
+            char why[96];
+            if (!cli_parse_u64(v, &o->sampling.seed, why, sizeof why)) ok = bad(a, v, why);
         } else if (!strcmp(a, "--device")) o->params.device = v;
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) {
-            if (v && !strcmp(v, "all")) o->params.n_gpu_layers = SLM_NGL_ALL;
-            else if (v && !strcmp(v, "auto")) o->params.n_gpu_layers = SLM_NGL_AUTO;
-            else ok = v && parse_int(v, 0, 1 << 20, &o->params.n_gpu_layers);
-        } else if (!strcmp(a, "--vram-budget")) ok = v && slm_cli_parse_size(v, &o->params.vram_budget);
-        else if (!strcmp(a, "-ts") || !strcmp(a, "--tensor-split")) {
-            ok = v != NULL;
-            o->params.tensor_split = v;
-        } else {
-            takes = false;
-            if (!strcmp(a, "--chat")) o->chat = true;
-            else if (!strcmp(a, "--greedy")) o->sampling.temp = 0;
-            else if (!strcmp(a, "--f32-act")) o->debug.f32_activations = true;
-            else if (!strcmp(a, "--no-bos")) o->no_bos = true;
-            else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->params.verbose = true;
+            if (!strcmp(v, "all")) o->params.n_gpu_layers = SLM_NGL_ALL;
+            else if (!strcmp(v, "auto")) o->params.n_gpu_layers = SLM_NGL_AUTO;
             else {
-                fprintf(stderr, "slm: unknown option '%s' (see slm --help)\n", a);
-                return false;
+                char why[96];
+                long long x;
+                if (cli_parse_int(v, 0, 1 << 20, &x, why, sizeof why)) o->params.n_gpu_layers = (int)x;
+                else ok = bad(a, v, "not a layer count (0..1048576), all or auto");
             }
+        } else if (!strcmp(a, "--vram-budget")) {
+            char why[96];
+            if (!cli_parse_size(v, &o->params.vram_budget, why, sizeof why)) ok = bad(a, v, why);
+        } else {
+            ok = opt_split(a, v);
+            o->params.tensor_split = v;
         }
-        if (takes && !v) {
-            fprintf(stderr, "slm: option %s needs a value\n", a);
-            return false;
-        }
-        if (!ok) {
-            fprintf(stderr, "slm: bad value '%s' for %s\n", v, a);
-            return false;
-        }
-        if (takes) i++;
+        if (!ok) return false;
     }
     return true;
 }
 
-void slm_cli_write(const char *text, size_t n) {
-    if (!n) return;
-    fwrite(text, 1, n, stdout);
-    fflush(stdout);
+/* A failed write to stdout was reported already: slm_cli_close_stdout does not say it twice. */
+static bool stdout_failure_reported;
+
+bool slm_cli_write(const char *text, size_t n) {
+    if (!n) return true;
+    /* errno of the failing call: a later flush may succeed or fail otherwise and hide the reason */
+    errno = 0;
+    if (fwrite(text, 1, n, stdout) == n && fflush(stdout) == 0) return true;
+    fprintf(stderr, "slm: writing to stdout: %s\n", errno ? strerror(errno) : "write error");
+    stdout_failure_reported = true;
+    return false;
 }
 
-slm_status slm_cli_chat_text(const slm_model *m, const slm_chat_message *msgs, int n, char **out, slm_error *err) {
-    size_t len = 0;
-    *out = NULL;
-    slm_status s = slm_chat_apply(m, msgs, n, true, NULL, 0, &len, err);
-    if (s) return s;
-    char *text = malloc(len + 1);
-    if (!text) {
-        snprintf(err->msg, sizeof err->msg, "out of memory for %zu bytes of chat text", len);
-        return SLM_ERR_NOMEM;
-    }
-    s = slm_chat_apply(m, msgs, n, true, text, len + 1, &len, err);
-    if (s) free(text);
-    else *out = text;
-    return s;
+bool slm_cli_close_stdout(void) {
+    int e = cli_close_stream(stdout);
+    /* a stdout that cli_guard_std_fds made /dev/null, with nothing written to it, closes without complaint;
+     * EBADF can only come from a descriptor closed behind stdio's back */
+    if (!e) return true;
+    if (!stdout_failure_reported) fprintf(stderr, "slm: writing to stdout: %s\n", strerror(e));
+    return false;
 }

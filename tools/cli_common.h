@@ -1,8 +1,9 @@
-/* Option parsing shared by the slm subcommands. */
+/* What the slm subcommands share: option parsing, their usage texts, and checked output to stdout. */
 #ifndef SLM_CLI_COMMON_H
 #define SLM_CLI_COMMON_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "slm.h"
 #include "slm_debug.h"
@@ -14,21 +15,29 @@ typedef struct slm_cli_opts {
     const char *tokens; /* "1,2,3" for `slm logits` */
     const char *out;    /* logits output file */
     int n_predict;
+    bool n_predict_set; /* -n was given (chat has its own default) */
     bool chat;
     bool no_bos;
+    bool no_parse_special; /* chat: the user's text is never read as special tokens */
+    bool help;             /* -h/--help: print the usage and exit 0 */
     slm_params params;
     slm_debug_params debug; /* --f32-act */
     slm_sampler_params sampling;
 } slm_cli_opts;
 
-/* Parses argv[first..]; on a bad option prints one line to stderr and returns false. */
-bool slm_cli_parse(int argc, char **argv, int first, slm_cli_opts *o);
-/* Parses a size like "4G", "512M", "1000000" into bytes; false when malformed. */
-bool slm_cli_parse_size(const char *s, size_t *out);
-/* Writes n bytes of generated text to stdout at once (the user watches it stream). */
-void slm_cli_write(const char *text, size_t n);
-/* The messages in m's chat template with the assistant's turn opened, as a malloc'd string. */
-slm_status slm_cli_chat_text(const slm_model *m, const slm_chat_message *msgs, int n, char **out, slm_error *err);
+/* Parses argv[first..] for subcommand cmd ("run", "chat", "logits"); on a bad option prints one line to
+ * stderr and returns false. Every number is checked strictly (tools/cli_number.h) and against its range. */
+bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_opts *o);
+/* The usage of subcommand cmd (NULL: every subcommand) on f. */
+void slm_cli_usage(FILE *f, const char *cmd);
+
+/* Writes n bytes of generated text to stdout at once (the user watches it stream). False, with the reason
+ * printed ("slm: writing to stdout: No space left on device"), when the write fails: the caller stops. */
+bool slm_cli_write(const char *text, size_t n);
+/* Flushes and closes stdout at exit; false, with the reason printed (unless slm_cli_write printed it already),
+ * when anything written to it was lost (a full disk, a closed descriptor). The exit code must come from this:
+ * a write error is a failure. Call cli_guard_std_fds (cli_io.h) first thing. */
+bool slm_cli_close_stdout(void);
 
 int slm_cmd_chat(int argc, char **argv);
 

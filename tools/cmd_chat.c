@@ -4,7 +4,9 @@
  * tokens after the longest common prefix with what the context already holds are evaluated, so the KV
  * cache is reused across turns even when re-tokenizing the reply gives other ids than were sampled. When
  * the conversation outgrows the context, the oldest turns are dropped (the system message stays).
- * Commands: /exit (or end of input) quits, /reset forgets the conversation. -v reports on stderr, per
+ * Commands: /exit (or end of input) quits, /reset forgets the conversation. The template's turn markers are
+ * always special tokens; text the user types that looks like one ("<|im_end|>") is parsed as one too unless
+ * --no-parse-special (the default is llama.cpp's). -v reports on stderr, per
  * turn, how many prompt tokens came from the cache and how many were evaluated (tests/reference/
  * test_chat_cli.py reads it to check that a turn evaluates only its new tokens). */
 #include <stdio.h>
@@ -44,6 +46,9 @@ static bool history_add(history *h, const char *role, const char *content, size_
 
 /* Removes messages [i, i + k). */
 static void history_drop(history *h, int i, int k) {
+    /* nothing to drop (/reset before the first message): h->msgs may still be NULL, and memmove on a null
+     * pointer is undefined even for 0 bytes */
+    if (k <= 0) return;
     for (int j = i; j < i + k; j++) free(h->owned[j]);
     memmove(h->msgs + i, h->msgs + i + k, (size_t)(h->n - i - k) * sizeof *h->msgs);
     memmove(h->owned + i, h->owned + i + k, (size_t)(h->n - i - k) * sizeof *h->owned);
@@ -66,6 +71,7 @@ typedef struct chat {
     int32_t *prompt; /* scratch: the rendered conversation */
     int n_ctx;
     int n_predict;
+    bool parse_special; /* in the user's text (the template's markers always are) */
     bool verbose;
     int n_turns;
 } chat;
@@ -76,17 +82,11 @@ static int render(chat *ch) {
     slm_error err = {{0}};
     int reserve = ch->n_ctx / 4 < 512 ? ch->n_ctx / 4 : 512; /* room kept for the reply */
     for (;;) {
-        char *text = NULL;
-        slm_status s = slm_cli_chat_text(ch->m, ch->hist.msgs, ch->hist.n, &text, &err);
-        if (s) {
-            fprintf(stderr, "slm: chat template: %s\n", err.msg);
-            return -1;
-        }
         int n = 0;
-        s = slm_tokenize(ch->m, text, strlen(text), true, true, ch->prompt, ch->n_ctx, &n, &err);
-        free(text);
+        slm_status s = slm_chat_tokenize(ch->m, ch->hist.msgs, ch->hist.n, true, ch->parse_special, ch->prompt,
+                                         ch->n_ctx, &n, &err);
         if (s && s != SLM_ERR_CONTEXT) {
-            fprintf(stderr, "slm: tokenize: %s\n", err.msg);
+            fprintf(stderr, "slm: chat template: %s\n", err.msg);
             return -1;
         }
         if (!s && n + reserve <= ch->n_ctx) return n;
@@ -104,9 +104,13 @@ static int render(chat *ch) {
 }
 
 /* Evaluates the rendered prompt, reusing the cached prefix, then streams the reply; appends it to the
- * history. Returns false on an engine error. */
+ * history. Returns false on an engine error or when stdout cannot be written (the reason is printed). */
 static bool turn(chat *ch, int n) {
     slm_error err = {{0}};
+    if (n < 1) {
+        fprintf(stderr, "slm: the conversation rendered to no tokens\n");
+        return false;
+    }
     int keep = 0;
     while (keep < n && keep < ch->n_toks && ch->toks[keep] == ch->prompt[keep]) keep++;
     if (keep == n) keep--; /* the last token must be evaluated again to get its logits */
@@ -146,8 +150,10 @@ static bool turn(chat *ch, int n) {
         size_t l;
         const char *out = slm_detokenizer_push(d, t, &l);
         if (out && l) {
-            fwrite(out, 1, l, stdout);
-            fflush(stdout);
+            if (!slm_cli_write(out, l)) {
+                ok = false;
+                break;
+            }
             if (rlen + l + 1 > rcap) {
                 size_t cap = rcap ? rcap * 2 : 1024;
                 while (cap < rlen + l + 1) cap *= 2;
@@ -176,9 +182,8 @@ static bool turn(chat *ch, int n) {
     }
     size_t l;
     const char *tail = slm_detokenizer_flush(d, &l);
-    if (tail && l) fwrite(tail, 1, l, stdout);
-    printf("\n");
-    fflush(stdout);
+    if (ok && tail && !slm_cli_write(tail, l)) ok = false;
+    if (ok && !slm_cli_write("\n", 1)) ok = false;
     if (full)
         fprintf(stderr,
                 "slm: the context is full (%d tokens): the reply was cut off; the next turn drops the oldest "
@@ -193,15 +198,24 @@ static bool turn(chat *ch, int n) {
 
 int slm_cmd_chat(int argc, char **argv) {
     slm_cli_opts o;
-    if (!slm_cli_parse(argc, argv, 2, &o)) return 1;
+    if (!slm_cli_parse("chat", argc, argv, 2, &o)) return 1;
+    if (o.help) {
+        slm_cli_usage(stdout, "chat");
+        return 0;
+    }
     if (!o.model) {
-        fprintf(stderr, "usage: slm chat -m MODEL [-t N] [-c CTX] [--temp T] [--system TEXT]\n");
+        fprintf(stderr, "slm: no model given (-m FILE; see slm chat --help)\n");
+        return 1;
+    }
+    if (o.n_predict_set && o.n_predict < 1) {
+        fprintf(stderr, "slm: -n: a reply needs at least 1 token ('%d')\n", o.n_predict);
         return 1;
     }
     chat ch;
     memset(&ch, 0, sizeof ch);
     /* -n caps a reply; the shared default (128, meant for `slm run`) is too short for chat replies */
-    ch.n_predict = o.n_predict > 0 && o.n_predict != 128 ? o.n_predict : 4096;
+    ch.n_predict = o.n_predict_set ? o.n_predict : 4096;
+    ch.parse_special = !o.no_parse_special;
     slm_error err = {{0}};
     int rc = 1;
     slm_status s = slm_model_load_debug(o.model, &o.params, &o.debug, &ch.m, &err);
@@ -244,9 +258,9 @@ int slm_cmd_chat(int argc, char **argv) {
     size_t cap = 0;
     rc = 0;
     for (;;) {
-        if (tty) {
-            fputs("> ", stdout);
-            fflush(stdout);
+        if (tty && !slm_cli_write("> ", 2)) {
+            rc = 1;
+            break;
         }
         ssize_t n = getline(&line, &cap, stdin);
         if (n < 0) break;
