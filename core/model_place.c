@@ -150,8 +150,8 @@ static slm_status parse_split(const char *text, int n, float *shares, slm_error 
     for (int i = 0; i < n; i++) {
         char *end;
         double v = strtod(p, &end);
-        if (end == p || v < 0 || v > 1e6)
-            return slm_fail(err, SLM_ERR_INVALID_ARG, "tensor split '%s': expected %d non-negative numbers", text, n);
+        if (end == p || !(v >= 0 && v <= 1e6)) /* written so that NaN fails too */
+            return slm_fail(err, SLM_ERR_INVALID_ARG, "tensor split '%s': expected %d numbers in [0, 1e6]", text, n);
         shares[i] = (float)v;
         p = end;
         if (i + 1 < n) {

@@ -36,6 +36,14 @@ slm_sampler_params slm_sampler_params_default(void) {
 slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_sampler **out, slm_error *err) {
     *out = NULL;
     if (n_vocab < 1) return slm_fail(err, SLM_ERR_INVALID_ARG, "sampler: vocabulary size %d", n_vocab);
+    /* NaN compares false with everything and would switch a stage off or on at random: refused, as is a
+     * penalty that divides by zero or flips the logits' signs */
+    if (!isfinite(p->temp) || !isfinite(p->top_p) || !isfinite(p->min_p))
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "sampler: temp %g, top_p %g, min_p %g must be finite", p->temp,
+                        p->top_p, p->min_p);
+    if (!(p->repeat_penalty > 0) || !isfinite(p->repeat_penalty))
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "sampler: repeat_penalty %g must be finite and > 0",
+                        p->repeat_penalty);
     slm_sampler *s = calloc(1, sizeof *s);
     if (!s) return slm_fail(err, SLM_ERR_NOMEM, "out of memory creating a sampler");
     s->p = *p;

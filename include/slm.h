@@ -216,13 +216,14 @@ typedef struct slm_sampler_params {
     int top_k;            /* <= 0: off */
     float top_p;          /* >= 1: off */
     float min_p;          /* <= 0: off */
-    float repeat_penalty; /* 1: off */
+    float repeat_penalty; /* 1: off; > 0 */
     int repeat_last_n;    /* tokens of history the penalty looks at */
     uint64_t seed;
 } slm_sampler_params;
 slm_sampler_params slm_sampler_params_default(void);
 
 typedef struct slm_sampler slm_sampler;
+/* Fails with SLM_ERR_INVALID_ARG on a NaN or infinite setting or a repeat_penalty <= 0. */
 slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_sampler **out, slm_error *err);
 void slm_sampler_free(slm_sampler *s);
 int32_t slm_sampler_sample(slm_sampler *s, const float *logits);

@@ -1,4 +1,5 @@
 /* Sampler: greedy picks the argmax, seeds reproduce, filters restrict the candidates as documented. */
+#include <math.h>
 #include "slm.h"
 #include "test_util.h"
 
@@ -114,5 +115,24 @@ int main(void) {
     slm_sampler_free(s);
 
     CHECK(slm_sampler_create(&p, 0, &s, &err) == SLM_ERR_INVALID_ARG, "zero vocab must fail");
+    /* settings the server and the CLI may pass through from a user: NaN, inf and a zero penalty are refused */
+    float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        slm_sampler_params q = slm_sampler_params_default();
+        q.temp = bad[i];
+        CHECK(slm_sampler_create(&q, V, &s, &err) == SLM_ERR_INVALID_ARG, "temp %g must fail", bad[i]);
+        q = slm_sampler_params_default();
+        q.top_p = bad[i];
+        CHECK(slm_sampler_create(&q, V, &s, &err) == SLM_ERR_INVALID_ARG, "top_p %g must fail", bad[i]);
+        q = slm_sampler_params_default();
+        q.min_p = bad[i];
+        CHECK(slm_sampler_create(&q, V, &s, &err) == SLM_ERR_INVALID_ARG, "min_p %g must fail", bad[i]);
+        q = slm_sampler_params_default();
+        q.repeat_penalty = bad[i];
+        CHECK(slm_sampler_create(&q, V, &s, &err) == SLM_ERR_INVALID_ARG, "repeat_penalty %g must fail", bad[i]);
+    }
+    p = slm_sampler_params_default();
+    p.repeat_penalty = 0;
+    CHECK(slm_sampler_create(&p, V, &s, &err) == SLM_ERR_INVALID_ARG, "repeat_penalty 0 must fail");
     return slm_test_finish("test_sampler");
 }
