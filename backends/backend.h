@@ -112,7 +112,7 @@ typedef struct slm_op {
 slm_status slm_op_check(const slm_op *op, slm_error *err);
 
 typedef struct slm_device_config {
-    int n_threads;        /* cpu: worker threads (<= 0: all cores) */
+    int n_threads;        /* cpu: worker threads (<= 0: every usable CPU; capped at that, cpu/cpu_threads.h) */
     bool f32_activations; /* cpu: mat-muls on f32 activations, not 8-bit blocks (slow, exact) */
 } slm_device_config;
 
@@ -140,6 +140,11 @@ typedef struct slm_backend_ops {
     double (*measure_bandwidth)(slm_device *);
 } slm_backend_ops;
 
+/* An opened device instance. One thread at a time uses an instance (GPU instances are shared by a model's
+ * contexts, which take turns under the placement's lock; each context has a CPU instance of its own). The
+ * ops an instance runs read and write its own buffers, except on host-memory devices: a host_memory
+ * instance may use any buffer whose memory is plain host memory (buffer.host set) of any host_memory
+ * instance, so every context's CPU instance runs on the mapping that the model's CPU instance wraps. */
 struct slm_device {
     const slm_backend_ops *ops;
     void *ctx; /* backend private state */

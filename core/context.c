@@ -1,5 +1,7 @@
 /* A context: one sequence's KV cache (kv_cache.c), per-device scratch, host logits, and eval: build the graph
- * for a batch, run it on the scheduler, read the logits back. */
+ * for a batch, run it on the scheduler, read the logits back. Contexts of one model run in parallel: each
+ * has its own CPU device instance (thread pool, work scratch) and takes turns with the others on the
+ * model's GPUs (the placement's locks, through the scheduler). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 struct slm_context {
     slm_model *m;
+    slm_device *devices[SLM_MAX_DEVICES]; /* [0]: this context's CPU instance; [d >= 1]: the model's GPUs */
     slm_scratch scratch[SLM_MAX_DEVICES];
     slm_kv_cache kv;
     float *logits;      /* host [n_vocab, n_logits] */
@@ -51,22 +54,34 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
     const slm_placement *pl = &m->place;
     const slm_hparams *hp = &m->hp;
     int n_batch = m->cfg.n_batch;
-    /* everything this context will allocate, checked against each device's free memory before any of it is */
-    uint64_t other[SLM_MAX_DEVICES] = {0};
-    for (int d = 0; d < pl->n_devices; d++)
-        if (device_used(pl, hp->n_layer, d))
-            other[d] = slm_scratch_layout(hp, n_batch, d == pl->output_device, NULL, NULL);
-    other[0] += ((uint64_t)hp->n_vocab + 1 + (uint64_t)hp->n_embd) * (uint64_t)n_batch * 4; /* logits, pos, staging */
-    slm_status s =
-        slm_kv_cache_check_memory(hp, m->cfg.n_ctx, pl->devices, pl->n_devices, pl->layer_device, other, err);
-    for (int d = 0; d < pl->n_devices && !s; d++) {
-        if (!device_used(pl, hp->n_layer, d)) continue;
-        bool logits = d == pl->output_device;
-        uint64_t bytes = slm_scratch_layout(hp, n_batch, logits, NULL, NULL);
-        s = slm_buffer_alloc(pl->devices[d], (size_t)bytes, &c->scratch[d].buf, err);
-        if (!s) slm_scratch_layout(hp, n_batch, logits, &c->scratch[d].buf, &c->scratch[d]);
+    /* CPU buffers are host memory, so this instance runs on the model's mapping as its own instance would */
+    slm_status s = slm_device_open("cpu", &pl->cpu_cfg, &c->devices[0], err);
+    for (int d = 1; d < pl->n_devices; d++) {
+        c->devices[d] = pl->devices[d];
+        if (device_used(pl, hp->n_layer, d)) c->sched.locks[d] = &m->place.gpu_lock[d];
     }
-    if (!s) s = slm_kv_cache_create(hp, m->cfg.n_ctx, pl->devices, pl->n_devices, pl->layer_device, &c->kv, err);
+    c->sched.devices = c->devices;
+    c->sched.n_devices = pl->n_devices;
+    if (!s) {
+        slm_sched_lock(&c->sched); /* GPU allocations use the device's command buffers */
+        /* everything this context will allocate, checked against each device's free memory before any of it is */
+        uint64_t other[SLM_MAX_DEVICES] = {0};
+        for (int d = 0; d < pl->n_devices; d++)
+            if (device_used(pl, hp->n_layer, d))
+                other[d] = slm_scratch_layout(hp, n_batch, d == pl->output_device, NULL, NULL);
+        other[0] +=
+            ((uint64_t)hp->n_vocab + 1 + (uint64_t)hp->n_embd) * (uint64_t)n_batch * 4; /* logits, pos, staging */
+        s = slm_kv_cache_check_memory(hp, m->cfg.n_ctx, c->devices, pl->n_devices, pl->layer_device, other, err);
+        for (int d = 0; d < pl->n_devices && !s; d++) {
+            if (!device_used(pl, hp->n_layer, d)) continue;
+            bool logits = d == pl->output_device;
+            uint64_t bytes = slm_scratch_layout(hp, n_batch, logits, NULL, NULL);
+            s = slm_buffer_alloc(c->devices[d], (size_t)bytes, &c->scratch[d].buf, err);
+            if (!s) slm_scratch_layout(hp, n_batch, logits, &c->scratch[d].buf, &c->scratch[d]);
+        }
+        if (!s) s = slm_kv_cache_create(hp, m->cfg.n_ctx, c->devices, pl->n_devices, pl->layer_device, &c->kv, err);
+        slm_sched_unlock(&c->sched);
+    }
     if (!s) {
         c->logits = malloc((size_t)hp->n_vocab * (size_t)n_batch * sizeof(float));
         c->logits_rows = (size_t)n_batch;
@@ -76,8 +91,6 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
         if (!c->logits || !c->pos_host || !c->sched.staging)
             s = slm_fail(err, SLM_ERR_NOMEM, "out of memory creating a context");
     }
-    c->sched.devices = pl->devices;
-    c->sched.n_devices = pl->n_devices;
     /* weights streamed per generated token: every layer, the head, one embedding row */
     c->perf.bytes_per_token = m->output_bytes + m->host.tok_embd.nb[1];
     for (int i = 0; i < hp->n_layer; i++) c->perf.bytes_per_token += m->layer_bytes[i];
@@ -91,8 +104,11 @@ slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
 
 void slm_context_free(slm_context *c) {
     if (!c) return;
+    if (c->sched.devices) slm_sched_lock(&c->sched);
     for (int d = 0; d < SLM_MAX_DEVICES; d++) slm_buffer_release(&c->scratch[d].buf);
     slm_kv_cache_free(&c->kv);
+    if (c->sched.devices) slm_sched_unlock(&c->sched);
+    slm_device_close(c->devices[0]);
     free(c->logits);
     free(c->pos_host);
     slm_sched_free(&c->sched);
@@ -114,12 +130,11 @@ void slm_context_set_observer(slm_context *c, slm_op_observer fn, void *user) {
     c->sched.observer_user = user;
 }
 
-/* One batch of at most n_batch tokens. */
-static slm_status eval_batch(slm_context *c, const int32_t *tokens, int n, bool all_logits, slm_error *err) {
+/* One batch of at most n_batch tokens, with the model's GPUs held (eval_batch). */
+static slm_status eval_batch_locked(slm_context *c, const int32_t *tokens, int n, bool all_logits, slm_error *err) {
     slm_model *m = c->m;
     const slm_placement *pl = &m->place;
     slm_status s;
-    for (int i = 0; i < n; i++) c->pos_host[i] = c->pos + i;
     if ((s = slm_tensor_upload(&c->scratch[0].ids, tokens, (size_t)n * 4, err))) return s;
     for (int d = 0; d < pl->n_devices; d++)
         if (c->scratch[d].buf.size && (s = slm_tensor_upload(&c->scratch[d].pos, c->pos_host, (size_t)n * 4, err)))
@@ -150,6 +165,16 @@ static slm_status eval_batch(slm_context *c, const int32_t *tokens, int n, bool 
         }
     c->pos += n;
     return SLM_OK;
+}
+
+/* One batch of at most n_batch tokens. The GPUs are held from the first upload to the logits' download:
+ * uploads and downloads go through a GPU's own staging buffer and command buffer, which contexts share. */
+static slm_status eval_batch(slm_context *c, const int32_t *tokens, int n, bool all_logits, slm_error *err) {
+    for (int i = 0; i < n; i++) c->pos_host[i] = c->pos + i;
+    slm_sched_lock(&c->sched);
+    slm_status s = eval_batch_locked(c, tokens, n, all_logits, err);
+    slm_sched_unlock(&c->sched);
+    return s;
 }
 
 slm_status slm_eval(slm_context *c, const int32_t *tokens, int n, bool all_logits, slm_error *err) {

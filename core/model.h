@@ -4,6 +4,8 @@
 #ifndef SLM_MODEL_H
 #define SLM_MODEL_H
 
+#include <pthread.h>
+
 #include "arch.h"
 #include "backend.h"
 #include "gguf.h"
@@ -15,17 +17,24 @@
 typedef struct slm_tokenizer slm_tokenizer;
 
 /* Where the model runs: the devices, the device of each layer and of the output head, and the binding
- * table: bound[d] holds the weights device d runs with (bound[0] is the mapping). */
+ * table: bound[d] holds the weights device d runs with (bound[0] is the mapping). Read-only once loaded,
+ * but for the GPU locks: contexts share the GPU instances and take turns on them (gpu_lock), while each
+ * context runs its own CPU instance, opened with cpu_cfg (the model's devices[0] holds the mapping and
+ * measures, but runs no context's ops). */
 typedef struct slm_placement {
     slm_device *devices[SLM_MAX_DEVICES]; /* [0] is always the CPU */
     int n_devices;
-    int *layer_device; /* [n_layer] */
+    slm_device_config cpu_cfg;                 /* what each context's CPU instance is opened with */
+    pthread_mutex_t gpu_lock[SLM_MAX_DEVICES]; /* [d >= 1]: held by the context using GPU d */
+    bool locks_ready;                          /* gpu_lock initialized (destroyed with the placement) */
+    int *layer_device;                         /* [n_layer] */
     int output_device;
     slm_buffer dev_weights[SLM_MAX_DEVICES]; /* the weights uploaded to each GPU */
     slm_weights bound[SLM_MAX_DEVICES];
-    char text[512];       /* the placement, for -v and slm-bench */
-    char note[512];       /* why the placement differs from the request, if it does */
-    double predicted_tps; /* the planner's decode prediction (0 on a single device) */
+    char text[512];         /* the placement, for -v and slm-bench */
+    char note[512];         /* why the placement differs from the request, if it does */
+    char threads_note[160]; /* why the CPU runs fewer threads than asked for, if it does */
+    double predicted_tps;   /* the planner's decode prediction (0 on a single device) */
 } slm_placement;
 
 struct slm_model {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/cpu_threads.h"
 #include "error.h"
 #include "device_probe.h"
 #include "kv_cache.h"
@@ -236,7 +237,10 @@ static void place_all_on_host(slm_placement *pl, int n_layer) {
 static slm_status open_devices(slm_model *m, bool *gpu, slm_error *err) {
     const slm_params *p = &m->params;
     slm_placement *pl = &m->place;
-    slm_device_config cfg = {.n_threads = p->n_threads, .f32_activations = m->dbg.f32_activations};
+    /* resolved once, so that every context's CPU instance gets the same count (and the note says it once) */
+    int n_threads = slm_cpu_threads_resolve(p->n_threads, pl->threads_note, sizeof pl->threads_note);
+    slm_device_config cfg = {.n_threads = n_threads, .f32_activations = m->dbg.f32_activations};
+    pl->cpu_cfg = cfg;
     slm_status s = slm_device_open("cpu", &cfg, &pl->devices[0], err);
     if (s) return s;
     pl->n_devices = 1;
@@ -293,6 +297,8 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     slm_placement *pl = &m->place;
     pl->layer_device = calloc((size_t)m->hp.n_layer, sizeof *pl->layer_device);
     if (!pl->layer_device) return slm_fail(err, SLM_ERR_NOMEM, "out of memory planning");
+    for (int d = 0; d < SLM_MAX_DEVICES; d++) pthread_mutex_init(&pl->gpu_lock[d], NULL);
+    pl->locks_ready = true;
     bool gpu = false;
     slm_status s = open_devices(m, &gpu, err);
     if (s) return s;
@@ -320,6 +326,9 @@ void slm_model_unplace(slm_model *m) {
     pl->n_devices = 0;
     free(pl->layer_device);
     pl->layer_device = NULL;
+    if (pl->locks_ready)
+        for (int d = 0; d < SLM_MAX_DEVICES; d++) pthread_mutex_destroy(&pl->gpu_lock[d]);
+    pl->locks_ready = false;
 }
 
 slm_plan_info slm_model_plan_info(const slm_model *m) {
@@ -332,7 +341,8 @@ slm_plan_info slm_model_plan_info(const slm_model *m) {
     pi.n_batch = m->cfg.n_batch;
     pi.predicted_tps = pl->predicted_tps;
     snprintf(pi.text, sizeof pi.text, "%s", pl->text);
-    snprintf(pi.note, sizeof pi.note, "%s", pl->note);
+    snprintf(pi.note, sizeof pi.note, "%s%s%.340s", pl->threads_note, pl->threads_note[0] && pl->note[0] ? "; " : "",
+             pl->note);
     uint64_t kv_layer = slm_kv_layer_bytes(hp, m->cfg.n_ctx);
     uint64_t embd_row = m->host.tok_embd.nb[1];
     for (int d = 0; d < pl->n_devices; d++) {

@@ -108,6 +108,16 @@ slm_status slm_sched_run(slm_sched *s, const slm_graph *g, int pos, int n_tokens
     return st;
 }
 
+void slm_sched_lock(slm_sched *s) {
+    for (int d = 0; d < s->n_devices; d++)
+        if (s->locks[d]) pthread_mutex_lock(s->locks[d]);
+}
+
+void slm_sched_unlock(slm_sched *s) {
+    for (int d = s->n_devices - 1; d >= 0; d--)
+        if (s->locks[d]) pthread_mutex_unlock(s->locks[d]);
+}
+
 void slm_sched_free(slm_sched *s) {
     free(s->staging);
     s->staging = NULL;

@@ -36,11 +36,18 @@ typedef struct slm_error {
     char msg[512];
 } slm_error;
 
+/* Threads. A model, once loaded, is shared read-only: any number of threads may use it at once, for
+ * tokenizing, chat templates, detokenizers, samplers and creating and freeing contexts. A context is used
+ * by one thread at a time (any thread; not two at once); contexts of one model run in parallel on the CPU,
+ * each with its own n_threads workers, and take turns on a GPU: a context holds the model's GPUs for the
+ * whole of a batch of slm_eval, the others wait. A detokenizer or sampler, like a context, belongs to one
+ * thread at a time. Free every context of a model before the model. */
 typedef struct slm_model slm_model;
 typedef struct slm_context slm_context;
 
 typedef struct slm_params {
-    int n_threads;            /* CPU threads; <= 0: number of cores */
+    int n_threads;            /* CPU threads of each context; <= 0: the CPUs this process may run on (affinity,
+                                 CPU quota), which also caps a larger request (slm_plan_info.note says so) */
     int n_ctx;                /* context window in tokens; <= 0: min(model's, 4096) */
     int n_batch;              /* largest batch per eval call; <= 0: 512 */
     const char *device;       /* "auto" (default, also NULL): the first hardware GPU (CUDA, then Vulkan) with
@@ -93,7 +100,8 @@ typedef struct slm_plan_info {
     int n_ctx, n_batch;   /* as resolved from the params and the model */
     double predicted_tps; /* the planner's decode tokens/s (0 when everything is on one device) */
     char text[512];       /* one line: "cpu: layers 0-17 (1.2 GiB) | vulkan:0: layers 18-29 + output" */
-    char note[512];       /* why the placement differs from the request; "" when it does not */
+    char note[512];       /* why the placement (or the thread count) differs from the request; "" when it
+                             does not */
 } slm_plan_info;
 slm_plan_info slm_model_plan_info(const slm_model *m);
 
@@ -118,7 +126,8 @@ typedef struct slm_backend_info {
 } slm_backend_info;
 int slm_backends_list(slm_backend_info *out, int max);
 
-/* A context holds the KV cache and scratch memory for one sequence. */
+/* A context holds the KV cache and scratch memory for one sequence, and its own CPU workers (started at its
+ * first slm_eval). See "Threads" above. */
 slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err);
 void slm_context_free(slm_context *c);
 int slm_context_n_ctx(const slm_context *c);
@@ -155,6 +164,8 @@ typedef struct slm_op_event {
     uint64_t bytes; /* bytes read from memory other than activations: weights, KV cache rows */
     double seconds;
 } slm_op_event;
+/* Called on the thread running slm_eval, with the model's GPUs held: it must not evaluate a context of the
+ * same model. */
 typedef void (*slm_op_observer)(const slm_op_event *ev, void *user);
 void slm_context_set_observer(slm_context *c, slm_op_observer fn, void *user);
 

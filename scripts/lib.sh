@@ -4,7 +4,8 @@
 #
 # Knobs (environment):
 #   SLM_BUILD_DIR       build directory (default: build)
-#   SLM_ASAN_BUILD_DIR  the sanitizer build of scripts/test (default: build-asan)
+#   SLM_ASAN_BUILD_DIR  the ASan/UBSan build of scripts/test (default: build-asan)
+#   SLM_TSAN_BUILD_DIR  the ThreadSanitizer build of scripts/test (default: build-tsan)
 #   SLM_JOBS            parallel build jobs (default: nproc)
 #   SLM_CMAKE_ARGS      extra arguments for the main cmake configure, e.g. "-DSLM_CUDA=OFF"
 #   SLM_BOOTSTRAP_PY    python that creates .venv (default: Debian's /usr/bin/python3 when present)
@@ -202,6 +203,20 @@ slm_check_install() {
     done
     rm -rf "$prefix"
     return "$rc"
+}
+
+# Runs "$@" where ThreadSanitizer can run. TSan (gcc 12, clang 14) needs the kernel's mmap randomization at
+# most 28 bits, or it dies with "unexpected memory mapping" (newer kernels default to 32): then the command
+# runs with address-space randomization off (setarch -R), which its child processes inherit.
+slm_tsan_run() {
+    local bits
+    bits="$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 0)"
+    if [ "$bits" -gt 28 ] && command -v setarch >/dev/null; then
+        slm_log "vm.mmap_rnd_bits is $bits: TSan runs under setarch -R"
+        setarch "$(uname -m)" -R "$@"
+    else
+        "$@"
+    fi
 }
 
 # Every C and CUDA source the repository tracks is formatted as .clang-format says (clang-format 14, as

@@ -1,5 +1,7 @@
 /* The CPU backend: host memory (the mmapped weights are used in place), a persistent thread pool, and a
- * whole split run as one pool dispatch with a barrier between ops. */
+ * whole split run as one pool dispatch with a barrier between ops. Each instance has its own pool and work
+ * scratch, so instances run in parallel (one per context); the pool starts at the first run, so an
+ * instance that only holds buffers (a model's, which wraps the mapping) has no threads. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,13 +12,15 @@
 #include "backend.h"
 #include "cpu_bandwidth.h"
 #include "cpu_ops.h"
+#include "cpu_threads.h"
 #include "error.h"
 #include "host_memory.h"
 
 typedef struct cpu_ctx {
     slm_cpu_kernels kernels;
     slm_cpu_exec exec;
-    slm_pool *pool;
+    slm_pool *pool; /* NULL until the first run */
+    int n_threads;
     /* the split being run by the pool */
     const slm_op *ops;
     int n_ops;
@@ -28,17 +32,12 @@ static slm_status cpu_open(slm_device *d, int index, const slm_device_config *cf
     if (index != 0) return slm_fail(err, SLM_ERR_NO_DEVICE, "there is one cpu device (cpu:0)");
     cpu_ctx *c = calloc(1, sizeof *c);
     if (!c) return slm_fail(err, SLM_ERR_NOMEM, "out of memory opening the cpu device");
-    int n = cfg->n_threads > 0 ? cfg->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) n = 1;
-    slm_status s = slm_pool_create(n, &c->pool, err);
-    if (s) {
-        free(c);
-        return s;
-    }
+    /* more threads than CPUs only wait for each other at every barrier (the placement says so) */
+    int n = slm_cpu_threads_resolve(cfg->n_threads, NULL, 0);
+    c->n_threads = n;
     c->kernels =
         cfg->f32_activations ? slm_cpu_kernels_f32act(slm_cpu_isa_detect()) : slm_cpu_kernels_get(slm_cpu_isa_detect());
     c->exec.k = &c->kernels;
-    c->exec.pool = c->pool;
     d->ctx = c;
     d->host_memory = true;
     snprintf(d->name, sizeof d->name, "cpu (%s%s, %d thread%s)", slm_cpu_isa_name(c->kernels.isa),
@@ -133,7 +132,12 @@ static void run_split(void *arg, int ith, int nth) {
 
 static slm_status cpu_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err) {
     cpu_ctx *c = d->ctx;
-    int nth = slm_pool_size(c->pool);
+    if (!c->pool) {
+        slm_status s = slm_pool_create(c->n_threads, &c->pool, err);
+        if (s) return s;
+        c->exec.pool = c->pool;
+    }
+    int nth = c->n_threads;
     size_t need = 0;
     /* the ops were checked (slm_op_check, supports) when the graph was built */
     for (int i = 0; i < n_ops; i++) {
@@ -159,7 +163,7 @@ static slm_status cpu_sync(slm_device *d, slm_error *err) { return SLM_OK; }
 /* Peak read bandwidth: the host's one measurement (cpu_bandwidth.c), on as many threads as the pool has. */
 static double cpu_measure_bandwidth(slm_device *d) {
     cpu_ctx *c = d->ctx;
-    return slm_cpu_peak_read(slm_pool_size(c->pool), SLM_CPU_PEAK_READ_BYTES, 5);
+    return slm_cpu_peak_read(c->n_threads, SLM_CPU_PEAK_READ_BYTES, 5);
 }
 
 const slm_backend_ops slm_backend_cpu = {

@@ -2,13 +2,13 @@
  * caches, which is how decode reads weights: once, in order, every thread its own share. The workers time
  * themselves, so the figure is the read alone and not thread start-up or wake-up. */
 #include "cpu_bandwidth.h"
+#include "cpu_threads.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Sum of n words (n a multiple of 8, p 64-byte aligned) through eight independent vector sums of
  * `bytes`-wide loads, the widest the CPU has: narrower loads read measurably less on one core than the
@@ -80,7 +80,7 @@ static void *bw_worker(void *arg) {
 }
 
 double slm_cpu_peak_read(int n_threads, size_t bytes, int reps) {
-    if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_threads <= 0) n_threads = slm_cpu_usable();
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 256) n_threads = 256;
     if (reps < 1) reps = 1;
