@@ -128,26 +128,27 @@ static slm_status matmul_gemm(slm_cuda_ctx *c, const slm_op *op, slm_error *err)
     const float one = 1.0f, zero = 0.0f;
     if (w->type == SLM_F32) {
         /* lda in floats: the contract makes an f32 weight's row stride a multiple of 4 */
-        CHECK_ST(blas_check(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
-                                        (int)(w->nb[1] / 4), dptr(x), (int)ldx, &zero, yp, (int)ldy),
+        CHECK_ST(blas_check(c->cublas->sgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
+                                             (int)(w->nb[1] / 4), dptr(x), (int)ldx, &zero, yp, (int)ldy),
                             "Sgemm", op, err));
     } else {
         void *xh = c->scratch;
         void *wh = (uint8_t *)c->scratch + ALIGN256((size_t)K * (size_t)T * 2);
         CHECK_ST(slm_cuda_f32_to_f16(dptr(x), ldx, K, T, xh, c->stream, err));
         if (w->type == SLM_F16) {
-            CHECK_ST(blas_check(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
-                                             CUDA_R_16F, (int)(w->nb[1] / 2), xh, CUDA_R_16F, (int)K, &zero, yp,
-                                             CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                                "GemmEx", op, err));
+            CHECK_ST(
+                blas_check(c->cublas->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
+                                              CUDA_R_16F, (int)(w->nb[1] / 2), xh, CUDA_R_16F, (int)K, &zero, yp,
+                                              CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "GemmEx", op, err));
         } else {
             int64_t rows = gemm_chunk_rows(K, N);
             for (int64_t r0 = 0; r0 < N; r0 += rows) {
                 int64_t n = N - r0 < rows ? N - r0 : rows;
                 CHECK_ST(slm_cuda_dequant_f16(w->type, dptr(w), w->nb[1], K, r0, n, wh, c->stream, err));
-                CHECK_ST(blas_check(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)T, (int)K, &one, wh,
-                                                 CUDA_R_16F, (int)K, xh, CUDA_R_16F, (int)K, &zero, yp + r0, CUDA_R_32F,
-                                                 (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                CHECK_ST(blas_check(c->cublas->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)T, (int)K, &one,
+                                                       wh, CUDA_R_16F, (int)K, xh, CUDA_R_16F, (int)K, &zero, yp + r0,
+                                                       CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                                     "GemmEx", op, err));
             }
         }
