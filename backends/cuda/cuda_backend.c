@@ -316,6 +316,7 @@ slm_cuda_stats slm_cuda_get_stats(const slm_device *d) {
     st.captures = c->n_captures;
     st.graph_launches = c->n_graph_launches;
     st.sm = c->sm;
-    st.graphs_enabled = c->use_graphs ? 1 : 0;
+    st.graphs_enabled = c->use_graphs && !c->sync_each ? 1 : 0; /* SLM_CUDA_SYNC=1 never captures */
+    st.sync_each = c->sync_each ? 1 : 0;
     return st;
 }
