@@ -47,7 +47,10 @@ fi
 
 # 2. the program's own interpreter, so that the check holds on any distribution
 ldso=$(readelf -l "$slm" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
-[ -n "$ldso" ] && [ -x "$ldso" ] || { echo "cannot find the dynamic loader of $slm: skip"; exit 77; }
+if [ -z "$ldso" ] || [ ! -x "$ldso" ]; then
+    echo "cannot find the dynamic loader of $slm: skip"
+    exit 77
+fi
 hidden() { env -u LD_LIBRARY_PATH -u LD_PRELOAD "$ldso" --library-path "$tmp/empty" --inhibit-cache "$@"; }
 
 if ! hidden "$slm" run --device cpu -m "$model" -n 4 -p hi >"$tmp/run.out" 2>"$tmp/run.err"; then
