@@ -75,7 +75,10 @@ cat "$tmp/devices.out"
 
 if [ -x "$build/bin/test_cuda_blas" ]; then
     export SLM_TEST_EXPECT_NO_CUBLAS=1
-    hidden "$build/bin/test_cuda_blas" || bad "test_cuda_blas with cuBLAS hidden"
+    hidden "$build/bin/test_cuda_blas"
+    rc=$?
+    # 77: cuBLAS lives in a system folder (a distribution's package), where no loader option hides it
+    [ "$rc" = 0 ] || [ "$rc" = 77 ] || bad "test_cuda_blas with cuBLAS hidden (exit $rc)"
 else
     echo "test_cuda_blas not built: its hidden run skipped"
 fi
