@@ -284,6 +284,33 @@ static void env_variant(const char *name, const char *value) {
     slm_device_close(dev);
 }
 
+/* The power-of-two scale of the prompt GEMM's f16 activations (the kernel's rule, run on the host): every
+ * column's largest magnitude lands in [2^14, 2^15), far from 65504 and from the subnormals, so a value
+ * converted scaled and unscaled after is within f16's rounding of itself. Zero, NaN and inf keep 1. Needs no
+ * GPU. */
+static void f16_scales(void) {
+    const float maxes[] = {0.0f, 1e-30f, 1.0f, 32767.0f, 32768.0f, 65504.0f, 65520.0f, 1e5f, 3.3e6f, 1e30f, 3.4e38f};
+    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
+        float m = maxes[i], s = slm_cuda_f16_scale_for(m);
+        int e;
+        float f = frexpf(s, &e);
+        CHECK(f == 0.5f, "scale %g for %g is not a power of two", s, m);
+        if (m == 0.0f) CHECK(s == 1.0f, "a column of zeros gets scale %g", s);
+        else
+            CHECK(m * s >= 16384.0f && m * s < 32768.0f, "max %g scaled by %g is %g, not in [2^14, 2^15)", m, s, m * s);
+        /* the largest value and a value 1e-3 of it, through f16 and back */
+        for (int k = 0; k < 2; k++) {
+            float v = k ? m * 1e-3f : m;
+            float back = slm_f16_to_f32(slm_f32_to_f16(v * s)) / s;
+            CHECK(isfinite(back) && fabsf(back - v) <= fabsf(v) * 0x1p-11f + 1e-45f,
+                  "%g through f16 with scale %g comes back as %g", v, s, back);
+        }
+    }
+    CHECK(slm_cuda_f16_scale_for(INFINITY) == 1.0f, "inf gets a scale");
+    CHECK(slm_cuda_f16_scale_for(NAN) == 1.0f, "NaN gets a scale");
+    printf("  f16 activation scales: %s\n", slm_test_failures ? "FAIL" : "ok");
+}
+
 /* The kernels' block decoders, run on the host, against kernels/ref: rows made by the reference quantizer
  * and rows of random bytes (every bit pattern of quants, packed scales and high bits; the f16 scale fields
  * set to finite values). Needs no GPU. */
@@ -351,6 +378,7 @@ int main(void) {
     return SLM_TEST_SKIP;
 #else
     host_decoders();
+    f16_scales();
     int n_dev = slm_backend_cuda.count(); /* must not crash without a driver */
     CHECK(n_dev >= 0, "count %d", n_dev);
     if (n_dev <= 0) {

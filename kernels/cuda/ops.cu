@@ -136,11 +136,22 @@ extern "C" slm_status slm_cuda_add(const float *a, int64_t lda, const float *b, 
 
 /* ---- prompt-batch GEMM: activations to f16 and back ------------------------------------------------------
  * f16 holds magnitudes up to 65504 only, and activations of real models exceed it (outlier features of large
- * models, SwiGLU's products): a plain conversion gives inf, and cuBLAS then whole rows of inf. Each column (token) t is multiplied by a power of two col_scale[t] that brings its
- * largest magnitude into [2^14, 2^15) when it is 2^15 or more (1 otherwise), and the GEMM's f32 result is
- * divided by it. A power of two changes only the exponent, so the conversion rounds exactly as it would have
- * without overflow; elements more than 2^39 below the column's largest become zero in f16, where their
- * contribution to the dot product is below f32's resolution of the sum anyway. */
+ * models, SwiGLU's products): a plain conversion gives inf, and cuBLAS then whole rows of inf. Each column
+ * (token) t is multiplied by the power of two col_scale[t] that brings its largest magnitude into
+ * [2^14, 2^15), and the GEMM's f32 result is divided by it. A power of two changes only the exponent, so
+ * values round as they would in an f16 of unlimited range: nothing overflows, and a column of small values
+ * keeps its bits out of f16's subnormals too. Elements more than 2^39 below the column's largest become
+ * zero, where their share of the dot product is below f32's resolution of the sum anyway. */
+
+/* The scale of a column whose largest finite magnitude is m (host and device: tests check it without a GPU). */
+SLM_HD float f16_scale_for(float m) {
+    if (!(m > 0.0f) || !isfinite(m)) return 1.0f; /* zeros; inf and NaN are left as they are, as on the CPU */
+    int e;
+    frexpf(m, &e); /* m = f * 2^e, f in [0.5, 1): m * 2^(15 - e) in [2^14, 2^15) */
+    return ldexpf(1.0f, 15 - e);
+}
+
+extern "C" float slm_cuda_f16_scale_for(float max_abs) { return f16_scale_for(max_abs); }
 
 /* one block per column: col_scale[t] from the column's largest finite magnitude (NaN is skipped by fmaxf and
  * reaches the output through the conversion; inf keeps scale 1 and stays inf, as on the CPU) */
@@ -155,15 +166,7 @@ __global__ void f16_col_scale_kernel(const float *__restrict__ x, int64_t ldx, i
     if (threadIdx.x < 32) {
         float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
         v = warp_max(v);
-        if (threadIdx.x == 0) {
-            float sc = 1.0f;
-            if (isfinite(v) && v >= 32768.0f) {
-                int e;
-                frexpf(v, &e); /* v = f * 2^e, f in [0.5, 1): v * 2^(15 - e) in [2^14, 2^15) */
-                sc = ldexpf(1.0f, 15 - e);
-            }
-            col_scale[blockIdx.x] = sc;
-        }
+        if (threadIdx.x == 0) col_scale[blockIdx.x] = f16_scale_for(v);
     }
 }
 
