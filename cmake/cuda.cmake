@@ -9,7 +9,7 @@
 # to Blackwell) that this toolkit can build: nvcc --list-gpu-arch says which (120 needs 12.8; a toolkit
 # that dropped 75 would drop it here too). Each entry also embeds its PTX, so newer parts (e.g. sm_100) JIT
 # from compute_90. Set it on the command line to build fewer, e.g. -DCMAKE_CUDA_ARCHITECTURES=89 for a quick
-# development build, or "native" (CMake >= 3.24) for the GPU in this machine.
+# development build, or "native" for the GPUs of this machine (read from nvidia-smi here, with any CMake).
 string(TOUPPER "${SLM_CUDA}" _slm_cuda_mode)
 if(_slm_cuda_mode STREQUAL "OFF" OR _slm_cuda_mode STREQUAL "FALSE" OR _slm_cuda_mode STREQUAL "0")
   message(STATUS "slm: CUDA backend off (SLM_CUDA=${SLM_CUDA})")
