@@ -59,6 +59,7 @@ typedef struct bench_options {
     bool help;                   /* -h */
     bool no_peak;                /* --no-peak: skip the bandwidth measurement */
     int peak_mib;                /* --peak-mib: buffer of the CPU read; 0 (default): bench_default_peak_mib */
+    size_t vram_budget;          /* --vram-budget: a GPU's memory as if it had only this much (0: its own) */
     uint64_t seed;               /* token ids of the runs */
 } bench_options;
 

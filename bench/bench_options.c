@@ -37,6 +37,8 @@ void bench_options_usage(FILE *f) {
             "  --profile                    time every op of the decode steps on its own (per-op table)\n"
             "  --sweep-ngl                  run every GPU/CPU split point; predicted vs measured tokens/s\n"
             "  --svg FILE                   the sweep plot (default slm-bench-sweep.svg)\n"
+            "  --vram-budget SIZE           plan each GPU as if it had SIZE of memory (4G, 512M): a smaller\n"
+            "                               card on a large one; the sweep ends at the first split over it\n"
             "  --no-peak                    do not measure peak bandwidth (no %% of peak)\n"
             "  --peak-mib N                 buffer of the CPU peak read in MiB (default: 4x the last-level\n"
             "                               cache and at least 512, at most half the available memory)\n"
@@ -168,13 +170,35 @@ static bool is_opt(const char *a, const char *s1, const char *s2) { return !strc
 
 /* The options that take a value (the flags are listed in bench_options_parse). */
 static bool takes_value(const char *a) {
-    static const char *const names[] = {"-m",   "--model",      "--synthetic", "--write-synthetic",
-                                        "-p",   "--n-prompt",   "-n",          "--n-gen",
-                                        "-t",   "--threads",    "-ngl",        "--n-gpu-layers",
-                                        "-b",   "--batch-size", "-dev",        "--device",
-                                        "-ctk", "--cache-type", "-r",          "--repetitions",
-                                        "-c",   "--ctx-size",   "--peak-mib",  "--seed",
-                                        "-o",   "--output",     "--out",       "--svg",
+    static const char *const names[] = {"-m",
+                                        "--model",
+                                        "--synthetic",
+                                        "--write-synthetic",
+                                        "-p",
+                                        "--n-prompt",
+                                        "-n",
+                                        "--n-gen",
+                                        "-t",
+                                        "--threads",
+                                        "-ngl",
+                                        "--n-gpu-layers",
+                                        "-b",
+                                        "--batch-size",
+                                        "-dev",
+                                        "--device",
+                                        "-ctk",
+                                        "--cache-type",
+                                        "-r",
+                                        "--repetitions",
+                                        "-c",
+                                        "--ctx-size",
+                                        "--peak-mib",
+                                        "--seed",
+                                        "-o",
+                                        "--output",
+                                        "--out",
+                                        "--svg",
+                                        "--vram-budget",
                                         NULL};
     for (int k = 0; names[k]; k++)
         if (!strcmp(a, names[k])) return true;
@@ -237,6 +261,11 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
             else if (IS("-r", "--repetitions")) o->reps = (int)x;
             else if (IS("-c", "--ctx-size")) o->n_ctx = (int)x;
             else o->peak_mib = (int)x;
+        } else if (IS("--vram-budget", NULL)) {
+            char why[96] = "";
+            if (!cli_parse_size(v, &o->vram_budget, why, sizeof why) || o->vram_budget == 0)
+                st = bench_fail(err, SLM_ERR_INVALID_ARG, "--vram-budget '%s' is %s", v,
+                                o->vram_budget == 0 && !why[0] ? "zero" : why);
         } else if (IS("-o", "--output")) {
             if (!strcmp(v, "md")) o->format = BENCH_MD;
             else if (!strcmp(v, "csv")) o->format = BENCH_CSV;

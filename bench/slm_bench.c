@@ -120,6 +120,7 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                         p.n_batch = nb;
                         p.device = dev;
                         p.n_gpu_layers = cpu ? 0 : ngl;
+                        p.vram_budget = o->vram_budget;
                         p.verbose = o->verbose;
                         slm_model *m = NULL;
                         slm_error err = {{0}};
@@ -199,12 +200,21 @@ static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *s
         p.n_batch = o->n_batch.v[0];
         p.device = dev;
         p.n_gpu_layers = k;
+        p.vram_budget = o->vram_budget;
         slm_model *m = NULL;
         slm_error err = {{0}};
         fprintf(stderr, "slm-bench: sweep %s: %d GPU units ...", src->label, k);
         bench_row *row = bench_results_add(res);
         if (!row) break;
-        if (bench_source_load(src, &p, &m, &err)) {
+        slm_status ls = bench_source_load(src, &p, &m, &err);
+        if (ls == SLM_ERR_NOMEM && o->vram_budget && n_units >= 0) {
+            /* the planner refuses a split over the budget: the card is full, the sweep ends (not a failure) */
+            res->n--;
+            fprintf(stderr, " over --vram-budget: the sweep ends\n");
+            fprintf(out, "\nsweep: %d GPU units and more exceed --vram-budget (%s)\n", k, err.msg);
+            break;
+        }
+        if (ls) {
             fill_config(row, src, NULL, dev, threads, k, p.n_batch, "f16");
             row->kind = BENCH_TG;
             row->n_tokens = n_gen;

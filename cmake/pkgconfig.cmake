@@ -9,8 +9,10 @@ if(TARGET Vulkan::Vulkan)
   string(APPEND SLM_PC_LIBS_PRIVATE " -lvulkan")
 endif()
 if(TARGET slm_cuda_kernels)
-  # the static runtime needs dl and rt; the kernels' host code is C++
-  string(APPEND SLM_PC_LIBS_PRIVATE " -L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart_static -ldl -lrt -lstdc++")
+  # the static runtime needs dl and rt; the kernels' host code is C++. No -lcublas: the backend loads cuBLAS
+  # with dlopen when a CUDA device opens (backends/cuda/cuda_blas.c), so a program linked with libslm.a runs
+  # on a machine without it, as slm does.
+  string(APPEND SLM_PC_LIBS_PRIVATE " -L${CUDAToolkit_LIBRARY_DIR} -lcudart_static -ldl -lrt -lstdc++")
 endif()
 # The prefix is found from where slm.pc lies (${pcfiledir}), so the file stays right when the tree is installed
 # with `cmake --install --prefix DIR` or moved; an absolute CMAKE_INSTALL_LIBDIR/INCLUDEDIR is kept as is.

@@ -42,6 +42,9 @@ typedef struct slm_harness {
     double tol_kv;           /* f32 -> f16 cache rows (rounding mode may differ) */
     double tol_attn;
     size_t offset; /* byte offset of every operand in its buffer (default SLM_HARNESS_OFFSET) */
+    /* bit k set: op kind k is not the device's by design (the graph keeps it on the host, e.g. the CUDA
+     * backend has no embedding lookup); slm_harness_run_all leaves it out instead of failing it */
+    uint32_t host_only_kinds;
     int n_pass, n_fail, n_skip;
     double op_seconds[SLM_OP_KIND_COUNT]; /* wall time of run + sync per kind (includes submission) */
     int op_count[SLM_OP_KIND_COUNT];

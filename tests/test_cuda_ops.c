@@ -1,10 +1,13 @@
 /* Every CUDA kernel against kernels/ref through the generic op harness (tests/op_harness.h), plus a
  * decode-like split run several times with new positions uploaded to the same device buffer, which is the
- * path that captures a CUDA graph once and replays it. Prints one line per check with its NMSE so a run on
- * a lent GPU can be diagnosed from its log. Skips (77) when the build has no CUDA backend or the machine
+ * path that captures a CUDA graph once and replays it; prompt-batch GEMMs with activations beyond f16's
+ * range and with the weight dequantized in more than one chunk; and the same decode and GEMMs on a device
+ * opened with SLM_CUDA_GRAPHS=0 and with SLM_CUDA_SYNC=1. Prints one line per check with its NMSE so a run
+ * on a lent GPU can be diagnosed from its log. Skips (77) when the build has no CUDA backend or the machine
  * has no usable CUDA device. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -15,7 +18,8 @@
 
 #ifdef SLM_HAVE_CUDA
 #include "cuda_backend.h"
-#include "cuda_kernels.h" /* slm_cuda_host_dequant_row */
+#include "cuda_internal.h" /* SLM_CUDA_GEMM_CHUNK_ELEMS */
+#include "cuda_kernels.h"  /* slm_cuda_host_dequant_row */
 
 /* One decode step of a tiny attention block, as one split:
  *   xn = rmsnorm(x) * nw; q = Wq xn; k = Wk xn; v = Wv xn; rope(q), rope(k) at pos; cache[pos] = k, v;
@@ -166,6 +170,13 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
     printf("  decode replay %s: %llu capture(s), %llu graph launch(es), graphs %s\n", slm_dtype_name(t),
            (unsigned long long)(after.captures - before.captures),
            (unsigned long long)(after.graph_launches - before.graph_launches), after.graphs_enabled ? "on" : "off");
+    if (ok && !after.graphs_enabled) {
+        /* SLM_CUDA_GRAPHS=0 or SLM_CUDA_SYNC=1: every step eager */
+        CHECK(after.captures == before.captures && after.graph_launches == before.graph_launches,
+              "decode replay with graphs off: %llu captures, %llu launches",
+              (unsigned long long)(after.captures - before.captures),
+              (unsigned long long)(after.graph_launches - before.graph_launches));
+    }
     if (ok && after.graphs_enabled && steps >= 3) {
         /* step 0 runs eagerly, step 1 captures, the rest replay */
         CHECK(after.captures - before.captures == 1, "decode replay: %llu captures, expected 1",
@@ -184,9 +195,122 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
     free(wv);
     free(wo);
 }
-#endif
 
-#ifdef SLM_HAVE_CUDA
+/* A prompt batch (T > SLM_CUDA_MATVEC_MAX_COLS: dequantize + f16 GEMM) whose activations exceed f16's 65504:
+ * columns of magnitude 1e5 throughout, columns of ordinary values with one outlier of 1e5, ordinary columns,
+ * and one column of 1e30 (far beyond any power-of-two step a fixed scale could take). Every output must be finite and match the reference column
+ * by column (a whole-batch NMSE would let the large columns hide the others). */
+static void gemm_large_activations(slm_harness *h, slm_dtype t, bool bias) {
+    const int64_t K = 512, N = 80, T = 13;
+    char what[160];
+    size_t rb;
+    uint8_t *w = slm_harness_weights(h, t, K, N, &rb);
+    float *x = malloc(sizeof(float) * (size_t)(K * T)), *b = malloc(sizeof(float) * (size_t)N);
+    float *got = malloc(sizeof(float) * (size_t)(N * T)), *want = malloc(sizeof(float) * (size_t)(N * T));
+    slm_test_fill(x, K * T, slm_harness_rng(h), 1.0f);
+    slm_test_fill(b, N, slm_harness_rng(h), 1.0f);
+    for (int64_t c = 0; c < T; c++) {
+        float *xc = x + c * K;
+        if (c == T - 1)
+            for (int64_t i = 0; i < K; i++) xc[i] *= 1e30f;
+        else if (c % 3 == 0)
+            for (int64_t i = 0; i < K; i++) xc[i] *= 1e5f;
+        else if (c % 3 == 1) xc[(c * 37) % K] = c % 2 ? 1e5f : -1e5f;
+    }
+    slm_harness_buf bw, bx, bb, by;
+    bool ok = slm_harness_alloc(h, &bw, w, rb * (size_t)N) &&
+        slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(K * T)) &&
+        slm_harness_alloc(h, &bb, b, sizeof(float) * (size_t)N) &&
+        slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)(N * T));
+    CHECK(ok, "large activations: buffers");
+    snprintf(what, sizeof what, "gemm activations 1e5 %s K=%lld N=%lld T=%lld%s", slm_dtype_name(t), (long long)K,
+             (long long)N, (long long)T, bias ? " +bias" : "");
+    slm_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = SLM_OP_MATMUL;
+    op.name = "large_activations";
+    op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, N, T, 1, 1);
+    op.src[0] = slm_tensor_make(&bw.buf, h->offset, t, K, N, 1, 1);
+    op.src[1] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, K, T, 1, 1);
+    if (bias) op.src[2] = slm_tensor_make(&bb.buf, h->offset, SLM_F32, N, 1, 1, 1);
+    if (ok && slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(N * T))) {
+        for (int64_t c = 0; c < T; c++)
+            for (int64_t r = 0; r < N; r++)
+                want[c * N + r] = slm_ref_dot_row(t, w + (size_t)r * rb, x + c * K, K) + (bias ? b[r] : 0.0f);
+        int64_t n_inf = 0;
+        for (int64_t i = 0; i < N * T; i++) n_inf += !isfinite(got[i]);
+        CHECK(n_inf == 0, "%s: %lld outputs not finite", what, (long long)n_inf);
+        for (int64_t c = 0; c < T; c++) {
+            char col[200];
+            snprintf(col, sizeof col, "%s column %lld", what, (long long)c);
+            slm_harness_judge(h, col, got + c * N, want + c * N, N, h->tol_matmul_quant);
+        }
+    }
+    slm_harness_free(h, &bw);
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bb);
+    slm_harness_free(h, &by);
+    free(w);
+    free(x);
+    free(b);
+    free(got);
+    free(want);
+}
+
+/* The checks of the backend's paths that an environment variable selects, on a device opened with it set:
+ * the decode split (eager every step: no capture, no graph launch) and prompt GEMMs. */
+static void env_variant(const char *name, const char *value) {
+    setenv(name, value, 1);
+    slm_error err = {{0}};
+    slm_device *dev = NULL;
+    slm_status s = slm_device_open("cuda:0", NULL, &dev, &err);
+    unsetenv(name); /* read at open: later devices are unaffected */
+    CHECK(s == SLM_OK, "open cuda:0 with %s=%s: %s", name, value, err.msg);
+    if (s) return;
+    char label[64];
+    snprintf(label, sizeof label, "test_cuda_ops %s=%s", name, value);
+    slm_harness h;
+    slm_harness_init(&h, dev);
+    h.verbose = true;
+    h.tol_matmul_quant = 1e-5;
+    slm_cuda_stats st = slm_cuda_get_stats(dev);
+    CHECK(!st.graphs_enabled, "%s: graphs still enabled", label);
+    CHECK(st.sync_each == (strcmp(name, "SLM_CUDA_SYNC") == 0), "%s: sync_each %d", label, st.sync_each);
+    decode_replay(&h, SLM_Q4_K, 7, 4);
+    slm_harness_matmul(&h, SLM_Q6_K, 256, 70, 20, true);
+    gemm_large_activations(&h, SLM_Q8_0, false);
+    slm_harness_report(&h, label);
+    slm_test_failures += h.n_fail;
+    slm_device_close(dev);
+}
+
+/* The power-of-two scale of the prompt GEMM's f16 activations (the kernel's rule, run on the host): every
+ * column's largest magnitude lands in [2^14, 2^15), far from 65504 and from the subnormals, so a value
+ * converted scaled and unscaled after is within f16's rounding of itself. Zero, NaN and inf keep 1. Needs no
+ * GPU. */
+static void f16_scales(void) {
+    const float maxes[] = {0.0f, 1e-30f, 1.0f, 32767.0f, 32768.0f, 65504.0f, 65520.0f, 1e5f, 3.3e6f, 1e30f, 3.4e38f};
+    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
+        float m = maxes[i], s = slm_cuda_f16_scale_for(m);
+        int e;
+        float f = frexpf(s, &e);
+        CHECK(f == 0.5f, "scale %g for %g is not a power of two", s, m);
+        if (m == 0.0f) CHECK(s == 1.0f, "a column of zeros gets scale %g", s);
+        else
+            CHECK(m * s >= 16384.0f && m * s < 32768.0f, "max %g scaled by %g is %g, not in [2^14, 2^15)", m, s, m * s);
+        /* the largest value and a value 1e-3 of it, through f16 and back */
+        for (int k = 0; k < 2; k++) {
+            float v = k ? m * 1e-3f : m;
+            float back = slm_f16_to_f32(slm_f32_to_f16(v * s)) / s;
+            CHECK(isfinite(back) && fabsf(back - v) <= fabsf(v) * 0x1p-11f + 1e-45f,
+                  "%g through f16 with scale %g comes back as %g", v, s, back);
+        }
+    }
+    CHECK(slm_cuda_f16_scale_for(INFINITY) == 1.0f, "inf gets a scale");
+    CHECK(slm_cuda_f16_scale_for(NAN) == 1.0f, "NaN gets a scale");
+    printf("  f16 activation scales: %s\n", slm_test_failures ? "FAIL" : "ok");
+}
+
 /* The kernels' block decoders, run on the host, against kernels/ref: rows made by the reference quantizer
  * and rows of random bytes (every bit pattern of quants, packed scales and high bits; the f16 scale fields
  * set to finite values). Needs no GPU. */
@@ -254,6 +378,7 @@ int main(void) {
     return SLM_TEST_SKIP;
 #else
     host_decoders();
+    f16_scales();
     int n_dev = slm_backend_cuda.count(); /* must not crash without a driver */
     CHECK(n_dev >= 0, "count %d", n_dev);
     if (n_dev <= 0) {
@@ -312,7 +437,8 @@ int main(void) {
 
     slm_harness h;
     slm_harness_init(&h, dev);
-    h.verbose = true; /* one NMSE line per check: the log of a remote GPU run is the diagnosis */
+    h.verbose = true;                       /* one NMSE line per check: the log of a remote GPU run is the diagnosis */
+    h.host_only_kinds = 1u << SLM_OP_EMBED; /* the graph runs the embedding lookup on the host */
     /* Mat-vecs dequantize in registers and keep f32 activations; prompt GEMMs see f16 weights and
      * activations (relative rounding 2^-11 each: NMSE ~1e-7). */
     h.tol_matmul_quant = 1e-5;
@@ -324,7 +450,11 @@ int main(void) {
     slm_harness_matmul(&h, SLM_F16, 256, 40, 33, true);
     slm_harness_attention(&h, 256, 2, 1, 200, 1, 150, 0);  /* the largest head_dim */
     slm_harness_attention(&h, 80, 6, 3, 700, 20, 600, 32); /* prompt batch deep into the cache */
-    slm_harness_embed(&h, SLM_Q6_K, 768, 50, 12);
+    /* the GEMM's weight dequantized in two chunks (SLM_CUDA_GEMM_CHUNK_ELEMS / K rows, then the rest) */
+    slm_harness_matmul(&h, SLM_Q4_0, 4096, (SLM_CUDA_GEMM_CHUNK_ELEMS / 4096) + 5, 9, true);
+    gemm_large_activations(&h, SLM_Q4_K, true);
+    gemm_large_activations(&h, SLM_F16, false);
+    gemm_large_activations(&h, SLM_BF16, true);
 
     decode_replay(&h, SLM_Q4_K, 5, 5);
     decode_replay(&h, SLM_Q8_0, 60, 4);
@@ -334,8 +464,11 @@ int main(void) {
         printf("read bandwidth: %.1f GB/s\n", bw / 1e9);
         CHECK(bw > 0, "bandwidth %g", bw);
     }
-    int rc = slm_harness_finish(&h, "test_cuda_ops");
+    slm_harness_report(&h, "test_cuda_ops");
+    slm_test_failures += h.n_fail;
     slm_device_close(dev);
-    return rc;
+    env_variant("SLM_CUDA_GRAPHS", "0");
+    env_variant("SLM_CUDA_SYNC", "1");
+    return slm_test_finish("test_cuda_ops");
 #endif
 }

@@ -1,6 +1,7 @@
 /* The CUDA backend: device discovery and context (one stream and one cuBLAS handle per device), device
  * memory, pinned staging for uploads, the memory query, and the slm_backend_ops table. Only the CUDA runtime
- * (static) and cuBLAS are linked: without a driver cudaGetDeviceCount fails and count() reports 0. */
+ * is linked (statically): without a driver cudaGetDeviceCount fails and count() reports 0. cuBLAS is loaded
+ * when a device opens (cuda_blas.c), so a CPU user needs none of the CUDA libraries. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@ static void cuda_close(slm_device *d) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     slm_cuda_graph_clear(c);
-    if (c->blas) cublasDestroy(c->blas);
+    if (c->blas) c->cublas->destroy(c->blas);
     for (int i = 0; i < 2; i++) {
         if (c->stage_done[i]) cudaEventDestroy(c->stage_done[i]);
         if (c->stage[i]) cudaFreeHost(c->stage[i]);
@@ -66,10 +67,14 @@ static slm_status cuda_open(slm_device *d, int index, const slm_device_config *c
         return slm_fail(err, SLM_ERR_UNSUPPORTED,
                         "cuda:%d %s has compute capability %d.%d; slm needs 7.5 (Turing) or newer", index, prop.name,
                         prop.major, prop.minor);
+    const char *why = NULL;
+    const slm_cuda_blas *cublas = slm_cuda_blas_get(&why);
+    if (!cublas) return slm_fail(err, SLM_ERR_DEVICE, "cuda:%d: %s", index, why);
     slm_cuda_ctx *c = calloc(1, sizeof *c);
     if (!c) return slm_fail(err, SLM_ERR_NOMEM, "out of memory opening cuda:%d", index);
     c->device = index;
     c->sm = sm;
+    c->cublas = cublas;
     c->use_graphs = env_flag("SLM_CUDA_GRAPHS", true);
     c->sync_each = env_flag("SLM_CUDA_SYNC", false);
     d->ctx = c;
@@ -78,11 +83,11 @@ static slm_status cuda_open(slm_device *d, int index, const slm_device_config *c
     if (!s && (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
         s = slm_cuda_error(e, "cudaStreamCreate", err);
     if (!s) {
-        cublasStatus_t bs = cublasCreate(&c->blas);
+        cublasStatus_t bs = cublas->create(&c->blas);
         if (bs != CUBLAS_STATUS_SUCCESS) {
             c->blas = NULL;
             s = slm_fail(err, SLM_ERR_DEVICE, "cuda:%d: cublasCreate failed (status %d)", index, (int)bs);
-        } else if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS) {
+        } else if ((bs = cublas->set_stream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS) {
             s = slm_fail(err, SLM_ERR_DEVICE, "cuda:%d: cublasSetStream failed (status %d)", index, (int)bs);
         }
     }
@@ -311,6 +316,7 @@ slm_cuda_stats slm_cuda_get_stats(const slm_device *d) {
     st.captures = c->n_captures;
     st.graph_launches = c->n_graph_launches;
     st.sm = c->sm;
-    st.graphs_enabled = c->use_graphs ? 1 : 0;
+    st.graphs_enabled = c->use_graphs && !c->sync_each ? 1 : 0; /* SLM_CUDA_SYNC=1 never captures */
+    st.sync_each = c->sync_each ? 1 : 0;
     return st;
 }

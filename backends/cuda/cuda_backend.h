@@ -12,7 +12,8 @@ typedef struct slm_cuda_stats {
     uint64_t captures;       /* splits captured into CUDA graphs */
     uint64_t graph_launches; /* graph launches (first launch after a capture included) */
     int sm;                  /* compute capability of the device, e.g. 89 */
-    int graphs_enabled;      /* 0 after SLM_CUDA_GRAPHS=0 or a failed capture */
+    int graphs_enabled;      /* 0 after SLM_CUDA_GRAPHS=0, with SLM_CUDA_SYNC=1, or after a failed capture */
+    int sync_each;           /* SLM_CUDA_SYNC=1: a synchronisation after every op */
 } slm_cuda_stats;
 
 /* Counters of an opened cuda device (zeros for a device of another backend). */

@@ -7,10 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cublas_v2.h>
+#include <cublas_v2.h> /* types only: the functions come through cuda_blas.h */
 #include <cuda_runtime_api.h>
 
 #include "backend.h"
+#include "cuda_blas.h"
 
 /* Captured splits kept per device (decode needs one per split on this device; a few spare for
  * alternating shapes). */
@@ -28,9 +29,10 @@ typedef struct slm_cuda_graph {
 } slm_cuda_graph;
 
 typedef struct slm_cuda_ctx {
-    int device;          /* CUDA ordinal */
-    int sm;              /* compute capability, e.g. 89 */
-    cudaStream_t stream; /* every copy and kernel of this device, in order */
+    int device;                  /* CUDA ordinal */
+    int sm;                      /* compute capability, e.g. 89 */
+    cudaStream_t stream;         /* every copy and kernel of this device, in order */
+    const slm_cuda_blas *cublas; /* the loaded functions */
     cublasHandle_t blas;
     /* scratch: f16 activations + an f16 weight chunk for GEMMs, attention partials; grown before a split */
     void *scratch;

@@ -33,13 +33,12 @@ static const char *op_label(const slm_op *op) { return op->name ? op->name : slm
 slm_status slm_cuda_op_check(const slm_op *op, slm_error *err) {
     const slm_tensor *s0 = &op->src[0], *s1 = &op->src[1];
     switch (op->kind) {
-    case SLM_OP_EMBED:
     case SLM_OP_MATMUL:
         if (!slm_cuda_weight_type_ok(s0->type))
             FAIL("cuda: %s (%s): weight type %s is not supported", slm_op_kind_name(op->kind), op_label(op),
                  slm_dtype_name(s0->type));
         /* kernel arguments and cuBLAS dimensions are 32-bit */
-        if (op->kind == SLM_OP_MATMUL && (s0->ne[0] > INT32_MAX || s0->ne[1] > INT32_MAX || s1->ne[1] > INT32_MAX))
+        if (s0->ne[0] > INT32_MAX || s0->ne[1] > INT32_MAX || s1->ne[1] > INT32_MAX)
             FAIL("cuda: matmul (%s): too large", op_label(op));
         return SLM_OK;
     case SLM_OP_ROPE:
@@ -57,7 +56,10 @@ slm_status slm_cuda_op_check(const slm_op *op, slm_error *err) {
     case SLM_OP_KV_WRITE:
     case SLM_OP_SWIGLU:
     case SLM_OP_ADD: return SLM_OK;
-    default: FAIL("cuda: op kind %d is not supported", (int)op->kind);
+    /* SLM_OP_EMBED: the graph runs the lookup on the host, where the whole table is mapped (and is the head
+     * when the embeddings are tied); a CUDA kernel for it would never run. Refused, an embed op given to
+     * this device would be routed to the CPU like any other. */
+    default: FAIL("cuda: op %s is not supported", slm_op_kind_name(op->kind));
     }
 }
 
@@ -100,7 +102,8 @@ size_t slm_cuda_op_scratch(const slm_op *op) {
         slm_dtype t = op->src[0].type;
         int64_t K = op->src[0].ne[0], N = op->src[0].ne[1], T = op->src[1].ne[1];
         if (t == SLM_F32) return 0;
-        size_t act = ALIGN256((size_t)K * (size_t)T * 2);
+        /* f16 activations | their column scales | the f16 weight chunk (quantized weights) */
+        size_t act = ALIGN256((size_t)K * (size_t)T * 2) + ALIGN256((size_t)T * sizeof(float));
         return t == SLM_F16 ? act : act + (size_t)K * (size_t)gemm_chunk_rows(K, N) * 2;
     }
     if (op->kind == SLM_OP_ATTENTION)
@@ -119,50 +122,53 @@ static slm_status blas_check(cublasStatus_t s, const char *what, const slm_op *o
 }
 
 /* Prompt batches: y [N, T] = W^T-as-stored . x, i.e. column-major GEMM with the weight as a K x N matrix
- * (lda = row stride) transposed. */
+ * (lda = row stride) transposed. Tensor cores want f16 operands (f32 accumulation): the activations are
+ * converted with a power-of-two scale per token that keeps them finite (slm_cuda_f32_to_f16), undone with
+ * the bias in one pass afterwards. bf16 could not overflow but keeps 8 bits of mantissa instead of 11; an
+ * f32 GEMM would be exact and several times slower. */
 static slm_status matmul_gemm(slm_cuda_ctx *c, const slm_op *op, slm_error *err) {
     const slm_tensor *w = &op->src[0], *x = &op->src[1], *y = &op->dst;
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1];
     float *yp = dptr(y);
     int64_t ldy = ld1(y), ldx = ld1(x);
     const float one = 1.0f, zero = 0.0f;
+    float *col_scale = NULL;
     if (w->type == SLM_F32) {
         /* lda in floats: the contract makes an f32 weight's row stride a multiple of 4 */
-        CHECK_ST(blas_check(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
-                                        (int)(w->nb[1] / 4), dptr(x), (int)ldx, &zero, yp, (int)ldy),
+        CHECK_ST(blas_check(c->cublas->sgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
+                                             (int)(w->nb[1] / 4), dptr(x), (int)ldx, &zero, yp, (int)ldy),
                             "Sgemm", op, err));
     } else {
         void *xh = c->scratch;
-        void *wh = (uint8_t *)c->scratch + ALIGN256((size_t)K * (size_t)T * 2);
-        CHECK_ST(slm_cuda_f32_to_f16(dptr(x), ldx, K, T, xh, c->stream, err));
+        col_scale = (float *)((uint8_t *)c->scratch + ALIGN256((size_t)K * (size_t)T * 2));
+        void *wh = (uint8_t *)col_scale + ALIGN256((size_t)T * sizeof(float));
+        CHECK_ST(slm_cuda_f32_to_f16(dptr(x), ldx, K, T, xh, col_scale, c->stream, err));
         if (w->type == SLM_F16) {
-            CHECK_ST(blas_check(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
-                                             CUDA_R_16F, (int)(w->nb[1] / 2), xh, CUDA_R_16F, (int)K, &zero, yp,
-                                             CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                                "GemmEx", op, err));
+            CHECK_ST(
+                blas_check(c->cublas->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)T, (int)K, &one, dptr(w),
+                                              CUDA_R_16F, (int)(w->nb[1] / 2), xh, CUDA_R_16F, (int)K, &zero, yp,
+                                              CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "GemmEx", op, err));
         } else {
             int64_t rows = gemm_chunk_rows(K, N);
             for (int64_t r0 = 0; r0 < N; r0 += rows) {
                 int64_t n = N - r0 < rows ? N - r0 : rows;
                 CHECK_ST(slm_cuda_dequant_f16(w->type, dptr(w), w->nb[1], K, r0, n, wh, c->stream, err));
-                CHECK_ST(blas_check(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)T, (int)K, &one, wh,
-                                                 CUDA_R_16F, (int)K, xh, CUDA_R_16F, (int)K, &zero, yp + r0, CUDA_R_32F,
-                                                 (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                CHECK_ST(blas_check(c->cublas->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)T, (int)K, &one,
+                                                       wh, CUDA_R_16F, (int)K, xh, CUDA_R_16F, (int)K, &zero, yp + r0,
+                                                       CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                                     "GemmEx", op, err));
             }
         }
     }
-    if (present(&op->src[2])) CHECK_ST(slm_cuda_add_bias(yp, ldy, N, T, dptr(&op->src[2]), c->stream, err));
-    return SLM_OK;
+    return slm_cuda_gemm_finish(yp, ldy, N, T, col_scale, present(&op->src[2]) ? dptr(&op->src[2]) : NULL, c->stream,
+                                err);
 }
 
 static slm_status enqueue_one(slm_cuda_ctx *c, const slm_op *op, slm_error *err) {
     const slm_tensor *d = &op->dst, *s0 = &op->src[0], *s1 = &op->src[1], *s2 = &op->src[2], *s3 = &op->src[3];
     cudaStream_t st = c->stream;
     switch (op->kind) {
-    case SLM_OP_EMBED:
-        return slm_cuda_embed(s0->type, dptr(s0), s0->nb[1], s0->ne[0], s0->ne[1], dptr(s1), s1->ne[0], dptr(d), ld1(d),
-                              st, err);
     case SLM_OP_RMSNORM:
         return slm_cuda_rmsnorm(dptr(s0), ld1(s0), dptr(s1), dptr(d), ld1(d), s0->ne[0], s0->ne[1], op->p.norm.eps, st,
                                 err);
@@ -227,7 +233,7 @@ static slm_status enqueue_one(slm_cuda_ctx *c, const slm_op *op, slm_error *err)
         return slm_cuda_swiglu(dptr(s0), ld1(s0), dptr(s1), ld1(s1), dptr(d), ld1(d), d->ne[0], d->ne[1], st, err);
     case SLM_OP_ADD:
         return slm_cuda_add(dptr(s0), ld1(s0), dptr(s1), ld1(s1), dptr(d), ld1(d), d->ne[0], d->ne[1], st, err);
-    default: return slm_fail(err, SLM_ERR_UNSUPPORTED, "cuda: op kind %d is not supported", (int)op->kind);
+    default: return slm_fail(err, SLM_ERR_UNSUPPORTED, "cuda: op %s is not supported", slm_op_kind_name(op->kind));
     }
     (void)s3;
 }

@@ -49,16 +49,18 @@ slm_status slm_cuda_matvec(const slm_cuda_matmul_args *a, cudaStream_t s, slm_er
 /* out f16 [K, n_rows] (contiguous) = rows first_row.. of W, dequantized (the GEMM path of prompt batches). */
 slm_status slm_cuda_dequant_f16(slm_dtype wtype, const void *w, size_t row_bytes, int64_t K, int64_t first_row,
                                 int64_t n_rows, void *out, cudaStream_t s, slm_error *err);
-/* out f16 [K, T] contiguous = x f32 [K, T] (ldx). */
-slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K, int64_t T, void *out, cudaStream_t s,
-                               slm_error *err);
-/* y [N, T] += bias [N] */
-slm_status slm_cuda_add_bias(float *y, int64_t ldy, int64_t N, int64_t T, const float *bias, cudaStream_t s,
-                             slm_error *err);
-
-/* y f32 [n_embd, T] = rows ids[t] of W [n_embd, n_vocab]; ids outside [0, n_vocab) give zeros. */
-slm_status slm_cuda_embed(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_embd, int64_t n_vocab,
-                          const int32_t *ids, int64_t T, float *y, int64_t ldy, cudaStream_t s, slm_error *err);
+/* out f16 [K, T] contiguous = x f32 [K, T] (ldx) * col_scale[t], where col_scale (T floats, device memory,
+ * written here) is for each column the power of two that brings its largest magnitude into [2^14, 2^15):
+ * activations of 1e5 stay finite, tiny ones keep their precision. The GEMM's result goes through slm_cuda_gemm_finish
+ * with the same col_scale. */
+slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K, int64_t T, void *out, float *col_scale,
+                               cudaStream_t s, slm_error *err);
+/* The col_scale slm_cuda_f32_to_f16 picks for a column whose largest magnitude is max_abs (host code, the
+ * kernel's own rule: lets tests check it without a GPU). */
+float slm_cuda_f16_scale_for(float max_abs);
+/* y [N, T] = y / col_scale[t] + bias [N]; col_scale or bias may be NULL (both NULL: nothing to do). */
+slm_status slm_cuda_gemm_finish(float *y, int64_t ldy, int64_t N, int64_t T, const float *col_scale, const float *bias,
+                                cudaStream_t s, slm_error *err);
 
 /* y [n, T] = x / rms(x) * w */
 slm_status slm_cuda_rmsnorm(const float *x, int64_t ldx, const float *w, float *y, int64_t ldy, int64_t n, int64_t T,

@@ -1,100 +1,37 @@
-/* Whole-row dequantization: embedding lookup (rows picked by token id, f32 out) and the f16 copy of a
- * chunk of weight rows that the prompt-batch GEMM reads. One thread decodes one piece (8 values) of a
- * quantized row, or one element of a plain row. */
+/* Whole-row dequantization to f16: the copy of a chunk of weight rows that the prompt-batch GEMM reads. One
+ * thread decodes one piece (8 values) of a quantized row, or one element of a plain row. (The embedding
+ * lookup always runs on the host, where the whole table is mapped: there is no CUDA embedding kernel.) */
 #include "cuda_common.cuh"
 
-__device__ __forceinline__ void store(float *p, float v) { *p = v; }
-__device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-
-/* out[t * ldo + i] = element i of row r(t), r(t) = ids ? ids[t] : first + t; rows outside [0, n_rows)
- * (a bad token id) give zeros. */
-template <int TYPE, typename OUT>
-__global__ void dequant_rows_quant(const uint8_t *__restrict__ w, size_t row_bytes, int64_t K, int64_t n_rows,
-                                   const int32_t *__restrict__ ids, int64_t first, int64_t T, OUT *__restrict__ out,
-                                   int64_t ldo) {
+/* out[t * K + i] = element i of row first + t, for t < T */
+template <int TYPE>
+__global__ void dequant_rows_quant(const uint8_t *__restrict__ w, size_t row_bytes, int64_t K, int64_t first, int64_t T,
+                                   __half *__restrict__ out) {
     typedef dq<TYPE> D;
     const int64_t per_row = K / 8;
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= per_row * T) return;
     const int64_t t = i / per_row, piece_in_row = i % per_row;
-    const int64_t r = ids ? (int64_t)ids[t] : first + t;
     const int64_t blk = piece_in_row / (D::QK / 8);
     const int p = (int)(piece_in_row % (D::QK / 8));
-    OUT *o = out + t * ldo + blk * D::QK;
+    __half *o = out + t * K + blk * D::QK;
     float v[8];
-    if (r >= 0 && r < n_rows) {
-        D::piece(w + (size_t)r * row_bytes + (size_t)blk * D::BB, p, v);
-    } else {
-#pragma unroll
-        for (int k = 0; k < 8; k++) v[k] = 0.0f;
-    }
+    D::piece(w + (size_t)(first + t) * row_bytes + (size_t)blk * D::BB, p, v);
     const int b0 = D::base0(p), b1 = D::base1(p);
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        store(o + b0 + k, v[k]);
-        store(o + b1 + k, v[4 + k]);
+        o[b0 + k] = __float2half_rn(v[k]);
+        o[b1 + k] = __float2half_rn(v[4 + k]);
     }
 }
 
-template <int TYPE, typename OUT>
-__global__ void dequant_rows_plain(const uint8_t *__restrict__ w, size_t row_bytes, int64_t K, int64_t n_rows,
-                                   const int32_t *__restrict__ ids, int64_t first, int64_t T, OUT *__restrict__ out,
-                                   int64_t ldo) {
+template <int TYPE>
+__global__ void dequant_rows_plain(const uint8_t *__restrict__ w, size_t row_bytes, int64_t K, int64_t first, int64_t T,
+                                   __half *__restrict__ out) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= K * T) return;
     const int64_t t = i / K, e = i % K;
-    const int64_t r = ids ? (int64_t)ids[t] : first + t;
-    float v = (r >= 0 && r < n_rows) ? ld_elem<TYPE>(w + (size_t)r * row_bytes, e) : 0.0f;
-    store(out + t * ldo + e, v);
-}
-
-template <typename OUT>
-static slm_status dequant_rows(slm_dtype t, const void *w, size_t row_bytes, int64_t K, int64_t n_rows,
-                               const int32_t *ids, int64_t first, int64_t T, OUT *out, int64_t ldo, cudaStream_t s,
-                               const char *what, slm_error *err) {
-    typedef void (*fn)(const uint8_t *, size_t, int64_t, int64_t, const int32_t *, int64_t, int64_t, OUT *, int64_t);
-    fn k = NULL;
-    bool plain = false;
-    switch (t) {
-    case SLM_F32:
-        k = dequant_rows_plain<SLM_F32, OUT>;
-        plain = true;
-        break;
-    case SLM_F16:
-        k = dequant_rows_plain<SLM_F16, OUT>;
-        plain = true;
-        break;
-    case SLM_BF16:
-        k = dequant_rows_plain<SLM_BF16, OUT>;
-        plain = true;
-        break;
-    case SLM_Q4_0: k = dequant_rows_quant<SLM_Q4_0, OUT>; break;
-    case SLM_Q4_1: k = dequant_rows_quant<SLM_Q4_1, OUT>; break;
-    case SLM_Q5_0: k = dequant_rows_quant<SLM_Q5_0, OUT>; break;
-    case SLM_Q5_1: k = dequant_rows_quant<SLM_Q5_1, OUT>; break;
-    case SLM_Q8_0: k = dequant_rows_quant<SLM_Q8_0, OUT>; break;
-    case SLM_Q4_K: k = dequant_rows_quant<SLM_Q4_K, OUT>; break;
-    case SLM_Q5_K: k = dequant_rows_quant<SLM_Q5_K, OUT>; break;
-    case SLM_Q6_K: k = dequant_rows_quant<SLM_Q6_K, OUT>; break;
-    default: break;
-    }
-    SLM_CU_REQUIRE(k != NULL, "cuda %s: weight type %s is not supported", what, slm_dtype_name(t));
-    int64_t items = plain ? K * T : (K / 8) * T;
-    const int threads = 256;
-    int64_t blocks = (items + threads - 1) / threads;
-    SLM_CU_REQUIRE(blocks <= INT32_MAX, "cuda %s: %lld x %lld is too large", what, (long long)K, (long long)T);
-    k<<<(unsigned)blocks, threads, 0, s>>>((const uint8_t *)w, row_bytes, K, n_rows, ids, first, T, out, ldo);
-    return slm_cu_launched(what, err);
-}
-
-extern "C" slm_status slm_cuda_embed(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_embd, int64_t n_vocab,
-                                     const int32_t *ids, int64_t T, float *y, int64_t ldy, cudaStream_t s,
-                                     slm_error *err) {
-    slm_status st = slm_cu_check_weights(wtype, w, row_bytes, n_embd, n_vocab, "embed", err);
-    if (st) return st;
-    SLM_CU_REQUIRE(ids && y && T >= 1 && (T == 1 || ldy >= n_embd), "cuda embed: bad ids/output (T=%lld ldy=%lld)",
-                   (long long)T, (long long)ldy);
-    return dequant_rows<float>(wtype, w, row_bytes, n_embd, n_vocab, ids, 0, T, y, ldy, s, "embed", err);
+    out[t * K + e] = __float2half_rn(ld_elem<TYPE>(w + (size_t)(first + t) * row_bytes, e));
 }
 
 extern "C" slm_status slm_cuda_dequant_f16(slm_dtype wtype, const void *w, size_t row_bytes, int64_t K,
@@ -104,8 +41,39 @@ extern "C" slm_status slm_cuda_dequant_f16(slm_dtype wtype, const void *w, size_
     if (st) return st;
     SLM_CU_REQUIRE(out && first_row >= 0 && n_rows >= 1, "cuda dequant_f16: bad rows %lld+%lld", (long long)first_row,
                    (long long)n_rows);
-    return dequant_rows<__half>(wtype, w, row_bytes, K, first_row + n_rows, NULL, first_row, n_rows, (__half *)out, K,
-                                s, "dequant_f16", err);
+    typedef void (*fn)(const uint8_t *, size_t, int64_t, int64_t, int64_t, __half *);
+    fn k = NULL;
+    bool plain = false;
+    switch (wtype) {
+    case SLM_F32:
+        k = dequant_rows_plain<SLM_F32>;
+        plain = true;
+        break;
+    case SLM_F16:
+        k = dequant_rows_plain<SLM_F16>;
+        plain = true;
+        break;
+    case SLM_BF16:
+        k = dequant_rows_plain<SLM_BF16>;
+        plain = true;
+        break;
+    case SLM_Q4_0: k = dequant_rows_quant<SLM_Q4_0>; break;
+    case SLM_Q4_1: k = dequant_rows_quant<SLM_Q4_1>; break;
+    case SLM_Q5_0: k = dequant_rows_quant<SLM_Q5_0>; break;
+    case SLM_Q5_1: k = dequant_rows_quant<SLM_Q5_1>; break;
+    case SLM_Q8_0: k = dequant_rows_quant<SLM_Q8_0>; break;
+    case SLM_Q4_K: k = dequant_rows_quant<SLM_Q4_K>; break;
+    case SLM_Q5_K: k = dequant_rows_quant<SLM_Q5_K>; break;
+    case SLM_Q6_K: k = dequant_rows_quant<SLM_Q6_K>; break;
+    default: break;
+    }
+    SLM_CU_REQUIRE(k != NULL, "cuda dequant_f16: weight type %s is not supported", slm_dtype_name(wtype));
+    int64_t items = plain ? K * n_rows : (K / 8) * n_rows;
+    const int threads = 256;
+    int64_t blocks = (items + threads - 1) / threads;
+    SLM_CU_REQUIRE(blocks <= INT32_MAX, "cuda dequant_f16: %lld x %lld is too large", (long long)K, (long long)n_rows);
+    k<<<(unsigned)blocks, threads, 0, s>>>((const uint8_t *)w, row_bytes, K, first_row, n_rows, (__half *)out);
+    return slm_cu_launched("dequant_f16", err);
 }
 
 /* The device decoders run on the host: the same piece functions and the same piece -> element mapping the

@@ -1,5 +1,5 @@
-/* The small ops: RMSNorm (fused with its weight), RoPE, KV cache write, SwiGLU, add, bias, f32 -> f16
- * conversion of GEMM activations, and the read-bandwidth probe. Simple grid-stride or block-per-row kernels:
+/* The small ops: RMSNorm (fused with its weight), RoPE, KV cache write, SwiGLU, add, the scaled f32 -> f16
+ * conversion of GEMM activations and the GEMM's unscale + bias, and the read-bandwidth probe. Simple grid-stride or block-per-row kernels:
  * these are a few percent of a token's time next to the mat-vecs. */
 #include "cuda_common.cuh"
 
@@ -134,32 +134,85 @@ extern "C" slm_status slm_cuda_add(const float *a, int64_t lda, const float *b, 
     return eltwise<false>(a, lda, b, ldb, y, ldy, n, T, s, "add", err);
 }
 
-__global__ void add_bias_kernel(float *y, int64_t ldy, int64_t N, int64_t T, const float *__restrict__ bias) {
-    const int64_t total = N * T;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-        y[(i / N) * ldy + i % N] += bias[i % N];
+/* ---- prompt-batch GEMM: activations to f16 and back ------------------------------------------------------
+ * f16 holds magnitudes up to 65504 only, and activations of real models exceed it (outlier features of large
+ * models, SwiGLU's products): a plain conversion gives inf, and cuBLAS then whole rows of inf. Each column
+ * (token) t is multiplied by the power of two col_scale[t] that brings its largest magnitude into
+ * [2^14, 2^15), and the GEMM's f32 result is divided by it. A power of two changes only the exponent, so
+ * values round as they would in an f16 of unlimited range: nothing overflows, and a column of small values
+ * keeps its bits out of f16's subnormals too. Elements more than 2^39 below the column's largest become
+ * zero, where their share of the dot product is below f32's resolution of the sum anyway. */
+
+/* The scale of a column whose largest finite magnitude is m (host and device: tests check it without a GPU). */
+SLM_HD float f16_scale_for(float m) {
+    if (!(m > 0.0f) || !isfinite(m)) return 1.0f; /* zeros; inf and NaN are left as they are, as on the CPU */
+    int e;
+    frexpf(m, &e); /* m = f * 2^e, f in [0.5, 1): m * 2^(15 - e) in [2^14, 2^15) */
+    return ldexpf(1.0f, 15 - e);
 }
 
-extern "C" slm_status slm_cuda_add_bias(float *y, int64_t ldy, int64_t N, int64_t T, const float *bias, cudaStream_t s,
-                                        slm_error *err) {
-    SLM_CU_REQUIRE(y && bias && N >= 1 && T >= 1 && (T == 1 || ldy >= N), "cuda add_bias: bad arguments");
-    add_bias_kernel<<<grid_for(N * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(y, ldy, N, T, bias);
-    return slm_cu_launched("add_bias", err);
+extern "C" float slm_cuda_f16_scale_for(float max_abs) { return f16_scale_for(max_abs); }
+
+/* one block per column: col_scale[t] from the column's largest finite magnitude (NaN is skipped by fmaxf and
+ * reaches the output through the conversion; inf keeps scale 1 and stays inf, as on the CPU) */
+__global__ void f16_col_scale_kernel(const float *__restrict__ x, int64_t ldx, int K, float *__restrict__ col_scale) {
+    __shared__ float red[32];
+    const float *xc = x + (int64_t)blockIdx.x * ldx;
+    float m = 0.0f;
+    for (int i = threadIdx.x; i < K; i += blockDim.x) m = fmaxf(m, fabsf(xc[i]));
+    m = warp_max(m);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+        v = warp_max(v);
+        if (threadIdx.x == 0) col_scale[blockIdx.x] = f16_scale_for(v);
+    }
 }
 
 __global__ void f32_to_f16_kernel(const float *__restrict__ x, int64_t ldx, int64_t K, int64_t T,
-                                  __half *__restrict__ out) {
+                                  const float *__restrict__ col_scale, __half *__restrict__ out) {
     const int64_t total = K * T;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = __float2half_rn(x[(i / K) * ldx + i % K]);
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / K;
+        out[i] = __float2half_rn(x[t * ldx + i % K] * col_scale[t]);
+    }
 }
 
-extern "C" slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K, int64_t T, void *out, cudaStream_t s,
-                                          slm_error *err) {
-    SLM_CU_REQUIRE(x && out && K >= 1 && T >= 1 && (T == 1 || ldx >= K), "cuda f32_to_f16: bad arguments");
+extern "C" slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K, int64_t T, void *out,
+                                          float *col_scale, cudaStream_t s, slm_error *err) {
+    SLM_CU_REQUIRE(x && out && col_scale && K >= 1 && K <= INT32_MAX && T >= 1 && T <= INT32_MAX &&
+                       (T == 1 || ldx >= K),
+                   "cuda f32_to_f16: bad arguments");
     SLM_CU_REQUIRE((uintptr_t)out % 2 == 0, "cuda f32_to_f16: output must be 2-byte aligned");
-    f32_to_f16_kernel<<<grid_for(K * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(x, ldx, K, T, (__half *)out);
+    f16_col_scale_kernel<<<(unsigned)T, SLM_CU_THREADS, 0, s>>>(x, ldx, (int)K, col_scale);
+    slm_status st = slm_cu_launched("f16_col_scale", err);
+    if (st) return st;
+    f32_to_f16_kernel<<<grid_for(K * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(x, ldx, K, T, col_scale,
+                                                                                 (__half *)out);
     return slm_cu_launched("f32_to_f16", err);
+}
+
+/* y[n, t] = y[n, t] / col_scale[t] + bias[n]: one pass over the GEMM's output for both (either may be absent;
+ * dividing by a power of two is exact) */
+__global__ void gemm_finish_kernel(float *y, int64_t ldy, int64_t N, int64_t T, const float *__restrict__ col_scale,
+                                   const float *__restrict__ bias) {
+    const int64_t total = N * T;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / N, n = i % N;
+        float v = y[t * ldy + n];
+        if (col_scale) v *= 1.0f / col_scale[t];
+        if (bias) v += bias[n];
+        y[t * ldy + n] = v;
+    }
+}
+
+extern "C" slm_status slm_cuda_gemm_finish(float *y, int64_t ldy, int64_t N, int64_t T, const float *col_scale,
+                                           const float *bias, cudaStream_t s, slm_error *err) {
+    SLM_CU_REQUIRE(y && N >= 1 && T >= 1 && (T == 1 || ldy >= N), "cuda gemm_finish: bad arguments");
+    if (!col_scale && !bias) return SLM_OK;
+    gemm_finish_kernel<<<grid_for(N * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(y, ldy, N, T, col_scale, bias);
+    return slm_cu_launched("gemm_finish", err);
 }
 
 /* ---- bandwidth probe ---------------------------------------------------------------------------------------- */
