@@ -21,6 +21,19 @@ extern "C" {
 #include "cuda_kernels.h"
 #include "quant_blocks.h"
 
+/* The one way kernels are launched: SLM_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...). nvcc
+ * gets the real <<<>>>; the emulation build (SLM_CUDA_EMU, backends/cuda/emu) runs the kernel's threads as
+ * host fibers, naming the kernel expression and launch site in its errors. */
+#ifdef SLM_CUDA_EMU
+#define SLM_LAUNCH(kernel, grid, block, shmem, stream)                                                                 \
+    ::slm_emu::make_launcher(#kernel, __FILE__, __LINE__, kernel, grid, block, shmem, stream)
+/* Dynamic shared memory: `extern __shared__ T name[];` has no C++ spelling. */
+#define SLM_EXTERN_SHARED(type, name) type *name = (type *)SLM_EMU_DYNAMIC_SHARED()
+#else
+#define SLM_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<grid, block, shmem, stream>>>
+#define SLM_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 /* Every launcher ends with this: a bad launch configuration shows up here, not at the next sync. */
 static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
     cudaError_t e = cudaGetLastError();

@@ -83,7 +83,7 @@ static slm_status dequant_rows(slm_dtype t, const void *w, size_t row_bytes, int
     const int threads = 256;
     int64_t blocks = (items + threads - 1) / threads;
     SLM_CU_REQUIRE(blocks <= INT32_MAX, "cuda %s: %lld x %lld is too large", what, (long long)K, (long long)T);
-    k<<<(unsigned)blocks, threads, 0, s>>>((const uint8_t *)w, row_bytes, K, n_rows, ids, first, T, out, ldo);
+    SLM_LAUNCH(k, (unsigned)blocks, threads, 0, s)((const uint8_t *)w, row_bytes, K, n_rows, ids, first, T, out, ldo);
     return slm_cu_launched(what, err);
 }
 
