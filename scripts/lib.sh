@@ -208,7 +208,7 @@ slm_check_install() {
 # Debian 12 ships it); prints the files that are not and fails.
 slm_check_format() {
     local files bad=()
-    mapfile -t files < <(git -C "$SLM_ROOT" ls-files '*.c' '*.h' '*.cu' '*.cuh')
+    mapfile -t files < <(git -C "$SLM_ROOT" ls-files '*.c' '*.h' '*.cu' '*.cuh' '*.cpp')
     local f
     for f in "${files[@]}"; do
         clang-format --dry-run --Werror "$SLM_ROOT/$f" >/dev/null 2>&1 || bad+=("$f")
