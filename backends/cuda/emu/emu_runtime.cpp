@@ -7,7 +7,7 @@
  *   SLM_CUDA_EMU_DEVICES   number of devices (default 1; 0 = a machine without a GPU)
  *   SLM_CUDA_EMU_MEM       memory of each device (default 12G)
  *   SLM_CUDA_EMU_FAIL_AFTER  refuse any cudaMalloc that would take a device's live allocations above this
- *                          many bytes, while cudaMemGetInfo still reports SLM_CUDA_EMU_MEM (a driver that
+ *                          many bytes (read at every call), while cudaMemGetInfo still reports SLM_CUDA_EMU_MEM (a driver that
  *                          says yes and then refuses: what the placement's re-plan is for)
  *   SLM_CUDA_EMU_SM        compute capability (default 89), SLM_CUDA_EMU_SMS multiprocessors (default 4)
  *   SLM_CUDA_EMU_POISON=0  leave new device memory zeroed (default: 0xff bytes, NaN as f32 and f16, so a
@@ -376,6 +376,14 @@ extern "C" cudaError_t cudaDeviceSynchronize(void) {
     return fail(e != cudaSuccess ? e : sticky());
 }
 
+extern "C" cudaError_t cudaDeviceReset(void) {
+    std::lock_guard<std::mutex> l(g_lock);
+    g_sticky = cudaSuccess;
+    g_sticky_msg.clear();
+    t_last = cudaSuccess;
+    return cudaSuccess;
+}
+
 extern "C" cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     if (t_device >= n_devices()) return fail(cudaErrorInvalidDevice);
     std::lock_guard<std::mutex> l(g_lock);
@@ -396,6 +404,8 @@ extern "C" cudaError_t cudaMalloc(void **p, size_t size) {
     {
         std::lock_guard<std::mutex> l(g_lock);
         device &d = g_devices[(size_t)t_device];
+        /* read at every call so a test can set it between loads */
+        d.fail_after = env_bytes("SLM_CUDA_EMU_FAIL_AFTER", (size_t)-1);
         if (size > d.total - d.used || size > d.fail_after - (d.used < d.fail_after ? d.used : d.fail_after) ||
             d.used >= d.fail_after)
             return fail(cudaErrorMemoryAllocation);

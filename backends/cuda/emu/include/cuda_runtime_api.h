@@ -88,6 +88,8 @@ cudaError_t cudaSetDevice(int dev);
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int dev);
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev);
 cudaError_t cudaDeviceSynchronize(void);
+/* Clears a sticky fault (the emulator keeps its allocations: slm never resets a device it uses). */
+cudaError_t cudaDeviceReset(void);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 
 cudaError_t cudaMalloc(void **p, size_t size);
