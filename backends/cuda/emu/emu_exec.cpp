@@ -29,11 +29,11 @@
 #define SLM_EMU_ASAN 0
 #endif
 
-/* glibc's swapcontext makes a system call per switch (the signal mask) and the emulator switches at every
- * shuffle: on x86-64 a small switch that saves only the callee-saved registers and the FP control words
- * is many times faster. ucontext stays for other machines and under ASan (whose fiber annotations
- * expect it). */
-#if defined(__x86_64__) && !SLM_EMU_ASAN
+/* glibc's swapcontext makes a system call per switch (the signal mask), and under ASan its interceptor
+ * clears the shadow of the whole target stack; the emulator switches at every shuffle. On x86-64 a small
+ * switch that saves only the callee-saved registers and the FP control words is many times faster (ASan
+ * is told about each switch by its fiber annotations). ucontext stays for other machines. */
+#if defined(__x86_64__)
 #define SLM_EMU_FAST_SWITCH 1
 /* Saves the callee-saved state on the current stack and its pointer in *save, then resumes the stack at to. */
 extern "C" void slm_emu_switch(void **save, void *to);
@@ -114,6 +114,7 @@ struct runner {
     std::string msg;
     schedule_kind schedule = SCHED_INORDER;
     uint64_t rng = 1;
+    ~runner(); /* the thread's fibers and stacks go with it */
 };
 static thread_local runner *g_runner;
 
@@ -141,6 +142,13 @@ static fiber *new_fiber() {
     return f;
 }
 
+runner::~runner() {
+    for (fiber *f : pool) {
+        munmap((char *)f->stack - 4096, f->stack_size + 4096);
+        delete f;
+    }
+}
+
 static schedule_kind env_schedule() {
     const char *s = getenv("SLM_CUDA_EMU_SCHEDULE");
     if (!s || !*s || !strcmp(s, "inorder")) return SCHED_INORDER;
@@ -165,12 +173,14 @@ static void to_fiber(runner *r, fiber *f) {
 #if SLM_EMU_ASAN
     void *fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
-    swapcontext(&r->sched_ctx, &f->ctx);
-    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
-#elif SLM_EMU_FAST_SWITCH
+#endif
+#if SLM_EMU_FAST_SWITCH
     slm_emu_switch(&r->sched_sp, f->sp);
 #else
     swapcontext(&r->sched_ctx, &f->ctx);
+#endif
+#if SLM_EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
     g_exec.cur = nullptr;
 }
@@ -380,6 +390,17 @@ uint64_t warp_collective(coll_kind kind, unsigned mask, uint64_t value, int arg,
 
 /* ---- blocks ------------------------------------------------------------------------------------------------------ */
 
+#if !SLM_EMU_FAST_SWITCH
+/* Out of line: getcontext returns twice, which would make the caller's loop variables suspect. */
+static __attribute__((noinline)) void init_ucontext(fiber *f) {
+    getcontext(&f->ctx);
+    f->ctx.uc_stack.ss_sp = f->stack;
+    f->ctx.uc_stack.ss_size = f->stack_size;
+    f->ctx.uc_link = nullptr;
+    makecontext(&f->ctx, fiber_entry, 0);
+}
+#endif
+
 static bool run_block(runner *r) {
     const int n = r->n_threads;
     const dim3 bd = g_exec.block_dim;
@@ -402,11 +423,7 @@ static bool run_block(runner *r) {
         sp[7] = (uint64_t)(uintptr_t)fiber_entry;
         f->sp = sp;
 #else
-        getcontext(&f->ctx);
-        f->ctx.uc_stack.ss_sp = f->stack;
-        f->ctx.uc_stack.ss_size = f->stack_size;
-        f->ctx.uc_link = nullptr;
-        makecontext(&f->ctx, fiber_entry, 0);
+        init_ucontext(f);
 #endif
     }
     r->n_done = 0;
