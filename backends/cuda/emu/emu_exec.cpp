@@ -31,8 +31,10 @@
 
 /* glibc's swapcontext makes a system call per switch (the signal mask), and under ASan its interceptor
  * clears the shadow of the whole target stack; the emulator switches at every shuffle. On x86-64 a small
- * switch that saves only the callee-saved registers and the FP control words is many times faster (ASan
- * is told about each switch by its fiber annotations). ucontext stays for other machines. */
+ * switch that saves only the callee-saved registers is many times faster (ASan is told about each switch
+ * by its fiber annotations). The FP control words (MXCSR, x87) are not switched: nothing in a kernel or
+ * the emulator changes them, so every fiber runs with the launching thread's (and saving them cost more
+ * than the rest of the switch). ucontext stays for other machines. */
 #if defined(__x86_64__)
 #define SLM_EMU_FAST_SWITCH 1
 /* Saves the callee-saved state on the current stack and its pointer in *save, then resumes the stack at to. */
@@ -48,14 +50,8 @@ __asm__(".text\n"
         "  pushq %r13\n"
         "  pushq %r14\n"
         "  pushq %r15\n"
-        "  subq $8, %rsp\n"
-        "  stmxcsr (%rsp)\n"
-        "  fnstcw 4(%rsp)\n"
         "  movq %rsp, (%rdi)\n"
         "  movq %rsi, %rsp\n"
-        "  ldmxcsr (%rsp)\n"
-        "  fldcw 4(%rsp)\n"
-        "  addq $8, %rsp\n"
         "  popq %r15\n"
         "  popq %r14\n"
         "  popq %r13\n"
@@ -411,16 +407,14 @@ static bool run_block(runner *r) {
         f->state = F_READY;
         f->line = 0;
 #if SLM_EMU_FAST_SWITCH
-        /* A fresh stack as slm_emu_switch leaves one: FP control words, six registers, then fiber_entry as
-         * the return address, entered with the stack aligned as after a call. */
-        uint64_t *top = (uint64_t *)((uintptr_t)((char *)f->stack + f->stack_size) & ~(uintptr_t)15);
-        uint64_t *sp = top - 9;
-        memset(sp, 0, 9 * sizeof *sp);
-        const uint32_t mxcsr = 0x1f80; /* round to nearest, exceptions masked */
-        const uint16_t fpucw = 0x037f;
-        memcpy(sp, &mxcsr, 4);
-        memcpy((char *)sp + 4, &fpucw, 2);
-        sp[7] = (uint64_t)(uintptr_t)fiber_entry;
+        /* A fresh stack as slm_emu_switch leaves one: six registers, then fiber_entry as the return address,
+         * entered with the stack aligned as after a call. The tops of the stacks are staggered by cache
+         * lines: stacks a multiple of 4 KiB apart would otherwise contend for the same cache sets. */
+        uintptr_t top_addr = (uintptr_t)((char *)f->stack + f->stack_size) - (uintptr_t)(i % 61) * 64;
+        uint64_t *top = (uint64_t *)(top_addr & ~(uintptr_t)15);
+        uint64_t *sp = top - 8;
+        memset(sp, 0, 8 * sizeof *sp);
+        sp[6] = (uint64_t)(uintptr_t)fiber_entry;
         f->sp = sp;
 #else
         init_ucontext(f);
