@@ -1,10 +1,13 @@
 /* The execution model of the emulator: a grid's blocks run one after another on the launching OS thread,
  * and a block's threads are fibers (ucontext) switched cooperatively at barriers and warp collectives.
  *
- * Scheduling: rounds; each round resumes every runnable fiber once, in the order the schedule picks
- * (SLM_CUDA_EMU_SCHEDULE=inorder|reverse|random, SLM_CUDA_EMU_SEED for random), and a fiber runs until it
- * blocks or returns. A kernel that needs a barrier it lacks gives different results under different
- * schedules (in order, thread 0 runs to its end before thread 1 starts).
+ * Scheduling: a queue of runnable fibers; a fiber runs until it blocks or returns, then hands over to the
+ * next in the queue directly (the scheduler's own context only sees the block's start, its barriers and
+ * its end). Fibers made runnable together (the block at its start and at a barrier, a warp's lanes when
+ * their collective completes) join the queue in the order the schedule picks
+ * (SLM_CUDA_EMU_SCHEDULE=inorder|reverse|random, SLM_CUDA_EMU_SEED for random). A kernel that needs a
+ * barrier it lacks gives different results under different schedules (in order, thread 0 runs until it
+ * blocks before thread 1 starts).
  *
  * Barriers are released by the scheduler once no fiber can run: all threads of the block must then be
  * waiting at the same __syncthreads. Warp collectives complete as soon as the last lane of their mask
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 
@@ -110,6 +114,9 @@ struct runner {
     std::string msg;
     schedule_kind schedule = SCHED_INORDER;
     uint64_t rng = 1;
+    /* runnable fibers in the order they will be resumed (each at most once) */
+    std::vector<int> queue;
+    size_t queue_head = 0;
     ~runner(); /* the thread's fibers and stacks go with it */
 };
 static thread_local runner *g_runner;
@@ -163,45 +170,69 @@ static uint64_t next_rand(uint64_t *s) { /* xorshift64* */
 
 /* ---- switching ------------------------------------------------------------------------------------------ */
 
-static void to_fiber(runner *r, fiber *f) {
-    g_exec.cur = f;
-    g_exec.cur_tid = f->tid;
+/* Makes ids (fibers now runnable) resumable, in the order the schedule picks. */
+static void push_ready(runner *r, int *ids, int n) {
+    if (r->schedule == SCHED_REVERSE) {
+        for (int i = 0, j = n - 1; i < j; i++, j--) std::swap(ids[i], ids[j]);
+    } else if (r->schedule == SCHED_RANDOM) {
+        for (int i = n - 1; i > 0; i--) std::swap(ids[i], ids[next_rand(&r->rng) % (uint64_t)(i + 1)]);
+    }
+    for (int i = 0; i < n; i++) r->queue.push_back(ids[i]);
+}
+
+static fiber *pop_ready(runner *r) {
+    while (r->queue_head < r->queue.size()) {
+        fiber *f = r->pool[r->queue[r->queue_head++]];
+        if (f->state == F_READY) return f;
+    }
+    r->queue.clear();
+    r->queue_head = 0;
+    return nullptr;
+}
+
+/* The switch itself: saves the running context (a fiber's, or the scheduler's when from is null) and
+ * resumes to (a fiber, or the scheduler when null). ASan is told which stack comes next. */
+static void switch_to(runner *r, fiber *from, fiber *to) {
+    if (to) {
+        g_exec.cur = to;
+        g_exec.cur_tid = to->tid;
+    }
 #if SLM_EMU_ASAN
     void *fake = nullptr;
-    __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
+    void **save = from ? (from->state == F_DONE ? nullptr : &from->asan_fake) : &fake;
+    if (to) __sanitizer_start_switch_fiber(save, to->stack, to->stack_size);
+    else __sanitizer_start_switch_fiber(save, r->sched_stack_bottom, r->sched_stack_size);
 #endif
 #if SLM_EMU_FAST_SWITCH
-    slm_emu_switch(&r->sched_sp, f->sp);
+    slm_emu_switch(from ? &from->sp : &r->sched_sp, to ? to->sp : r->sched_sp);
 #else
-    swapcontext(&r->sched_ctx, &f->ctx);
+    swapcontext(from ? &from->ctx : &r->sched_ctx, to ? &to->ctx : &r->sched_ctx);
 #endif
 #if SLM_EMU_ASAN
-    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+    __sanitizer_finish_switch_fiber(from ? from->asan_fake : fake, nullptr, nullptr);
 #endif
+}
+
+/* From the scheduler into the queue's fibers; returns once no fiber is runnable (or the block failed). */
+static void to_fiber(runner *r, fiber *f) {
+    switch_to(r, nullptr, f);
     g_exec.cur = nullptr;
 }
 
 static void arrived_in_fiber(runner *r, fiber *f) {
 #if SLM_EMU_ASAN
-    __sanitizer_finish_switch_fiber(f->asan_fake, &r->sched_stack_bottom, &r->sched_stack_size);
-#else
+    __sanitizer_finish_switch_fiber(f->asan_fake, nullptr, nullptr);
+#endif
     (void)r;
     (void)f;
-#endif
 }
 
-/* From a fiber back to the scheduler; returns when the scheduler resumes the fiber. */
+/* A fiber that blocked (or finished) hands over to the next runnable fiber directly, or to the scheduler
+ * when there is none (or the block failed); returns when the fiber is resumed. */
 static void yield_fiber(runner *r, fiber *f) {
-#if SLM_EMU_ASAN
-    __sanitizer_start_switch_fiber(f->state == F_DONE ? nullptr : &f->asan_fake, r->sched_stack_bottom,
-                                   r->sched_stack_size);
-#endif
-#if SLM_EMU_FAST_SWITCH
-    slm_emu_switch(&f->sp, r->sched_sp);
-#else
-    swapcontext(&f->ctx, &r->sched_ctx);
-#endif
-    arrived_in_fiber(r, f);
+    fiber *next = r->failed ? nullptr : pop_ready(r);
+    if (next == f) return; /* released already (the last lane of a collective) and first in the queue */
+    switch_to(r, f, next);
 }
 
 static void fiber_entry() {
@@ -376,8 +407,13 @@ uint64_t warp_collective(coll_kind kind, unsigned mask, uint64_t value, int arg,
                 fail_in_fiber(r, f, b);
             }
         }
+        int ids[32], n_ids = 0;
         for (int l = 0; l < 32; l++)
-            if ((mask >> l) & 1u) r->pool[warp_base + l]->state = F_READY;
+            if ((mask >> l) & 1u) {
+                r->pool[warp_base + l]->state = F_READY;
+                ids[n_ids++] = warp_base + l;
+            }
+        push_ready(r, ids, n_ids);
         w.arrived = 0;
     }
     yield_fiber(r, f); /* even when complete: lets the schedule interleave the lanes */
@@ -406,6 +442,7 @@ static bool run_block(runner *r) {
         f->tid = uint3{(unsigned)i % bd.x, ((unsigned)i / bd.x) % bd.y, (unsigned)i / (bd.x * bd.y)};
         f->state = F_READY;
         f->line = 0;
+        f->asan_fake = nullptr;
 #if SLM_EMU_FAST_SWITCH
         /* A fresh stack as slm_emu_switch leaves one: six registers, then fiber_entry as the return address,
          * entered with the stack aligned as after a call. The tops of the stacks are staggered by cache
@@ -423,13 +460,14 @@ static bool run_block(runner *r) {
     r->n_done = 0;
     for (auto &w : r->warps) w = warp_pending();
     if (!r->dyn_shared.empty()) memset(r->dyn_shared.data(), 0xff, r->dyn_shared.size()); /* garbage, as on a GPU */
-    std::vector<int> order;
-    order.reserve(n);
+    std::vector<int> all(n);
+    r->queue.clear();
+    r->queue_head = 0;
+    for (int i = 0; i < n; i++) all[i] = i;
+    push_ready(r, all.data(), n);
     for (;;) {
-        order.clear();
-        for (int i = 0; i < n; i++)
-            if (r->pool[i]->state == F_READY) order.push_back(i);
-        if (order.empty()) {
+        fiber *f = pop_ready(r);
+        if (!f) {
             if (r->n_done == n) return true;
             /* every live thread blocked: a barrier all threads reached at one call site is released */
             bool release = r->n_done == 0;
@@ -440,24 +478,32 @@ static bool run_block(runner *r) {
                 r->msg = describe_stall(r);
                 return false;
             }
-            for (int i = 0; i < n; i++) r->pool[i]->state = F_READY;
+            for (int i = 0; i < n; i++) {
+                r->pool[i]->state = F_READY;
+                all[i] = i;
+            }
+            push_ready(r, all.data(), n);
             continue;
         }
-        if (r->schedule == SCHED_REVERSE) {
-            for (size_t i = 0, j = order.size() - 1; i < j; i++, j--) std::swap(order[i], order[j]);
-        } else if (r->schedule == SCHED_RANDOM) {
-            for (size_t i = order.size() - 1; i > 0; i--) std::swap(order[i], order[next_rand(&r->rng) % (i + 1)]);
-        }
-        for (int i : order) {
-            if (r->pool[i]->state != F_READY) continue;
-            to_fiber(r, r->pool[i]);
-            if (r->failed) return false;
-        }
+        to_fiber(r, f);
+        if (r->failed) return false;
     }
 }
 
 bool run_kernel(const launch_info &info, const std::function<void()> &body, std::string *msg) {
     static thread_local runner tr;
+#if SLM_EMU_ASAN
+    if (!tr.sched_stack_bottom) { /* where this thread's own stack lies, for ASan's switch annotations */
+        pthread_attr_t a;
+        pthread_getattr_np(pthread_self(), &a);
+        void *addr;
+        size_t size;
+        pthread_attr_getstack(&a, &addr, &size);
+        pthread_attr_destroy(&a);
+        tr.sched_stack_bottom = addr;
+        tr.sched_stack_size = size;
+    }
+#endif
     static thread_local uint64_t launches;
     runner *r = &tr;
     const int n = (int)(info.block.x * info.block.y * info.block.z);
