@@ -51,8 +51,18 @@ static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
  * machines without a GPU. */
 #define SLM_HD __host__ __device__ __forceinline__
 
+/* A weight load, for the emulator's per-kernel accounting of requests and sectors (nothing under nvcc). */
+#ifdef SLM_CUDA_EMU
+#define SLM_NOTE_LOAD(p, bytes) ::slm_emu::note_load(p, bytes)
+#else
+#define SLM_NOTE_LOAD(p, bytes) ((void)0)
+#endif
+
 /* Quantized rows are only guaranteed 2-byte aligned (block sizes 18, 22, 34, 210 ...): 16-bit loads. */
-SLM_HD uint32_t ld_u16(const uint8_t *p) { return *(const uint16_t *)p; }
+SLM_HD uint32_t ld_u16(const uint8_t *p) {
+    SLM_NOTE_LOAD(p, 2);
+    return *(const uint16_t *)p;
+}
 SLM_HD uint32_t ld_u32(const uint8_t *p) { return ld_u16(p) | (ld_u16(p + 2) << 16); }
 SLM_HD float ld_f16(const uint8_t *p) { return __half2float(__ushort_as_half((unsigned short)ld_u16(p))); }
 
@@ -247,11 +257,16 @@ template <> struct dq<SLM_Q6_K> {
 
 /* Plain element types: element i of a row. */
 template <int T> SLM_HD float ld_elem(const uint8_t *row, int64_t i);
-template <> SLM_HD float ld_elem<SLM_F32>(const uint8_t *row, int64_t i) { return ((const float *)row)[i]; }
+template <> SLM_HD float ld_elem<SLM_F32>(const uint8_t *row, int64_t i) {
+    SLM_NOTE_LOAD(row + 4 * i, 4);
+    return ((const float *)row)[i];
+}
 template <> SLM_HD float ld_elem<SLM_F16>(const uint8_t *row, int64_t i) {
+    SLM_NOTE_LOAD(row + 2 * i, 2);
     return __half2float(((const __half *)row)[i]);
 }
 template <> SLM_HD float ld_elem<SLM_BF16>(const uint8_t *row, int64_t i) {
+    SLM_NOTE_LOAD(row + 2 * i, 2);
     uint32_t u = (uint32_t)((const uint16_t *)row)[i] << 16;
     float f;
     memcpy(&f, &u, 4);

@@ -109,6 +109,14 @@ launcher<P...> make_launcher(const char *name, const char *file, int line, void 
     return launcher<P...>{launch_info{name, file, line, grid, block, shmem, stream}, kernel};
 }
 
+/* A global load of a kernel, for the per-kernel accounting (SLM_CUDA_EMU_MEMSTATS=1, emu_memstats.cpp);
+ * host callers of the same helpers (no fiber running) are not counted. */
+extern bool g_memstats;
+void note_load_slow(const void *p, unsigned bytes);
+inline void note_load(const void *p, unsigned bytes) {
+    if (g_memstats && g_exec.cur) note_load_slow(p, bytes);
+}
+
 template <class T> inline uint64_t to_bits(T v) {
     static_assert(sizeof(T) <= 8, "warp shuffles of more than 8 bytes");
     uint64_t u = 0;

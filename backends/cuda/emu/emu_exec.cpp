@@ -415,6 +415,7 @@ uint64_t warp_collective(coll_kind kind, unsigned mask, uint64_t value, int arg,
             }
         push_ready(r, ids, n_ids);
         w.arrived = 0;
+        memstats_flush_warp(warp, r->n_threads);
     }
     yield_fiber(r, f); /* even when complete: lets the schedule interleave the lanes */
     return f->result;
@@ -468,6 +469,7 @@ static bool run_block(runner *r) {
     for (;;) {
         fiber *f = pop_ready(r);
         if (!f) {
+            memstats_flush_block(n);
             if (r->n_done == n) return true;
             /* every live thread blocked: a barrier all threads reached at one call site is released */
             bool release = r->n_done == 0;
@@ -518,6 +520,7 @@ bool run_kernel(const launch_info &info, const std::function<void()> &body, std:
     r->schedule = env_schedule();
     r->rng = (uint64_t)env_long("SLM_CUDA_EMU_SEED", 1) * 0x9e3779b97f4a7c15ull + ++launches;
     if (!r->rng) r->rng = 1;
+    memstats_begin_kernel(info, n);
     runner *saved = g_runner;
     g_runner = r;
     g_exec.grid_dim = info.grid;

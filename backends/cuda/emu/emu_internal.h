@@ -27,6 +27,12 @@ cudaError_t enqueue_host_work(cudaStream_t s, const char *name, std::function<vo
 /* True when [p, p + n) lies inside one live device allocation (what a kernel or copy may touch). */
 bool device_range(const void *p, size_t n);
 
+/* Load accounting (emu_memstats.cpp): a kernel starts, a warp met (its lanes' loads since form requests),
+ * a block met or ended. No-ops unless SLM_CUDA_EMU_MEMSTATS=1. */
+void memstats_begin_kernel(const launch_info &info, int n_threads);
+void memstats_flush_warp(int warp, int n_threads);
+void memstats_flush_block(int n_threads);
+
 /* Reads a byte size from the environment ("12G", "512M", "4096"); def when unset. Refuses garbage loudly. */
 size_t env_bytes(const char *name, size_t def);
 long env_long(const char *name, long def);
