@@ -223,7 +223,7 @@ slm_tsan_run() {
 # Debian 12 ships it); prints the files that are not and fails.
 slm_check_format() {
     local files bad=()
-    mapfile -t files < <(git -C "$SLM_ROOT" ls-files '*.c' '*.h' '*.cu' '*.cuh')
+    mapfile -t files < <(git -C "$SLM_ROOT" ls-files '*.c' '*.h' '*.cu' '*.cuh' '*.cpp')
     local f
     for f in "${files[@]}"; do
         clang-format --dry-run --Werror "$SLM_ROOT/$f" >/dev/null 2>&1 || bad+=("$f")

@@ -138,9 +138,10 @@ extern "C" slm_status slm_cuda_attention(const slm_cuda_attn_args *a, cudaStream
     SLM_CU_REQUIRE((uintptr_t)a->k % 2 == 0 && (uintptr_t)a->v % 2 == 0,
                    "cuda attention: cache must be 2-byte aligned");
     const int n_split = attn_splits(a->T, a->n_ctx);
-    attn_split_kernel<<<dim3((unsigned)a->n_head, (unsigned)n_split, (unsigned)a->T), ATT_THREADS, 0, s>>>(*a, n_split);
+    SLM_LAUNCH(attn_split_kernel, dim3((unsigned)a->n_head, (unsigned)n_split, (unsigned)a->T), ATT_THREADS, 0, s)
+    (*a, n_split);
     slm_status st = slm_cu_launched("attention", err);
     if (st) return st;
-    attn_merge_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->T), ATT_THREADS, 0, s>>>(*a, n_split);
+    SLM_LAUNCH(attn_merge_kernel, dim3((unsigned)a->n_head, (unsigned)a->T), ATT_THREADS, 0, s)(*a, n_split);
     return slm_cu_launched("attention merge", err);
 }

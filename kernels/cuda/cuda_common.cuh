@@ -21,6 +21,19 @@ extern "C" {
 #include "cuda_kernels.h"
 #include "quant_blocks.h"
 
+/* The one way kernels are launched: SLM_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...). nvcc
+ * gets the real <<<>>>; the emulation build (SLM_CUDA_EMU, backends/cuda/emu) runs the kernel's threads as
+ * host fibers, naming the kernel expression and launch site in its errors. */
+#ifdef SLM_CUDA_EMU
+#define SLM_LAUNCH(kernel, grid, block, shmem, stream)                                                                 \
+    ::slm_emu::make_launcher(#kernel, __FILE__, __LINE__, kernel, grid, block, shmem, stream)
+/* Dynamic shared memory: `extern __shared__ T name[];` has no C++ spelling. */
+#define SLM_EXTERN_SHARED(type, name) type *name = (type *)SLM_EMU_DYNAMIC_SHARED()
+#else
+#define SLM_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<grid, block, shmem, stream>>>
+#define SLM_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 /* Every launcher ends with this: a bad launch configuration shows up here, not at the next sync. */
 static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
     cudaError_t e = cudaGetLastError();
@@ -38,8 +51,18 @@ static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
  * machines without a GPU. */
 #define SLM_HD __host__ __device__ __forceinline__
 
+/* A weight load, for the emulator's per-kernel accounting of requests and sectors (nothing under nvcc). */
+#ifdef SLM_CUDA_EMU
+#define SLM_NOTE_LOAD(p, bytes) ::slm_emu::note_load(p, bytes)
+#else
+#define SLM_NOTE_LOAD(p, bytes) ((void)0)
+#endif
+
 /* Quantized rows are only guaranteed 2-byte aligned (block sizes 18, 22, 34, 210 ...): 16-bit loads. */
-SLM_HD uint32_t ld_u16(const uint8_t *p) { return *(const uint16_t *)p; }
+SLM_HD uint32_t ld_u16(const uint8_t *p) {
+    SLM_NOTE_LOAD(p, 2);
+    return *(const uint16_t *)p;
+}
 SLM_HD uint32_t ld_u32(const uint8_t *p) { return ld_u16(p) | (ld_u16(p + 2) << 16); }
 SLM_HD float ld_f16(const uint8_t *p) { return __half2float(__ushort_as_half((unsigned short)ld_u16(p))); }
 
@@ -234,11 +257,16 @@ template <> struct dq<SLM_Q6_K> {
 
 /* Plain element types: element i of a row. */
 template <int T> SLM_HD float ld_elem(const uint8_t *row, int64_t i);
-template <> SLM_HD float ld_elem<SLM_F32>(const uint8_t *row, int64_t i) { return ((const float *)row)[i]; }
+template <> SLM_HD float ld_elem<SLM_F32>(const uint8_t *row, int64_t i) {
+    SLM_NOTE_LOAD(row + 4 * i, 4);
+    return ((const float *)row)[i];
+}
 template <> SLM_HD float ld_elem<SLM_F16>(const uint8_t *row, int64_t i) {
+    SLM_NOTE_LOAD(row + 2 * i, 2);
     return __half2float(((const __half *)row)[i]);
 }
 template <> SLM_HD float ld_elem<SLM_BF16>(const uint8_t *row, int64_t i) {
+    SLM_NOTE_LOAD(row + 2 * i, 2);
     uint32_t u = (uint32_t)((const uint16_t *)row)[i] << 16;
     float f;
     memcpy(&f, &u, 4);

@@ -72,7 +72,7 @@ extern "C" slm_status slm_cuda_dequant_f16(slm_dtype wtype, const void *w, size_
     const int threads = 256;
     int64_t blocks = (items + threads - 1) / threads;
     SLM_CU_REQUIRE(blocks <= INT32_MAX, "cuda dequant_f16: %lld x %lld is too large", (long long)K, (long long)n_rows);
-    k<<<(unsigned)blocks, threads, 0, s>>>((const uint8_t *)w, row_bytes, K, first_row, n_rows, (__half *)out);
+    SLM_LAUNCH(k, (unsigned)blocks, threads, 0, s)((const uint8_t *)w, row_bytes, K, first_row, n_rows, (__half *)out);
     return slm_cu_launched("dequant_f16", err);
 }
 

@@ -106,7 +106,7 @@ extern "C" slm_status slm_cuda_matvec(const slm_cuda_matmul_args *a, cudaStream_
                    (long long)a->ldx, (long long)a->ldy);
     dim3 block(32, MV_ROWS);
     dim3 grid((unsigned)((a->N + MV_ROWS - 1) / MV_ROWS));
-    matvec_kernel(a->wtype)<<<grid, block, 0, s>>>((const uint8_t *)a->w, a->row_bytes, (int)a->K, (int)a->N, a->x,
-                                                   a->ldx, a->y, a->ldy, (int)a->T, a->bias);
+    SLM_LAUNCH(matvec_kernel(a->wtype), grid, block, 0, s)
+    ((const uint8_t *)a->w, a->row_bytes, (int)a->K, (int)a->N, a->x, a->ldx, a->y, a->ldy, (int)a->T, a->bias);
     return slm_cu_launched("matvec", err);
 }

@@ -40,7 +40,7 @@ extern "C" slm_status slm_cuda_rmsnorm(const float *x, int64_t ldx, const float 
     SLM_CU_REQUIRE(x && w && y && n >= 1 && n <= INT32_MAX && T >= 1 && T <= INT32_MAX,
                    "cuda rmsnorm: bad arguments (n=%lld T=%lld)", (long long)n, (long long)T);
     SLM_CU_REQUIRE(T == 1 || (ldx >= n && ldy >= n), "cuda rmsnorm: column strides too small");
-    rmsnorm_kernel<<<(unsigned)T, SLM_CU_THREADS, 0, s>>>(x, ldx, w, y, ldy, (int)n, eps);
+    SLM_LAUNCH(rmsnorm_kernel, (unsigned)T, SLM_CU_THREADS, 0, s)(x, ldx, w, y, ldy, (int)n, eps);
     return slm_cu_launched("rmsnorm", err);
 }
 
@@ -73,7 +73,7 @@ extern "C" slm_status slm_cuda_rope(const slm_cuda_rope_args *a, cudaStream_t s,
     SLM_CU_REQUIRE((a->n_head == 1 || a->ld_head >= a->head_dim) && (a->T == 1 || a->ld_tok >= a->head_dim),
                    "cuda rope: strides %lld/%lld too small", (long long)a->ld_head, (long long)a->ld_tok);
     const int64_t total = a->T * a->n_head * (a->n_rot / 2);
-    rope_kernel<<<grid_for(total, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(*a);
+    SLM_LAUNCH(rope_kernel, grid_for(total, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)(*a);
     return slm_cu_launched("rope", err);
 }
 
@@ -96,8 +96,8 @@ extern "C" slm_status slm_cuda_kv_write(const float *src, int64_t ld_src, int64_
     SLM_CU_REQUIRE(src && pos && cache && n >= 1 && T >= 1 && n_ctx >= 1, "cuda kv_write: bad arguments");
     SLM_CU_REQUIRE(ld_cache >= n && (T == 1 || ld_src >= n), "cuda kv_write: strides too small");
     SLM_CU_REQUIRE((uintptr_t)cache % 2 == 0, "cuda kv_write: cache must be 2-byte aligned");
-    kv_write_kernel<<<grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(src, ld_src, n, T, pos, (__half *)cache,
-                                                                               ld_cache, n_ctx);
+    SLM_LAUNCH(kv_write_kernel, grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)
+    (src, ld_src, n, T, pos, (__half *)cache, ld_cache, n_ctx);
     return slm_cu_launched("kv_write", err);
 }
 
@@ -120,7 +120,8 @@ static slm_status eltwise(const float *a, int64_t lda, const float *b, int64_t l
     SLM_CU_REQUIRE(a && b && y && n >= 1 && T >= 1, "cuda %s: bad arguments (n=%lld T=%lld)", what, (long long)n,
                    (long long)T);
     SLM_CU_REQUIRE(T == 1 || (lda >= n && ldb >= n && ldy >= n), "cuda %s: column strides too small", what);
-    eltwise_kernel<SWIGLU><<<grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(a, lda, b, ldb, y, ldy, n, T);
+    SLM_LAUNCH(eltwise_kernel<SWIGLU>, grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)
+    (a, lda, b, ldb, y, ldy, n, T);
     return slm_cu_launched(what, err);
 }
 
@@ -185,11 +186,11 @@ extern "C" slm_status slm_cuda_f32_to_f16(const float *x, int64_t ldx, int64_t K
                        (T == 1 || ldx >= K),
                    "cuda f32_to_f16: bad arguments");
     SLM_CU_REQUIRE((uintptr_t)out % 2 == 0, "cuda f32_to_f16: output must be 2-byte aligned");
-    f16_col_scale_kernel<<<(unsigned)T, SLM_CU_THREADS, 0, s>>>(x, ldx, (int)K, col_scale);
+    SLM_LAUNCH(f16_col_scale_kernel, (unsigned)T, SLM_CU_THREADS, 0, s)(x, ldx, (int)K, col_scale);
     slm_status st = slm_cu_launched("f16_col_scale", err);
     if (st) return st;
-    f32_to_f16_kernel<<<grid_for(K * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(x, ldx, K, T, col_scale,
-                                                                                 (__half *)out);
+    SLM_LAUNCH(f32_to_f16_kernel, grid_for(K * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)
+    (x, ldx, K, T, col_scale, (__half *)out);
     return slm_cu_launched("f32_to_f16", err);
 }
 
@@ -211,7 +212,8 @@ extern "C" slm_status slm_cuda_gemm_finish(float *y, int64_t ldy, int64_t N, int
                                            const float *bias, cudaStream_t s, slm_error *err) {
     SLM_CU_REQUIRE(y && N >= 1 && T >= 1 && (T == 1 || ldy >= N), "cuda gemm_finish: bad arguments");
     if (!col_scale && !bias) return SLM_OK;
-    gemm_finish_kernel<<<grid_for(N * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s>>>(y, ldy, N, T, col_scale, bias);
+    SLM_LAUNCH(gemm_finish_kernel, grid_for(N * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)
+    (y, ldy, N, T, col_scale, bias);
     return slm_cu_launched("gemm_finish", err);
 }
 
@@ -234,6 +236,6 @@ extern "C" slm_status slm_cuda_read_probe(const void *buf, size_t n_words, float
     int dev = 0, sms = 1;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    read_probe_kernel<<<(unsigned)(sms * 8), 512, 0, s>>>((const uint4 *)buf, n_words, sink);
+    SLM_LAUNCH(read_probe_kernel, (unsigned)(sms * 8), 512, 0, s)((const uint4 *)buf, n_words, sink);
     return slm_cu_launched("read_probe", err);
 }
