@@ -41,6 +41,7 @@ static void pass(const char *const *env, const char *what, bool all, bool aligne
     h.tol_matmul_quant = 1e-5; /* the shaders see the reference's quantized weights and accumulate in f32 */
     if (all) {
         slm_harness_run_all(&h);
+        slm_harness_run_long_positions(&h);
     } else {
         for (int i = 0; i < SLM_HARNESS_N_WTYPES; i++) {
             slm_harness_run_matmuls(&h, slm_harness_weight_types[i]);

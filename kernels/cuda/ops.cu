@@ -53,15 +53,18 @@ __global__ void rope_kernel(slm_cuda_rope_args a) {
         const int j = (int)(i % half);
         const int64_t hh = (i / half) % a.n_head, t = i / ((int64_t)half * a.n_head);
         float *v = a.x + t * a.ld_tok + hh * a.ld_head;
-        /* theta_j = pos * base^(-2j/n_rot) * freq_scale / factor_j */
-        float theta = (float)a.pos[t] * powf(a.freq_base, -2.0f * (float)j / (float)a.n_rot) * a.freq_scale;
-        if (a.factors) theta /= a.factors[j];
-        float sn, cs;
-        sincosf(theta, &sn, &cs);
+        /* theta_j = pos * base^(-2j/n_rot) * freq_scale / factor_j, in double with the arithmetic of
+         * slm_ref_rope and the CPU backend: in float the angle alone is off by pos * 2^-24 (0.008 rad at
+         * 128k) before powf's error is scaled by pos, which breaks agreement with the other backends at long
+         * contexts. Rope runs n_rot/2 * n_head * T threads, so double's rate on consumer cards costs little. */
+        double theta = (double)a.pos[t] * pow((double)a.freq_base, -2.0 * j / a.n_rot) * (double)a.freq_scale;
+        if (a.factors) theta /= (double)a.factors[j];
+        double sn, cs;
+        sincos(theta, &sn, &cs);
         const int i0 = a.neox ? j : 2 * j, i1 = a.neox ? j + half : 2 * j + 1;
-        const float x0 = v[i0], x1 = v[i1];
-        v[i0] = x0 * cs - x1 * sn;
-        v[i1] = x0 * sn + x1 * cs;
+        const double x0 = v[i0], x1 = v[i1];
+        v[i0] = (float)(x0 * cs - x1 * sn);
+        v[i1] = (float)(x0 * sn + x1 * cs);
     }
 }
 
