@@ -39,6 +39,7 @@ typedef struct slm_harness {
     double tol_matmul_float; /* f32 / f16 / bf16 weights */
     double tol_matmul_quant; /* block-quantized weights */
     double tol_f32;          /* embed, rmsnorm, rope, add, swiglu */
+    double tol_rope_long;    /* rope at 4k and 128k positions (slm_harness_run_long_positions) */
     double tol_kv;           /* f32 -> f16 cache rows (rounding mode may differ) */
     double tol_attn;
     size_t offset; /* byte offset of every operand in its buffer (default SLM_HARNESS_OFFSET) */
@@ -105,6 +106,9 @@ void slm_harness_run_matmuls(slm_harness *h, slm_dtype t);
  * slm_harness_run_matmuls, after the rest of the suite, so the seeded data of the older checks is unchanged. */
 void slm_harness_run_batches(slm_harness *h, slm_dtype t);
 void slm_harness_run_all(slm_harness *h);
+/* Long positions: RoPE near 131072 and 4096, and prompt batches above 8 tokens writing and attending at
+ * ~4k rows of a padded cache. Apart from slm_harness_run_all so that its seeded data stays as it was. */
+void slm_harness_run_long_positions(slm_harness *h);
 
 /* Prints the summary line and per-kind wall times. */
 void slm_harness_report(const slm_harness *h, const char *name);

@@ -48,10 +48,11 @@ typedef struct vk_push_rope {
     uint32_t n_head, T, n_rot, neox;
     uint32_t x_off, head_stride, tok_stride;
     uint32_t pos_off, has_ff, ff_off;
-    float freq_base, freq_scale;
+    float freq_scale;
+    float r_hi, r_lo; /* base^(-2/n_rot) = r_hi + r_lo, from a double (the shader keeps angles as float pairs) */
 } vk_push_rope;
-VK_PUSH_LAYOUT(vk_push_rope, 12, freq_scale);
-_Static_assert(offsetof(vk_push_rope, freq_base) == 40, "vk_push_rope: freq_base");
+VK_PUSH_LAYOUT(vk_push_rope, 13, r_lo);
+_Static_assert(offsetof(vk_push_rope, freq_scale) == 40, "vk_push_rope: freq_scale");
 
 /* kv_write.comp: the cache in halves, x in floats, positions in ints. */
 typedef struct vk_push_kv_write {

@@ -315,8 +315,12 @@ static slm_status rec_rope(vk_recorder *r, const slm_op *op, slm_error *err) {
     p->pos_off = dp.b[1].rem / 4;
     p->has_ff = ff->buf ? 1 : 0;
     p->ff_off = ff->buf ? dp.b[2].rem / 4 : 0;
-    p->freq_base = op->p.rope.freq_base;
     p->freq_scale = op->p.rope.freq_scale;
+    /* the ratio of consecutive frequencies in double, split into a float pair: r^i in pair arithmetic is
+     * base^(-2i/n_rot) to ~1e-13 relative, as slm_ref_rope's pow in double */
+    double ratio = pow((double)op->p.rope.freq_base, -2.0 / n_rot);
+    p->r_hi = (float)ratio;
+    p->r_lo = (float)(ratio - (double)p->r_hi);
     s = groups_1d((uint64_t)(n_rot / 2) * (uint64_t)nh * (uint64_t)T, slm_vk_pipeline_wg(dp.pipe), dp.groups, err);
     return s ? s : emit(r, &dp, err);
 }

@@ -44,24 +44,31 @@ extern "C" slm_status slm_cuda_rmsnorm(const float *x, int64_t ldx, const float 
     return slm_cu_launched("rmsnorm", err);
 }
 
-/* ---- RoPE: one thread per rotated pair ------------------------------------------------------------------- */
+/* ---- RoPE: one thread per (token, pair), over every head --------------------------------------------------- */
 
 __global__ void rope_kernel(slm_cuda_rope_args a) {
     const int half = a.n_rot / 2;
-    const int64_t total = a.T * a.n_head * half;
+    const int64_t total = a.T * half;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int j = (int)(i % half);
-        const int64_t hh = (i / half) % a.n_head, t = i / ((int64_t)half * a.n_head);
-        float *v = a.x + t * a.ld_tok + hh * a.ld_head;
-        /* theta_j = pos * base^(-2j/n_rot) * freq_scale / factor_j */
-        float theta = (float)a.pos[t] * powf(a.freq_base, -2.0f * (float)j / (float)a.n_rot) * a.freq_scale;
-        if (a.factors) theta /= a.factors[j];
-        float sn, cs;
-        sincosf(theta, &sn, &cs);
+        const int64_t t = i / half;
+        /* theta_j = pos * base^(-2j/n_rot) * freq_scale / factor_j, in double with the arithmetic of
+         * slm_ref_rope and the CPU backend: in float the angle alone is off by pos * 2^-24 (0.008 rad at
+         * 128k) before powf's error is scaled by pos, which breaks agreement with the other backends at long
+         * contexts. Every head of a token turns by the same angles, so each is computed once per (token,
+         * pair) and applied to all heads: the double pow and sincos (slow on consumer cards) then cost
+         * n_head times less than the loads and stores. */
+        double theta = (double)a.pos[t] * pow((double)a.freq_base, -2.0 * j / a.n_rot) * (double)a.freq_scale;
+        if (a.factors) theta /= (double)a.factors[j];
+        double sn, cs;
+        sincos(theta, &sn, &cs);
         const int i0 = a.neox ? j : 2 * j, i1 = a.neox ? j + half : 2 * j + 1;
-        const float x0 = v[i0], x1 = v[i1];
-        v[i0] = x0 * cs - x1 * sn;
-        v[i1] = x0 * sn + x1 * cs;
+        for (int hh = 0; hh < a.n_head; hh++) {
+            float *v = a.x + t * a.ld_tok + (int64_t)hh * a.ld_head;
+            const double x0 = v[i0], x1 = v[i1];
+            v[i0] = (float)(x0 * cs - x1 * sn);
+            v[i1] = (float)(x0 * sn + x1 * cs);
+        }
     }
 }
 
@@ -72,7 +79,7 @@ extern "C" slm_status slm_cuda_rope(const slm_cuda_rope_args *a, cudaStream_t s,
                    "cuda rope: n_rot=%d must be even and <= head_dim=%d", a->n_rot, a->head_dim);
     SLM_CU_REQUIRE((a->n_head == 1 || a->ld_head >= a->head_dim) && (a->T == 1 || a->ld_tok >= a->head_dim),
                    "cuda rope: strides %lld/%lld too small", (long long)a->ld_head, (long long)a->ld_tok);
-    const int64_t total = a->T * a->n_head * (a->n_rot / 2);
+    const int64_t total = a->T * (a->n_rot / 2);
     SLM_LAUNCH(rope_kernel, grid_for(total, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)(*a);
     return slm_cu_launched("rope", err);
 }
