@@ -358,9 +358,10 @@ static slm_status place_on_gpus(slm_model *m, const float *shares, slm_error *er
         int failed = 1;
         s = plan.n_gpu_units ? upload_all(m, &failed, &up_err) : SLM_OK;
         if (!s) break;
-        /* A device refused: re-plan with one unit fewer and say why. */
+        /* A device refused: re-plan with one unit fewer and say why (a 160-character device name, 300 of the
+         * error and the rest fit the note's 512). */
         int units = plan.n_gpu_units - 1;
-        snprintf(pl->note, sizeof pl->note, "%s: could not hold %d GPU layer(s) (%.200s); using %d",
+        snprintf(pl->note, sizeof pl->note, "%s: could not hold %d GPU layer(s) (%.300s); using %d",
                  pl->devices[failed]->name, plan.n_gpu_units, up_err.msg, units < 0 ? 0 : units);
         place_all_on_host(pl, hp->n_layer);
         req.n_gpu_layers = units < 0 ? 0 : units;
