@@ -138,6 +138,15 @@ typedef struct slm_backend_ops {
     slm_status (*sync)(slm_device *, slm_error *);
     /* Optional: measured peak read bandwidth in bytes/s (0 when unknown). */
     double (*measure_bandwidth)(slm_device *);
+    /* Optional (NULL: the backend needs no device memory beyond the buffers it is given). Working memory is
+     * what a backend allocates for itself to run ops: partial results, converted copies of operands, a
+     * library's workspace. Both hooks take "shapes": ops of which only the kind, p and each operand's type
+     * and ne are read (buffers may be absent), the largest a model will run here. work_bytes says how many
+     * bytes of working memory running ops no larger than those takes; work_reserve allocates it now and
+     * keeps it until close (n_shapes 0 gives it back), so that a device too small to run the model fails
+     * when the placement can still re-plan instead of in the first run. run still grows it for larger ops. */
+    uint64_t (*work_bytes)(slm_device *, const slm_op *shapes, int n_shapes);
+    slm_status (*work_reserve)(slm_device *, const slm_op *shapes, int n_shapes, slm_error *);
 } slm_backend_ops;
 
 /* An opened device instance. One thread at a time uses an instance (GPU instances are shared by a model's
@@ -176,6 +185,11 @@ bool slm_device_supports(slm_device *d, const slm_op *op);
 slm_status slm_buffer_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *out, slm_error *err);
 /* The backend's own measure of its peak read bandwidth in bytes/s; 0 when it has none. */
 double slm_device_measure_bandwidth(slm_device *d);
+
+/* The backend's working memory for ops shaped like shapes[0..n) (work_bytes above); 0 when it has none. */
+uint64_t slm_device_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes);
+/* Allocates that memory now (work_reserve above); SLM_OK when the backend has none to allocate. */
+slm_status slm_device_work_reserve(slm_device *d, const slm_op *shapes, int n_shapes, slm_error *err);
 
 /* Registry of compiled-in backends: spec is "cpu", "vulkan", "vulkan:N", "cuda", "cuda:N". */
 slm_status slm_device_open(const char *spec, const slm_device_config *cfg, slm_device **out, slm_error *err);

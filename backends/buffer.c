@@ -78,3 +78,11 @@ slm_status slm_buffer_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *ou
 double slm_device_measure_bandwidth(slm_device *d) {
     return d->ops->measure_bandwidth ? d->ops->measure_bandwidth(d) : 0;
 }
+
+uint64_t slm_device_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes) {
+    return d->ops->work_bytes && n_shapes > 0 ? d->ops->work_bytes(d, shapes, n_shapes) : 0;
+}
+
+slm_status slm_device_work_reserve(slm_device *d, const slm_op *shapes, int n_shapes, slm_error *err) {
+    return d->ops->work_reserve ? d->ops->work_reserve(d, shapes, n_shapes < 0 ? 0 : n_shapes, err) : SLM_OK;
+}

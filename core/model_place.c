@@ -15,6 +15,58 @@
 
 #define ALIGN_UP(x) (((x) + 255) & ~(uint64_t)255)
 
+static slm_op matmul_shape(const slm_tensor *w, int64_t T) {
+    slm_op op = {.kind = SLM_OP_MATMUL, .name = "work shape"};
+    op.src[0] = *w;
+    op.src[0].buf = NULL; /* a shape: no backend may read it */
+    op.src[1] = slm_tensor_make(NULL, 0, SLM_F32, w->ne[0], T, 1, 1);
+    op.dst = slm_tensor_make(NULL, 0, SLM_F32, w->ne[1], T, 1, 1);
+    return op;
+}
+
+/* The ops device d would run, as shapes at their largest (a batch of n_batch tokens, attention over the whole
+ * context): the mat-muls of its layers (every layer when d < 0, for the planner, which has not placed them
+ * yet), one attention when it runs any layer, and the head when output. ops holds n_layer * 8 + 1; returns
+ * the count. Its backend sizes its own working memory by them (slm_device_work_bytes). */
+static int work_shapes(const slm_model *m, int d, bool output, slm_op *ops) {
+    const slm_hparams *hp = &m->hp;
+    int64_t T = m->cfg.n_batch;
+    int n = 0;
+    bool any_layer = false;
+    for (int il = 0; il < hp->n_layer; il++) {
+        if (d >= 0 && m->place.layer_device[il] != d) continue;
+        any_layer = true;
+        const slm_layer *L = &m->host.layers[il];
+        const slm_tensor *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+            if (w[i]->buf) ops[n++] = matmul_shape(w[i], T);
+    }
+    if (any_layer) {
+        slm_op a = {.kind = SLM_OP_ATTENTION, .name = "work shape"};
+        int64_t q_rows = (int64_t)hp->head_dim * hp->n_head, kv_rows = (int64_t)hp->head_dim * hp->n_head_kv;
+        a.src[0] = slm_tensor_make(NULL, 0, SLM_F32, q_rows, T, 1, 1);
+        a.src[1] = a.src[2] = slm_tensor_make(NULL, 0, SLM_F16, kv_rows, m->cfg.n_ctx, 1, 1);
+        a.src[3] = slm_tensor_make(NULL, 0, SLM_I32, T, 1, 1, 1);
+        a.dst = a.src[0];
+        a.p.attn.n_head = hp->n_head;
+        a.p.attn.n_head_kv = hp->n_head_kv;
+        a.p.attn.head_dim = hp->head_dim;
+        a.p.attn.scale = m->cfg.attn_scale;
+        ops[n++] = a;
+    }
+    if (output) ops[n++] = matmul_shape(&m->host.output, T);
+    return n;
+}
+
+/* The backend's working memory on device d under the current placement (0 when d runs nothing). */
+static uint64_t placed_work_bytes(const slm_model *m, int d) {
+    slm_op *ops = malloc(((size_t)m->hp.n_layer * 8 + 1) * sizeof *ops);
+    if (!ops) return 0;
+    uint64_t b = slm_device_work_bytes(m->place.devices[d], ops, work_shapes(m, d, m->place.output_device == d, ops));
+    free(ops);
+    return b;
+}
+
 void slm_model_plan_input(const slm_model *m, slm_plan_model *pm) {
     const slm_hparams *hp = &m->hp;
     memset(pm, 0, sizeof *pm);
@@ -26,6 +78,12 @@ void slm_model_plan_input(const slm_model *m, slm_plan_model *pm) {
     pm->scratch_bytes = slm_scratch_layout(hp, m->cfg.n_batch, false, NULL, NULL);
     pm->logits_bytes = (uint64_t)hp->n_vocab * (uint64_t)m->cfg.n_batch * 4;
     pm->boundary_bytes = (uint64_t)hp->n_embd * 4;
+    /* Every layer's shapes bound what any subset of them needs; layers differ only in their weights' types. */
+    slm_op *ops = malloc(((size_t)hp->n_layer * 8 + 1) * sizeof *ops);
+    for (int d = 1; ops && d < m->place.n_devices && d < SLM_PLAN_MAX_DEVICES; d++)
+        for (int out = 0; out < 2; out++)
+            pm->work_bytes[d][out] = slm_device_work_bytes(m->place.devices[d], ops, work_shapes(m, -1, out, ops));
+    free(ops);
 }
 
 /* Points device d's binding table at the weights device d runs with: its layers, the head on the output
@@ -83,11 +141,31 @@ static slm_status reserve_runtime(slm_model *m, int d, slm_error *err) {
     if (!bytes) return SLM_OK;
     slm_buffer trial = {0};
     slm_error e = {{0}};
+    /* e.msg names the device already: what failed comes first, so that the loader's note (cut short) says it */
     if (slm_buffer_alloc(dev, (size_t)bytes, &trial, &e))
-        return slm_fail(err, SLM_ERR_DEVICE,
-                        "%s: no room for the KV cache and scratch (%.1f MiB) beside the weights: %s", dev->name,
-                        bytes / 1048576.0, e.msg);
+        return slm_fail(err, SLM_ERR_DEVICE, "%s (no room for the KV cache and scratch, %.1f MiB, beside the weights)",
+                        e.msg, bytes / 1048576.0);
     slm_buffer_release(&trial);
+    return SLM_OK;
+}
+
+/* Allocates the backend's working memory for the ops device d will run and keeps it (the device's contexts
+ * share it, taking turns): a device that cannot hold it beside the weights fails here, where the loader can
+ * still place fewer layers, not in the first prompt. */
+static slm_status reserve_work(slm_model *m, int d, slm_error *err) {
+    slm_device *dev = m->place.devices[d];
+    slm_op *ops = malloc(((size_t)m->hp.n_layer * 8 + 1) * sizeof *ops);
+    if (!ops) return slm_fail(err, SLM_ERR_NOMEM, "out of memory placing weights");
+    int n = work_shapes(m, d, m->place.output_device == d, ops);
+    uint64_t bytes = slm_device_work_bytes(dev, ops, n);
+    slm_error e = {{0}};
+    slm_status s = slm_device_work_reserve(dev, ops, n, &e);
+    free(ops);
+    /* as in reserve_runtime: e.msg first */
+    if (s)
+        return slm_fail(err, SLM_ERR_DEVICE,
+                        "%s (no room for the backend's working memory, %.1f MiB, beside the weights)", e.msg,
+                        bytes / 1048576.0);
     return SLM_OK;
 }
 
@@ -108,6 +186,8 @@ static slm_status upload_device(slm_model *m, int d, slm_error *err) {
         s = slm_fail(err, SLM_ERR_DEVICE, "%s: out of device memory allocating %.1f MiB (simulated)", dev->name,
                      total / 1048576.0);
     else if (total) s = slm_buffer_alloc(dev, (size_t)total, &pl->dev_weights[d], err);
+    /* the working memory is held from now on, so the trial of the contexts' allocations counts it too */
+    if (!s) s = reserve_work(m, d, err);
     if (!s) s = reserve_runtime(m, d, err);
     uint64_t at = 0;
     for (int i = 0; i < n && !s; i++) {
@@ -128,6 +208,8 @@ static void release_gpu_weights(slm_model *m) {
     slm_placement *pl = &m->place;
     for (int d = 1; d < pl->n_devices; d++) {
         slm_buffer_release(&pl->dev_weights[d]);
+        /* nothing runs there any more: give the backend's working memory back (it cannot fail to) */
+        if (pl->devices[d]) slm_device_work_reserve(pl->devices[d], NULL, 0, NULL);
         free(pl->bound[d].layers);
         memset(&pl->bound[d], 0, sizeof pl->bound[d]);
         memset(&pl->dev_weights[d], 0, sizeof pl->dev_weights[d]);
@@ -276,9 +358,10 @@ static slm_status place_on_gpus(slm_model *m, const float *shares, slm_error *er
         int failed = 1;
         s = plan.n_gpu_units ? upload_all(m, &failed, &up_err) : SLM_OK;
         if (!s) break;
-        /* A device refused: re-plan with one unit fewer and say why. */
+        /* A device refused: re-plan with one unit fewer and say why (a 160-character device name, 300 of the
+         * error and the rest fit the note's 512). */
         int units = plan.n_gpu_units - 1;
-        snprintf(pl->note, sizeof pl->note, "%s: could not hold %d GPU layer(s) (%.200s); using %d",
+        snprintf(pl->note, sizeof pl->note, "%s: could not hold %d GPU layer(s) (%.300s); using %d",
                  pl->devices[failed]->name, plan.n_gpu_units, up_err.msg, units < 0 ? 0 : units);
         place_all_on_host(pl, hp->n_layer);
         req.n_gpu_layers = units < 0 ? 0 : units;
@@ -365,6 +448,7 @@ slm_plan_info slm_model_plan_info(const slm_model *m) {
         di->kv_bytes = kv_layer * (uint64_t)di->n_layers;
         bool used = d == 0 || di->output || di->n_layers > 0;
         di->scratch_bytes = used ? slm_scratch_layout(hp, m->cfg.n_batch, di->output, NULL, NULL) : 0;
+        di->work_bytes = d > 0 && used ? placed_work_bytes(m, d) : 0;
     }
     return pi;
 }

@@ -44,7 +44,8 @@ static void account(const slm_plan_model *m, slm_plan *p) {
     p->bytes[p->output_device] += m->output_bytes + m->logits_bytes;
     used[p->output_device] = true;
     for (int d = 0; d < p->n_devices; d++)
-        if (used[d]) p->bytes[d] += m->scratch_bytes;
+        if (used[d]) /* the host's working memory is not device memory: placement never asks for it */
+            p->bytes[d] += m->scratch_bytes + (d > 0 ? m->work_bytes[d][p->output_device == d] : 0);
     /* device changes along the token's path: host (embedding) -> layers -> output -> host (logits) */
     int b = 0, cur = 0;
     for (int i = 0; i < m->n_layer; i++) {

@@ -19,6 +19,10 @@ typedef struct slm_plan_model {
     uint64_t scratch_bytes;      /* activations for the largest batch, on every device that runs a split */
     uint64_t logits_bytes;       /* logits buffer, on the device that runs the output head */
     uint64_t boundary_bytes;     /* residual stream of one token crossing a device boundary */
+    /* The backend's own working memory on each GPU (its scratch, a library's workspace), counted once on
+     * every GPU that runs a split: [d][0] when d runs layers only, [d][1] when it also runs the head.
+     * [0] (the host) is ignored. */
+    uint64_t work_bytes[SLM_PLAN_MAX_DEVICES][2];
 } slm_plan_model;
 
 typedef struct slm_plan_device {
@@ -41,7 +45,7 @@ typedef struct slm_plan {
     int layer_device[1024]; /* device of each layer */
     int output_device;
     int n_gpu_units;                      /* layers on GPUs + 1 if the output head is on a GPU */
-    uint64_t bytes[SLM_PLAN_MAX_DEVICES]; /* weights + KV + scratch placed on each device */
+    uint64_t bytes[SLM_PLAN_MAX_DEVICES]; /* weights + KV + scratch + work placed on each device */
     double predicted_tps;                 /* decode tokens/s from the cost model */
     int n_boundaries;                     /* device changes per token */
 } slm_plan;

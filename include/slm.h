@@ -92,6 +92,8 @@ typedef struct slm_plan_device_info {
     uint64_t read_bytes_per_token; /* weights read per generated token here (layers, head, one embedding row) */
     uint64_t kv_bytes;             /* one context's KV cache for n_ctx positions */
     uint64_t scratch_bytes;        /* one context's activations for n_batch tokens */
+    uint64_t work_bytes;           /* the backend's own working memory (its scratch, cuBLAS's workspace), held
+                                      once per device from load on and shared by the model's contexts */
 } slm_plan_device_info;
 
 typedef struct slm_plan_info {

@@ -113,6 +113,54 @@ int main(void) {
         }
     }
 
+    /* The backend's own working memory: counted once per GPU that runs a split, the larger figure on the
+     * device with the head (e.g. CUDA's GEMM chunk of the vocabulary-sized weight), never on the host; auto
+     * leaves room for it, and a manual placement it does not fit fails. */
+    {
+        slm_plan_model wm = model(32, lb, 200 * MiB, 16 * MiB);
+        wm.work_bytes[0][0] = wm.work_bytes[0][1] = 999 * MiB; /* the host's: never counted */
+        wm.work_bytes[1][0] = 5 * MiB;
+        wm.work_bytes[1][1] = 37 * MiB;
+        wm.work_bytes[2][0] = 3 * MiB;
+        wm.work_bytes[2][1] = 33 * MiB;
+        dev[1].budget = 8192 * MiB;
+        r.n_gpu_layers = 5;
+        CHECK(slm_plan_make(&wm, dev, 2, &r, &p, &err) == SLM_OK, "%s", err.msg);
+        CHECK(p.bytes[1] == 4 * (200 + 16) * MiB + 100 * MiB + 1 * MiB + 10 * MiB + 37 * MiB,
+              "work on the head's device: %llu", (unsigned long long)p.bytes[1]);
+        CHECK(p.bytes[0] == 28 * (200 + 16) * MiB + 10 * MiB, "no work counted on the host: %llu",
+              (unsigned long long)p.bytes[0]);
+        /* two GPUs, the head on the second: the first counts its layers-only figure */
+        float even[2] = {1, 1};
+        r.tensor_split = even;
+        r.n_gpu_layers = 9;
+        dev[2].budget = 8192 * MiB;
+        CHECK(slm_plan_make(&wm, dev, 3, &r, &p, &err) == SLM_OK, "%s", err.msg);
+        CHECK(p.output_device == 2, "head on the second gpu");
+        CHECK(p.bytes[1] == 4 * (200 + 16) * MiB + 10 * MiB + 5 * MiB &&
+                  p.bytes[2] == 4 * (200 + 16) * MiB + 100 * MiB + 1 * MiB + 10 * MiB + 33 * MiB,
+              "work per gpu: %llu, %llu", (unsigned long long)p.bytes[1], (unsigned long long)p.bytes[2]);
+        r.tensor_split = NULL;
+        dev[2].budget = 4096 * MiB;
+        /* auto with 1859 MiB usable after the 5% margin: the head costs 111 MiB and each layer 216, so 8 layers
+         * (1839 MiB) fit without the work; with its 37 MiB (1876) only 7 do */
+        dev[1].budget = (uint64_t)((111 + 8 * 216 + 20) * MiB / 0.95) + 1;
+        r.n_gpu_layers = SLM_NGL_AUTO;
+        slm_plan_model none = model(32, lb, 200 * MiB, 16 * MiB);
+        CHECK(slm_plan_make(&none, dev, 2, &r, &p, &err) == SLM_OK && p.n_gpu_units == 9,
+              "without work: 9 units, got %d", p.n_gpu_units);
+        CHECK(slm_plan_make(&wm, dev, 2, &r, &p, &err) == SLM_OK && p.n_gpu_units == 8,
+              "the work takes a layer's room: 8 units, got %d", p.n_gpu_units);
+        check_budget(&p, dev, 0.05, "auto with work");
+        /* a manual placement that fits only without the work fails, naming the device */
+        dev[1].budget = (111 + 8 * 216 + 20) * MiB;
+        r.n_gpu_layers = 9;
+        CHECK(slm_plan_make(&none, dev, 2, &r, &p, &err) == SLM_OK, "fits without work: %s", err.msg);
+        CHECK(slm_plan_make(&wm, dev, 2, &r, &p, &err) == SLM_ERR_NOMEM && strstr(err.msg, "device 1"),
+              "does not fit with the work: %s", err.msg);
+        dev[1].budget = 8192 * MiB;
+    }
+
     /* two GPUs split 3:1 */
     m = model(32, lb, 100 * MiB, 8 * MiB);
     dev[1].budget = 8192 * MiB;

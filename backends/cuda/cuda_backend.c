@@ -213,24 +213,79 @@ static slm_status cuda_download(slm_device *d, void *dst, const slm_buffer *b, s
     return e == cudaSuccess ? SLM_OK : slm_cuda_error(e, "download (or an earlier kernel)", err);
 }
 
-/* Scratch is grown (never inside a capture) before a split that needs more; graphs naming the old one go. */
-static slm_status ensure_scratch(slm_device *d, slm_cuda_ctx *c, size_t need, slm_error *err) {
-    if (need <= c->scratch_size) return SLM_OK;
-    need = (need + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+/* Rounds a scratch request up to whole MiB (fewer regrowths, and cuBLAS's workspace after it stays aligned). */
+static size_t round_mib(size_t n) { return (n + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); }
+
+/* What ops of these shapes need: the largest op's scratch, and cuBLAS's workspace when one of them runs a GEMM
+ * (the scratch holds one op's data at a time: a split's ops run in order on one stream). */
+static void work_need(const slm_cuda_ctx *c, const slm_op *ops, int n_ops, size_t *scratch, size_t *blas) {
+    *scratch = 0;
+    *blas = 0;
+    for (int i = 0; i < n_ops; i++) {
+        size_t w = slm_cuda_op_scratch(&ops[i]);
+        if (w > *scratch) *scratch = w;
+        if (slm_cuda_op_uses_blas(&ops[i])) *blas = SLM_CUDA_BLAS_WORKSPACE(c->sm);
+    }
+}
+
+/* Makes room for `need` bytes of op scratch and, when blas, cuBLAS's workspace after it, in one allocation.
+ * Grown (never inside a capture) before a split that needs more; graphs naming the old one go. */
+static slm_status ensure_scratch(slm_device *d, slm_cuda_ctx *c, size_t need, size_t blas, slm_error *err) {
+    if (need <= c->scratch_size && blas <= c->blas_workspace) return SLM_OK;
+    need = round_mib(need > c->scratch_size ? need : c->scratch_size);
+    if (blas < c->blas_workspace) blas = c->blas_workspace;
     cudaError_t e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess) return slm_cuda_error(e, "synchronize before growing scratch", err);
     slm_cuda_graph_clear(c);
+    /* cuBLAS must not keep the old workspace: back to its own until the new one is set */
+    if (c->blas_workspace) c->cublas->set_workspace(c->blas, NULL, 0);
     if (c->scratch) cudaFree(c->scratch);
     c->scratch = NULL;
-    c->scratch_size = 0;
-    if ((e = cudaMalloc(&c->scratch, need)) != cudaSuccess) {
+    c->scratch_size = c->blas_workspace = 0;
+    if ((e = cudaMalloc(&c->scratch, need + blas)) != cudaSuccess) {
         cudaGetLastError();
         c->scratch = NULL;
-        return slm_fail(err, SLM_ERR_DEVICE, "%s: cannot allocate %zu bytes of scratch: %s", d->name, need,
+        return slm_fail(err, SLM_ERR_DEVICE, "%s: cannot allocate %zu bytes of scratch: %s", d->name, need + blas,
                         cudaGetErrorString(e));
     }
+    if (blas) {
+        cublasStatus_t bs = c->cublas->set_workspace(c->blas, (uint8_t *)c->scratch + need, blas);
+        if (bs != CUBLAS_STATUS_SUCCESS) {
+            cudaFree(c->scratch);
+            c->scratch = NULL;
+            return slm_fail(err, SLM_ERR_DEVICE, "%s: cublasSetWorkspace failed (status %d)", d->name, (int)bs);
+        }
+    }
     c->scratch_size = need;
+    c->blas_workspace = blas;
     return SLM_OK;
+}
+
+/* The memory ensure_scratch would hold for these shapes, rounding included. */
+static uint64_t cuda_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes) {
+    size_t need, blas;
+    work_need(d->ctx, shapes, n_shapes, &need, &blas);
+    return need || blas ? (uint64_t)round_mib(need) + blas : 0;
+}
+
+static slm_status cuda_work_reserve(slm_device *d, const slm_op *shapes, int n_shapes, slm_error *err) {
+    slm_cuda_ctx *c = d->ctx;
+    slm_status s = slm_cuda_set_device(c, err);
+    if (s) return s;
+    if (n_shapes <= 0) {
+        /* give it back (the placement moved everything off this device) */
+        cudaError_t e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess) return slm_cuda_error(e, "synchronize before freeing scratch", err);
+        slm_cuda_graph_clear(c);
+        if (c->blas_workspace) c->cublas->set_workspace(c->blas, NULL, 0);
+        if (c->scratch) cudaFree(c->scratch);
+        c->scratch = NULL;
+        c->scratch_size = c->blas_workspace = 0;
+        return SLM_OK;
+    }
+    size_t need, blas;
+    work_need(c, shapes, n_shapes, &need, &blas);
+    return need || blas ? ensure_scratch(d, c, need, blas, err) : SLM_OK;
 }
 
 static slm_status cuda_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err) {
@@ -238,14 +293,12 @@ static slm_status cuda_run(slm_device *d, const slm_op *ops, int n_ops, slm_erro
     if (n_ops < 0 || (n_ops > 0 && !ops)) return slm_fail(err, SLM_ERR_INVALID_ARG, "cuda: bad op list");
     slm_status s = slm_cuda_set_device(c, err);
     if (s) return s;
-    size_t need = 0;
     /* Everything is checked before anything is enqueued: a bad op fails the split without side effects. */
-    for (int i = 0; i < n_ops; i++) {
+    for (int i = 0; i < n_ops; i++)
         if ((s = slm_cuda_op_check_buffers(d, &ops[i], err))) return s;
-        size_t w = slm_cuda_op_scratch(&ops[i]);
-        if (w > need) need = w;
-    }
-    if ((s = ensure_scratch(d, c, need, err))) return s;
+    size_t need, blas;
+    work_need(c, ops, n_ops, &need, &blas);
+    if ((s = ensure_scratch(d, c, need, blas, err))) return s;
     return slm_cuda_graph_run(c, ops, n_ops, err);
 }
 
@@ -305,6 +358,8 @@ const slm_backend_ops slm_backend_cuda = {
     .download = cuda_download,
     .run = cuda_run,
     .sync = cuda_sync,
+    .work_bytes = cuda_work_bytes,
+    .work_reserve = cuda_work_reserve,
     .measure_bandwidth = cuda_measure_bandwidth,
 };
 

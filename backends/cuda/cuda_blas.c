@@ -10,6 +10,7 @@ const slm_cuda_blas *slm_cuda_blas_get(const char **why) {
         .create = cublasCreate_v2,
         .destroy = cublasDestroy_v2,
         .set_stream = cublasSetStream_v2,
+        .set_workspace = cublasSetWorkspace_v2,
         .sgemm = cublasSgemm_v2,
         .gemm_ex = cublasGemmEx,
     };
@@ -34,6 +35,7 @@ const slm_cuda_blas *slm_cuda_blas_get(const char **why) {
 SLM_BLAS_SAME_TYPE(create, cublasCreate_v2);
 SLM_BLAS_SAME_TYPE(destroy, cublasDestroy_v2);
 SLM_BLAS_SAME_TYPE(set_stream, cublasSetStream_v2);
+SLM_BLAS_SAME_TYPE(set_workspace, cublasSetWorkspace_v2);
 SLM_BLAS_SAME_TYPE(sgemm, cublasSgemm_v2);
 SLM_BLAS_SAME_TYPE(gemm_ex, cublasGemmEx);
 
@@ -93,9 +95,12 @@ static void load_cublas(void) {
         void **slot;
         const char *name;
     } syms[] = {
-        {(void **)&blas_table.create, "cublasCreate_v2"},        {(void **)&blas_table.destroy, "cublasDestroy_v2"},
-        {(void **)&blas_table.set_stream, "cublasSetStream_v2"}, {(void **)&blas_table.sgemm, "cublasSgemm_v2"},
+        {(void **)&blas_table.create, "cublasCreate_v2"},
+        {(void **)&blas_table.destroy, "cublasDestroy_v2"},
+        {(void **)&blas_table.set_stream, "cublasSetStream_v2"},
+        {(void **)&blas_table.sgemm, "cublasSgemm_v2"},
         {(void **)&blas_table.gemm_ex, "cublasGemmEx"},
+        {(void **)&blas_table.set_workspace, "cublasSetWorkspace_v2"},
     };
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
         /* POSIX: a function pointer converts through void * (dlsym's own contract) */

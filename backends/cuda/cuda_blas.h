@@ -16,6 +16,8 @@ typedef struct slm_cuda_blas {
     cublasStatus_t (*create)(cublasHandle_t *handle);                     /* cublasCreate_v2 */
     cublasStatus_t (*destroy)(cublasHandle_t handle);                     /* cublasDestroy_v2 */
     cublasStatus_t (*set_stream)(cublasHandle_t handle, cudaStream_t st); /* cublasSetStream_v2 */
+    /* cublasSetWorkspace_v2: GEMMs use this memory instead of a workspace cuBLAS would allocate itself */
+    cublasStatus_t (*set_workspace)(cublasHandle_t handle, void *workspace, size_t bytes);
     cublasStatus_t (*sgemm)(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
                             float *C, int ldc); /* cublasSgemm_v2 */

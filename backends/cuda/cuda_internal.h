@@ -18,6 +18,10 @@
 #define SLM_CUDA_MAX_GRAPHS 4
 /* Rows of a weight dequantized to f16 per GEMM chunk are capped at this many elements (32 MiB). */
 #define SLM_CUDA_GEMM_CHUNK_ELEMS ((int64_t)16 << 20)
+/* cuBLAS's workspace, which we hand it from our scratch (cublasSetWorkspace) so that it never allocates
+ * device memory of its own behind the placement's back: NVIDIA's recommended size, 32 MiB on Hopper (sm 9.x)
+ * and later, 4 MiB before (cuBLAS documentation, cublasSetWorkspace). */
+#define SLM_CUDA_BLAS_WORKSPACE(sm) ((size_t)((sm) >= 90 ? 32 : 4) << 20)
 /* Pinned staging for uploads: two halves so the host fills one while the other is copied. */
 #define SLM_CUDA_STAGE_BYTES ((size_t)8 << 20)
 
@@ -34,9 +38,12 @@ typedef struct slm_cuda_ctx {
     cudaStream_t stream;         /* every copy and kernel of this device, in order */
     const slm_cuda_blas *cublas; /* the loaded functions */
     cublasHandle_t blas;
-    /* scratch: f16 activations + an f16 weight chunk for GEMMs, attention partials; grown before a split */
+    /* scratch: f16 activations + an f16 weight chunk for GEMMs, attention partials, for the ops in
+     * [0, scratch_size); cuBLAS's workspace (blas_workspace bytes) follows it in the same allocation. Reserved
+     * at placement (work_reserve), grown before a split that needs more. */
     void *scratch;
     size_t scratch_size;
+    size_t blas_workspace;
     /* pinned upload staging */
     void *stage[2];
     cudaEvent_t stage_done[2];
@@ -61,6 +68,8 @@ slm_status slm_cuda_op_check(const slm_op *op, slm_error *err);
 slm_status slm_cuda_op_check_buffers(slm_device *d, const slm_op *op, slm_error *err);
 /* Scratch bytes an op needs. */
 size_t slm_cuda_op_scratch(const slm_op *op);
+/* True when the op calls cuBLAS (which then needs its workspace). */
+bool slm_cuda_op_uses_blas(const slm_op *op);
 /* True when the op runs without cuBLAS or host interaction (it can go into a captured graph). */
 bool slm_cuda_op_capturable(const slm_op *op);
 /* Enqueues the ops on c->stream (no checks beyond the launchers'). */

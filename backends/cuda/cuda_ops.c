@@ -113,6 +113,8 @@ size_t slm_cuda_op_scratch(const slm_op *op) {
     return 0;
 }
 
+bool slm_cuda_op_uses_blas(const slm_op *op) { return use_gemm(op); }
+
 bool slm_cuda_op_capturable(const slm_op *op) { return !use_gemm(op); }
 
 static slm_status blas_check(cublasStatus_t s, const char *what, const slm_op *op, slm_error *err) {

@@ -343,4 +343,6 @@ const slm_backend_ops slm_backend_vulkan = {
     .run = slm_vk_run,
     .sync = slm_vk_sync,
     .measure_bandwidth = slm_vk_measure_bandwidth,
+    .work_bytes = slm_vk_work_bytes,
+    .work_reserve = slm_vk_work_reserve,
 };

@@ -148,6 +148,9 @@ void slm_vk_pcache_save(vk_ctx *c);                         /* writes it back if
 /* vk_record.c */
 bool slm_vk_supports(slm_device *d, const slm_op *op);
 slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err);
+/* The attention partials' scratch for ops of these shapes (slm_backend_ops.work_bytes / work_reserve). */
+uint64_t slm_vk_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes);
+slm_status slm_vk_work_reserve(slm_device *d, const slm_op *shapes, int n_shapes, slm_error *err);
 slm_status slm_vk_sync(slm_device *d, slm_error *err);
 void slm_vk_record_free(vk_ctx *c);
 double slm_vk_measure_bandwidth(slm_device *d);

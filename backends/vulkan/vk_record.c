@@ -498,6 +498,32 @@ static slm_status ensure_capacity(vk_ctx *c, int n_dispatch, int n_ops, size_t s
     return s;
 }
 
+/* The only working memory: split attention's partial results (one op's at a time, as in slm_vk_run). */
+uint64_t slm_vk_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes) {
+    (void)d;
+    size_t scratch = 0;
+    for (int i = 0; i < n_shapes; i++)
+        if (shapes[i].kind == SLM_OP_ATTENTION) {
+            size_t b = attn_scratch_bytes(&shapes[i]);
+            if (b > scratch) scratch = b;
+        }
+    return scratch;
+}
+
+slm_status slm_vk_work_reserve(slm_device *d, const slm_op *shapes, int n_shapes, slm_error *err) {
+    vk_ctx *c = d->ctx;
+    slm_status s = slm_vk_wait_idle(d, err); /* a split in flight may still use the scratch */
+    if (s) return s;
+    if (n_shapes <= 0) {
+        slm_vk_buf_destroy(c, &c->scratch);
+        return SLM_OK;
+    }
+    size_t scratch = (size_t)slm_vk_work_bytes(d, shapes, n_shapes);
+    if (scratch <= c->scratch.size) return SLM_OK;
+    slm_vk_buf_destroy(c, &c->scratch);
+    return slm_vk_buf_create(c, scratch, c->mem_type_device, false, &c->scratch, err);
+}
+
 slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *err) {
     vk_ctx *c = d->ctx;
     slm_status s = slm_vk_wait_idle(d, err); /* the previous split's command buffer and sets are reused */

@@ -4,6 +4,7 @@
  * does not leak in). The work goes onto the handle's stream like any other, so it is ordered with the
  * kernels and recorded when the stream is capturing. Operands outside device memory fail the call with a
  * message: on a GPU they would be an illegal address. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,9 @@
 
 struct slm_emu_blas {
     cudaStream_t stream;
+    /* cublasSetWorkspace's buffer: recorded and checked like cuBLAS does (the reference GEMM needs none) */
+    void *workspace;
+    size_t workspace_size;
 };
 
 using namespace slm_emu;
@@ -25,7 +29,7 @@ extern "C" cublasStatus_t cublasCreate_v2(cublasHandle_t *handle) {
         cudaGetLastError();
         return CUBLAS_STATUS_NOT_INITIALIZED;
     }
-    *handle = new slm_emu_blas{nullptr};
+    *handle = new slm_emu_blas{nullptr, nullptr, 0};
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -38,6 +42,18 @@ extern "C" cublasStatus_t cublasDestroy_v2(cublasHandle_t handle) {
 extern "C" cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     handle->stream = stream;
+    /* as in cuBLAS: setting the stream drops a workspace set before (the caller sets it again after) */
+    handle->workspace = nullptr;
+    handle->workspace_size = 0;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+extern "C" cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t handle, void *workspace, size_t size) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    /* cuBLAS requires a workspace aligned to 256 bytes */
+    if ((reinterpret_cast<uintptr_t>(workspace) & 255) != 0) return CUBLAS_STATUS_INVALID_VALUE;
+    handle->workspace = workspace;
+    handle->workspace_size = size;
     return CUBLAS_STATUS_SUCCESS;
 }
 
