@@ -69,16 +69,6 @@ static bool run(const void *gguf, size_t size, const char *device, int ngl, cons
     return ok;
 }
 
-static double cosine(const float *a, const float *b, int n) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int i = 0; i < n; i++) {
-        ab += (double)a[i] * b[i];
-        aa += (double)a[i] * a[i];
-        bb += (double)b[i] * b[i];
-    }
-    return ab / (sqrt(aa * bb) + 1e-30);
-}
-
 static void free_result(run_result *r) {
     free(r->logits);
     free(r->gen_logits);
@@ -98,14 +88,14 @@ static void compare(const char *what, const run_result *r, const run_result *cpu
     }
     double worst = 1;
     for (int t = 0; t < N_PROMPT; t++) {
-        double c = cosine(r->logits + (size_t)t * n_vocab, cpu->logits + (size_t)t * n_vocab, n_vocab);
+        double c = slm_test_cosine(r->logits + (size_t)t * n_vocab, cpu->logits + (size_t)t * n_vocab, n_vocab);
         if (c < worst) worst = c;
     }
     int same = 0;
     while (same < N_GEN && r->gen[same] == cpu->gen[same]) same++;
     double worst_gen = 1; /* step g's logits: the same context on both while tokens 0..g-1 agree */
     for (int g = 0; g <= same && g < N_GEN; g++) {
-        double c = cosine(r->gen_logits + (size_t)g * n_vocab, cpu->gen_logits + (size_t)g * n_vocab, n_vocab);
+        double c = slm_test_cosine(r->gen_logits + (size_t)g * n_vocab, cpu->gen_logits + (size_t)g * n_vocab, n_vocab);
         if (c < worst_gen) worst_gen = c;
     }
     printf("%s: min cosine %.6f (prompt) %.6f (steps), greedy %d/%d\n", what, worst, worst_gen, same, N_GEN);

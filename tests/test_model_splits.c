@@ -83,16 +83,6 @@ static bool run_model(const char *path, const char *device, const char *split, i
     return run_model_refusing(path, device, split, ngl, fault_limit, NULL, n_vocab, n_gen, r, NULL);
 }
 
-static double cosine(const float *a, const float *b, int n) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int i = 0; i < n; i++) {
-        ab += (double)a[i] * b[i];
-        aa += (double)a[i] * a[i];
-        bb += (double)b[i] * b[i];
-    }
-    return ab / (sqrt(aa * bb) + 1e-30);
-}
-
 static void free_result(run_result *r) {
     free(r->logits);
     free(r->gen_logits);
@@ -104,14 +94,14 @@ static void free_result(run_result *r) {
 static void compare_with_cpu(const char *what, run_result *r, const run_result *cpu, int n_vocab) {
     double worst = 1;
     for (int t = 0; t < N_PROMPT; t++) {
-        double c = cosine(r->logits + (size_t)t * n_vocab, cpu->logits + (size_t)t * n_vocab, n_vocab);
+        double c = slm_test_cosine(r->logits + (size_t)t * n_vocab, cpu->logits + (size_t)t * n_vocab, n_vocab);
         if (c < worst) worst = c;
     }
     int same = 0;
     while (same < r->n_gen && r->gen[same] == cpu->gen[same]) same++;
     double worst_gen = 1; /* step g's logits: same context on both while tokens 0..g-1 agree */
     for (int g = 0; g < r->n_gen && g <= same && g < cpu->n_gen; g++) {
-        double c = cosine(r->gen_logits + (size_t)g * n_vocab, cpu->gen_logits + (size_t)g * n_vocab, n_vocab);
+        double c = slm_test_cosine(r->gen_logits + (size_t)g * n_vocab, cpu->gen_logits + (size_t)g * n_vocab, n_vocab);
         if (c < worst_gen) worst_gen = c;
     }
     printf("%s: min cosine %.6f (prompt) %.6f (steps), greedy %d/%d  [%s]\n", what, worst, worst_gen, same, r->n_gen,
@@ -177,7 +167,7 @@ int main(void) {
         if (ok) {
             printf("%s alloc failure: %s | %s\n", devices[d], r.note, r.plan);
             CHECK(strstr(r.note, "could not hold") != NULL, "the note must say why: '%s'", r.note);
-            CHECK(cosine(r.logits, cpu.logits, n_vocab) >= 0.999, "fallback logits differ");
+            CHECK(slm_test_cosine(r.logits, cpu.logits, n_vocab) >= 0.999, "fallback logits differ");
             free_result(&r);
         }
         /* ops the GPU refuses run on the CPU between its splits, with the same results */

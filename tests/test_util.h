@@ -1,4 +1,4 @@
-/* Shared helpers of the C tests: checks that count failures, seeded random data, NMSE, fixture paths. */
+/* Shared helpers of the C tests: checks that count failures, seeded random data, NMSE and cosine, fixture paths. */
 #ifndef SLM_TEST_UTIL_H
 #define SLM_TEST_UTIL_H
 
@@ -55,6 +55,17 @@ static inline double slm_test_nmse(const float *a, const float *b, int64_t n) {
         den += (double)b[i] * b[i];
     }
     return den > 0 ? num / den : num;
+}
+
+/* Cosine similarity of two logit vectors (how the model-level tests compare a device's logits with the CPU's). */
+static inline double slm_test_cosine(const float *a, const float *b, int64_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return ab / (sqrt(aa * bb) + 1e-30);
 }
 
 /* Path of a fixture model under $SLM_TEST_MODELS, or NULL (caller skips) when absent. */
