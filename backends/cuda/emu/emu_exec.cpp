@@ -27,6 +27,7 @@
 #include "emu_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define SLM_EMU_ASAN 1
 #else
@@ -444,6 +445,11 @@ static bool run_block(runner *r) {
         f->state = F_READY;
         f->line = 0;
         f->asan_fake = nullptr;
+#if SLM_EMU_ASAN
+        /* The stack is reused: frames of its last fiber that never returned (the switch out of a finished or
+         * abandoned fiber) left their redzones poisoned, where the new fiber's frames will lie. */
+        __asan_unpoison_memory_region(f->stack, f->stack_size);
+#endif
 #if SLM_EMU_FAST_SWITCH
         /* A fresh stack as slm_emu_switch leaves one: six registers, then fiber_entry as the return address,
          * entered with the stack aligned as after a call. The tops of the stacks are staggered by cache
