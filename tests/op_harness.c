@@ -140,15 +140,23 @@ void *slm_harness_weights(slm_harness *h, slm_dtype t, int64_t K, int64_t N, siz
 /* ---- one check per op kind --------------------------------------------------------------------------- */
 
 void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64_t T, bool bias) {
-    char what[128];
-    snprintf(what, sizeof what, "matmul %s K=%lld N=%lld T=%lld%s", slm_dtype_name(t), (long long)K, (long long)N,
-             (long long)T, bias ? " +bias" : "");
+    slm_harness_matmul_ex(h, t, K, N, T, bias, NULL);
+}
+
+void slm_harness_matmul_ex(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64_t T, bool bias,
+                           const slm_harness_matmul_opts *o) {
+    static const slm_harness_matmul_opts plain = {0};
+    if (!o) o = &plain;
+    char what[160];
+    snprintf(what, sizeof what, "%s %s K=%lld N=%lld T=%lld%s", o->label ? o->label : "matmul", slm_dtype_name(t),
+             (long long)K, (long long)N, (long long)T, bias ? " +bias" : "");
     size_t rb;
     void *w = slm_harness_weights(h, t, K, N, &rb);
     float *x = malloc(sizeof(float) * (size_t)(K * T)), *b = malloc(sizeof(float) * (size_t)N);
     float *got = malloc(sizeof(float) * (size_t)(N * T)), *want = malloc(sizeof(float) * (size_t)(N * T));
     slm_test_fill(x, K * T, slm_harness_rng(h), 1.0f);
     slm_test_fill(b, N, slm_harness_rng(h), 1.0f);
+    if (o->shape_x) o->shape_x(x, K, T);
     slm_harness_buf bw, bx, bb, by;
     bool ok = slm_harness_alloc(h, &bw, w, rb * (size_t)N) &&
         slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(K * T)) &&
@@ -169,7 +177,19 @@ void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64
                     want[c * N + r] =
                         slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, x + c * K, K) + (bias ? b[r] : 0.0f);
             bool is_float = t == SLM_F32 || t == SLM_F16 || t == SLM_BF16;
-            slm_harness_judge(h, what, got, want, N * T, is_float ? h->tol_matmul_float : h->tol_matmul_quant);
+            double tol = o->tol > 0 ? o->tol : is_float ? h->tol_matmul_float : h->tol_matmul_quant;
+            if (o->per_column) {
+                int64_t n_inf = 0;
+                for (int64_t i = 0; i < N * T; i++) n_inf += !isfinite(got[i]);
+                CHECK(n_inf == 0, "%s: %lld outputs not finite", what, (long long)n_inf);
+                for (int64_t c = 0; c < T; c++) {
+                    char col[200];
+                    snprintf(col, sizeof col, "%s column %lld", what, (long long)c);
+                    slm_harness_judge(h, col, got + c * N, want + c * N, N, tol);
+                }
+            } else {
+                slm_harness_judge(h, what, got, want, N * T, tol);
+            }
         }
     } else {
         CHECK(0, "%s: buffers", what);

@@ -76,6 +76,17 @@ void *slm_harness_weights(slm_harness *h, slm_dtype t, int64_t K, int64_t N, siz
 
 /* dst [N, T] = W [K, N] . x [K, T] (+ bias [N]) */
 void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64_t T, bool bias);
+/* The same with the random activations edited first (e.g. values beyond f16's range) and, with per_column,
+ * every output checked finite and each column judged alone (so that large columns cannot hide the others),
+ * against tol (0: the weight type's usual tolerance). label names the check ("matmul" when NULL). */
+typedef struct slm_harness_matmul_opts {
+    const char *label;
+    void (*shape_x)(float *x, int64_t K, int64_t T);
+    bool per_column;
+    double tol;
+} slm_harness_matmul_opts;
+void slm_harness_matmul_ex(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64_t T, bool bias,
+                           const slm_harness_matmul_opts *o);
 /* dst [n_embd, T] = rows ids[t] of a [n_embd, n_vocab] table of type t */
 void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T);
 void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T);

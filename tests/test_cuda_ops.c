@@ -198,17 +198,10 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
 
 /* A prompt batch (T > SLM_CUDA_MATVEC_MAX_COLS: dequantize + f16 GEMM) whose activations exceed f16's 65504:
  * columns of magnitude 1e5 throughout, columns of ordinary values with one outlier of 1e5, ordinary columns,
- * and one column of 1e30 (far beyond any power-of-two step a fixed scale could take). Every output must be finite and match the reference column
- * by column (a whole-batch NMSE would let the large columns hide the others). */
-static void gemm_large_activations(slm_harness *h, slm_dtype t, bool bias) {
-    const int64_t K = 512, N = 80, T = 13;
-    char what[160];
-    size_t rb;
-    uint8_t *w = slm_harness_weights(h, t, K, N, &rb);
-    float *x = malloc(sizeof(float) * (size_t)(K * T)), *b = malloc(sizeof(float) * (size_t)N);
-    float *got = malloc(sizeof(float) * (size_t)(N * T)), *want = malloc(sizeof(float) * (size_t)(N * T));
-    slm_test_fill(x, K * T, slm_harness_rng(h), 1.0f);
-    slm_test_fill(b, N, slm_harness_rng(h), 1.0f);
+ * and one column of 1e30 (far beyond any power-of-two step a fixed scale could take). Every output must be
+ * finite and match the reference column by column (a whole-batch NMSE would let the large columns hide the
+ * others). */
+static void large_columns(float *x, int64_t K, int64_t T) {
     for (int64_t c = 0; c < T; c++) {
         float *xc = x + c * K;
         if (c == T - 1)
@@ -217,44 +210,12 @@ static void gemm_large_activations(slm_harness *h, slm_dtype t, bool bias) {
             for (int64_t i = 0; i < K; i++) xc[i] *= 1e5f;
         else if (c % 3 == 1) xc[(c * 37) % K] = c % 2 ? 1e5f : -1e5f;
     }
-    slm_harness_buf bw, bx, bb, by;
-    bool ok = slm_harness_alloc(h, &bw, w, rb * (size_t)N) &&
-        slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(K * T)) &&
-        slm_harness_alloc(h, &bb, b, sizeof(float) * (size_t)N) &&
-        slm_harness_alloc(h, &by, NULL, sizeof(float) * (size_t)(N * T));
-    CHECK(ok, "large activations: buffers");
-    snprintf(what, sizeof what, "gemm activations 1e5 %s K=%lld N=%lld T=%lld%s", slm_dtype_name(t), (long long)K,
-             (long long)N, (long long)T, bias ? " +bias" : "");
-    slm_op op;
-    memset(&op, 0, sizeof op);
-    op.kind = SLM_OP_MATMUL;
-    op.name = "large_activations";
-    op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, N, T, 1, 1);
-    op.src[0] = slm_tensor_make(&bw.buf, h->offset, t, K, N, 1, 1);
-    op.src[1] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, K, T, 1, 1);
-    if (bias) op.src[2] = slm_tensor_make(&bb.buf, h->offset, SLM_F32, N, 1, 1, 1);
-    if (ok && slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(N * T))) {
-        for (int64_t c = 0; c < T; c++)
-            for (int64_t r = 0; r < N; r++)
-                want[c * N + r] = slm_ref_dot_row(t, w + (size_t)r * rb, x + c * K, K) + (bias ? b[r] : 0.0f);
-        int64_t n_inf = 0;
-        for (int64_t i = 0; i < N * T; i++) n_inf += !isfinite(got[i]);
-        CHECK(n_inf == 0, "%s: %lld outputs not finite", what, (long long)n_inf);
-        for (int64_t c = 0; c < T; c++) {
-            char col[200];
-            snprintf(col, sizeof col, "%s column %lld", what, (long long)c);
-            slm_harness_judge(h, col, got + c * N, want + c * N, N, h->tol_matmul_quant);
-        }
-    }
-    slm_harness_free(h, &bw);
-    slm_harness_free(h, &bx);
-    slm_harness_free(h, &bb);
-    slm_harness_free(h, &by);
-    free(w);
-    free(x);
-    free(b);
-    free(got);
-    free(want);
+}
+
+static void gemm_large_activations(slm_harness *h, slm_dtype t, bool bias) {
+    slm_harness_matmul_opts o = {
+        .label = "gemm activations 1e5", .shape_x = large_columns, .per_column = true, .tol = h->tol_matmul_quant};
+    slm_harness_matmul_ex(h, t, 512, 80, 13, bias, &o);
 }
 
 /* The checks of the backend's paths that an environment variable selects, on a device opened with it set:
