@@ -4,8 +4,9 @@
  * too); a device that fails its weight allocation (simulated by the loader, and for Vulkan for real inside
  * the backend) makes the model load with fewer layers and says why; ops a GPU refuses run on the CPU (the
  * graph routes them, with their activations copied there and back) with the same logits, and one that reads
- * the KV cache fails with a message that says so. Runs on every GPU device present (Vulkan, CUDA); exit 77
- * when there is none. */
+ * the KV cache fails with a message that says so. Runs on every GPU device present (Vulkan, CUDA), on each
+ * device opened twice, and on a Vulkan and a CUDA device together in both orders when both are present;
+ * exit 77 when there is none. */
 #include <math.h>
 
 #include "backend.h"
@@ -111,6 +112,18 @@ static void compare_with_cpu(const char *what, run_result *r, const run_result *
     free_result(r);
 }
 
+/* SLM_TEST_DEVICES=cuda:0 limits the single-device runs (every split, allocation failures, refused ops,
+ * the device twice) to the devices listed; pairs of two different backends still run when both are
+ * present. The CUDA emulation build sets it: its Vulkan device is tested alone by the main build already. */
+static bool device_listed(const char *name) {
+    const char *list = getenv("SLM_TEST_DEVICES");
+    if (!list || !*list) return true;
+    char padded[256], key[40];
+    snprintf(padded, sizeof padded, ",%s,", list);
+    snprintf(key, sizeof key, ",%s,", name);
+    return strstr(padded, key) != NULL;
+}
+
 int main(void) {
     char buf[1024];
     const char *path = slm_test_model("SmolLM2-135M-Instruct.Q4_1.gguf", buf, sizeof buf);
@@ -141,6 +154,10 @@ int main(void) {
         printf("%s: %s\n", devices[d], dev->name);
         slm_device_close(dev);
         tested++;
+        if (!device_listed(devices[d])) {
+            printf("%s: alone and twice skipped (SLM_TEST_DEVICES)\n", devices[d]);
+            continue;
+        }
         for (int ngl = 0; ngl <= n_layer + 1; ngl++) {
             if (only) {
                 char key[16];
@@ -237,18 +254,31 @@ int main(void) {
         }
     }
     /* Two GPUs (--device A,B --tensor-split): the same device opened twice is two devices to slm, so the
-     * activations cross GPU -> host -> GPU between the two ranges. */
-    for (size_t d = 0; d < sizeof devices / sizeof devices[0]; d++) {
+     * activations cross GPU -> host -> GPU between the two ranges; and a Vulkan card beside a CUDA card, in
+     * both orders, where the boundary activations leave one backend's memory for the other's. */
+    const char *pairs[][2] = {{"vulkan:0", "vulkan:0"}, {"cuda:0", "cuda:0"}, {"vulkan:0", "cuda:0"},
+                              {"cuda:0", "vulkan:0"}};
+    for (size_t d = 0; d < sizeof pairs / sizeof pairs[0]; d++) {
         char pair[32];
-        snprintf(pair, sizeof pair, "%s,%s", devices[d], devices[d]);
-        slm_device *dev;
-        if (slm_device_open(devices[d], NULL, &dev, &err)) continue;
-        slm_device_close(dev);
+        snprintf(pair, sizeof pair, "%s,%s", pairs[d][0], pairs[d][1]);
+        bool present = true;
+        for (int i = 0; i < 2; i++) {
+            slm_device *dev;
+            if (slm_device_open(pairs[d][i], NULL, &dev, &err)) {
+                present = false;
+                break;
+            }
+            slm_device_close(dev);
+        }
+        if (!present || (!strcmp(pairs[d][0], pairs[d][1]) && !device_listed(pairs[d][0]))) continue;
+        printf("%s\n", pair);
         struct {
             int ngl;
             const char *split;
         } cases[] = {{-1, "1,2"}, {12, "1,1"}, {n_layer + 1, "3,0"}};
+        bool mixed = strcmp(pairs[d][0], pairs[d][1]) != 0;
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            if (mixed && i == 2) break; /* everything on the first device: a single-device run */
             run_result r = {0};
             bool ok = run_model(path, pair, cases[i].split, cases[i].ngl, 0, n_vocab, N_GEN, &r);
             CHECK(ok, "%s split %s ngl %d failed", pair, cases[i].split, cases[i].ngl);
