@@ -116,6 +116,14 @@ typedef struct slm_device_config {
     bool f32_activations; /* cpu: mat-muls on f32 activations, not 8-bit blocks (slow, exact) */
 } slm_device_config;
 
+/* A device's peak read: the fastest of several read kernels or launch shapes, each timed several times. */
+typedef struct slm_read_peak {
+    double best;     /* bytes/s: the fastest timed read */
+    double spread;   /* bytes/s: between the fastest and the slowest timed read of the kernel that gave best */
+    int n_kernels;   /* read kernels or launch shapes tried */
+    char kernel[96]; /* the one that gave best, e.g. "avx512, 4 streams, prefetch, 2 threads" */
+} slm_read_peak;
+
 typedef struct slm_backend_ops {
     const char *name; /* "cpu", "vulkan", "cuda" */
     /* Number of devices of this kind present (0 when the driver or hardware is absent). */
@@ -136,8 +144,9 @@ typedef struct slm_backend_ops {
      * slm_op_check and supports. */
     slm_status (*run)(slm_device *, const slm_op *ops, int n_ops, slm_error *);
     slm_status (*sync)(slm_device *, slm_error *);
-    /* Optional: measured peak read bandwidth in bytes/s (0 when unknown). */
-    double (*measure_bandwidth)(slm_device *);
+    /* Optional: measures the peak read bandwidth now (several kernels or launch shapes, each repeated);
+     * false when it cannot. */
+    bool (*measure_bandwidth)(slm_device *, slm_read_peak *out);
     /* Optional (NULL: the backend needs no device memory beyond the buffers it is given). Working memory is
      * what a backend allocates for itself to run ops: partial results, converted copies of operands, a
      * library's workspace. Both hooks take "shapes": ops of which only the kind, p and each operand's type
@@ -185,6 +194,8 @@ bool slm_device_supports(slm_device *d, const slm_op *op);
 slm_status slm_buffer_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *out, slm_error *err);
 /* The backend's own measure of its peak read bandwidth in bytes/s; 0 when it has none. */
 double slm_device_measure_bandwidth(slm_device *d);
+/* The same with its spread and the kernel that gave it; false (out zeroed) when the backend has none. */
+bool slm_device_measure_peak(slm_device *d, slm_read_peak *out);
 
 /* The backend's working memory for ops shaped like shapes[0..n) (work_bytes above); 0 when it has none. */
 uint64_t slm_device_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes);

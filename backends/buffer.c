@@ -75,8 +75,18 @@ slm_status slm_buffer_wrap_host(slm_device *d, void *p, size_t n, slm_buffer *ou
     return d->ops->wrap_host(d, p, n, out, err);
 }
 
+bool slm_device_measure_peak(slm_device *d, slm_read_peak *out) {
+    memset(out, 0, sizeof *out);
+    if (!d->ops->measure_bandwidth || !d->ops->measure_bandwidth(d, out) || !(out->best > 0)) {
+        memset(out, 0, sizeof *out);
+        return false;
+    }
+    return true;
+}
+
 double slm_device_measure_bandwidth(slm_device *d) {
-    return d->ops->measure_bandwidth ? d->ops->measure_bandwidth(d) : 0;
+    slm_read_peak pk;
+    return slm_device_measure_peak(d, &pk) ? pk.best : 0;
 }
 
 uint64_t slm_device_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes) {

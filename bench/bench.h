@@ -59,6 +59,13 @@ typedef struct bench_options {
     bool help;                   /* -h */
     bool no_peak;                /* --no-peak: skip the bandwidth measurement */
     int peak_mib;                /* --peak-mib: buffer of the CPU read; 0 (default): bench_default_peak_mib */
+    /* --peak-gbps [SPEC=]N: a device's peak given (a datasheet figure) instead of measured; SPEC "cpu" when
+     * left out */
+    struct {
+        char spec[32];
+        double bytes_per_s;
+    } peak_given[8];
+    int n_peak_given;
     size_t vram_budget;          /* --vram-budget: a GPU's memory as if it had only this much (0: its own) */
     uint64_t seed;               /* token ids of the runs */
 } bench_options;
@@ -142,7 +149,9 @@ typedef struct bench_row {
     double weight_bytes_per_token;
     double gbps;             /* bytes_per_token * t/s */
     double peak_gbps;        /* the peak of the device(s) used */
+    double peak_spread_gbps; /* ... and the spread of its measurement (0 when given) */
     double pct_peak;         /* ideal time at peak / measured time, in % */
+    bool peak_exceeded;      /* pct_peak above 100: the report warns instead of printing it */
     char placement[512];     /* the plan text */
     double predicted_ts;     /* planner (or bench estimate) tokens/s, 0 when not predicted */
     char prediction_src[16]; /* "planner", "estimate" */
@@ -160,9 +169,13 @@ void bench_results_free(bench_results *r);
 typedef struct bench_device_fact {
     char spec[32];
     char name[160];
-    double peak;    /* bytes/s */
-    int threads;    /* cpu: the thread count of the measurement */
-    int buffer_mib; /* cpu: the size of the buffer read; 0 for other devices */
+    double peak;     /* bytes/s */
+    double spread;   /* bytes/s between the winning kernel's fastest and slowest run; 0 when given */
+    int n_kernels;   /* read kernels or launch shapes tried */
+    char kernel[96]; /* the one that gave the peak */
+    bool given;      /* --peak-gbps: not measured */
+    int threads;     /* cpu: the thread count of the measurement */
+    int buffer_mib;  /* cpu: the size of the buffer read; 0 for other devices */
 } bench_device_fact;
 
 typedef struct bench_sysinfo {
@@ -179,8 +192,10 @@ typedef struct bench_sysinfo {
 void bench_sysinfo_collect(bench_sysinfo *s);
 /* A device name without the spec it starts with ("vulkan:0 llvmpipe" -> "llvmpipe"), else name itself. */
 const char *bench_device_name_tail(const char *name, const char *spec);
-/* Peak of (spec, threads): measured once and remembered in s. mib: the CPU buffer (<= 0: s->peak_mib). */
-double bench_sysinfo_peak(bench_sysinfo *s, const char *spec, int threads, int mib, bool measure);
+/* The fact of (spec, threads): its peak measured once (or taken from --peak-gbps) and remembered in s; NULL
+ * when not measured (measure false, or no room). */
+const bench_device_fact *bench_sysinfo_peak(bench_sysinfo *s, const bench_options *o, const char *spec, int threads,
+                                            bool measure);
 
 /* ---- output ---- */
 

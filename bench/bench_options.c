@@ -42,6 +42,8 @@ void bench_options_usage(FILE *f) {
             "  --no-peak                    do not measure peak bandwidth (no %% of peak)\n"
             "  --peak-mib N                 buffer of the CPU peak read in MiB (default: 4x the last-level\n"
             "                               cache and at least 512, at most half the available memory)\n"
+            "  --peak-gbps [DEV=]N          a device's peak read in GB/s (a datasheet figure) instead of the\n"
+            "                               measured one; DEV defaults to cpu; repeat for several devices\n"
             "\n"
             "output:\n"
             "  -o, --output md|csv|json     format (default md)\n"
@@ -193,6 +195,7 @@ static bool takes_value(const char *a) {
                                         "-c",
                                         "--ctx-size",
                                         "--peak-mib",
+                                        "--peak-gbps",
                                         "--seed",
                                         "-o",
                                         "--output",
@@ -203,6 +206,31 @@ static bool takes_value(const char *a) {
     for (int k = 0; names[k]; k++)
         if (!strcmp(a, names[k])) return true;
     return false;
+}
+
+/* "[DEV=]N": N GB/s for device DEV ("cpu" when left out); a later figure for the same device replaces it. */
+static slm_status parse_peak_given(const char *v, bench_options *o, slm_error *err) {
+    const char *eq = strchr(v, '=');
+    char spec[32] = "cpu";
+    if (eq) {
+        if (eq == v || (size_t)(eq - v) >= sizeof spec)
+            return bench_fail(err, SLM_ERR_INVALID_ARG, "'%s': expected DEV=GBPS (cpu=40, cuda:0=4800) or GBPS", v);
+        snprintf(spec, sizeof spec, "%.*s", (int)(eq - v), v);
+    }
+    const char *num = eq ? eq + 1 : v;
+    double gbps;
+    char why[96];
+    if (!cli_parse_double(num, &gbps, why, sizeof why))
+        return bench_fail(err, SLM_ERR_INVALID_ARG, "'%s' is %s", num, why);
+    if (!(gbps > 0) || gbps > 1e6) return bench_fail(err, SLM_ERR_INVALID_ARG, "'%s': GB/s must be above 0", num);
+    int k = 0;
+    while (k < o->n_peak_given && strcmp(o->peak_given[k].spec, spec)) k++;
+    if (k == (int)(sizeof o->peak_given / sizeof o->peak_given[0]))
+        return bench_fail(err, SLM_ERR_INVALID_ARG, "at most %d devices", k);
+    if (k == o->n_peak_given) o->n_peak_given++;
+    snprintf(o->peak_given[k].spec, sizeof o->peak_given[k].spec, "%s", spec);
+    o->peak_given[k].bytes_per_s = gbps * 1e9;
+    return SLM_OK;
 }
 
 slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_error *err) {
@@ -261,6 +289,8 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
             else if (IS("-r", "--repetitions")) o->reps = (int)x;
             else if (IS("-c", "--ctx-size")) o->n_ctx = (int)x;
             else o->peak_mib = (int)x;
+        } else if (IS("--peak-gbps", NULL)) {
+            st = parse_peak_given(v, o, err);
         } else if (IS("--vram-budget", NULL)) {
             char why[96] = "";
             if (!cli_parse_size(v, &o->vram_budget, why, sizeof why) || o->vram_budget == 0)

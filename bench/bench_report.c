@@ -48,6 +48,24 @@ static void md_cell(FILE *f, const char *s) {
     fputs(" |", f);
 }
 
+/* Why a decode row read faster than its device's peak, which a ceiling must not allow. */
+static void peak_warning(FILE *f, const bench_sysinfo *s, const bench_row *w, int k) {
+    fprintf(f, "[w%d] warning: %s %s%d read %.2f GB/s (%.0f%% of the peak %.2f GB/s): ", k, w->model,
+            kind_name(w->kind), w->n_tokens, w->gbps, w->pct_peak, w->peak_gbps);
+    if (s->llc_bytes && w->model_bytes <= s->llc_bytes)
+        fprintf(f, "the model (%.1f MiB) fits in the last-level cache (%.0f MiB), so its bytes came partly from the"
+                   " cache.\n",
+                w->model_bytes / 1048576.0, s->llc_bytes / 1048576.0);
+    else if (w->gbps <= w->peak_gbps + w->peak_spread_gbps)
+        fprintf(f, "within the spread of the peak's own runs (± %.2f GB/s): the machine's bandwidth varied between"
+                   " the measurements.\n",
+                w->peak_spread_gbps);
+    else
+        fprintf(f, "beyond the spread of the peak's own runs (± %.2f GB/s): the measured peak is no ceiling here"
+                   " (a busy or shared machine?); give the device's figure with --peak-gbps.\n",
+                w->peak_spread_gbps);
+}
+
 void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results *r) {
     fprintf(f, "slm %s (commit %s, %s, %s) | backends: %s\n", s->version, s->commit, s->build_type, s->compiler,
             s->backends);
@@ -55,8 +73,12 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
             s->cpu_features, s->llc_bytes / (1024.0 * 1024.0), s->mem_gib);
     for (int i = 0; i < s->n_dev; i++) {
         const bench_device_fact *d = &s->dev[i];
-        char how[64] = "";
-        if (d->buffer_mib > 0) snprintf(how, sizeof how, " (read of a %d MiB buffer)", d->buffer_mib);
+        char how[256] = "";
+        if (d->given) snprintf(how, sizeof how, " (given with --peak-gbps, not measured)");
+        else if (d->buffer_mib > 0)
+            snprintf(how, sizeof how, " ± %.2f (best of %d read kernels: %s; a %d MiB buffer)", d->spread / 1e9,
+                     d->n_kernels, d->kernel, d->buffer_mib);
+        else snprintf(how, sizeof how, " ± %.2f (best of %d launch shapes: %s)", d->spread / 1e9, d->n_kernels, d->kernel);
         if (d->peak > 0)
             fprintf(f, "peak read bandwidth: %s (%s): %.2f GB/s%s\n", d->spec, d->name, d->peak / 1e9, how);
         else fprintf(f, "peak read bandwidth: %s (%s): not measured\n", d->spec, d->name);
@@ -66,7 +88,7 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
             "| model | size | params | backend | threads | ngl | n_batch | type_kv | test | t/s | MB/token | GB/s "
             "| %% of peak |\n");
     fprintf(f, "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |\n");
-    int n_err = 0;
+    int n_err = 0, n_warn = 0;
     for (int i = 0; i < r->n; i++) {
         const bench_row *w = &r->rows[i];
         char buf[160];
@@ -100,7 +122,8 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
             md_cell(f, buf);
             snprintf(buf, sizeof buf, "%.2f", w->gbps);
             md_cell(f, buf);
-            if (w->pct_peak > 0) snprintf(buf, sizeof buf, "%.0f%%", w->pct_peak);
+            if (w->peak_exceeded) snprintf(buf, sizeof buf, "above peak [w%d]", ++n_warn);
+            else if (w->pct_peak > 0) snprintf(buf, sizeof buf, "%.0f%%", w->pct_peak);
             else snprintf(buf, sizeof buf, "-");
             md_cell(f, buf);
         } else {
@@ -114,14 +137,22 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
         for (int i = 0; i < r->n; i++)
             if (!r->rows[i].ok) fprintf(f, "[%d] %s: %s\n", ++k, r->rows[i].model, r->rows[i].error);
     }
+    if (n_warn) {
+        fputc('\n', f);
+        int k = 0;
+        for (int i = 0; i < r->n; i++)
+            if (r->rows[i].ok && r->rows[i].kind == BENCH_TG && r->rows[i].peak_exceeded)
+                peak_warning(f, s, &r->rows[i], ++k);
+    }
     bool any_tg = false;
     for (int i = 0; i < r->n; i++) any_tg |= r->rows[i].ok && r->rows[i].kind == BENCH_TG;
     if (any_tg)
         fprintf(f,
                 "\nMB/token: weights read per generated token (every layer, the output head, one embedding row)"
                 " + the f16 KV cache read at the mean position. GB/s = MB/token x t/s; %% of peak = the time the"
-                " bytes take at each device's measured peak / the measured time; above 100%% means the bytes"
-                " came (partly) from a cache, as when the model is smaller than the last-level cache.\n");
+                " bytes take at each device's peak / the measured time; the peak is the fastest of several read"
+                " kernels, ± the spread of its own runs. A decode that reads faster than the peak gets a warning"
+                " instead of a percentage above 100.\n");
 }
 
 /* ---- CSV ---- */
@@ -152,7 +183,7 @@ void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
             "build_commit,build_version,build_type,compiler,backends,cpu_info,cpu_features,n_cores,test_time,"
             "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
             "n_tokens,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
-            "pct_peak,predicted_ts,prediction,placement\n");
+            "peak_spread_gbps,pct_peak,peak_exceeded,predicted_ts,prediction,placement\n");
     for (int i = 0; i < r->n; i++) {
         const bench_row *w = &r->rows[i];
         char ngl[16];
@@ -183,7 +214,9 @@ void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
         csv_num(f, w->weight_bytes_per_token);
         csv_num(f, w->gbps);
         csv_num(f, w->peak_gbps);
+        csv_num(f, w->peak_spread_gbps);
         csv_num(f, w->pct_peak);
+        fprintf(f, ",%s", w->peak_exceeded ? "true" : "false");
         csv_num(f, w->predicted_ts);
         fputc(',', f);
         bench_csv_field(f, w->prediction_src);
@@ -255,7 +288,11 @@ void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r) 
         json_str(f, "name", s->dev[i].name, true);
         json_int(f, "threads", (uint64_t)s->dev[i].threads, true);
         json_int(f, "buffer_mib", (uint64_t)s->dev[i].buffer_mib, true);
-        json_num(f, "peak_gbps", s->dev[i].peak / 1e9, false);
+        json_num(f, "peak_gbps", s->dev[i].peak / 1e9, true);
+        json_num(f, "peak_spread_gbps", s->dev[i].spread / 1e9, true);
+        json_int(f, "n_kernels", (uint64_t)s->dev[i].n_kernels, true);
+        json_str(f, "kernel", s->dev[i].kernel, true);
+        json_str(f, "peak_source", s->dev[i].given ? "given" : "measured", false);
         fputc('}', f);
     }
     fputs(s->n_dev ? "\n  ],\n  \"results\": [" : "],\n  \"results\": [", f);
@@ -287,7 +324,9 @@ void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r) 
         json_num(f, "weight_bytes_per_token", w->weight_bytes_per_token, true);
         json_num(f, "gbps", w->gbps, true);
         json_num(f, "peak_gbps", w->peak_gbps, true);
+        json_num(f, "peak_spread_gbps", w->peak_spread_gbps, true);
         json_num(f, "pct_peak", w->pct_peak, true);
+        fprintf(f, "\"peak_exceeded\": %s, ", w->peak_exceeded ? "true" : "false");
         json_num(f, "predicted_ts", w->predicted_ts, true);
         json_str(f, "prediction", w->prediction_src, true);
         json_str(f, "placement", w->placement, false);

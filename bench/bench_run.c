@@ -78,15 +78,15 @@ static void fail_row(bench_row *row, const char *msg) {
 /* Seconds per token at each device's peak for this row's bytes: the time decode would take if every
  * device streamed its share at its measured peak. 0 when a peak is unknown. */
 static double ideal_seconds(int n_devices, const bench_bytes *b, bench_sysinfo *si, const bench_options *o,
-                            const bench_row *row, int n_gen, double *peak_out) {
+                            const bench_row *row, int n_gen, const bench_device_fact **peak_out) {
     double t = 0;
     for (int d = 0; d < n_devices; d++) {
         double bytes = bench_bytes_per_token(b, d, 0, n_gen);
         if (bytes <= 0) continue;
         const char *spec = d == 0 ? "cpu" : row->device;
-        double peak = bench_sysinfo_peak(si, spec, d == 0 ? row->threads : 0, o->peak_mib, !o->no_peak);
-        if (peak <= 0) return 0;
-        t += bytes / peak;
+        const bench_device_fact *f = bench_sysinfo_peak(si, o, spec, d == 0 ? row->threads : 0, !o->no_peak);
+        if (!f || f->peak <= 0) return 0;
+        t += bytes / f->peak;
     }
     /* the peak column shows the device that holds most of the bytes */
     double best = -1;
@@ -94,8 +94,7 @@ static double ideal_seconds(int n_devices, const bench_bytes *b, bench_sysinfo *
         double bytes = bench_bytes_per_token(b, d, 0, n_gen);
         if (bytes > best) {
             best = bytes;
-            *peak_out =
-                bench_sysinfo_peak(si, d == 0 ? "cpu" : row->device, d == 0 ? row->threads : 0, o->peak_mib, false);
+            *peak_out = bench_sysinfo_peak(si, o, d == 0 ? "cpu" : row->device, d == 0 ? row->threads : 0, false);
         }
     }
     return t;
@@ -164,10 +163,14 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
         row->weight_bytes_per_token = (double)b.weights;
         row->bytes_per_token = bench_bytes_per_token(&b, -1, 0, n);
         row->gbps = row->bytes_per_token * row->ts_mean / 1e9;
-        double peak = 0;
+        const bench_device_fact *peak = NULL;
         double ideal = ideal_seconds(pi.n_devices, &b, si, o, row, n, &peak);
-        row->peak_gbps = peak / 1e9;
+        if (peak) {
+            row->peak_gbps = peak->peak / 1e9;
+            row->peak_spread_gbps = peak->spread / 1e9;
+        }
         if (ideal > 0) row->pct_peak = 100.0 * ideal * row->ts_mean;
+        row->peak_exceeded = row->pct_peak > 100.0;
         if (pi.predicted_tps > 0) {
             row->predicted_ts = pi.predicted_tps;
             snprintf(row->prediction_src, sizeof row->prediction_src, "planner");

@@ -96,25 +96,45 @@ const char *bench_device_name_tail(const char *name, const char *spec) {
     return !strncmp(name, spec, n) && name[n] == ' ' ? name + n + 1 : name;
 }
 
-double bench_sysinfo_peak(bench_sysinfo *s, const char *spec, int threads, int mib, bool measure) {
+const bench_device_fact *bench_sysinfo_peak(bench_sysinfo *s, const bench_options *o, const char *spec, int threads,
+                                            bool measure) {
     bool cpu = !strncmp(spec, "cpu", 3);
     if (cpu && threads <= 0) threads = s->n_cores > 0 ? s->n_cores : 1;
     if (!cpu) threads = 0;
     for (int i = 0; i < s->n_dev; i++)
-        if (!strcmp(s->dev[i].spec, spec) && s->dev[i].threads == threads) return s->dev[i].peak;
-    if (!measure || s->n_dev == (int)(sizeof s->dev / sizeof s->dev[0])) return 0;
+        if (!strcmp(s->dev[i].spec, spec) && s->dev[i].threads == threads) return &s->dev[i];
+    if (!measure || s->n_dev == (int)(sizeof s->dev / sizeof s->dev[0])) return NULL;
     bench_device_fact *f = &s->dev[s->n_dev++];
     snprintf(f->spec, sizeof f->spec, "%s", spec);
     f->threads = threads;
-    char name[sizeof f->name];
-    if (cpu) f->buffer_mib = mib > 0 ? mib : s->peak_mib;
-    f->peak = slm_device_peak_read(spec, threads, (size_t)f->buffer_mib << 20, name, sizeof name, NULL);
+    for (int i = 0; i < o->n_peak_given; i++)
+        if (!strcmp(o->peak_given[i].spec, spec)) {
+            f->peak = o->peak_given[i].bytes_per_s;
+            f->given = true;
+        }
+    slm_peak_read pk = {0};
+    if (cpu) f->buffer_mib = o->peak_mib > 0 ? o->peak_mib : s->peak_mib;
+    if (!f->given) {
+        /* the device's name comes with the measurement; a given figure needs only the name */
+        if (slm_device_peak_read(spec, threads, (size_t)f->buffer_mib << 20, &pk, NULL) == SLM_OK) {
+            f->peak = pk.bytes_per_s;
+            f->spread = pk.spread;
+            f->n_kernels = pk.n_kernels;
+            snprintf(f->kernel, sizeof f->kernel, "%s", pk.kernel);
+        }
+    } else {
+        f->buffer_mib = 0;
+        slm_device_info di[16];
+        int n = slm_devices_list(di, 16);
+        for (int i = 0; i < n && i < 16; i++)
+            if (!strcmp(di[i].spec, spec)) snprintf(pk.name, sizeof pk.name, "%s", di[i].name);
+    }
     if (cpu) {
         snprintf(f->name, sizeof f->name, "%s, %d thread%s", s->cpu, threads, threads == 1 ? "" : "s");
     } else {
-        const char *tail = bench_device_name_tail(name, spec);
+        const char *tail = bench_device_name_tail(pk.name, spec);
         if (tail[0]) snprintf(f->name, sizeof f->name, "%s", tail);
         else snprintf(f->name, sizeof f->name, "not available");
     }
-    return f->peak;
+    return f;
 }

@@ -333,7 +333,7 @@ static int bench_main(int argc, char **argv) {
         bench_source_free(&src);
     }
     /* the CPU peak at all cores for the header even when no row needed it */
-    if (!o.no_peak) bench_sysinfo_peak(&si, "cpu", si.n_cores, o.peak_mib, true);
+    if (!o.no_peak) bench_sysinfo_peak(&si, &o, "cpu", si.n_cores, true);
     if (o.format == BENCH_MD) {
         fputc('\n', out);
         bench_report_markdown(out, &si, &res);

@@ -47,28 +47,31 @@ int slm_backends_list(slm_backend_info *out, int max) {
     return n;
 }
 
-double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char *name, size_t name_len,
-                            slm_error *err) {
-    if (name && name_len) name[0] = 0;
+slm_status slm_device_peak_read(const char *spec, int n_threads, size_t bytes, slm_peak_read *out, slm_error *err) {
+    memset(out, 0, sizeof *out);
     slm_device *d = NULL;
     slm_device_config cfg = {.n_threads = n_threads};
     /* opened on the CPU too: the spec is checked the same way and the name is the device's */
-    if (slm_device_open(spec, &cfg, &d, err)) return 0;
-    char dev_name[sizeof d->name];
-    snprintf(dev_name, sizeof dev_name, "%s", d->name);
-    if (name && name_len) snprintf(name, name_len, "%s", dev_name);
+    slm_status st = slm_device_open(spec, &cfg, &d, err);
+    if (st) return st;
+    snprintf(out->name, sizeof out->name, "%s", d->name);
     bool cpu = !strcmp(d->ops->name, "cpu");
-    double bw = cpu ? 0 : slm_device_measure_bandwidth(d);
+    slm_read_peak pk = {0};
+    bool ok = !cpu && slm_device_measure_peak(d, &pk);
     /* the CPU device's idle pool is closed first, so that only the measurement's threads run */
     slm_device_close(d);
     if (cpu) {
         size_t buf = bytes ? bytes : SLM_CPU_PEAK_READ_BYTES;
-        bw = slm_cpu_peak_read(n_threads, buf, 5);
-        if (bw <= 0)
-            slm_fail(err, SLM_ERR_NOMEM, "%s: no peak read (cannot allocate %zu bytes or start the threads)", dev_name,
-                     buf);
-    } else if (bw <= 0) {
-        slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: the backend has no bandwidth measurement", dev_name);
+        ok = slm_cpu_peak_read(n_threads, buf, 3, &pk);
+        if (!ok)
+            return slm_fail(err, SLM_ERR_NOMEM, "%s: no peak read (cannot allocate %zu bytes or start the threads)",
+                            out->name, buf);
+    } else if (!ok) {
+        return slm_fail(err, SLM_ERR_UNSUPPORTED, "%s: the backend has no bandwidth measurement", out->name);
     }
-    return bw;
+    out->bytes_per_s = pk.best;
+    out->spread = pk.spread;
+    out->n_kernels = pk.n_kernels;
+    snprintf(out->kernel, sizeof out->kernel, "%s", pk.kernel);
+    return SLM_OK;
 }

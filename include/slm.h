@@ -255,12 +255,22 @@ const char *slm_model_file_type(const slm_model *m);
  * are the memory held, padding included. */
 uint64_t slm_model_kv_read_bytes(const slm_model *m);
 
-/* Peak read bandwidth of a device in bytes/s, measured now. "cpu": n_threads threads (<= 0: every core) each
- * sum their share of a host buffer of `bytes` (0: 1 GiB; make it several times the last-level cache) with
- * the widest vector loads, best of 5 reads. A GPU ("vulkan:0", "cuda:0"): its backend's own read kernel
- * (n_threads and bytes unused). name (optional) receives the device's description. Returns 0 and fills err
- * when the device cannot be opened or measured. */
-double slm_device_peak_read(const char *spec, int n_threads, size_t bytes, char *name, size_t name_len, slm_error *err);
+/* Peak read bandwidth of a device, measured now: the fastest of several read kernels, each timed several
+ * times. "cpu": n_threads threads (<= 0: every core) read a host buffer of `bytes` (0: 1 GiB; make it several
+ * times the last-level cache) with the widest vector loads, one and four address streams per thread, with
+ * and without software prefetch, and also with one thread per physical core when that is fewer. A GPU
+ * ("vulkan:0", "cuda:0"): its backend's own read kernel in several launch shapes (n_threads and bytes
+ * unused). The spread is how far the winning kernel's own runs lay apart: on a shared machine the figure
+ * varies by that much from run to run. */
+typedef struct slm_peak_read {
+    double bytes_per_s; /* the fastest timed read */
+    double spread;      /* bytes/s between the fastest and the slowest run of the kernel that gave it */
+    int n_kernels;      /* read kernels or launch shapes tried */
+    char kernel[96];    /* the one that read fastest, e.g. "avx512, 4 streams, prefetch, 2 threads" */
+    char name[160];     /* the device's description */
+} slm_peak_read;
+/* Fills out (zeroed first); an error when the device cannot be opened or has no measurement. */
+slm_status slm_device_peak_read(const char *spec, int n_threads, size_t bytes, slm_peak_read *out, slm_error *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

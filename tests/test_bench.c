@@ -59,6 +59,22 @@ static void test_options(void) {
     CHECK(o.warmup && !o.profile && !o.sweep_ngl && o.peak_mib == 0, "flags (peak buffer sized at run time)");
     bench_options_free(&o);
 
+    /* --peak-gbps: the CPU's when no device is named, a later figure replaces an earlier one */
+    CHECK(parse(&o, &err, "-m x --peak-gbps 40 --peak-gbps cuda:0=4800.5 --peak-gbps cpu=41.5") == SLM_OK, "parse: %s",
+          err.msg);
+    CHECK(o.n_peak_given == 2 && !strcmp(o.peak_given[0].spec, "cpu") && o.peak_given[0].bytes_per_s == 41.5e9 &&
+              !strcmp(o.peak_given[1].spec, "cuda:0") && o.peak_given[1].bytes_per_s == 4800.5e9,
+          "--peak-gbps list");
+    bench_options_free(&o);
+    const char *bad_peaks[] = {"0", "-3", "=5", "cpu=", "fast", "cpu=nan"};
+    for (size_t k = 0; k < sizeof bad_peaks / sizeof bad_peaks[0]; k++) {
+        char line[64];
+        snprintf(line, sizeof line, "-m x --peak-gbps %s", bad_peaks[k]);
+        err.msg[0] = 0;
+        CHECK(parse(&o, &err, line) != SLM_OK && strstr(err.msg, "--peak-gbps"), "%s: '%s'", line, err.msg);
+        bench_options_free(&o);
+    }
+
     /* a GPU device without -ngl puts every layer on it; ranges, auto, flags */
     CHECK(parse(&o, &err, "-m x -dev cuda:0 -p 0 -n 1-4+1,64 --profile --sweep-ngl --svg s.svg --no-warmup -o csv") ==
               SLM_OK,
@@ -463,6 +479,9 @@ static void test_formats(void) {
     snprintf(si.dev[0].spec, sizeof si.dev[0].spec, "cpu");
     snprintf(si.dev[0].name, sizeof si.dev[0].name, "cpu, 2 threads");
     si.dev[0].peak = 12.34e9;
+    si.dev[0].spread = 0.5e9;
+    si.dev[0].n_kernels = 8;
+    snprintf(si.dev[0].kernel, sizeof si.dev[0].kernel, "avx512, 4 streams, prefetch, 2 threads");
     si.dev[0].threads = 2;
     si.dev[0].buffer_mib = 1920;
     FILE *f;
@@ -474,8 +493,9 @@ static void test_formats(void) {
     fclose(f);
     CHECK(json_valid(buf), "JSON is not well formed:\n%s", buf);
     CHECK(strstr(buf, "\"avg_ts\": 12.5,") && strstr(buf, "\"n_gpu_layers\": \"all\"") &&
-              strstr(buf, "\"peak_gbps\": 12.34}") && strstr(buf, "\"ok\": false") &&
-              strstr(buf, "\"buffer_mib\": 1920,"),
+              strstr(buf, "\"peak_gbps\": 12.34,") && strstr(buf, "\"peak_spread_gbps\": 0.5,") &&
+              strstr(buf, "\"peak_source\": \"measured\"}") && strstr(buf, "\"ok\": false") &&
+              strstr(buf, "\"buffer_mib\": 1920,") && strstr(buf, "\"peak_exceeded\": false"),
           "JSON values:\n%s", buf);
     /* counts and byte sizes exactly, never 7.73e+08 */
     CHECK(strstr(buf, "\"size_bytes\": 773000000,") && strstr(buf, "\"params\": 1235814400,") &&
@@ -509,7 +529,7 @@ static void test_formats(void) {
                 header_fields = n;
                 header = start;
             }
-            CHECK(n == header_fields && n == 35, "record %d has %d fields (header %d)", records, n, header_fields);
+            CHECK(n == header_fields && n == 37, "record %d has %d fields (header %d)", records, n, header_fields);
             if (records >= 1) {
                 /* the fields by their header names, as a spreadsheet would read them */
                 static const struct {
@@ -526,6 +546,7 @@ static void test_formats(void) {
                     {"test", "tg128", "pp512"},
                     {"n_gpu_layers", "0", "all"},
                     {"ok", "true", "false"},
+                    {"peak_exceeded", "false", "false"},
                     {"build_commit", NULL, NULL},
                 };
                 for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
@@ -557,7 +578,8 @@ static void test_formats(void) {
     bench_report_markdown(f, &si, &r);
     fclose(f);
     /* the header names each device once and says how the CPU peak was read; small sizes keep their digits */
-    CHECK(strstr(buf, "peak read bandwidth: cpu (cpu, 2 threads): 12.34 GB/s (read of a 1920 MiB buffer)") &&
+    CHECK(strstr(buf, "peak read bandwidth: cpu (cpu, 2 threads): 12.34 GB/s ± 0.50 (best of 8 read kernels: avx512, "
+                      "4 streams, prefetch, 2 threads; a 1920 MiB buffer)") &&
               strstr(buf, "| 737.19 MiB | 1.24 B |") && strstr(buf, "| 0.950 |"),
           "markdown header and cells:\n%s", buf);
     /* every table line has the same number of unescaped '|' */
@@ -573,6 +595,32 @@ static void test_formats(void) {
     CHECK(lines == 4, "header, rule and two rows: %d", lines);
     free(buf);
 
+    /* a decode above the peak: a warning instead of the percentage, saying why (model in the cache, within
+     * the peak's spread, beyond it) */
+    static const struct {
+        uint64_t model_bytes;
+        double gbps;
+        const char *why;
+    } above[] = {{1 << 20, 13.0, "fits in the last-level cache"},
+                 {(uint64_t)4 << 30, 12.5, "within the spread"},
+                 {(uint64_t)4 << 30, 14.0, "beyond the spread"}};
+    si.llc_bytes = (uint64_t)32 << 20;
+    for (size_t k = 0; k < sizeof above / sizeof above[0]; k++) {
+        r.rows[0].model_bytes = above[k].model_bytes;
+        r.rows[0].gbps = above[k].gbps;
+        r.rows[0].peak_gbps = 12.34;
+        r.rows[0].peak_spread_gbps = 0.5;
+        r.rows[0].pct_peak = 100 * above[k].gbps / 12.34;
+        r.rows[0].peak_exceeded = true;
+        capture_begin(&f, &buf, &len);
+        bench_report_markdown(f, &si, &r);
+        fclose(f);
+        CHECK(strstr(buf, "| above peak [w1] |") && strstr(buf, "[w1] warning: ") && strstr(buf, above[k].why) &&
+                  !strstr(buf, "105% |") && !strstr(buf, "101% |"),
+              "peak warning (%s):\n%s", above[k].why, buf);
+        free(buf);
+    }
+
     bench_sweep_point pts[] = {{0, 10, 11}, {1, 12, 12.5}, {2, 0, 14}, {3, 20, 19}};
     capture_begin(&f, &buf, &len);
     bench_svg_sweep_file(f, "a <title> & more", pts, 4);
@@ -587,15 +635,21 @@ static void test_formats(void) {
 }
 
 static void test_bandwidth(void) {
-    /* no timing assertions: the measurement runs and gives a positive, finite number */
-    char name[160];
+    /* no timing assertions: the measurement runs and gives a positive, finite number, a spread below it and
+     * the kernel that gave it */
+    slm_peak_read pk;
     slm_error err = {{0}};
-    double bw = slm_device_peak_read("cpu", 2, (size_t)32 << 20, name, sizeof name, &err);
-    CHECK(bw > 0 && isfinite(bw), "cpu read bandwidth %g: %s", bw, err.msg);
-    CHECK(!strncmp(name, "cpu", 3), "the CPU device's name: %s", name);
+    slm_status s = slm_device_peak_read("cpu", 2, (size_t)32 << 20, &pk, &err);
+    CHECK(s == SLM_OK && pk.bytes_per_s > 0 && isfinite(pk.bytes_per_s), "cpu read bandwidth %g: %s", pk.bytes_per_s,
+          err.msg);
+    CHECK(pk.spread >= 0 && pk.spread < pk.bytes_per_s, "spread %g of %g", pk.spread, pk.bytes_per_s);
+    CHECK(pk.n_kernels >= 4 && strstr(pk.kernel, "stream") && strstr(pk.kernel, "thread"), "kernel '%s' of %d",
+          pk.kernel, pk.n_kernels);
+    CHECK(!strncmp(pk.name, "cpu", 3), "the CPU device's name: %s", pk.name);
     err.msg[0] = 0;
-    bw = slm_device_peak_read("nodevice:0", 0, 0, name, sizeof name, &err);
-    CHECK(bw == 0 && err.msg[0] && !name[0], "an unknown device: %g, '%s'", bw, err.msg);
+    s = slm_device_peak_read("nodevice:0", 0, 0, &pk, &err);
+    CHECK(s != SLM_OK && pk.bytes_per_s == 0 && err.msg[0] && !pk.name[0], "an unknown device: %g, '%s'",
+          pk.bytes_per_s, err.msg);
 }
 
 int main(void) {

@@ -161,9 +161,9 @@ static slm_status cpu_run(slm_device *d, const slm_op *ops, int n_ops, slm_error
 static slm_status cpu_sync(slm_device *d, slm_error *err) { return SLM_OK; }
 
 /* Peak read bandwidth: the host's one measurement (cpu_bandwidth.c), on as many threads as the pool has. */
-static double cpu_measure_bandwidth(slm_device *d) {
+static bool cpu_measure_bandwidth(slm_device *d, slm_read_peak *out) {
     cpu_ctx *c = d->ctx;
-    return slm_cpu_peak_read(c->n_threads, SLM_CPU_PEAK_READ_BYTES, 5);
+    return slm_cpu_peak_read(c->n_threads, SLM_CPU_PEAK_READ_BYTES, 3, out);
 }
 
 const slm_backend_ops slm_backend_cpu = {

@@ -153,6 +153,6 @@ uint64_t slm_vk_work_bytes(slm_device *d, const slm_op *shapes, int n_shapes);
 slm_status slm_vk_work_reserve(slm_device *d, const slm_op *shapes, int n_shapes, slm_error *err);
 slm_status slm_vk_sync(slm_device *d, slm_error *err);
 void slm_vk_record_free(vk_ctx *c);
-double slm_vk_measure_bandwidth(slm_device *d);
+bool slm_vk_measure_bandwidth(slm_device *d, slm_read_peak *peak);
 
 #endif

@@ -5,6 +5,7 @@
  * travels in push constants. Timestamps after every op give per-op device times (slm_vk_last_timings). */
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -660,31 +661,40 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-double slm_vk_measure_bandwidth(slm_device *d) {
+/* The fastest of timed reads of a 256 MiB buffer in several launch shapes (workgroup counts: a CPU driver
+ * wants about one per core, a GPU many per compute unit), interleaved, each repeated; the first round warms
+ * up. */
+bool slm_vk_measure_bandwidth(slm_device *d, slm_read_peak *peak) {
     vk_ctx *c = d->ctx;
     slm_error err;
-    if (slm_vk_wait_idle(d, &err)) return 0;
+    if (slm_vk_wait_idle(d, &err)) return false;
     VkDeviceSize bytes = (VkDeviceSize)256 << 20;
     if (bytes > c->props.limits.maxStorageBufferRange)
         bytes = c->props.limits.maxStorageBufferRange & ~(VkDeviceSize)255;
     if (bytes > c->max_alloc) bytes = c->max_alloc & ~(VkDeviceSize)255;
     vk_buf src, out;
-    if (slm_vk_buf_create(c, bytes, c->mem_type_device, false, &src, &err)) return 0;
+    if (slm_vk_buf_create(c, bytes, c->mem_type_device, false, &src, &err)) return false;
     if (slm_vk_buf_create(c, 65536 * 4, c->mem_type_device, false, &out, &err)) {
         slm_vk_buf_destroy(c, &src);
-        return 0;
+        return false;
     }
-    double best = 0;
-    if (!ensure_capacity(c, 1, 1, 0, &err)) {
-        for (int rep = 0; rep < 4; rep++) {
+    const bool cpu = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    const uint32_t gpu_shapes[] = {1024, 4096, 16384}, cpu_shapes[] = {16, 64, 256};
+    const uint32_t *shapes = cpu ? cpu_shapes : gpu_shapes;
+    enum { N_SHAPES = 3, REPS = 3 };
+    double lo[N_SHAPES], hi[N_SHAPES];
+    for (int i = 0; i < N_SHAPES; i++) lo[i] = 1e300, hi[i] = 0;
+    bool failed = ensure_capacity(c, 1, 1, 0, &err) != SLM_OK;
+    for (int rep = 0; rep <= REPS && !failed; rep++) {
+        for (int i = 0; i < N_SHAPES && !failed; i++) {
+            failed = true;
             vkResetDescriptorPool(c->device, c->dpool, 0);
             vk_recorder r = {.c = c, .cmd = c->cmd};
             vk_dispatch dp = {.pipe = VK_PIPE_BANDWIDTH};
             bind_raw(&dp, 0, &out, out.size, true);
             bind_raw(&dp, 1, &src, bytes, false);
             dp.push.bandwidth.n_vec4 = (uint32_t)(bytes / 16);
-            uint32_t wgs = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? 64 : 4096;
-            dp.groups[0] = wgs;
+            dp.groups[0] = shapes[i];
             dp.groups[1] = 1;
             dp.groups[2] = 1;
             VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -701,10 +711,23 @@ double slm_vk_measure_bandwidth(slm_device *d) {
             vkResetFences(c->device, 1, &c->fence);
             double dt = now_s() - t0;
             if (wr != VK_SUCCESS) break;
-            if (rep > 0 && dt > 0 && (double)bytes / dt > best) best = (double)bytes / dt; /* rep 0 warms up */
+            failed = false;
+            double bw = dt > 0 ? (double)bytes / dt : 0;
+            if (rep == 0 || bw <= 0) continue;
+            if (bw < lo[i]) lo[i] = bw;
+            if (bw > hi[i]) hi[i] = bw;
         }
+    }
+    int best = -1;
+    for (int i = 0; i < N_SHAPES && !failed; i++)
+        if (hi[i] > 0 && (best < 0 || hi[i] > hi[best])) best = i;
+    if (best >= 0) {
+        peak->best = hi[best];
+        peak->spread = hi[best] - lo[best];
+        peak->n_kernels = N_SHAPES;
+        snprintf(peak->kernel, sizeof peak->kernel, "%u workgroups", shapes[best]);
     }
     slm_vk_buf_destroy(c, &src);
     slm_vk_buf_destroy(c, &out);
-    return best;
+    return best >= 0;
 }

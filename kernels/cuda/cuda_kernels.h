@@ -110,8 +110,11 @@ slm_status slm_cuda_swiglu(const float *g, int64_t ldg, const float *u, int64_t 
 slm_status slm_cuda_add(const float *a, int64_t lda, const float *b, int64_t ldb, float *y, int64_t ldy, int64_t n,
                         int64_t T, cudaStream_t s, slm_error *err);
 
-/* Reads n_words 16-byte words (buf 16-byte aligned); may write one float to sink[0] (a bandwidth probe). */
-slm_status slm_cuda_read_probe(const void *buf, size_t n_words, float *sink, cudaStream_t s, slm_error *err);
+/* Reads n_words 16-byte words (buf 16-byte aligned) with blocks_per_sm blocks of 512 threads per
+ * multiprocessor, unroll (1 or 4) loads in flight per thread; may write one float to sink[0] (a bandwidth
+ * probe). */
+slm_status slm_cuda_read_probe(const void *buf, size_t n_words, float *sink, int blocks_per_sm, int unroll,
+                               cudaStream_t s, slm_error *err);
 
 #ifdef __cplusplus
 }

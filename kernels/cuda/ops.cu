@@ -226,9 +226,21 @@ extern "C" slm_status slm_cuda_gemm_finish(float *y, int64_t ldy, int64_t N, int
 
 /* ---- bandwidth probe ---------------------------------------------------------------------------------------- */
 
+/* UNROLL independent 16-byte loads in flight per thread per step: whether a card reaches its peak with one
+ * load per thread or needs several depends on its memory latency and occupancy, so the probe tries both. */
+template <int UNROLL>
 __global__ void read_probe_kernel(const uint4 *__restrict__ buf, size_t n, float *sink) {
     uint32_t acc = 0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + (UNROLL - 1) * stride < n; i += UNROLL * stride) {
+        uint4 v[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) v[u] = buf[i + u * stride];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+    for (; i < n; i += stride) {
         uint4 v = buf[i];
         acc ^= v.x ^ v.y ^ v.z ^ v.w;
     }
@@ -237,12 +249,16 @@ __global__ void read_probe_kernel(const uint4 *__restrict__ buf, size_t n, float
     if (acc == 0x9e3779b9u && (threadIdx.x & 31) == 0) sink[0] = (float)acc;
 }
 
-extern "C" slm_status slm_cuda_read_probe(const void *buf, size_t n_words, float *sink, cudaStream_t s,
-                                          slm_error *err) {
-    SLM_CU_REQUIRE(buf && sink && n_words > 0 && (uintptr_t)buf % 16 == 0, "cuda read_probe: bad arguments");
+extern "C" slm_status slm_cuda_read_probe(const void *buf, size_t n_words, float *sink, int blocks_per_sm, int unroll,
+                                          cudaStream_t s, slm_error *err) {
+    SLM_CU_REQUIRE(buf && sink && n_words > 0 && (uintptr_t)buf % 16 == 0 && blocks_per_sm >= 1 &&
+                       (unroll == 1 || unroll == 4),
+                   "cuda read_probe: bad arguments");
     int dev = 0, sms = 1;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    SLM_LAUNCH(read_probe_kernel, (unsigned)(sms * 8), 512, 0, s)((const uint4 *)buf, n_words, sink);
+    const unsigned grid = (unsigned)(sms * blocks_per_sm);
+    if (unroll == 4) SLM_LAUNCH(read_probe_kernel<4>, grid, 512, 0, s)((const uint4 *)buf, n_words, sink);
+    else SLM_LAUNCH(read_probe_kernel<1>, grid, 512, 0, s)((const uint4 *)buf, n_words, sink);
     return slm_cu_launched("read_probe", err);
 }

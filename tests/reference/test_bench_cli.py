@@ -2,7 +2,7 @@
 """Runs the slm-bench binary on a tiny synthetic model and checks what it prints, against values computed
 here from the GGUF file it writes (read with the `gguf` package, independently of slm's reader).
 
-  python tests/reference/test_bench_cli.py --build BUILD_DIR [--part cpu|vulkan]
+  python tests/reference/test_bench_cli.py --build BUILD_DIR [--part cpu|vulkan|ceiling]
 
 --part cpu (the default; ctest py_test_bench_cli):
 1. usage errors exit 2 and say why (an unsupported -ctk lists the supported KV types);
@@ -17,6 +17,9 @@ here from the GGUF file it writes (read with the `gguf` package, independently o
 --part vulkan (ctest py_test_bench_cli_vulkan; skips without a Vulkan device):
 6. --sweep-ngl -dev vulkan:0: one table row and one main-table row per split point, an SVG with the
    predicted and the measured curve, and the device named once in the header.
+--part ceiling (ctest py_test_bench_ceiling, run alone: it measures bandwidth):
+7. the peak is a ceiling: decode of a synthetic Llama 3.2 1B Q4_0 (far larger than the last-level cache) on
+   every core reads no faster than the measured peak plus its spread; a --peak-gbps figure is used as given.
 
 Timings are never compared with fixed numbers (the machine may be busy); the profile's op-by-op total
 against the fused decode time is printed for information.
@@ -185,7 +188,8 @@ def part_cpu(t, bench, tmp):
     # markdown
     rc, out, _ = run(bench, args + ["-o", "md"], 0, t)
     t.check(re.search(r"^slm \S+ \(commit ", out, re.M) and re.search(r"^CPU: .* last-level cache", out, re.M) and
-            re.search(r"^peak read bandwidth: cpu \(.*\): [0-9.]+ GB/s \(read of a 32 MiB buffer\)$", out, re.M),
+            re.search(r"^peak read bandwidth: cpu \(.*\): [0-9.]+ GB/s ± [0-9.]+ \(best of [0-9]+ read kernels: "
+                      r".*stream.*; a 32 MiB buffer\)$", out, re.M),
             "markdown header: build, CPU, peak with its buffer")
     tabs = md_tables(out)
     main = tabs[0] if tabs else []
@@ -290,9 +294,39 @@ def part_vulkan(t, bench, tmp):
             f"SVG: two curves of {n_units + 1} points: {pts}")
 
 
+def part_ceiling(t, bench, tmp):
+    model = "llama3-1b:q4_0"
+    rc, out, err = run(bench, ["--synthetic", model, "-p", "0", "-n", "32", "-r", "3", "-o", "json"], 0, t)
+    try:
+        doc = strict_json(out)
+    except ValueError:
+        t.check(False, f"JSON: {out[-500:]}")
+        return
+    tg = [r for r in doc["results"] if r["test"] == "tg32" and r["ok"]]
+    llc = doc["system"]["llc_bytes"]
+    if not tg:
+        t.check(False, f"a tg32 row: {doc['results']}")
+        return
+    tg = tg[0]
+    if llc and tg["size_bytes"] < 4 * llc:
+        skip(f"the last-level cache ({llc >> 20} MiB) holds a quarter of {model}")
+    peak, spread = tg["peak_gbps"], tg["peak_spread_gbps"]
+    print(f"INFO: {model} tg32 {tg['avg_ts']:.2f} t/s, {tg['gbps']:.2f} GB/s; peak {peak:.2f} ± {spread:.2f} GB/s "
+          f"({[d.get('kernel') for d in doc['devices']]})")
+    t.check(peak > 0 and 0 <= spread < peak, f"peak {peak} GB/s with spread {spread}")
+    t.check(tg["gbps"] <= peak + spread,
+            f"decode reads {tg['gbps']:.2f} GB/s: no more than the peak {peak:.2f} + its spread {spread:.2f}")
+    t.check(tg["peak_exceeded"] == (tg["pct_peak"] > 100), "peak_exceeded says whether % of peak is above 100")
+    # a datasheet figure is taken as given: no measurement, the header says so
+    rc, out, err = run(bench, ["--synthetic", "custom:q4_0:n_layer=2:n_embd=256", "-p", "0", "-n", "4", "-r", "1",
+                               "-t", "1", "--peak-gbps", "cpu=1000"], 0, t)
+    t.check(re.search(r"^peak read bandwidth: cpu \(.*\): 1000\.00 GB/s \(given with --peak-gbps, not measured\)$",
+                      out, re.M) is not None, f"--peak-gbps in the header: {out[:600]}")
+
+
 def main():
     ap = build_arg_parser(__doc__)
-    ap.add_argument("--part", choices=("cpu", "vulkan"), default="cpu")
+    ap.add_argument("--part", choices=("cpu", "vulkan", "ceiling"), default="cpu")
     a = ap.parse_args()
     require_modules("gguf")
     bench = build_binary(a.build, "slm-bench")
@@ -300,7 +334,7 @@ def main():
         skip(f"{a.build}/bin/slm-bench not built")
     t = Tally()
     with tempfile.TemporaryDirectory() as tmp:
-        (part_cpu if a.part == "cpu" else part_vulkan)(t, bench, tmp)
+        {"cpu": part_cpu, "vulkan": part_vulkan, "ceiling": part_ceiling}[a.part](t, bench, tmp)
     t.finish()
 
 
