@@ -16,6 +16,12 @@
 #define ATT_WARPS (ATT_THREADS / 32)
 #define ATT_DIMS_PER_THREAD (SLM_CUDA_ATTN_MAX_HEAD_DIM / ATT_THREADS)
 
+/* A K or V element of the f16 cache, reported to the emulator's load accounting. */
+__device__ __forceinline__ float ld_kv(const uint16_t *p) {
+    SLM_NOTE_LOAD(p, 2);
+    return __half2float(__ushort_as_half(*p));
+}
+
 static int attn_splits(int64_t T, int64_t n_ctx) {
     int64_t tiles = (n_ctx + ATT_TILE - 1) / ATT_TILE;
     int64_t want = T == 1 ? 32 : (T <= 8 ? 8 : 1); /* batch 1 needs the split to fill the GPU */
@@ -37,8 +43,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(slm_cuda_attn_a
     if (last > a.n_ctx - 1) last = a.n_ctx - 1;
     const int64_t n_keys = last + 1; /* <= 0 when pos < 0: nothing visible */
     const int64_t n_tiles = n_keys > 0 ? (n_keys + ATT_TILE - 1) / ATT_TILE : 0;
-    const __half *kbase = (const __half *)a.k + (int64_t)kh * hd;
-    const __half *vbase = (const __half *)a.v + (int64_t)kh * hd;
+    const uint16_t *kbase = a.k + (int64_t)kh * hd;
+    const uint16_t *vbase = a.v + (int64_t)kh * hd;
 
     float m = -INFINITY, l = 0.0f;
     float acc[ATT_DIMS_PER_THREAD];
@@ -51,9 +57,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(slm_cuda_attn_a
             const int64_t p = p0 + kk;
             float sc = -INFINITY;
             if (p < n_keys) {
-                const __half *kr = kbase + p * a.ldk;
+                const uint16_t *kr = kbase + p * a.ldk;
                 float d = 0.0f;
-                for (int i = lane; i < hd; i += 32) d += q_s[i] * __half2float(kr[i]);
+                for (int i = lane; i < hd; i += 32) d += q_s[i] * ld_kv(kr + i);
                 sc = warp_sum(d);
             }
             if (lane == 0) s_s[kk] = sc;
@@ -70,11 +76,11 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(slm_cuda_attn_a
         for (int kk = 0; kk < n_in; kk++) {
             const float e = expf(s_s[kk] - m_new);
             l += e;
-            const __half *vr = vbase + (p0 + kk) * a.ldv;
+            const uint16_t *vr = vbase + (p0 + kk) * a.ldv;
 #pragma unroll
             for (int j = 0; j < ATT_DIMS_PER_THREAD; j++) {
                 const int d = tid + j * ATT_THREADS;
-                if (d < hd) acc[j] += e * __half2float(vr[d]);
+                if (d < hd) acc[j] += e * ld_kv(vr + d);
             }
         }
         m = m_new;
