@@ -349,6 +349,14 @@ static void prompt_attention(slm_harness *h) {
     int32_t pos[T] = {700, 3, 3, 1099, 5000, 0, -1, 512, 90, 91, 40, 1098, 250, 251, 252, 600, -1, -7, -1, -2};
     slm_harness_attention_pos(h, 64, 4, 1, 1100, T, pos, 32, "pos shuffled, split");
     slm_harness_attention_pos(h, 64, 4, 1, 300, T, pos, 0, "pos shuffled, clamped, no split");
+    /* the planner sizes the working memory once, for n_batch tokens: no narrower batch may need more */
+    size_t at_batch = slm_cuda_attention_scratch_floats(64, 9, 512, 2048), worst = 0;
+    for (int64_t t = 1; t <= 512; t++) {
+        size_t f = slm_cuda_attention_scratch_floats(64, 9, t, 2048);
+        worst = f > worst ? f : worst;
+    }
+    CHECK(worst <= at_batch && at_batch > 0, "attention scratch: %zu floats at 512 tokens, %zu at fewer", at_batch,
+          worst);
 }
 #endif
 

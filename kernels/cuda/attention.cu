@@ -52,11 +52,13 @@ static int attn_tile_rows(int head_dim) { return head_dim <= 64 ? 64 : (head_dim
 #define ATT_MIN_SPLIT_KEYS 256
 
 /* The block count is estimated from n_head alone (KV heads x query tiles, exact when ROWS divides T G), so
- * that slm_cuda_attention_scratch_floats, which the planner calls with these sizes, sizes what is launched. */
+ * that slm_cuda_attention_scratch_floats, which has only these sizes, gives what is launched. Rounding the
+ * split down keeps a split launch within ATT_FILL_BLOCKS blocks' worth of query rows, which bounds the
+ * partials whatever the batch. */
 static int attn_tile_splits(int head_dim, int n_head, int64_t T, int64_t n_ctx) {
     const int64_t rows = attn_tile_rows(head_dim);
     const int64_t blocks = (T * n_head + rows - 1) / rows;
-    int64_t want = (ATT_FILL_BLOCKS + blocks - 1) / blocks;
+    int64_t want = ATT_FILL_BLOCKS / blocks;
     int64_t most = n_ctx / ATT_MIN_SPLIT_KEYS;
     if (most > ATT_MAX_SPLIT) most = ATT_MAX_SPLIT;
     if (want > most) want = most;
@@ -328,11 +330,25 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_merge_kernel(slm_cuda_attn_a
     }
 }
 
-extern "C" size_t slm_cuda_attention_scratch_floats(int head_dim, int n_head, int64_t T, int64_t n_ctx) {
-    if (head_dim < 1 || n_head < 1 || T < 1) return 0;
+/* Floats of partials one launch over T tokens writes. */
+static size_t attn_partial_floats(int head_dim, int n_head, int64_t T, int64_t n_ctx) {
     const int n_split = T == 1 ? attn_decode_splits(n_ctx) : attn_tile_splits(head_dim, n_head, T, n_ctx);
     if (T > 1 && n_split == 1) return 0; /* the prompt kernel writes the output itself */
     return (size_t)T * (size_t)n_head * (size_t)n_split * (size_t)(head_dim + 2);
+}
+
+/* The planner sizes the backend's working memory once, with the widest batch (n_batch tokens), but a
+ * narrower prompt batch splits its keys more ways: the most any width 1..T needs. The splits never grow
+ * with T, so once a width runs unsplit no wider one needs partials and the scan stops. */
+extern "C" size_t slm_cuda_attention_scratch_floats(int head_dim, int n_head, int64_t T, int64_t n_ctx) {
+    if (head_dim < 1 || n_head < 1 || T < 1) return 0;
+    size_t most = 0;
+    for (int64_t t = 1; t <= T; t++) {
+        const size_t f = attn_partial_floats(head_dim, n_head, t, n_ctx);
+        if (f > most) most = f;
+        if (t > 1 && f == 0) break;
+    }
+    return most;
 }
 
 template <int ROWS, int MAXD>
