@@ -336,13 +336,13 @@ static void host_decoders(void) {
  * 32, 16 rows for head_dim up to 64, 128, 256), so GQA groups that do not divide it straddle tiles; few
  * blocks split the keys (partials, merge), many write the output directly. */
 static void prompt_attention(slm_harness *h) {
-    slm_harness_attention(h, 64, 8, 1, 4200, 40, 4100, 32);  /* group of 8, 5 tiles, 16-way key split */
-    slm_harness_attention(h, 128, 4, 1, 4110, 33, 4060, 0);  /* group of 4, a partial last tile */
-    slm_harness_attention(h, 80, 6, 2, 4150, 21, 4100, 16);  /* groups of 3 across tile edges */
-    slm_harness_attention(h, 256, 2, 2, 600, 24, 500, 0);    /* no GQA, largest head_dim, 2-way split */
-    slm_harness_attention(h, 255, 20, 1, 300, 3, 290, 0);    /* a group wider than a tile, odd head_dim */
-    slm_harness_attention(h, 7, 3, 3, 300, 70, 200, 0);      /* odd head_dim, no split: direct output */
-    slm_harness_attention(h, 16, 2, 1, 600, 520, 40, 8);     /* a whole n_batch of 512+ tokens */
+    slm_harness_attention(h, 64, 8, 1, 4200, 40, 4100, 32); /* group of 8, 5 tiles, 16-way key split */
+    slm_harness_attention(h, 128, 4, 1, 4110, 33, 4060, 0); /* group of 4, a partial last tile */
+    slm_harness_attention(h, 80, 6, 2, 4150, 21, 4100, 16); /* groups of 3 across tile edges */
+    slm_harness_attention(h, 256, 2, 2, 600, 24, 500, 0);   /* no GQA, largest head_dim, 2-way split */
+    slm_harness_attention(h, 255, 20, 1, 300, 3, 290, 0);   /* a group wider than a tile, odd head_dim */
+    slm_harness_attention(h, 7, 3, 3, 300, 70, 200, 0);     /* odd head_dim, no split: direct output */
+    slm_harness_attention(h, 16, 2, 1, 600, 520, 40, 8);    /* a whole n_batch of 512+ tokens */
     /* positions in any order, repeated, past n_ctx (clamped) and negative (output 0); the last tile's
      * tokens all negative: its blocks see no key */
     enum { T = 20 };

@@ -160,9 +160,9 @@ __device__ __forceinline__ float h2f(uint16_t x) { return __half2float(__ushort_
 template <int ROWS, int MAXD>
 __global__ void __launch_bounds__(ATT_THREADS) attn_tile_kernel(slm_cuda_attn_args a, int n_split) {
     constexpr int RPW = ROWS / ATT_WARPS, DPL = MAXD / 32;
-    __shared__ float q_s[ROWS * MAXD];              /* scaled queries, row r at r * head_dim */
+    __shared__ float q_s[ROWS * MAXD];               /* scaled queries, row r at r * head_dim */
     __shared__ uint16_t kv_s[ATT_TILE * (MAXD + 2)]; /* the K tile, then the V tile */
-    __shared__ float s_s[ROWS * ATT_TILE];          /* scores, then softmax weights */
+    __shared__ float s_s[ROWS * ATT_TILE];           /* scores, then softmax weights */
     __shared__ float corr_s[ROWS], m_s[ROWS], l_s[ROWS];
     __shared__ int last_s[ROWS]; /* last visible key of each row, -1 for none (and for rows past the batch) */
 
