@@ -6,8 +6,8 @@
  * the key tiles s, s + n_split, s + 2 n_split, ... (ATT_TILE keys each), dealt round-robin so the work is even
  * whatever the length, and keeps a running max m, a running sum l and an unnormalised output acc[head_dim];
  * it writes (m, l, acc) to the partial buffer. Each warp scores keys (lanes over head_dim, then a warp sum);
- * each thread owns output dims tid and tid + ATT_THREADS. One query per block is right here: the K/V rows are
- * read once per query head either way, and the split fills the GPU.
+ * each thread owns output dims tid and tid + ATT_THREADS. A decode step has a single query per head, and the
+ * split over many blocks per head is what fills the GPU.
  *
  * Prompt batches (T > 1), attn_tile_kernel: the queries that share a KV head are its G = n_head / n_head_kv
  * query heads times the T tokens, numbered r = t * G + g; block (x, kh, s) takes the ROWS consecutive ones
