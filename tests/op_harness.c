@@ -384,11 +384,8 @@ void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, i
     free(pos);
 }
 
-void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T, int pos0,
-                           int64_t pad) {
-    char what[128];
-    snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pos0=%d pad=%lld", hd, n_head, n_head_kv,
-             (long long)n_ctx, (long long)T, pos0, (long long)pad);
+static void attention_check(slm_harness *h, const char *what, int hd, int n_head, int n_head_kv, int64_t n_ctx,
+                            int64_t T, const int32_t *pos_in, int64_t pad) {
     int64_t nq = (int64_t)hd * n_head, nkv = (int64_t)hd * n_head_kv, ld = nkv + pad;
     float *q = malloc(sizeof(float) * (size_t)(nq * T));
     uint16_t *k = malloc(2 * (size_t)(nkv * n_ctx)), *v = malloc(2 * (size_t)(nkv * n_ctx));
@@ -405,7 +402,7 @@ void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, in
             kd[r * ld + i] = i < nkv ? k[r * nkv + i] : 0x7e00; /* f16 NaN */
             vd[r * ld + i] = i < nkv ? v[r * nkv + i] : 0x7e00;
         }
-    for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
+    memcpy(pos, pos_in, sizeof(int32_t) * (size_t)T);
     slm_harness_buf bq, bk, bv, bp, bo;
     if (slm_harness_alloc(h, &bq, q, sizeof(float) * (size_t)(nq * T)) &&
         slm_harness_alloc(h, &bk, kd, 2 * (size_t)(ld * n_ctx)) &&
@@ -430,8 +427,10 @@ void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, in
         }
         op.src[3] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bo, got, sizeof(float) * (size_t)(nq * T))) {
+            memset(want, 0, sizeof(float) * (size_t)(nq * T)); /* a token at pos < 0 sees nothing: 0 */
             for (int64_t t = 0; t < T; t++)
-                slm_ref_attention(q + t * nq, k, v, want + t * nq, hd, n_head, n_head_kv, pos[t], op.p.attn.scale);
+                slm_ref_attention(q + t * nq, k, v, want + t * nq, hd, n_head, n_head_kv,
+                                  pos[t] < n_ctx ? pos[t] : (int)(n_ctx - 1), op.p.attn.scale);
             slm_harness_judge(h, what, got, want, nq * T, h->tol_attn);
         }
     } else {
@@ -451,6 +450,25 @@ void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, in
     free(got);
     free(want);
     free(pos);
+}
+
+void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T, int pos0,
+                           int64_t pad) {
+    char what[128];
+    snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pos0=%d pad=%lld", hd, n_head, n_head_kv,
+             (long long)n_ctx, (long long)T, pos0, (long long)pad);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
+    attention_check(h, what, hd, n_head, n_head_kv, n_ctx, T, pos, pad);
+    free(pos);
+}
+
+void slm_harness_attention_pos(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T,
+                               const int32_t *pos, int64_t pad, const char *label) {
+    char what[160];
+    snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pad=%lld %s", hd, n_head, n_head_kv,
+             (long long)n_ctx, (long long)T, (long long)pad, label);
+    attention_check(h, what, hd, n_head, n_head_kv, n_ctx, T, pos, pad);
 }
 
 void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T) {

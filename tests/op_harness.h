@@ -100,6 +100,10 @@ void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, i
  * that reads the padding fails). */
 void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T, int pos0,
                            int64_t pad);
+/* The same with token t at pos[t], any order: the reference clamps positions to n_ctx - 1 and gives 0 for a
+ * token at pos < 0 (the CUDA kernels' contract). label names the positions in the log. */
+void slm_harness_attention_pos(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T,
+                               const int32_t *pos, int64_t pad, const char *label);
 /* SWIGLU (dst separate) or ADD (in place: dst is src0). */
 void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T);
 /* A dependent chain in ONE split, so a backend that records a split must order it (barriers):

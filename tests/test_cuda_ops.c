@@ -331,6 +331,33 @@ static void host_decoders(void) {
     free(got);
     free(row16);
 }
+
+/* Prompt batches on the tiled attention kernel: a tile is ROWS (token, query head) pairs of one KV head (64,
+ * 32, 16 rows for head_dim up to 64, 128, 256), so GQA groups that do not divide it straddle tiles; few
+ * blocks split the keys (partials, merge), many write the output directly. */
+static void prompt_attention(slm_harness *h) {
+    slm_harness_attention(h, 64, 8, 1, 4200, 40, 4100, 32); /* group of 8, 5 tiles, 16-way key split */
+    slm_harness_attention(h, 128, 4, 1, 4110, 33, 4060, 0); /* group of 4, a partial last tile */
+    slm_harness_attention(h, 80, 6, 2, 4150, 21, 4100, 16); /* groups of 3 across tile edges */
+    slm_harness_attention(h, 256, 2, 2, 600, 24, 500, 0);   /* no GQA, largest head_dim, 2-way split */
+    slm_harness_attention(h, 255, 20, 1, 300, 3, 290, 0);   /* a group wider than a tile, odd head_dim */
+    slm_harness_attention(h, 7, 3, 3, 300, 70, 200, 0);     /* odd head_dim, no split: direct output */
+    slm_harness_attention(h, 16, 2, 1, 600, 520, 40, 8);    /* a whole n_batch of 512+ tokens */
+    /* positions in any order, repeated, past n_ctx (clamped) and negative (output 0); the last tile's
+     * tokens all negative: its blocks see no key */
+    enum { T = 20 };
+    int32_t pos[T] = {700, 3, 3, 1099, 5000, 0, -1, 512, 90, 91, 40, 1098, 250, 251, 252, 600, -1, -7, -1, -2};
+    slm_harness_attention_pos(h, 64, 4, 1, 1100, T, pos, 32, "pos shuffled, split");
+    slm_harness_attention_pos(h, 64, 4, 1, 300, T, pos, 0, "pos shuffled, clamped, no split");
+    /* the planner sizes the working memory once, for n_batch tokens: no narrower batch may need more */
+    size_t at_batch = slm_cuda_attention_scratch_floats(64, 9, 512, 2048), worst = 0;
+    for (int64_t t = 1; t <= 512; t++) {
+        size_t f = slm_cuda_attention_scratch_floats(64, 9, t, 2048);
+        worst = f > worst ? f : worst;
+    }
+    CHECK(worst <= at_batch && at_batch > 0, "attention scratch: %zu floats at 512 tokens, %zu at fewer", at_batch,
+          worst);
+}
 #endif
 
 int main(void) {
@@ -412,6 +439,7 @@ int main(void) {
     slm_harness_attention(&h, 256, 2, 1, 200, 1, 150, 0);  /* the largest head_dim */
     slm_harness_attention(&h, 80, 6, 3, 700, 20, 600, 32); /* prompt batch deep into the cache */
     slm_harness_run_long_positions(&h);                    /* rope at 128k as the CPU, prompt batches at 4k */
+    prompt_attention(&h);
     /* the GEMM's weight dequantized in two chunks (SLM_CUDA_GEMM_CHUNK_ELEMS / K rows, then the rest) */
     slm_harness_matmul(&h, SLM_Q4_0, 4096, (SLM_CUDA_GEMM_CHUNK_ELEMS / 4096) + 5, 9, true);
     gemm_large_activations(&h, SLM_Q4_K, true);

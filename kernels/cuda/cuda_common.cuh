@@ -51,7 +51,7 @@ static inline slm_status slm_cu_launched(const char *what, slm_error *err) {
  * machines without a GPU. */
 #define SLM_HD __host__ __device__ __forceinline__
 
-/* A weight load, for the emulator's per-kernel accounting of requests and sectors (nothing under nvcc). */
+/* A weight or KV-cache load, for the emulator's per-kernel accounting of requests and sectors (nothing under nvcc). */
 #ifdef SLM_CUDA_EMU
 #define SLM_NOTE_LOAD(p, bytes) ::slm_emu::note_load(p, bytes)
 #else

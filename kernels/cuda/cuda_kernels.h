@@ -95,13 +95,15 @@ typedef struct slm_cuda_attn_args {
     int head_dim, n_head, n_head_kv;
     int64_t T;
     float scale;
-    float *partial; /* scratch of slm_cuda_attention_scratch_floats() floats */
+    float *partial; /* scratch of slm_cuda_attention_scratch_floats() floats (unused when that is 0) */
 } slm_cuda_attn_args;
 /* Maximum head_dim of the attention kernels. */
 #define SLM_CUDA_ATTN_MAX_HEAD_DIM 256
-/* Floats of scratch slm_cuda_attention needs for these sizes. */
+/* Floats of scratch slm_cuda_attention needs for any batch of 1..T tokens over this cache (narrower batches
+ * may need more: the planner asks once, for n_batch tokens). */
 size_t slm_cuda_attention_scratch_floats(int head_dim, int n_head, int64_t T, int64_t n_ctx);
-/* Split-K online-softmax attention: each (head, token) is split over key tiles; a second kernel merges. */
+/* Online-softmax attention: decode splits each head's keys over blocks; prompt batches share each K/V tile
+ * among a tile of queries (tokens x the query heads of one KV head), splitting keys when blocks are few. */
 slm_status slm_cuda_attention(const slm_cuda_attn_args *a, cudaStream_t s, slm_error *err);
 
 /* y = silu(g) * u and y = a + b over [n, T] (y may alias an input). */
