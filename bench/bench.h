@@ -66,8 +66,8 @@ typedef struct bench_options {
         double bytes_per_s;
     } peak_given[8];
     int n_peak_given;
-    size_t vram_budget;          /* --vram-budget: a GPU's memory as if it had only this much (0: its own) */
-    uint64_t seed;               /* token ids of the runs */
+    size_t vram_budget; /* --vram-budget: a GPU's memory as if it had only this much (0: its own) */
+    uint64_t seed;      /* token ids of the runs */
 } bench_options;
 
 /* Formats the message into err (when not NULL) and returns s: bench's own failures read like the library's. */

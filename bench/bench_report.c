@@ -53,16 +53,19 @@ static void peak_warning(FILE *f, const bench_sysinfo *s, const bench_row *w, in
     fprintf(f, "[w%d] warning: %s %s%d read %.2f GB/s (%.0f%% of the peak %.2f GB/s): ", k, w->model,
             kind_name(w->kind), w->n_tokens, w->gbps, w->pct_peak, w->peak_gbps);
     if (s->llc_bytes && w->model_bytes <= s->llc_bytes)
-        fprintf(f, "the model (%.1f MiB) fits in the last-level cache (%.0f MiB), so its bytes came partly from the"
-                   " cache.\n",
+        fprintf(f,
+                "the model (%.1f MiB) fits in the last-level cache (%.0f MiB), so its bytes came partly from the"
+                " cache.\n",
                 w->model_bytes / 1048576.0, s->llc_bytes / 1048576.0);
     else if (w->gbps <= w->peak_gbps + w->peak_spread_gbps)
-        fprintf(f, "within the spread of the peak's own runs (± %.2f GB/s): the machine's bandwidth varied between"
-                   " the measurements.\n",
+        fprintf(f,
+                "within the spread of the peak's own runs (± %.2f GB/s): the machine's bandwidth varied between"
+                " the measurements.\n",
                 w->peak_spread_gbps);
     else
-        fprintf(f, "beyond the spread of the peak's own runs (± %.2f GB/s): the measured peak is no ceiling here"
-                   " (a busy or shared machine?); give the device's figure with --peak-gbps.\n",
+        fprintf(f,
+                "beyond the spread of the peak's own runs (± %.2f GB/s): the measured peak is no ceiling here"
+                " (a busy or shared machine?); give the device's figure with --peak-gbps.\n",
                 w->peak_spread_gbps);
 }
 
@@ -78,7 +81,9 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
         else if (d->buffer_mib > 0)
             snprintf(how, sizeof how, " ± %.2f (best of %d read kernels: %s; a %d MiB buffer)", d->spread / 1e9,
                      d->n_kernels, d->kernel, d->buffer_mib);
-        else snprintf(how, sizeof how, " ± %.2f (best of %d launch shapes: %s)", d->spread / 1e9, d->n_kernels, d->kernel);
+        else
+            snprintf(how, sizeof how, " ± %.2f (best of %d launch shapes: %s)", d->spread / 1e9, d->n_kernels,
+                     d->kernel);
         if (d->peak > 0)
             fprintf(f, "peak read bandwidth: %s (%s): %.2f GB/s%s\n", d->spec, d->name, d->peak / 1e9, how);
         else fprintf(f, "peak read bandwidth: %s (%s): not measured\n", d->spec, d->name);

@@ -578,8 +578,9 @@ static void test_formats(void) {
     bench_report_markdown(f, &si, &r);
     fclose(f);
     /* the header names each device once and says how the CPU peak was read; small sizes keep their digits */
-    CHECK(strstr(buf, "peak read bandwidth: cpu (cpu, 2 threads): 12.34 GB/s ± 0.50 (best of 8 read kernels: avx512, "
-                      "4 streams, prefetch, 2 threads; a 1920 MiB buffer)") &&
+    CHECK(strstr(buf,
+                 "peak read bandwidth: cpu (cpu, 2 threads): 12.34 GB/s ± 0.50 (best of 8 read kernels: avx512, "
+                 "4 streams, prefetch, 2 threads; a 1920 MiB buffer)") &&
               strstr(buf, "| 737.19 MiB | 1.24 B |") && strstr(buf, "| 0.950 |"),
           "markdown header and cells:\n%s", buf);
     /* every table line has the same number of unescaped '|' */

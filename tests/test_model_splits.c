@@ -256,8 +256,8 @@ int main(void) {
     /* Two GPUs (--device A,B --tensor-split): the same device opened twice is two devices to slm, so the
      * activations cross GPU -> host -> GPU between the two ranges; and a Vulkan card beside a CUDA card, in
      * both orders, where the boundary activations leave one backend's memory for the other's. */
-    const char *pairs[][2] = {{"vulkan:0", "vulkan:0"}, {"cuda:0", "cuda:0"}, {"vulkan:0", "cuda:0"},
-                              {"cuda:0", "vulkan:0"}};
+    const char *pairs[][2] = {
+        {"vulkan:0", "vulkan:0"}, {"cuda:0", "cuda:0"}, {"vulkan:0", "cuda:0"}, {"cuda:0", "vulkan:0"}};
     for (size_t d = 0; d < sizeof pairs / sizeof pairs[0]; d++) {
         char pair[32];
         snprintf(pair, sizeof pair, "%s,%s", pairs[d][0], pairs[d][1]);

@@ -46,16 +46,24 @@
 
 typedef uint64_t (*sum_words_fn)(const uint64_t *p, size_t n);
 
-#define SUM_WORDS_SET(bytes, attr)                                                                                     \
-    attr static uint64_t sum_##bytes##_s1(const uint64_t *p, size_t n) { SUM_WORDS_BODY(bytes, 1, 0) }                \
-    attr static uint64_t sum_##bytes##_s1p(const uint64_t *p, size_t n) { SUM_WORDS_BODY(bytes, 1, 1) }               \
-    attr static uint64_t sum_##bytes##_s4(const uint64_t *p, size_t n) { SUM_WORDS_BODY(bytes, 4, 0) }                \
-    attr static uint64_t sum_##bytes##_s4p(const uint64_t *p, size_t n) { SUM_WORDS_BODY(bytes, 4, 1) }
+#define SUM_WORDS_FN(name, bytes, streams, prefetch, attr)                                                             \
+    attr static uint64_t name(const uint64_t *p, size_t n) { SUM_WORDS_BODY(bytes, streams, prefetch) }
 
-SUM_WORDS_SET(16, )
+SUM_WORDS_FN(sum_16_s1, 16, 1, 0, )
+SUM_WORDS_FN(sum_16_s1p, 16, 1, 1, )
+SUM_WORDS_FN(sum_16_s4, 16, 4, 0, )
+SUM_WORDS_FN(sum_16_s4p, 16, 4, 1, )
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-SUM_WORDS_SET(32, __attribute__((target("avx2"))))
-SUM_WORDS_SET(64, __attribute__((target("avx512f"))))
+#define AVX2 __attribute__((target("avx2")))
+#define AVX512 __attribute__((target("avx512f")))
+SUM_WORDS_FN(sum_32_s1, 32, 1, 0, AVX2)
+SUM_WORDS_FN(sum_32_s1p, 32, 1, 1, AVX2)
+SUM_WORDS_FN(sum_32_s4, 32, 4, 0, AVX2)
+SUM_WORDS_FN(sum_32_s4p, 32, 4, 1, AVX2)
+SUM_WORDS_FN(sum_64_s1, 64, 1, 0, AVX512)
+SUM_WORDS_FN(sum_64_s1p, 64, 1, 1, AVX512)
+SUM_WORDS_FN(sum_64_s4, 64, 4, 0, AVX512)
+SUM_WORDS_FN(sum_64_s4p, 64, 4, 1, AVX512)
 #endif
 
 typedef struct read_kernel {

@@ -317,9 +317,7 @@ static slm_status cuda_sync(slm_device *d, slm_error *err) {
  * several launch shapes (blocks per multiprocessor, loads in flight per thread). The emulator reads 16 MiB:
  * its figure means nothing, and every emulated thread is a fiber. */
 static bool cuda_measure_bandwidth(slm_device *d, slm_read_peak *out) {
-    static const struct {
-        int blocks_per_sm, unroll;
-    } shapes[] = {{4, 1}, {8, 1}, {16, 1}, {4, 4}, {8, 4}};
+    static const struct { int blocks_per_sm, unroll; } shapes[] = {{4, 1}, {8, 1}, {16, 1}, {4, 4}, {8, 4}};
     enum { N_SHAPES = sizeof shapes / sizeof shapes[0], REPS = 4 };
     slm_cuda_ctx *c = d->ctx;
     if (slm_cuda_set_device(c, NULL)) return false;

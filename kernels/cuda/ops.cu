@@ -228,8 +228,7 @@ extern "C" slm_status slm_cuda_gemm_finish(float *y, int64_t ldy, int64_t N, int
 
 /* UNROLL independent 16-byte loads in flight per thread per step: whether a card reaches its peak with one
  * load per thread or needs several depends on its memory latency and occupancy, so the probe tries both. */
-template <int UNROLL>
-__global__ void read_probe_kernel(const uint4 *__restrict__ buf, size_t n, float *sink) {
+template <int UNROLL> __global__ void read_probe_kernel(const uint4 *__restrict__ buf, size_t n, float *sink) {
     uint32_t acc = 0;
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
