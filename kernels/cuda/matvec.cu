@@ -337,13 +337,18 @@ __global__ void __launch_bounds__(32 * MVQ_ROWS)
 #pragma unroll
                     for (int c = 0; c < SLM_CUDA_MATVEC_MAX_COLS; c++) {
                         if (c < T) {
-                            const int *a = (const int *)(aq + c * kc_max + e);
+                            /* 16-byte shared reads: lanes 32 bytes apart would conflict 8-way on
+                             * 4-byte ones */
+                            const int4 a0 = *(const int4 *)(aq + c * kc_max + e);
+                            const int4 a1 = *(const int4 *)(aq + c * kc_max + e + 16);
                             const float2 ds = ads[c * (kc_max / 32) + e / 32];
-                            int d0 = 0, d1 = 0;
-#pragma unroll
-                            for (int i = 0; i < 4; i++) d0 = __dp4a(q[i], a[i], d0);
-#pragma unroll
-                            for (int i = 4; i < 8; i++) d1 = __dp4a(q[i], a[i], d1);
+                            int d0 = __dp4a(q[0], a0.x, 0), d1 = __dp4a(q[4], a1.x, 0);
+                            d0 = __dp4a(q[1], a0.y, d0);
+                            d0 = __dp4a(q[2], a0.z, d0);
+                            d0 = __dp4a(q[3], a0.w, d0);
+                            d1 = __dp4a(q[5], a1.y, d1);
+                            d1 = __dp4a(q[6], a1.z, d1);
+                            d1 = __dp4a(q[7], a1.w, d1);
                             float v = M::SPLIT ? s0 * (float)d0 + s1 * (float)d1 : s0 * (float)(d0 + d1);
                             acc[c] += ds.x * v;
                             if (M::MIN) acc[c] += m * ds.y;
