@@ -113,7 +113,7 @@ slm_status slm_op_check(const slm_op *op, slm_error *err);
 
 typedef struct slm_device_config {
     int n_threads;        /* cpu: worker threads (<= 0: every usable CPU; capped at that, cpu/cpu_threads.h) */
-    bool f32_activations; /* cpu: mat-muls on f32 activations, not 8-bit blocks (slow, exact) */
+    bool f32_activations; /* cpu, cuda mat-vecs: on f32 activations, not 8-bit blocks (slow, exact) */
 } slm_device_config;
 
 /* A device's peak read: the fastest of several read kernels or launch shapes, each timed several times. */

@@ -10,8 +10,8 @@ extern "C" {
 #endif
 
 typedef struct slm_debug_params {
-    bool f32_activations;       /* CPU: multiply quantized weights with f32 activations instead of 8-bit blocks:
-                                 several times slower, used to check accuracy */
+    bool f32_activations;       /* CPU and CUDA mat-vecs: multiply quantized weights with f32 activations
+                                 instead of 8-bit blocks: several times slower, used to check accuracy */
     size_t fault_alloc_limit;   /* GPU weight allocations above this many bytes fail as if the device were out
                                  of memory (0: off) */
     const char *gpu_refuse_ops; /* "rope,swiglu": op kinds every GPU treats as unsupported, so that the graph

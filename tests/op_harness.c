@@ -139,6 +139,14 @@ void *slm_harness_weights(slm_harness *h, slm_dtype t, int64_t K, int64_t N, siz
 
 /* ---- one check per op kind --------------------------------------------------------------------------- */
 
+/* Column x of width T as the device will multiply it (a copy in *buf, or x itself). */
+static const float *ref_act(const slm_harness *h, slm_dtype t, const float *x, int64_t K, int64_t T, float *buf) {
+    if (!h->matmul_act) return x;
+    memcpy(buf, x, sizeof(float) * (size_t)K);
+    h->matmul_act(t, K, T, buf);
+    return buf;
+}
+
 void slm_harness_matmul(slm_harness *h, slm_dtype t, int64_t K, int64_t N, int64_t T, bool bias) {
     slm_harness_matmul_ex(h, t, K, N, T, bias, NULL);
 }
@@ -172,10 +180,13 @@ void slm_harness_matmul_ex(slm_harness *h, slm_dtype t, int64_t K, int64_t N, in
         op.src[1] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, K, T, 1, 1);
         if (bias) op.src[2] = slm_tensor_make(&bb.buf, h->offset, SLM_F32, N, 1, 1, 1);
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof(float) * (size_t)(N * T))) {
-            for (int64_t c = 0; c < T; c++)
+            float *xa = malloc(sizeof(float) * (size_t)K);
+            for (int64_t c = 0; c < T; c++) {
+                const float *xc = ref_act(h, t, x + c * K, K, T, xa);
                 for (int64_t r = 0; r < N; r++)
-                    want[c * N + r] =
-                        slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, x + c * K, K) + (bias ? b[r] : 0.0f);
+                    want[c * N + r] = slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, xc, K) + (bias ? b[r] : 0.0f);
+            }
+            free(xa);
             bool is_float = t == SLM_F32 || t == SLM_F16 || t == SLM_BF16;
             double tol = o->tol > 0 ? o->tol : is_float ? h->tol_matmul_float : h->tol_matmul_quant;
             if (o->per_column) {
@@ -569,15 +580,19 @@ void slm_harness_chain(slm_harness *h, slm_dtype t, int64_t n, int64_t T) {
         ops[5].src[1] = tx;
         for (int i = 0; i < 6; i++) ops[i].name = "harness_chain";
         if (slm_harness_exec(h, ops, 6, what) && slm_harness_download(h, &bx2, got, sizeof(float) * (size_t)ne)) {
+            float *xa = malloc(sizeof(float) * (size_t)n);
             for (int64_t c = 0; c < T; c++) {
                 float *xc = x + c * n, *nc = r_n + c * n, *xn = r_x + c * n, *gc = r_g + c * n, *x2 = r_x2 + c * n;
                 slm_ref_rmsnorm(xc, nw, nc, (int)n, 1e-6f);
+                const float *na = ref_act(h, t, nc, n, T, xa);
                 for (int64_t r = 0; r < n; r++)
-                    xn[r] = xc[r] + slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, nc, n) + bias[r];
+                    xn[r] = xc[r] + slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, na, n) + bias[r];
                 slm_ref_swiglu(xn, xn, gc, (int)n);
+                const float *ga = ref_act(h, t, gc, n, T, xa);
                 for (int64_t r = 0; r < n; r++)
-                    x2[r] = slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, gc, n) + xn[r];
+                    x2[r] = slm_ref_dot_row(t, (uint8_t *)w + (size_t)r * rb, ga, n) + xn[r];
             }
+            free(xa);
             bool is_float = t == SLM_F32 || t == SLM_F16 || t == SLM_BF16;
             slm_harness_judge(h, what, got, r_x2, ne, 4 * (is_float ? h->tol_matmul_float : h->tol_matmul_quant));
         }

@@ -43,6 +43,10 @@ typedef struct slm_harness {
     double tol_kv;           /* f32 -> f16 cache rows (rounding mode may differ) */
     double tol_attn;
     size_t offset; /* byte offset of every operand in its buffer (default SLM_HARNESS_OFFSET) */
+    /* What the device does to one activation column of a mat-mul of weight type wtype and width T before it
+     * multiplies (e.g. 8-bit quantization), applied to the reference's copy of the column so that the two
+     * multiply the same values; NULL: nothing. Used by slm_harness_matmul(_ex) and slm_harness_chain. */
+    void (*matmul_act)(slm_dtype wtype, int64_t K, int64_t T, float *col);
     /* bit k set: op kind k is not the device's by design (the graph keeps it on the host, e.g. the CUDA
      * backend has no embedding lookup); slm_harness_run_all leaves it out instead of failing it */
     uint32_t host_only_kinds;

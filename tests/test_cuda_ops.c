@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "act_quant.h"
 #include "backend.h"
 #include "op_harness.h"
 #include "ops_ref.h"
@@ -32,17 +33,33 @@ typedef struct host_state {
     uint16_t kc[NKVE * NCTX], vc[NKVE * NCTX];
 } host_state;
 
-static void ref_matvec(slm_dtype t, const uint8_t *w, size_t rb, const float *x, float *y, int K, int N) {
-    for (int r = 0; r < N; r++) y[r] = slm_ref_dot_row(t, w + (size_t)r * rb, x, K);
+/* The device's mat-vec of quantized weights (T <= SLM_CUDA_MATVEC_MAX_COLS) multiplies 8-bit activation
+ * blocks of 32 made by the CPU's recipe, so the reference multiplies the CPU's blocks of 32 (those of its
+ * Q8_0 format), dequantized: only summation order then differs. Float weights and prompt GEMMs keep f32. */
+static void q8_act(slm_dtype t, int64_t K, int64_t T, float *col) {
+    if (T > SLM_CUDA_MATVEC_MAX_COLS || slm_cuda_matvec_scratch(t, K, T) == 0) return;
+    void *xq = malloc(slm_act_row_bytes(SLM_Q8_0, K));
+    slm_act_quantize(SLM_Q8_0, col, xq, K);
+    const float *d = slm_act32_d(xq);
+    const int8_t *q = slm_act32_q(xq, K);
+    for (int64_t i = 0; i < K; i++) col[i] = d[i / 32] * (float)q[i];
+    free(xq);
+}
+
+static void ref_matvec(slm_dtype t, const uint8_t *w, size_t rb, const float *x, float *y, int K, int N, bool q8) {
+    float xa[NE];
+    memcpy(xa, x, sizeof(float) * (size_t)K);
+    if (q8) q8_act(t, K, 1, xa);
+    for (int r = 0; r < N; r++) y[r] = slm_ref_dot_row(t, w + (size_t)r * rb, xa, K);
 }
 
 static void ref_step(host_state *s, slm_dtype t, const uint8_t *wq, const uint8_t *wk, const uint8_t *wv,
-                     const uint8_t *wo, size_t rb_in, size_t rb_o, const float *nw, int pos) {
+                     const uint8_t *wo, size_t rb_in, size_t rb_o, const float *nw, int pos, bool q8) {
     float xn[NE], q[NE], k[NKVE], v[NKVE], a[NE], o[NE];
     slm_ref_rmsnorm(s->x, nw, xn, NE, 1e-5f);
-    ref_matvec(t, wq, rb_in, xn, q, NE, NE);
-    ref_matvec(t, wk, rb_in, xn, k, NE, NKVE);
-    ref_matvec(t, wv, rb_in, xn, v, NE, NKVE);
+    ref_matvec(t, wq, rb_in, xn, q, NE, NE, q8);
+    ref_matvec(t, wk, rb_in, xn, k, NE, NKVE, q8);
+    ref_matvec(t, wv, rb_in, xn, v, NE, NKVE, q8);
     for (int h = 0; h < NH; h++) slm_ref_rope(q + h * HD, HD, pos, 10000.0f, 1.0f, NULL, 1);
     for (int h = 0; h < NKV; h++) slm_ref_rope(k + h * HD, HD, pos, 10000.0f, 1.0f, NULL, 1);
     for (int i = 0; i < NKVE; i++) {
@@ -50,7 +67,7 @@ static void ref_step(host_state *s, slm_dtype t, const uint8_t *wq, const uint8_
         s->vc[pos * NKVE + i] = slm_f32_to_f16(v[i]);
     }
     slm_ref_attention(q, s->kc, s->vc, a, HD, NH, NKV, pos, 1.0f / sqrtf((float)HD));
-    ref_matvec(t, wo, rb_o, a, o, NE, NE);
+    ref_matvec(t, wo, rb_o, a, o, NE, NE, q8);
     for (int i = 0; i < NE; i++) s->x[i] += o[i];
 }
 
@@ -161,7 +178,7 @@ static void decode_replay(slm_harness *h, slm_dtype t, int p0, int steps) {
         float got[NE];
         ok = slm_harness_download(h, &bact, got, sizeof got);
         if (!ok) break;
-        ref_step(&s, t, wq, wk, wv, wo, rb, rbo, nw, p);
+        ref_step(&s, t, wq, wk, wv, wo, rb, rbo, nw, p, !before.matvec_f32);
         slm_harness_judge(h, what, got, s.x, NE, 1e-4);
         /* carry the device's own residual forward so later steps test the kernels, not drift */
         memcpy(s.x, got, sizeof got);
@@ -218,8 +235,78 @@ static void gemm_large_activations(slm_harness *h, slm_dtype t, bool bias) {
     slm_harness_matmul_ex(h, t, 512, 80, 13, bias, &o);
 }
 
+/* Activation columns the 8-bit blocks must survive, by column: all values near 1e5; a block of zeros
+ * (scale 0); a block of subnormals (1 / scale overflows: quantized to 0); ordinary values. */
+static void special_columns(float *x, int64_t K, int64_t T) {
+    for (int64_t c = 0; c < T; c++) {
+        float *xc = x + c * K;
+        if (c % 4 == 0)
+            for (int64_t i = 0; i < K; i++) xc[i] *= 1e5f;
+        else if (c % 4 == 1)
+            for (int64_t i = 32; i < 64 && i < K; i++) xc[i] = 0.0f;
+        else if (c % 4 == 2)
+            for (int64_t i = 0; i < 32 && i < K; i++) xc[i] *= 1e-39f;
+    }
+}
+
+/* A NaN activation makes its column's outputs NaN (not a quietly wrong number); the other columns stay
+ * right. */
+static void matvec_nan(slm_harness *h, slm_dtype t, int64_t K) {
+    const int64_t N = 24, T = 2;
+    char what[96];
+    snprintf(what, sizeof what, "matvec NaN activation %s K=%lld", slm_dtype_name(t), (long long)K);
+    size_t rb;
+    uint8_t *w = slm_harness_weights(h, t, K, N, &rb);
+    float *x = malloc(sizeof(float) * (size_t)(K * T)), got[24 * 2], want[24];
+    slm_test_fill(x, K * T, slm_harness_rng(h), 1.0f);
+    x[K / 2] = NAN;
+    slm_harness_buf bw, bx, by;
+    if (slm_harness_alloc(h, &bw, w, rb * (size_t)N) && slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(K * T)) &&
+        slm_harness_alloc(h, &by, NULL, sizeof got)) {
+        slm_op op;
+        memset(&op, 0, sizeof op);
+        op.kind = SLM_OP_MATMUL;
+        op.name = "matvec_nan";
+        op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, N, T, 1, 1);
+        op.src[0] = slm_tensor_make(&bw.buf, h->offset, t, K, N, 1, 1);
+        op.src[1] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, K, T, 1, 1);
+        if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &by, got, sizeof got)) {
+            int n_nan = 0;
+            for (int64_t r = 0; r < N; r++) n_nan += got[r] != got[r];
+            CHECK(n_nan == N, "%s: %d of %lld outputs of the NaN column are NaN", what, n_nan, (long long)N);
+            float *x1 = x + K;
+            if (h->matmul_act) h->matmul_act(t, K, T, x1);
+            for (int64_t r = 0; r < N; r++) want[r] = slm_ref_dot_row(t, w + (size_t)r * rb, x1, K);
+            slm_harness_judge(h, what, got + N, want, N, h->tol_matmul_quant);
+        }
+    } else {
+        CHECK(0, "%s: buffers", what);
+    }
+    slm_harness_free(h, &bw);
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &by);
+    free(w);
+    free(x);
+}
+
+/* The quantized mat-vecs beyond slm_harness_run_all: every width 1..8 (one per type), K past one staged
+ * slice of activations and not a multiple of it, row counts that leave a thread block part empty, the
+ * special columns, NaN. */
+static void matvec_checks(slm_harness *h) {
+    static const slm_dtype types[] = {SLM_Q4_0, SLM_Q4_1, SLM_Q5_0, SLM_Q5_1, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K};
+    for (int i = 0; i < 8; i++) {
+        slm_dtype t = types[i];
+        bool k256 = slm_dtype_get(t)->block_elems == 256;
+        slm_harness_matmul(h, t, k256 ? 2304 : 2144, 37, 1 + i, i % 2);
+        slm_harness_matmul_opts o = {.label = "matvec special columns", .shape_x = special_columns, .per_column = true};
+        slm_harness_matmul_ex(h, t, k256 ? 768 : 352, 20, 4, i % 2 == 0, &o);
+        if (t == SLM_Q4_0 || t == SLM_Q4_K || t == SLM_Q6_K) matvec_nan(h, t, k256 ? 512 : 320);
+    }
+}
+
 /* The checks of the backend's paths that an environment variable selects, on a device opened with it set:
- * the decode split (eager every step: no capture, no graph launch) and prompt GEMMs. */
+ * the decode split and prompt GEMMs (with graphs off or sync on: eager every step, no capture, no graph
+ * launch), and with SLM_CUDA_MATVEC=f32 mat-vecs on f32 activations, judged against plain kernels/ref. */
 static void env_variant(const char *name, const char *value) {
     setenv(name, value, 1);
     slm_error err = {{0}};
@@ -235,8 +322,15 @@ static void env_variant(const char *name, const char *value) {
     h.verbose = true;
     h.tol_matmul_quant = 1e-5;
     slm_cuda_stats st = slm_cuda_get_stats(dev);
-    CHECK(!st.graphs_enabled, "%s: graphs still enabled", label);
+    bool mv = strcmp(name, "SLM_CUDA_MATVEC") == 0;
+    CHECK(st.graphs_enabled == mv, "%s: graphs %s", label, st.graphs_enabled ? "on" : "off");
     CHECK(st.sync_each == (strcmp(name, "SLM_CUDA_SYNC") == 0), "%s: sync_each %d", label, st.sync_each);
+    CHECK(st.matvec_f32 == mv, "%s: matvec_f32 %d", label, st.matvec_f32);
+    if (!st.matvec_f32) h.matmul_act = q8_act;
+    if (mv) {
+        slm_harness_matmul(&h, SLM_Q4_K, 768, 37, 3, true);
+        slm_harness_matmul(&h, SLM_Q8_0, 352, 37, 1, false);
+    }
     decode_replay(&h, SLM_Q4_K, 7, 4);
     slm_harness_matmul(&h, SLM_Q6_K, 256, 70, 20, true);
     gemm_large_activations(&h, SLM_Q8_0, false);
@@ -360,13 +454,37 @@ static void prompt_attention(slm_harness *h) {
 }
 #endif
 
+/* SLM_TEST_MATVEC="q4_k 2048 2048 1" runs that one mat-mul (type K N T) and nothing else: a process whose
+ * SLM_CUDA_EMU_MEMSTATS=1 figures are those of one weight type at one shape. Operands start 256-byte
+ * aligned as a model's tensors do, unless a fifth field gives their byte offset. */
+static int one_matvec(slm_device *dev, const char *spec) {
+    char name[16];
+    long long K, N, T, offset = 0;
+    if (sscanf(spec, "%15s %lld %lld %lld %lld", name, &K, &N, &T, &offset) < 4) return 2;
+    for (size_t i = 0; i < SLM_HARNESS_N_WTYPES; i++) {
+        slm_dtype t = slm_harness_weight_types[i];
+        if (strcmp(slm_dtype_name(t), name)) continue;
+        slm_harness h;
+        slm_harness_init(&h, dev);
+        h.verbose = true;
+        h.offset = (size_t)offset;
+        slm_harness_matmul(&h, t, K, N, T, false);
+        slm_device_close(dev);
+        return h.n_fail ? 1 : 0;
+    }
+    fprintf(stderr, "SLM_TEST_MATVEC: unknown weight type %s\n", name);
+    return 2;
+}
+
 int main(void) {
 #ifndef SLM_HAVE_CUDA
     printf("test_cuda_ops: built without CUDA: skip\n");
     return SLM_TEST_SKIP;
 #else
-    host_decoders();
-    f16_scales();
+    if (!getenv("SLM_TEST_MATVEC")) {
+        host_decoders();
+        f16_scales();
+    }
     int n_dev = slm_backend_cuda.count(); /* must not crash without a driver */
     CHECK(n_dev >= 0, "count %d", n_dev);
     if (n_dev <= 0) {
@@ -382,6 +500,7 @@ int main(void) {
     }
     CHECK(s == SLM_OK, "open cuda:0: %s: %s", slm_status_name(s), err.msg);
     if (s) return slm_test_finish("test_cuda_ops");
+    if (getenv("SLM_TEST_MATVEC")) return one_matvec(dev, getenv("SLM_TEST_MATVEC"));
     printf("device: %s\n", dev->name);
     size_t free_b = 0, total_b = 0;
     slm_device_memory(dev, &free_b, &total_b);
@@ -427,10 +546,13 @@ int main(void) {
     slm_harness_init(&h, dev);
     h.verbose = true;                       /* one NMSE line per check: the log of a remote GPU run is the diagnosis */
     h.host_only_kinds = 1u << SLM_OP_EMBED; /* the graph runs the embedding lookup on the host */
-    /* Mat-vecs dequantize in registers and keep f32 activations; prompt GEMMs see f16 weights and
-     * activations (relative rounding 2^-11 each: NMSE ~1e-7). */
+    /* Mat-vecs of quantized weights multiply the same 8-bit activations the reference is given (q8_act),
+     * float ones f32 activations; prompt GEMMs see f16 weights and activations (relative rounding 2^-11
+     * each: NMSE ~1e-7). */
     h.tol_matmul_quant = 1e-5;
+    h.matmul_act = q8_act;
     slm_harness_run_all(&h);
+    matvec_checks(&h);
     /* batch widths around the mat-vec / GEMM switch */
     slm_harness_matmul(&h, SLM_Q4_K, 512, 77, 8, true);
     slm_harness_matmul(&h, SLM_Q4_K, 512, 77, 9, true);
@@ -459,6 +581,15 @@ int main(void) {
     slm_device_close(dev);
     env_variant("SLM_CUDA_GRAPHS", "0");
     env_variant("SLM_CUDA_SYNC", "1");
+    env_variant("SLM_CUDA_MATVEC", "f32");
+    /* the debug setting --f32-act reaches the device as its config's f32_activations */
+    slm_device_config f32cfg = {.f32_activations = true};
+    s = slm_device_open("cuda:0", &f32cfg, &dev, &err);
+    CHECK(s == SLM_OK, "open cuda:0 with f32 activations: %s", err.msg);
+    if (!s) {
+        CHECK(slm_cuda_get_stats(dev).matvec_f32 == 1, "f32_activations did not select f32 mat-vecs");
+        slm_device_close(dev);
+    }
     return slm_test_finish("test_cuda_ops");
 #endif
 }

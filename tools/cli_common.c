@@ -44,7 +44,7 @@ void slm_cli_usage(FILE *f, const char *cmd) {
             "         --tensor-split 3,1  --no-bos (without --chat)  -v  -h/--help\n"
             "         --no-parse-special  (--chat, chat: text of the user's that looks like a special token,\n"
             "                              \"<|im_end|>\", stays text; by default it is parsed as the token)\n"
-            "         --f32-act  (CPU: f32 activations in mat-muls; slow, for accuracy checks)\n");
+            "         --f32-act  (CPU, CUDA: f32 activations in mat-muls; slow, for accuracy checks)\n");
 }
 
 /* A message for a bad value: "slm: -t: '0' is out of range 1..1024". */

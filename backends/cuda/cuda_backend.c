@@ -77,6 +77,8 @@ static slm_status cuda_open(slm_device *d, int index, const slm_device_config *c
     c->cublas = cublas;
     c->use_graphs = env_flag("SLM_CUDA_GRAPHS", true);
     c->sync_each = env_flag("SLM_CUDA_SYNC", false);
+    const char *mv = getenv("SLM_CUDA_MATVEC");
+    c->matvec_f32 = (cfg && cfg->f32_activations) || (mv && !strcmp(mv, "f32"));
     d->ctx = c;
     d->host_memory = false;
     slm_status s = slm_cuda_set_device(c, err);
@@ -105,7 +107,6 @@ static slm_status cuda_open(slm_device *d, int index, const slm_device_config *c
         cuda_close(d);
         return s;
     }
-    (void)cfg;
     snprintf(d->name, sizeof d->name, "cuda:%d %.100s (sm_%d, %.1f GiB)", index, prop.name, sm,
              (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     return SLM_OK;
@@ -399,5 +400,6 @@ slm_cuda_stats slm_cuda_get_stats(const slm_device *d) {
     st.sm = c->sm;
     st.graphs_enabled = c->use_graphs && !c->sync_each ? 1 : 0; /* SLM_CUDA_SYNC=1 never captures */
     st.sync_each = c->sync_each ? 1 : 0;
+    st.matvec_f32 = c->matvec_f32 ? 1 : 0;
     return st;
 }

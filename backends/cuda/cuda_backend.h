@@ -14,6 +14,7 @@ typedef struct slm_cuda_stats {
     int sm;                  /* compute capability of the device, e.g. 89 */
     int graphs_enabled;      /* 0 after SLM_CUDA_GRAPHS=0, with SLM_CUDA_SYNC=1, or after a failed capture */
     int sync_each;           /* SLM_CUDA_SYNC=1: a synchronisation after every op */
+    int matvec_f32;          /* quantized mat-vecs on f32 activations (--f32-act, SLM_CUDA_MATVEC=f32) */
 } slm_cuda_stats;
 
 /* Counters of an opened cuda device (zeros for a device of another backend). */

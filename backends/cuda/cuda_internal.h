@@ -51,6 +51,9 @@ typedef struct slm_cuda_ctx {
     /* graphs */
     bool use_graphs; /* SLM_CUDA_GRAPHS=0 turns capture off */
     bool sync_each;  /* SLM_CUDA_SYNC=1: synchronise after every op and name the one that failed */
+    /* mat-vecs of quantized weights on f32 activations instead of 8-bit ones: the device config's
+     * f32_activations (--f32-act) or SLM_CUDA_MATVEC=f32 */
+    bool matvec_f32;
     slm_cuda_graph graphs[SLM_CUDA_MAX_GRAPHS];
     slm_cuda_graph seen[SLM_CUDA_MAX_GRAPHS]; /* splits run eagerly once (no exec): captured when seen again */
     uint64_t tick;

@@ -1,6 +1,8 @@
 /* CUDA op dispatch: checks the backend's own limits and that operands are buffers of this device (the op
  * contract is slm_op_check's), then maps each op onto the kernel launchers of kernels/cuda. Mat-muls of up to SLM_CUDA_MATVEC_MAX_COLS tokens use the fused mat-vec;
- * wider prompt batches dequantize the weight to f16 in chunks of rows and run a cuBLAS GEMM. */
+ * wider prompt batches dequantize the weight to f16 in chunks of rows and run a cuBLAS GEMM. A mat-vec of
+ * quantized weights quantizes its activations to 8 bits into the scratch first (unless the device runs
+ * them on f32 activations). */
 #include <stdio.h>
 #include <string.h>
 
@@ -106,6 +108,9 @@ size_t slm_cuda_op_scratch(const slm_op *op) {
         size_t act = ALIGN256((size_t)K * (size_t)T * 2) + ALIGN256((size_t)T * sizeof(float));
         return t == SLM_F16 ? act : act + (size_t)K * (size_t)gemm_chunk_rows(K, N) * 2;
     }
+    /* the 8-bit activations of a mat-vec (counted whether or not the device runs mat-vecs on f32
+     * activations: a few hundred KiB at most, and the placement need not know that setting) */
+    if (op->kind == SLM_OP_MATMUL) return slm_cuda_matvec_scratch(op->src[0].type, op->src[0].ne[0], op->src[1].ne[1]);
     if (op->kind == SLM_OP_ATTENTION)
         return sizeof(float) *
             slm_cuda_attention_scratch_floats(op->p.attn.head_dim, op->p.attn.n_head, op->src[0].ne[1],
@@ -188,6 +193,7 @@ static slm_status enqueue_one(slm_cuda_ctx *c, const slm_op *op, slm_error *err)
             .ldy = ld1(d),
             .T = s1->ne[1],
             .bias = present(s2) ? dptr(s2) : NULL,
+            .act_scratch = c->matvec_f32 ? NULL : c->scratch,
         };
         return slm_cuda_matvec(&a, st, err);
     }

@@ -41,10 +41,30 @@ typedef struct slm_cuda_matmul_args {
     int64_t ldy;
     int64_t T;         /* 1..SLM_CUDA_MATVEC_MAX_COLS for slm_cuda_matvec */
     const float *bias; /* [N] or NULL */
+    /* slm_cuda_matvec: device scratch of slm_cuda_matvec_scratch() bytes for the 8-bit activations, or NULL
+     * for f32 activations (float weight types always take f32 activations) */
+    void *act_scratch;
 } slm_cuda_matmul_args;
 
-/* y = W x (+ bias): the quantized blocks are read once and dequantized in registers (one warp per row). */
+/* y = W x (+ bias), the quantized weight blocks read once per launch. With act_scratch the activation
+ * columns are first quantized to 8-bit blocks (slm_cuda_act_quant) and quantized weights meet them in
+ * integer dot products (dp4a); without it weights are dequantized to f32 in registers. */
 slm_status slm_cuda_matvec(const slm_cuda_matmul_args *a, cudaStream_t s, slm_error *err);
+/* Scratch bytes slm_cuda_matvec's 8-bit path needs for these sizes (0: the weight type has no such path). */
+size_t slm_cuda_matvec_scratch(slm_dtype wtype, int64_t K, int64_t T);
+
+/* 8-bit activation blocks, one column every slm_cuda_q8_col_bytes(K) bytes (a multiple of 256): int8
+ * q[K] from byte 0, then at byte slm_cuda_q8_ds_offset(K) one float pair per block of 32 elements:
+ * d (x ~ d * q) and d * sum(q) (what a weight block's min multiplies). The CPU's recipe for its blocks of
+ * 32 (kernels/cpu/act_quant.c): d = max|x| / 127, q = x / d rounded half away from zero; a block holding
+ * NaN or inf gets d = NaN (the outputs it reaches are NaN), a block whose 1 / d overflows gets q = 0. */
+static inline size_t slm_cuda_q8_ds_offset(int64_t K) { return ((size_t)K + 255) & ~(size_t)255; }
+static inline size_t slm_cuda_q8_col_bytes(int64_t K) {
+    return slm_cuda_q8_ds_offset(K) + ((((size_t)K / 32) * 8 + 255) & ~(size_t)255);
+}
+/* xq (T columns of slm_cuda_q8_col_bytes(K)) = the 8-bit blocks of x [K, T]; K a multiple of 32. */
+slm_status slm_cuda_act_quant(const float *x, int64_t ldx, int64_t K, int64_t T, void *xq, cudaStream_t s,
+                              slm_error *err);
 
 /* out f16 [K, n_rows] (contiguous) = rows first_row.. of W, dequantized (the GEMM path of prompt batches). */
 slm_status slm_cuda_dequant_f16(slm_dtype wtype, const void *w, size_t row_bytes, int64_t K, int64_t first_row,
