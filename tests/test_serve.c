@@ -23,8 +23,8 @@ static void refused(serve_kind kind, const char *body, const char *param) {
         return;
     }
     CHECK(e.status == 400, "status %d for %s", e.status, body);
-    CHECK(!strcmp(e.param, param ? param : ""), "param '%s' (want '%s') for %s: %s", e.param, param ? param : "",
-          body, e.message);
+    CHECK(!strcmp(e.param, param ? param : ""), "param '%s' (want '%s') for %s: %s", e.param, param ? param : "", body,
+          e.message);
 }
 
 /* Feeds pieces through a stop matcher; returns what was shown, and whether it stopped. */
@@ -53,15 +53,17 @@ int main(void) {
     serve_error e;
 
     /* a full chat request */
-    CHECK(parse(SERVE_CHAT,
-                "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
-                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hel\"},{\"type\":\"text\",\"text\":\"lo\"}]},"
-                "{\"role\":\"assistant\",\"content\":null},{\"role\":\"developer\",\"content\":\"d\"}],"
-                "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":7,\"temperature\":0,"
-                "\"top_p\":0.5,\"top_k\":3,\"min_p\":0.1,\"seed\":42,\"stop\":[\"a\",\"\",\"bc\"],"
-                "\"presence_penalty\":0.5,\"frequency_penalty\":-1,\"n\":1,\"user\":\"ignored\",\"logit_bias\":{}}",
-                &r, &e),
-          "full chat request refused: %s", e.message);
+    CHECK(
+        parse(
+            SERVE_CHAT,
+            "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+            "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hel\"},{\"type\":\"text\",\"text\":\"lo\"}]},"
+            "{\"role\":\"assistant\",\"content\":null},{\"role\":\"developer\",\"content\":\"d\"}],"
+            "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":7,\"temperature\":0,"
+            "\"top_p\":0.5,\"top_k\":3,\"min_p\":0.1,\"seed\":42,\"stop\":[\"a\",\"\",\"bc\"],"
+            "\"presence_penalty\":0.5,\"frequency_penalty\":-1,\"n\":1,\"user\":\"ignored\",\"logit_bias\":{}}",
+            &r, &e),
+        "full chat request refused: %s", e.message);
     CHECK(r.n_messages == 4, "messages %d", r.n_messages);
     if (r.n_messages == 4) {
         CHECK(!strcmp(r.messages[0].role, "system") && !strcmp(r.messages[0].content, "be brief"), "message 0");

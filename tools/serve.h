@@ -38,12 +38,12 @@ typedef enum serve_kind { SERVE_CHAT, SERVE_COMPLETION } serve_kind;
 typedef struct serve_error {
     int status;
     char message[512];
-    const char *type;  /* "invalid_request_error", "authentication_error", "server_error", ... */
-    char param[48];    /* the offending field, or "" */
-    const char *code;  /* "context_length_exceeded", ... or NULL */
+    const char *type; /* "invalid_request_error", "authentication_error", "server_error", ... */
+    char param[48];   /* the offending field, or "" */
+    const char *code; /* "context_length_exceeded", ... or NULL */
 } serve_error;
-void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code,
-                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code, const char *fmt,
+                     ...) __attribute__((format(printf, 6, 7)));
 
 #define SERVE_MAX_STOP 16
 
@@ -132,8 +132,8 @@ typedef struct serve_engine serve_engine;
 typedef struct serve_job serve_job;
 
 typedef struct serve_engine_config {
-    int n_parallel;  /* slots, each its own slm_context today */
-    int queue_limit; /* jobs waiting for a slot before submissions get "queue full" */
+    int n_parallel;   /* slots, each its own slm_context today */
+    int queue_limit;  /* jobs waiting for a slot before submissions get "queue full" */
     int prompt_chunk; /* prompt tokens a slot evaluates per step, so that a long prompt cannot stall the others */
 } serve_engine_config;
 
@@ -171,8 +171,8 @@ void serve_job_release(serve_job *j);
 /* ---- serve_http.c ---- */
 typedef struct serve_http serve_http;
 typedef struct serve_http_config {
-    const char *host; /* an address or name to bind ("127.0.0.1", "::1", "0.0.0.0") */
-    int port;         /* 0: any free port (serve_http_port says which) */
+    const char *host;    /* an address or name to bind ("127.0.0.1", "::1", "0.0.0.0") */
+    int port;            /* 0: any free port (serve_http_port says which) */
     const char *api_key; /* NULL: no key asked */
     serve_engine *engine;
     serve_metrics *metrics;
@@ -187,7 +187,8 @@ serve_http *serve_http_start(const serve_http_config *cfg, char *why, size_t why
 int serve_http_port(const serve_http *h);
 /* Stops accepting connections; those open go on. */
 void serve_http_quiesce(serve_http *h);
-/* Closes every connection (their handlers must be able to end: shut the engine down first) and frees. */
+/* Closes every connection (their handlers must be able to end: shut the engine down first), after up to 2 s
+ * for those with a reply under way to send its end, and frees. */
 void serve_http_stop(serve_http *h);
 
 #endif

@@ -56,7 +56,7 @@ typedef struct slot {
     slm_context *ctx;
     int32_t *cached; /* the tokens in ctx's KV cache, in order */
     int n_cached;
-    serve_job *job; /* NULL: free */
+    serve_job *job;  /* NULL: free */
     int n_prompt_in; /* prompt tokens of job in the cache */
     int32_t last;    /* the token sampled last: evaluated at the next step */
     int n_gen;
@@ -276,13 +276,15 @@ static void engine_forward(serve_engine *e, slot **batch, int n) {
     }
 }
 
-/* Frees the slot of its job (the job's stream ended already). */
-static void slot_clear(serve_engine *e, slot *s) {
-    serve_job_release(s->job);
+/* Frees the slot and ends its job's stream, in that order: a client that has its reply sees the slot free. */
+static void slot_end(serve_engine *e, slot *s, const char *finish, const char *why) {
+    serve_job *j = s->job;
     s->job = NULL;
     pthread_mutex_lock(&e->mu);
     e->n_active--;
     pthread_mutex_unlock(&e->mu);
+    job_end(j, finish, why);
+    serve_job_release(j);
 }
 
 static void slot_finish(serve_engine *e, slot *s, const char *finish, const char *why) {
@@ -295,8 +297,7 @@ static void slot_finish(serve_engine *e, slot *s, const char *finish, const char
         if (tail && !serve_stop_push(&j->stop, tail, l, &s->shown)) serve_stop_flush(&j->stop, &s->shown);
         publish(j, s->shown.p, s->shown.n, s->n_gen);
     }
-    job_end(j, finish, why);
-    slot_clear(e, s);
+    slot_end(e, s, finish, why);
 }
 
 /* Samples the slot's next token and sends what it makes visible; returns the tokens generated (0 or 1). */
@@ -315,8 +316,7 @@ static int slot_sample(serve_engine *e, slot *s) {
     bool hit = serve_stop_push(&j->stop, piece ? piece : "", piece ? l : 0, &s->shown);
     publish(j, s->shown.p, s->shown.n, s->n_gen);
     if (hit) {
-        job_end(j, "stop", NULL);
-        slot_clear(e, s);
+        slot_end(e, s, "stop", NULL);
     } else if (s->n_gen == j->max_tokens || s->n_cached >= e->n_ctx) {
         slot_finish(e, s, "length", NULL);
     } else {
@@ -506,6 +506,4 @@ serve_engine_stats serve_engine_get_stats(serve_engine *e) {
     return st;
 }
 
-int serve_engine_n_ctx(const serve_engine *e) {
-    return e->n_ctx;
-}
+int serve_engine_n_ctx(const serve_engine *e) { return e->n_ctx; }

@@ -27,6 +27,7 @@ struct serve_http {
     struct MHD_Daemon *d;
     serve_http_config cfg;
     atomic_ullong next_id;
+    atomic_int n_jobs; /* requests holding a job, until their connection is done with it */
     int port;
 };
 
@@ -69,8 +70,7 @@ static int respond_error(request *r, struct MHD_Connection *c, const serve_error
     return respond(r, c, e->status, "application/json", serve_json_error(e));
 }
 
-static int fail(request *r, struct MHD_Connection *c, int status, const char *type, const char *code,
-                const char *msg) {
+static int fail(request *r, struct MHD_Connection *c, int status, const char *type, const char *code, const char *msg) {
     serve_error e;
     serve_error_set(&e, status, type, NULL, code, "%s", msg);
     return respond_error(r, c, &e);
@@ -97,8 +97,8 @@ static bool authorized(serve_http *h, struct MHD_Connection *c) {
 /* ---- streaming ---- */
 
 static bool add_event(serve_buf *b, char *json) {
-    bool ok = json && serve_buf_add(b, "data: ", 6) && serve_buf_add(b, json, strlen(json)) &&
-              serve_buf_add(b, "\n\n", 2);
+    bool ok =
+        json && serve_buf_add(b, "data: ", 6) && serve_buf_add(b, json, strlen(json)) && serve_buf_add(b, "\n\n", 2);
     free(json);
     return ok;
 }
@@ -167,7 +167,8 @@ static int generate(request *r, struct MHD_Connection *c, serve_kind kind) {
                  : SLM_ERR_NOMEM;
     } else {
         /* a token is at least one byte, plus BOS: the count is always known, whatever the context. The
-         * prompt is the client's own raw text, so special-token text in it is parsed (as `slm run` does). */
+         * prompt is the client's own raw text: special-token text in it is parsed, so that a client can write a
+         * template by hand (llama.cpp's server does the same; `slm run` without --chat does not). */
         cap = (int)(strlen(req.prompt) < (size_t)n_ctx * 64 ? strlen(req.prompt) + 2 : (size_t)n_ctx * 64);
         toks = malloc((size_t)cap * sizeof *toks);
         s = toks ? slm_tokenize(h->cfg.model, req.prompt, strlen(req.prompt), true, true, toks, cap, &n, &err)
@@ -182,8 +183,9 @@ static int generate(request *r, struct MHD_Connection *c, serve_kind kind) {
                         n, n_ctx, n_ctx - 1);
         ret = respond_error(r, c, &e);
     } else if (s) {
-        serve_error_set(&e, s == SLM_ERR_NOMEM ? 500 : 400, s == SLM_ERR_NOMEM ? "server_error" : "invalid_request_error",
-                        NULL, NULL, "cannot tokenize the prompt: %s", err.msg[0] ? err.msg : slm_status_name(s));
+        serve_error_set(&e, s == SLM_ERR_NOMEM ? 500 : 400,
+                        s == SLM_ERR_NOMEM ? "server_error" : "invalid_request_error", NULL, NULL,
+                        "cannot tokenize the prompt: %s", err.msg[0] ? err.msg : slm_status_name(s));
         ret = respond_error(r, c, &e);
     } else if (n == 0) {
         ret = fail(r, c, 400, "invalid_request_error", NULL, "the prompt is empty");
@@ -203,6 +205,7 @@ static int generate(request *r, struct MHD_Connection *c, serve_kind kind) {
                      (unsigned long long)atomic_fetch_add(&h->next_id, 1));
             r->info = (serve_reply_info){kind, r->id, (long long)time(NULL), h->cfg.model_name};
             r->job = j; /* released in request_completed, which also cancels it if unfinished */
+            atomic_fetch_add(&h->n_jobs, 1);
             if (req.stream) {
                 r->first = true;
                 r->include_usage = req.include_usage;
@@ -222,9 +225,9 @@ static int generate(request *r, struct MHD_Connection *c, serve_kind kind) {
                 do st = serve_job_wait(j, &r->consumed, &r->text, 1000);
                 while (!st.done);
                 if (st.finish) {
-                    ret = respond(r, c, 200, "application/json",
-                                  serve_json_reply(&r->info, r->text.p, r->text.n, st.finish, st.n_prompt,
-                                                   st.n_completion));
+                    ret = respond(
+                        r, c, 200, "application/json",
+                        serve_json_reply(&r->info, r->text.p, r->text.n, st.finish, st.n_prompt, st.n_completion));
                 } else {
                     ret = fail(r, c, 500, "server_error", NULL, st.error);
                 }
@@ -241,8 +244,10 @@ static int route(request *r, struct MHD_Connection *c, const char *url, const ch
     static const struct {
         const char *path, *method;
         serve_endpoint ep;
-    } routes[] = {{"/v1/chat/completions", "POST", SERVE_EP_CHAT}, {"/v1/completions", "POST", SERVE_EP_COMPLETIONS},
-                  {"/v1/models", "GET", SERVE_EP_MODELS},           {"/health", "GET", SERVE_EP_HEALTH},
+    } routes[] = {{"/v1/chat/completions", "POST", SERVE_EP_CHAT},
+                  {"/v1/completions", "POST", SERVE_EP_COMPLETIONS},
+                  {"/v1/models", "GET", SERVE_EP_MODELS},
+                  {"/health", "GET", SERVE_EP_HEALTH},
                   {"/metrics", "GET", SERVE_EP_METRICS}};
     int k = -1;
     for (int i = 0; i < (int)(sizeof routes / sizeof routes[0]); i++)
@@ -318,6 +323,7 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
         /* whether the client left or the reply was sent: a job that is still running is not wanted */
         serve_job_cancel(r->job);
         serve_job_release(r->job);
+        atomic_fetch_sub(&r->h->n_jobs, 1);
     }
     serve_buf_free(&r->body);
     serve_buf_free(&r->text);
@@ -343,8 +349,9 @@ serve_http *serve_http_start(const serve_http_config *cfg, char *why, size_t why
     }
     h->cfg = *cfg;
     atomic_init(&h->next_id, 1);
+    atomic_init(&h->n_jobs, 0);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG;
+        MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_NOTIFY_COMPLETED, request_completed, h, MHD_OPTION_CONNECTION_LIMIT,
@@ -361,9 +368,7 @@ serve_http *serve_http_start(const serve_http_config *cfg, char *why, size_t why
     return h;
 }
 
-int serve_http_port(const serve_http *h) {
-    return h->port;
-}
+int serve_http_port(const serve_http *h) { return h->port; }
 
 void serve_http_quiesce(serve_http *h) {
     MHD_socket s = MHD_quiesce_daemon(h->d);
@@ -372,6 +377,9 @@ void serve_http_quiesce(serve_http *h) {
 
 void serve_http_stop(serve_http *h) {
     if (!h) return;
+    /* the engine has ended every job: give their connections a moment to send that end (the last SSE events,
+     * a 500) before the sockets close under them */
+    for (int i = 0; i < 200 && atomic_load(&h->n_jobs) > 0; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
     MHD_stop_daemon(h->d);
     free(h);
 }

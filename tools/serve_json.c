@@ -13,8 +13,8 @@
 
 #include "serve.h"
 
-void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code,
-                     const char *fmt, ...) {
+void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code, const char *fmt,
+                     ...) {
     e->status = status;
     e->type = type;
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
@@ -57,8 +57,7 @@ static bool get_int(json_t *o, const char *key, long long lo, long long hi, long
     if (!json_is_integer(v)) return invalid(e, key, "'%s' must be an integer%s", "");
     long long x = json_integer_value(v);
     if (x < lo || x > hi) {
-        serve_error_set(e, 400, "invalid_request_error", key, NULL, "'%s' is %lld, outside %lld..%lld", key, x, lo,
-                        hi);
+        serve_error_set(e, 400, "invalid_request_error", key, NULL, "'%s' is %lld, outside %lld..%lld", key, x, lo, hi);
         return false;
     }
     *out = x;
@@ -226,8 +225,8 @@ bool serve_parse_request(serve_kind kind, const char *body, size_t len, const sl
     json_error_t je;
     json_t *root = json_loadb(body, len, 0, &je);
     if (!root) {
-        serve_error_set(err, 400, "invalid_request_error", NULL, NULL, "the body is not valid JSON: %s (line %d, column %d)",
-                        je.text, je.line, je.column);
+        serve_error_set(err, 400, "invalid_request_error", NULL, NULL,
+                        "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return false;
     }
     bool ok;
@@ -278,8 +277,7 @@ static json_t *envelope(const serve_reply_info *r, const char *object, json_t *c
 
 char *serve_json_error(const serve_error *e) {
     return dump(json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", e->message, "type",
-                          e->type ? e->type : "server_error", "param", e->param[0] ? e->param : NULL, "code",
-                          e->code));
+                          e->type ? e->type : "server_error", "param", e->param[0] ? e->param : NULL, "code", e->code));
 }
 
 char *serve_json_reply(const serve_reply_info *r, const char *text, size_t len, const char *finish, int n_prompt,
@@ -307,8 +305,8 @@ char *serve_json_chunk(const serve_reply_info *r, const char *text, size_t len, 
         choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", text_value(text, len), "index", 0, "logprobs",
                            "finish_reason", finish);
     }
-    return dump(envelope(r, r->kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion",
-                         json_pack("[o]", choice)));
+    return dump(
+        envelope(r, r->kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion", json_pack("[o]", choice)));
 }
 
 char *serve_json_usage_chunk(const serve_reply_info *r, int n_prompt, int n_completion) {

@@ -10,8 +10,8 @@
 static const int statuses[] = {200, 400, 401, 404, 405, 413, 500, 503};
 #define N_STATUS ((int)(sizeof statuses / sizeof statuses[0]) + 1)
 
-static const char *const endpoint_names[SERVE_EP_COUNT] = {"/v1/chat/completions", "/v1/completions", "/v1/models",
-                                                           "/health", "/metrics", "other"};
+static const char *const endpoint_names[SERVE_EP_COUNT] = {
+    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "other"};
 
 struct serve_metrics {
     pthread_mutex_t mu;
@@ -41,8 +41,9 @@ void serve_metrics_request(serve_metrics *m, serve_endpoint ep, int status) {
 
 char *serve_metrics_text(serve_metrics *m, const serve_engine_stats *st) {
     serve_buf b = {0};
-    bool ok = serve_buf_addf(&b, "# HELP slm_requests_total HTTP requests answered, by endpoint and status.\n"
-                                 "# TYPE slm_requests_total counter\n");
+    bool ok = serve_buf_addf(&b,
+                             "# HELP slm_requests_total HTTP requests answered, by endpoint and status.\n"
+                             "# TYPE slm_requests_total counter\n");
     pthread_mutex_lock(&m->mu);
     for (int e = 0; e < SERVE_EP_COUNT; e++)
         for (int s = 0; s < N_STATUS; s++) {
@@ -50,13 +51,14 @@ char *serve_metrics_text(serve_metrics *m, const serve_engine_stats *st) {
             char code[8];
             if (s < N_STATUS - 1) snprintf(code, sizeof code, "%d", statuses[s]);
             else snprintf(code, sizeof code, "other");
-            ok = ok && serve_buf_addf(&b, "slm_requests_total{endpoint=\"%s\",status=\"%s\"} %lld\n",
-                                      endpoint_names[e], code, m->requests[e][s]);
+            ok = ok &&
+                serve_buf_addf(&b, "slm_requests_total{endpoint=\"%s\",status=\"%s\"} %lld\n", endpoint_names[e], code,
+                               m->requests[e][s]);
         }
     pthread_mutex_unlock(&m->mu);
     double tps = st->busy_s > 0 ? (double)st->completion_tokens / st->busy_s : 0;
     ok = ok &&
-         serve_buf_addf(
+        serve_buf_addf(
              &b,
              "# HELP slm_prompt_tokens_total Prompt tokens of the requests that reached a slot.\n"
              "# TYPE slm_prompt_tokens_total counter\n"

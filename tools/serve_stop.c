@@ -58,6 +58,4 @@ void serve_stop_flush(serve_stop *s, serve_buf *out) {
     serve_buf_consume(&s->held, s->held.n);
 }
 
-void serve_stop_free(serve_stop *s) {
-    serve_buf_free(&s->held);
-}
+void serve_stop_free(serve_stop *s) { serve_buf_free(&s->held); }

@@ -303,9 +303,10 @@ static int dispatch(int argc, char **argv) {
 #ifdef SLM_HAVE_SERVE
         return slm_cmd_serve(argc, argv);
 #else
-        fprintf(stderr, "slm: this slm was built without the server: libmicrohttpd and jansson were not found "
-                        "when it was configured (Debian: apt install libmicrohttpd-dev libjansson-dev, then "
-                        "configure and build again)\n");
+        fprintf(stderr,
+                "slm: this slm was built without the server: libmicrohttpd and jansson were not found "
+                "when it was configured (Debian: apt install libmicrohttpd-dev libjansson-dev, then "
+                "configure and build again)\n");
         return 1;
 #endif
     }
