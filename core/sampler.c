@@ -142,8 +142,7 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
     }
     if (s->counts) {
         for (int t = 0; t < n; t++)
-            if (s->counts[t])
-                v[t] -= s->p.presence_penalty + s->p.frequency_penalty * (float)s->counts[t];
+            if (s->counts[t]) v[t] -= s->p.presence_penalty + s->p.frequency_penalty * (float)s->counts[t];
     }
     if (s->p.temp <= 0.0f) {
         int best = 0;

@@ -2,12 +2,14 @@
  * OpenAI-style errors, and replies (whole or streamed as server-sent events).
  *
  * libmicrohttpd runs a thread per connection (MHD_USE_THREAD_PER_CONNECTION), so a handler may block: a
- * non-streamed request waits on its job's channel in the handler, and a streamed one in the content reader
- * callback, which returns each piece of text as an SSE chunk as soon as the engine publishes it. While a
+ * non-streamed request waits on its job's channel in the handler (looking every 250 ms whether the client
+ * closed the connection, then it cancels the job), and a streamed one in the content reader callback, which
+ * returns each piece of text as an SSE chunk as soon as the engine publishes it. While a
  * stream has nothing to send for a second (a long prompt in prefill) it sends an SSE comment: clients ignore
  * it, and writing it is how a client that went away is noticed. A connection that ends before its reply did
  * (a write failed, the client closed) reaches request_completed, which cancels the job: the engine frees its
  * slot at its next step. */
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdatomic.h>
@@ -92,6 +94,16 @@ static bool authorized(serve_http *h, struct MHD_Connection *c) {
     v += 7;
     while (*v == ' ') v++;
     return same_secret(v, h->cfg.api_key);
+}
+
+/* True when the client has closed its end of the connection (a read would see end of file): a handler
+ * waiting for a whole reply checks this, as it writes nothing until the end. */
+static bool client_gone(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* ---- streaming ---- */
@@ -222,8 +234,14 @@ static int generate(request *r, struct MHD_Connection *c, serve_kind kind) {
                 }
             } else {
                 serve_job_status st;
-                do st = serve_job_wait(j, &r->consumed, &r->text, 1000);
-                while (!st.done);
+                bool gone = false;
+                do {
+                    st = serve_job_wait(j, &r->consumed, &r->text, 250);
+                    if (!st.done && !gone && client_gone(c)) {
+                        serve_job_cancel(j);
+                        gone = true;
+                    }
+                } while (!st.done);
                 if (st.finish) {
                     ret = respond(
                         r, c, 200, "application/json",

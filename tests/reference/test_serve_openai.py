@@ -20,7 +20,7 @@ Server B (--parallel 1 --queue-limit 1 --api-key, -c 2048):
 - without or with a wrong key 401; with it 200 (the openai client's api_key);
 - a full queue: one stream running and one waiting, a third request gets 503;
 - a client that disconnects mid-stream frees its slot at once (metrics: no active slot, far fewer tokens
-  generated than it asked for) and the next request is served;
+  generated than it asked for) and the next request is served; so does one waiting for a whole reply;
 - SIGTERM with a stream open: the stream ends, exit status 0.
 
     python tests/reference/test_serve_openai.py --build BUILD_DIR
@@ -307,6 +307,16 @@ def server_b(slm, model, openai, t):
                 f"disconnected clients free the slot and the queue at once ({after - before:.0f} tokens after)")
         r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, temperature=0)
         t.check(r.choices[0].text is not None and r.usage.completion_tokens > 0, "the next request is served")
+
+        # a client of a whole (non-streamed) reply that leaves while it is generated frees the slot too
+        c4 = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        c4.request("POST", "/v1/completions", body=json.dumps(count),
+                   headers={"Content-Type": "application/json", **auth})
+        running = wait_for(lambda: s.metrics(auth).get("slm_slots_active") == 1, 10)
+        c4.close()
+        freed = wait_for(lambda: s.metrics(auth).get("slm_slots_active") == 0, 5)
+        t.check(running and freed, f"a non-streamed request's client leaving frees the slot (ran {running}, "
+                f"freed {freed})")
 
         # SIGTERM with a stream open: the stream ends and the server exits 0
         c3, r3 = sse_stream(s.port, count, auth)
