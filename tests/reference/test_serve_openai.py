@@ -145,9 +145,30 @@ def wait_for(cond, timeout):
     return cond()
 
 
+def cli(slm, model, t):
+    """The command line: help, bad values, no model."""
+    r = subprocess.run([slm, "serve", "-h"], capture_output=True, text=True)
+    t.check(r.returncode == 0 and r.stdout.startswith("usage: slm serve") and "--api-key" in r.stdout,
+            f"slm serve -h: exit {r.returncode}")
+    for args, want in ((["--port", "70000"], "--port: '70000' is out of range"),
+                       (["--parallel", "0"], "--parallel: '0' is out of range"),
+                       (["--queue-limit", "x"], "--queue-limit: 'x' is not a whole number"),
+                       (["--host", ""], "--host: the value is empty")):
+        r = subprocess.run([slm, "serve", "-m", model, *args], capture_output=True, text=True, timeout=30)
+        t.check(r.returncode == 1 and want in r.stderr, f"slm serve {' '.join(args)}: exit {r.returncode}, "
+                f"{r.stderr.strip()!r}")
+    r = subprocess.run([slm, "serve"], capture_output=True, text=True, timeout=30)
+    t.check(r.returncode == 1 and "no model given" in r.stderr, f"slm serve without -m: {r.stderr.strip()!r}")
+
+
 def server_a(slm, model, openai, t):
     s = Server(slm, model, "--parallel", "2", "-c", "512")
     try:
+        # a second server on the same port is refused, saying why
+        r = subprocess.run([slm, "serve", "-m", model, "--device", "cpu", "--port", str(s.port)],
+                           capture_output=True, text=True, timeout=60)
+        t.check(r.returncode == 1 and "cannot listen on 127.0.0.1 port" in r.stderr,
+                f"a port in use: exit {r.returncode}, {r.stderr.strip()[-200:]!r}")
         client = openai.OpenAI(base_url=s.base, api_key="unused", max_retries=0, timeout=60)
         models = client.models.list()
         t.check([m.id for m in models.data] == [MODEL], f"/v1/models lists the model: {[m.id for m in models.data]}")
@@ -352,6 +373,7 @@ def main():
     (openai,) = common.require_modules("openai")
     t = common.Tally()
     t0 = time.time()
+    cli(slm, model, t)
     server_a(slm, model, openai, t)
     server_b(slm, model, openai, t)
     print(f"{time.time() - t0:.1f} s")
