@@ -133,7 +133,7 @@ typedef struct serve_job serve_job;
 
 typedef struct serve_engine_config {
     int n_parallel;   /* slots, each its own slm_context today */
-    int queue_limit;  /* jobs waiting for a slot before submissions get "queue full" */
+    int queue_limit;  /* jobs waiting while every slot is busy before submissions get "queue full" */
     int prompt_chunk; /* prompt tokens a slot evaluates per step, so that a long prompt cannot stall the others */
 } serve_engine_config;
 

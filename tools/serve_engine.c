@@ -221,7 +221,8 @@ serve_submit serve_engine_submit(serve_engine *e, serve_job *j) {
     pthread_mutex_lock(&e->mu);
     serve_submit r = SERVE_SUBMIT_OK;
     if (e->closing) r = SERVE_SUBMIT_CLOSED;
-    else if (e->n_queued >= e->cfg.queue_limit) r = SERVE_SUBMIT_FULL;
+    /* queued jobs that free slots will take at once are not waiting: only the rest count against the limit */
+    else if (e->n_queued >= e->cfg.queue_limit + (e->cfg.n_parallel - e->n_active)) r = SERVE_SUBMIT_FULL;
     if (r == SERVE_SUBMIT_OK) {
         pthread_mutex_lock(&j->mu);
         j->refs++;
