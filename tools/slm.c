@@ -304,8 +304,8 @@ static int dispatch(int argc, char **argv) {
         return slm_cmd_serve(argc, argv);
 #else
         fprintf(stderr,
-                "slm: this slm was built without the server: libmicrohttpd and jansson were not found "
-                "when it was configured (Debian: apt install libmicrohttpd-dev libjansson-dev, then "
+                "slm: this slm was built without the server (configured with SLM_SERVE=OFF, or without "
+                "libmicrohttpd and jansson: on Debian apt install libmicrohttpd-dev libjansson-dev, then "
                 "configure and build again)\n");
         return 1;
 #endif
