@@ -31,6 +31,10 @@ int slm_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "slm: no model given (-m FILE)\n");
         return 1;
     }
+    if (o.n_predict_set && o.n_predict < 1) {
+        fprintf(stderr, "slm: -n: a reply needs at least 1 token ('%d')\n", o.n_predict);
+        return 1;
+    }
     /* a key in the environment stays out of `ps` */
     const char *key = o.api_key ? o.api_key : getenv("SLM_API_KEY");
     if (key && !*key) key = NULL;

@@ -153,7 +153,8 @@ def cli(slm, model, t):
     for args, want in ((["--port", "70000"], "--port: '70000' is out of range"),
                        (["--parallel", "0"], "--parallel: '0' is out of range"),
                        (["--queue-limit", "x"], "--queue-limit: 'x' is not a whole number"),
-                       (["--host", ""], "--host: the value is empty")):
+                       (["--host", ""], "--host: the value is empty"),
+                       (["-n", "0"], "-n: a reply needs at least 1 token")):
         r = subprocess.run([slm, "serve", "-m", model, *args], capture_output=True, text=True, timeout=30)
         t.check(r.returncode == 1 and want in r.stderr, f"slm serve {' '.join(args)}: exit {r.returncode}, "
                 f"{r.stderr.strip()!r}")
