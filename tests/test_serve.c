@@ -1,10 +1,14 @@
 /* slm serve without sockets: request bodies parsed and checked into serve_request (types, ranges, nulls,
- * unknown fields, content parts, n, stop), the error and reply JSON, and stop strings matched across token
- * boundaries without ever showing part of one. */
+ * unknown fields, content parts, n, stop), the error and reply JSON, stop strings matched across token
+ * boundaries without ever showing part of one, and the engine on a tiny synthetic model: jobs run on two
+ * slots at once give the text each gives alone, max_tokens and a full context end with "length", a full
+ * queue refuses, and cancelled jobs (queued or running) end and free their slots. */
 #include <jansson.h>
 #include <string.h>
+#include <time.h>
 
 #include "serve.h"
+#include "synth.h"
 #include "test_util.h"
 
 static bool parse(serve_kind kind, const char *body, serve_request *r, serve_error *e) {
@@ -46,6 +50,155 @@ static const char *through_stop(char *const *stop, int n_stop, const char *const
     serve_buf_free(&out);
     serve_stop_free(&s);
     return shown;
+}
+
+/* A greedy job on prompt {seed, seed + 1, ...} of n tokens. */
+static serve_job *job(serve_engine *e, int seed, int n, int max_tokens) {
+    int32_t toks[64];
+    for (int i = 0; i < n; i++) toks[i] = (seed * 7 + i * 3) % 500 + 1;
+    serve_request r = {.kind = SERVE_COMPLETION, .max_tokens = max_tokens, .sampling = slm_sampler_params_default()};
+    r.sampling.temp = 0;
+    serve_error err;
+    serve_job *j = serve_job_create(e, toks, n, &r, false, &err);
+    CHECK(j != NULL, "job: %s", err.message);
+    return j;
+}
+
+/* Waits for the job's end; its text goes to out. */
+static serve_job_status finish(serve_job *j, serve_buf *out) {
+    size_t consumed = 0;
+    serve_job_status st;
+    do st = serve_job_wait(j, &consumed, out, 1000);
+    while (!st.done);
+    return st;
+}
+
+static bool wait_idle(serve_engine *e) {
+    for (int i = 0; i < 500; i++) {
+        serve_engine_stats st = serve_engine_get_stats(e);
+        if (!st.active && !st.queued) return true;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    return false;
+}
+
+static void test_engine(void) {
+    slm_synth_spec spec;
+    slm_error err = {{0}};
+    void *data = NULL;
+    size_t size = 0;
+    if (slm_synth_parse("custom:q4_0:n_layer=2:n_embd=256:n_ff=256:n_vocab=512", &spec, &err) ||
+        slm_synth_build(&spec, 1, &data, &size, &err)) {
+        CHECK(false, "synthetic model: %s", err.msg);
+        return;
+    }
+    slm_params p = slm_params_default();
+    p.device = "cpu";
+    p.n_threads = 1;
+    p.n_ctx = 48;
+    slm_model *m = NULL;
+    if (slm_model_load_memory(data, size, &p, &m, &err)) {
+        CHECK(false, "load: %s", err.msg);
+        free(data);
+        return;
+    }
+    /* alone, one after the other, on one slot */
+    serve_engine *e1 = NULL, *e2 = NULL;
+    serve_engine_config one = {.n_parallel = 1, .queue_limit = 8, .prompt_chunk = 4};
+    CHECK(serve_engine_create(m, &one, &e1, &err) == SLM_OK, "engine: %s", err.msg);
+    enum { N = 3 };
+    serve_buf alone[N] = {{0}}, both[N] = {{0}};
+    int n_alone[N];
+    for (int i = 0; e1 && i < N; i++) {
+        serve_job *j = job(e1, i, 5 + 4 * i, 6);
+        CHECK(serve_engine_submit(e1, j) == SERVE_SUBMIT_OK, "submit alone %d", i);
+        serve_job_status st = finish(j, &alone[i]);
+        n_alone[i] = st.n_completion;
+        CHECK(st.finish && !strcmp(st.finish, "length") && st.n_completion == 6 && st.n_prompt == 5 + 4 * i,
+              "alone %d: finish %s after %d tokens of a %d-token prompt", i, st.finish ? st.finish : st.error,
+              st.n_completion, st.n_prompt);
+        serve_job_release(j);
+    }
+    /* a prompt that fills the context but one: one token, then "length" */
+    if (e1) {
+        serve_job *j = job(e1, 9, 47, 100);
+        serve_engine_submit(e1, j);
+        serve_buf out = {0};
+        serve_job_status st = finish(j, &out);
+        CHECK(st.finish && !strcmp(st.finish, "length") && st.n_completion == 2,
+              "a full context: %d tokens (want 2: one evaluated into the last position, one more sampled), %s",
+              st.n_completion, st.finish ? st.finish : st.error);
+        serve_job_release(j);
+        serve_buf_free(&out);
+    }
+    serve_engine_free(e1);
+
+    /* together on two slots: the same texts (prompts go in 4-token chunks between the other's tokens) */
+    serve_engine_config two = {.n_parallel = 2, .queue_limit = 1, .prompt_chunk = 4};
+    CHECK(serve_engine_create(m, &two, &e2, &err) == SLM_OK, "engine: %s", err.msg);
+    if (e2) {
+        serve_job *js[N];
+        for (int i = 0; i < N; i++) {
+            js[i] = job(e2, i, 5 + 4 * i, 6);
+            CHECK(serve_engine_submit(e2, js[i]) == SERVE_SUBMIT_OK, "submit %d", i);
+        }
+        for (int i = 0; i < N; i++) {
+            serve_job_status st = finish(js[i], &both[i]);
+            CHECK(st.n_completion == n_alone[i] && both[i].n == alone[i].n &&
+                      (!both[i].n || !memcmp(both[i].p, alone[i].p, both[i].n)),
+                  "job %d on two slots: the text it gives alone", i);
+            serve_job_release(js[i]);
+        }
+        CHECK(wait_idle(e2), "idle after the jobs");
+        serve_engine_stats st = serve_engine_get_stats(e2);
+        CHECK(st.n_slots == 2 && st.kv_total == 96 && st.kv_used > 0 && st.completion_tokens == 3 * 6,
+              "stats: %d slots, KV %lld/%lld, %lld tokens", st.n_slots, st.kv_used, st.kv_total, st.completion_tokens);
+
+        /* long jobs (until the context is full): two run, one waits, the fourth is refused */
+        serve_job *lj[4];
+        serve_submit sub[4];
+        for (int i = 0; i < 4; i++) {
+            lj[i] = job(e2, 20 + i, 4, -1);
+            sub[i] = serve_engine_submit(e2, lj[i]);
+        }
+        CHECK(sub[0] == SERVE_SUBMIT_OK && sub[1] == SERVE_SUBMIT_OK && sub[2] == SERVE_SUBMIT_OK,
+              "three long jobs accepted");
+        /* on a fast machine the first may have ended before the fourth came: then it was accepted */
+        CHECK(sub[3] == SERVE_SUBMIT_FULL || sub[3] == SERVE_SUBMIT_OK, "the fourth: full or accepted");
+        for (int i = 0; i < 4; i++) serve_job_cancel(lj[i]);
+        for (int i = 0; i < 4; i++) {
+            serve_buf out = {0};
+            if (sub[i] == SERVE_SUBMIT_OK) {
+                serve_job_status st = finish(lj[i], &out);
+                CHECK(st.done && (st.finish || !strcmp(st.error, "cancelled")), "cancelled job %d ends (%s)", i,
+                      st.finish ? st.finish : st.error);
+            }
+            serve_job_release(lj[i]);
+            serve_buf_free(&out);
+        }
+        CHECK(wait_idle(e2), "cancelled jobs free their slots and the queue");
+        /* shutdown ends what is still queued or running, and refuses new jobs */
+        serve_job *a = job(e2, 30, 4, -1), *b = job(e2, 31, 4, -1);
+        serve_engine_submit(e2, a);
+        serve_engine_submit(e2, b);
+        serve_engine_shutdown(e2);
+        serve_buf out = {0};
+        serve_job_status sa = finish(a, &out), sb = finish(b, &out);
+        CHECK(sa.done && sb.done && (sa.finish || sa.error[0]) && (sb.finish || sb.error[0]), "shutdown ends jobs");
+        serve_job *c = job(e2, 32, 4, 4);
+        CHECK(serve_engine_submit(e2, c) == SERVE_SUBMIT_CLOSED, "no job after shutdown");
+        serve_job_release(a);
+        serve_job_release(b);
+        serve_job_release(c);
+        serve_buf_free(&out);
+    }
+    serve_engine_free(e2);
+    for (int i = 0; i < N; i++) {
+        serve_buf_free(&alone[i]);
+        serve_buf_free(&both[i]);
+    }
+    slm_model_free(m);
+    free(data);
 }
 
 int main(void) {
@@ -196,5 +349,7 @@ int main(void) {
     /* without stop strings, everything passes at once */
     const char *p8[] = {"a", "b"};
     CHECK(!strcmp(through_stop(NULL, 0, p8, 2, &hit), "ab") && !hit, "no stop strings");
+
+    test_engine();
     return slm_test_finish("test_serve");
 }

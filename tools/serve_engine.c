@@ -277,12 +277,21 @@ static void engine_forward(serve_engine *e, slot **batch, int n) {
     }
 }
 
-/* Frees the slot and ends its job's stream, in that order: a client that has its reply sees the slot free. */
+/* Positions held in the slots' KV caches (e->mu held; the engine thread's own figures). */
+static long long kv_used(const serve_engine *e) {
+    long long kv = 0;
+    for (int i = 0; i < e->cfg.n_parallel; i++) kv += e->slots[i].n_cached;
+    return kv;
+}
+
+/* Frees the slot and ends its job's stream, in that order: a client that has its reply sees the slot free and
+ * the statistics that include it. */
 static void slot_end(serve_engine *e, slot *s, const char *finish, const char *why) {
     serve_job *j = s->job;
     s->job = NULL;
     pthread_mutex_lock(&e->mu);
     e->n_active--;
+    e->kv_used = kv_used(e);
     pthread_mutex_unlock(&e->mu);
     job_end(j, finish, why);
     serve_job_release(j);
@@ -291,26 +300,31 @@ static void slot_end(serve_engine *e, slot *s, const char *finish, const char *w
 static void slot_finish(serve_engine *e, slot *s, const char *finish, const char *why) {
     serve_job *j = s->job;
     if (finish) {
-        /* the end of the text: what the detokenizer and the stop matcher still hold comes out */
-        size_t l;
+        /* the end of the text: what the detokenizer and the stop matcher still hold comes out (the
+         * detokenizer's last bytes may complete a stop string after all) */
+        size_t l = 0;
         const char *tail = slm_detokenizer_flush(j->detok, &l);
         s->shown.n = 0;
-        if (tail && !serve_stop_push(&j->stop, tail, l, &s->shown)) serve_stop_flush(&j->stop, &s->shown);
+        if (tail && l && serve_stop_push(&j->stop, tail, l, &s->shown)) finish = "stop";
+        else serve_stop_flush(&j->stop, &s->shown);
         publish(j, s->shown.p, s->shown.n, s->n_gen);
     }
     slot_end(e, s, finish, why);
 }
 
-/* Samples the slot's next token and sends what it makes visible; returns the tokens generated (0 or 1). */
-static int slot_sample(serve_engine *e, slot *s) {
+/* Samples the slot's next token and sends what it makes visible. */
+static void slot_sample(serve_engine *e, slot *s) {
     serve_job *j = s->job;
     int32_t t = slm_sampler_sample(j->smp, slot_logits(e, s));
     if (slm_token_is_eog(e->m, t)) {
         slot_finish(e, s, "stop", NULL);
-        return 0;
+        return;
     }
     slm_sampler_accept(j->smp, t);
     s->n_gen++;
+    pthread_mutex_lock(&e->mu);
+    e->completion_tokens++;
+    pthread_mutex_unlock(&e->mu);
     size_t l = 0;
     const char *piece = slm_detokenizer_push(j->detok, t, &l);
     s->shown.n = 0;
@@ -323,7 +337,6 @@ static int slot_sample(serve_engine *e, slot *s) {
     } else {
         s->last = t;
     }
-    return 1;
 }
 
 /* The free slot for job j: the one whose cache shares the longest prefix with its prompt; of equals, the one
@@ -366,17 +379,17 @@ static void admit(serve_engine *e) {
     }
 }
 
-/* One iteration over the active slots; returns the tokens generated. */
-static int engine_step(serve_engine *e) {
+/* One iteration over the active slots. */
+static void engine_step(serve_engine *e) {
     slot *batch[e->cfg.n_parallel];
-    int n = 0, made = 0;
+    int n = 0;
     for (int i = 0; i < e->cfg.n_parallel; i++) {
         slot *s = &e->slots[i];
         if (!s->job) continue;
         if (job_cancelled(s->job)) slot_finish(e, s, NULL, "cancelled");
         else batch[n++] = s;
     }
-    if (!n) return 0;
+    if (!n) return;
     engine_forward(e, batch, n);
     for (int i = 0; i < n; i++) {
         slot *s = batch[i];
@@ -386,10 +399,9 @@ static int engine_step(serve_engine *e) {
             s->n_cached = 0;
             slot_finish(e, s, NULL, s->why);
         } else if (s->n_prompt_in == s->job->n_tokens) {
-            made += slot_sample(e, s);
+            slot_sample(e, s);
         }
     }
-    return made;
 }
 
 static void *engine_main(void *arg) {
@@ -404,14 +416,11 @@ static void *engine_main(void *arg) {
         admit(e);
         pthread_mutex_unlock(&e->mu);
         double t0 = now_s();
-        int made = engine_step(e);
+        engine_step(e);
         double dt = now_s() - t0;
-        long long kv = 0;
-        for (int i = 0; i < e->cfg.n_parallel; i++) kv += e->slots[i].n_cached;
         pthread_mutex_lock(&e->mu);
         e->busy_s += dt;
-        e->completion_tokens += made;
-        e->kv_used = kv;
+        e->kv_used = kv_used(e);
         pthread_mutex_unlock(&e->mu);
     }
     /* shutting down: every stream still open ends now */
