@@ -1,6 +1,7 @@
-/* Token sampling: repetition penalty, then greedy or temperature with top-k, top-p and min-p filters.
+/* Token sampling: repetition, presence and frequency penalties, then greedy or temperature with top-k, top-p and min-p filters.
  * The RNG state lives in the sampler, so a seed reproduces a run. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@ struct slm_sampler {
     uint64_t rng;
     int32_t *history; /* ring of the last repeat_last_n accepted tokens */
     int n_history, history_at;
+    int32_t *counts;            /* [n_vocab] occurrences of each accepted token; only with presence or
+                                   frequency penalties (NULL otherwise: no cost for the common case) */
     float *work;                /* [n_vocab] adjusted logits */
     struct slm_candidate *cand; /* [n_vocab] */
 };
@@ -41,6 +44,9 @@ slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_samp
     if (!isfinite(p->temp) || !isfinite(p->top_p) || !isfinite(p->min_p))
         return slm_fail(err, SLM_ERR_INVALID_ARG, "sampler: temp %g, top_p %g, min_p %g must be finite", p->temp,
                         p->top_p, p->min_p);
+    if (!isfinite(p->presence_penalty) || !isfinite(p->frequency_penalty))
+        return slm_fail(err, SLM_ERR_INVALID_ARG, "sampler: presence_penalty %g, frequency_penalty %g must be finite",
+                        p->presence_penalty, p->frequency_penalty);
     if (!(p->repeat_penalty > 0) || !isfinite(p->repeat_penalty))
         return slm_fail(err, SLM_ERR_INVALID_ARG, "sampler: repeat_penalty %g must be finite and > 0",
                         p->repeat_penalty);
@@ -53,7 +59,9 @@ slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_samp
     s->work = malloc((size_t)n_vocab * sizeof *s->work);
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->history = malloc((size_t)(s->p.repeat_last_n + 1) * sizeof *s->history);
-    if (!s->work || !s->cand || !s->history) {
+    bool counted = p->presence_penalty != 0 || p->frequency_penalty != 0;
+    if (counted) s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
+    if (!s->work || !s->cand || !s->history || (counted && !s->counts)) {
         slm_sampler_free(s);
         return slm_fail(err, SLM_ERR_NOMEM, "out of memory creating a sampler");
     }
@@ -66,10 +74,13 @@ void slm_sampler_free(slm_sampler *s) {
     free(s->work);
     free(s->cand);
     free(s->history);
+    free(s->counts);
     free(s);
 }
 
 void slm_sampler_accept(slm_sampler *s, int32_t token) {
+    /* saturating: a count past INT32_MAX would wrap to a negative penalty */
+    if (s->counts && token >= 0 && token < s->n_vocab && s->counts[token] < INT32_MAX) s->counts[token]++;
     if (!s->p.repeat_last_n) return;
     s->history[s->history_at] = token;
     s->history_at = (s->history_at + 1) % s->p.repeat_last_n;
@@ -128,6 +139,10 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
             if (seen) continue;
             v[t] = v[t] > 0 ? v[t] / s->p.repeat_penalty : v[t] * s->p.repeat_penalty;
         }
+    }
+    if (s->counts) {
+        for (int t = 0; t < n; t++)
+            if (s->counts[t]) v[t] -= s->p.presence_penalty + s->p.frequency_penalty * (float)s->counts[t];
     }
     if (s->p.temp <= 0.0f) {
         int best = 0;

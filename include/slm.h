@@ -232,6 +232,11 @@ typedef struct slm_sampler_params {
     float repeat_penalty; /* 1: off; > 0 */
     int repeat_last_n;    /* tokens of history the penalty looks at */
     uint64_t seed;
+    /* OpenAI's additive penalties over every token accepted since the sampler was created (not only the
+     * last repeat_last_n): a token's logit loses presence_penalty once it has occurred and
+     * frequency_penalty per occurrence. 0: off (the default); negative values favour repeats. */
+    float presence_penalty;
+    float frequency_penalty;
 } slm_sampler_params;
 slm_sampler_params slm_sampler_params_default(void);
 
@@ -240,7 +245,8 @@ typedef struct slm_sampler slm_sampler;
 slm_status slm_sampler_create(const slm_sampler_params *p, int n_vocab, slm_sampler **out, slm_error *err);
 void slm_sampler_free(slm_sampler *s);
 int32_t slm_sampler_sample(slm_sampler *s, const float *logits);
-void slm_sampler_accept(slm_sampler *s, int32_t token); /* history for the repetition penalty */
+void slm_sampler_accept(slm_sampler *s, int32_t token); /* history for the repetition, presence and frequency
+                                                          penalties */
 
 /* ---- measurement (slm-bench) ---- */
 /* What a benchmark reports beside speed: the file's quantization, the backends of this build, and a device's

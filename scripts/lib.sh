@@ -18,9 +18,10 @@ SLM_VENV="$SLM_ROOT/.venv"
 SLM_MODELS="$SLM_ROOT/.cache/models"
 SLM_SMOLLM2="$SLM_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# Debian packages the build, the Vulkan backend (lavapipe runs it without a GPU), the sanitizer and fuzz
-# builds (clang + its runtime) and the Python reference tests need.
-SLM_APT_PACKAGES=(build-essential cmake pkg-config libpcre2-dev libicu-dev clang clang-format libclang-rt-14-dev
+# Debian packages the build, `slm serve` (libmicrohttpd, jansson), the Vulkan backend (lavapipe runs it without
+# a GPU), the sanitizer and fuzz builds (clang + its runtime) and the Python reference tests need.
+SLM_APT_PACKAGES=(build-essential cmake pkg-config libpcre2-dev libicu-dev libmicrohttpd-dev libjansson-dev
+                  clang clang-format libclang-rt-14-dev
                   mesa-vulkan-drivers libvulkan-dev glslang-tools vulkan-tools
                   python3-venv python3-pip curl ca-certificates)
 

@@ -114,6 +114,44 @@ int main(void) {
     CHECK(slm_sampler_sample(s, rp) == 11, "penalised 10 (2.0/2 = 1.0 < 1.5) must lose to 11");
     slm_sampler_free(s);
 
+    /* presence penalty: once per token that occurred, however often; frequency: per occurrence */
+    float pp[V];
+    for (int i = 0; i < V; i++) pp[i] = 0;
+    pp[20] = 3.0f;
+    pp[21] = 2.5f;
+    pp[22] = 1.0f;
+    p = slm_sampler_params_default();
+    p.temp = 0;
+    p.presence_penalty = 1.0f;
+    slm_sampler_create(&p, V, &s, &err);
+    CHECK(slm_sampler_sample(s, pp) == 20, "presence: no history, argmax");
+    slm_sampler_accept(s, 20);
+    CHECK(slm_sampler_sample(s, pp) == 21, "presence: 20 at 3 - 1 = 2 must lose to 21 at 2.5");
+    slm_sampler_accept(s, 21);
+    slm_sampler_accept(s, 21);
+    slm_sampler_accept(s, 21);
+    CHECK(slm_sampler_sample(s, pp) == 20, "presence counts once: 20 at 2 beats 21 at 1.5");
+    slm_sampler_free(s);
+    p.presence_penalty = 0;
+    p.frequency_penalty = 0.6f;
+    p.repeat_last_n = 2; /* the additive penalties see the whole history, not this window */
+    slm_sampler_create(&p, V, &s, &err);
+    slm_sampler_accept(s, 20);
+    CHECK(slm_sampler_sample(s, pp) == 21, "frequency: 20 at 3 - 0.6 = 2.4 must lose to 21 at 2.5");
+    slm_sampler_accept(s, 21);
+    slm_sampler_accept(s, 21);
+    slm_sampler_accept(s, 22);
+    slm_sampler_accept(s, 22);
+    /* 20: 2.4, 21: 2.5 - 1.2 = 1.3, 22: 1 - 1.2 = -0.2 */
+    CHECK(slm_sampler_sample(s, pp) == 20, "frequency: per occurrence, beyond repeat_last_n");
+    slm_sampler_free(s);
+    /* a negative penalty favours what occurred */
+    p.frequency_penalty = -2.5f;
+    slm_sampler_create(&p, V, &s, &err);
+    slm_sampler_accept(s, 22);
+    CHECK(slm_sampler_sample(s, pp) == 22, "a negative penalty must favour 22 (1 + 2.5 = 3.5 > 3)");
+    slm_sampler_free(s);
+
     CHECK(slm_sampler_create(&p, 0, &s, &err) == SLM_ERR_INVALID_ARG, "zero vocab must fail");
     /* settings the server and the CLI may pass through from a user: NaN, inf and a zero penalty are refused */
     float bad[] = {NAN, INFINITY, -INFINITY};
@@ -130,6 +168,12 @@ int main(void) {
         q = slm_sampler_params_default();
         q.repeat_penalty = bad[i];
         CHECK(slm_sampler_create(&q, V, &s, &err) == SLM_ERR_INVALID_ARG, "repeat_penalty %g must fail", bad[i]);
+        q = slm_sampler_params_default();
+        q.presence_penalty = bad[i];
+        CHECK(slm_sampler_create(&q, V, &s, &err) == SLM_ERR_INVALID_ARG, "presence_penalty %g must fail", bad[i]);
+        q = slm_sampler_params_default();
+        q.frequency_penalty = bad[i];
+        CHECK(slm_sampler_create(&q, V, &s, &err) == SLM_ERR_INVALID_ARG, "frequency_penalty %g must fail", bad[i]);
     }
     p = slm_sampler_params_default();
     p.repeat_penalty = 0;

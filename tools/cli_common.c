@@ -32,6 +32,19 @@ void slm_cli_usage(FILE *f, const char *cmd) {
                   "                                                              then print N greedy token ids\n"
                 : "usage: slm logits -m MODEL --tokens ID,ID,... [--out FILE] [-n N]\n"
                   "  writes float32 logits [T][n_vocab] to FILE, then prints N greedy token ids\n");
+    if (all || !strcmp(cmd, "serve"))
+        fprintf(f, "%s",
+                all ? "  serve   -m MODEL [--port 8080] [--parallel N]               OpenAI-compatible HTTP server\n"
+                    : "usage: slm serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX]\n"
+                      "                 [--api-key KEY] [--queue-limit N] [-n N]\n"
+                      "  serves the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models) and /health,\n"
+                      "  /metrics until SIGINT or SIGTERM. --host: the address to listen on (default 127.0.0.1,\n"
+                      "  this machine only); --port 0: any free port; --parallel: requests generated at once\n"
+                      "  (default 1; each has a context of -c tokens); --queue-limit: requests that may wait for\n"
+                      "  a slot before the server answers 503 (default 64); --api-key (or $SLM_API_KEY): every\n"
+                      "  request needs 'Authorization: Bearer KEY'; -n: max_tokens when a request has none\n"
+                      "  (default: until the context is full). The sampling options are the defaults that a\n"
+                      "  request's fields override.\n");
     if (all || !strcmp(cmd, "devices"))
         fprintf(f, "%s",
                 all ? "  devices                                                     list compute devices\n"
@@ -102,6 +115,10 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
     o->params = slm_params_default();
     o->sampling = slm_sampler_params_default();
     o->n_predict = 128;
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->parallel = 1;
+    o->queue_limit = 64;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         /* flags first, so that an unknown option is never taken for one missing its value */
@@ -143,6 +160,11 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
                                                  "--vram-budget",
                                                  "-ts",
                                                  "--tensor-split",
+                                                 "--host",
+                                                 "--port",
+                                                 "--parallel",
+                                                 "--queue-limit",
+                                                 "--api-key",
                                                  NULL};
         bool known = false;
         for (int k = 0; with_value[k] && !known; k++) known = !strcmp(a, with_value[k]);
@@ -159,7 +181,7 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
         /* text values: an empty model path, output file or device is a mistake (an empty prompt is refused
          * by `slm run` itself, an empty system message is a valid choice) */
         if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--out") || !strcmp(a, "--device") ||
-            !strcmp(a, "--tokens")) {
+            !strcmp(a, "--tokens") || !strcmp(a, "--host") || !strcmp(a, "--api-key")) {
             if (!*v) ok = bad(a, v, "empty");
         }
         if (!ok) return false;
@@ -168,6 +190,11 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
         else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--host")) o->host = v;
+        else if (!strcmp(a, "--api-key")) o->api_key = v;
+        else if (!strcmp(a, "--port")) ok = opt_int(a, v, 0, 65535, &o->port);
+        else if (!strcmp(a, "--parallel")) ok = opt_int(a, v, 1, 256, &o->parallel);
+        else if (!strcmp(a, "--queue-limit")) ok = opt_int(a, v, 0, 1 << 20, &o->queue_limit);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             ok = opt_int(a, v, 0, 1 << 24, &o->n_predict);
             o->n_predict_set = true;

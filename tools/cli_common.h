@@ -20,12 +20,18 @@ typedef struct slm_cli_opts {
     bool no_bos;
     bool no_parse_special; /* chat: the user's text is never read as special tokens */
     bool help;             /* -h/--help: print the usage and exit 0 */
+    /* serve */
+    const char *host;    /* address to bind (default 127.0.0.1: nothing beyond this machine) */
+    int port;            /* 0: any free port */
+    int parallel;        /* slots: requests generated at once */
+    int queue_limit;     /* requests waiting for a slot before 503 */
+    const char *api_key; /* NULL: none asked */
     slm_params params;
     slm_debug_params debug; /* --f32-act */
     slm_sampler_params sampling;
 } slm_cli_opts;
 
-/* Parses argv[first..] for subcommand cmd ("run", "chat", "logits"); on a bad option prints one line to
+/* Parses argv[first..] for subcommand cmd ("run", "chat", "logits", "serve"); on a bad option prints one line to
  * stderr and returns false. Every number is checked strictly (tools/cli_number.h) and against its range. */
 bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_opts *o);
 /* The usage of subcommand cmd (NULL: every subcommand) on f. */
@@ -40,5 +46,6 @@ bool slm_cli_write(const char *text, size_t n);
 bool slm_cli_close_stdout(void);
 
 int slm_cmd_chat(int argc, char **argv);
+int slm_cmd_serve(int argc, char **argv); /* tools/cmd_serve.c; only in a build with the server */
 
 #endif

@@ -1,4 +1,4 @@
-/* The slm command: run, chat, logits, devices.
+/* The slm command: run, chat, logits, devices, serve.
  *
  * Output: every write to stdout and to --out files is checked, and stdout is flushed and closed before the
  * exit status is chosen, so a full disk or a closed descriptor is an error with its reason and exit 1, never
@@ -299,6 +299,17 @@ static int dispatch(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "chat")) return slm_cmd_chat(argc, argv);
+    if (!strcmp(cmd, "serve")) {
+#ifdef SLM_HAVE_SERVE
+        return slm_cmd_serve(argc, argv);
+#else
+        fprintf(stderr,
+                "slm: this slm was built without the server (configured with SLM_SERVE=OFF, or without "
+                "libmicrohttpd and jansson: on Debian apt install libmicrohttpd-dev libjansson-dev, then "
+                "configure and build again)\n");
+        return 1;
+#endif
+    }
     if (!strcmp(cmd, "devices")) {
         for (int i = 2; i < argc; i++) {
             if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
