@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <float.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,32 @@ void slm_cli_usage(FILE *f, const char *cmd) {
                   "                                                              then print N greedy token ids\n"
                 : "usage: slm logits -m MODEL --tokens ID,ID,... [--out FILE] [-n N]\n"
                   "  writes float32 logits [T][n_vocab] to FILE, then prints N greedy token ids\n");
+    if (all || !strcmp(cmd, "perplexity"))
+        fprintf(f, "%s",
+                all ? "  perplexity -m MODEL -f TEXT [-c 512] [--chunks N]           perplexity of a text; KL against "
+                      "a base\n"
+                    : "usage: slm perplexity -m MODEL -f TEXT [-c 512] [-b N] [--chunks N]\n"
+                      "                      [--kl-divergence-base FILE [--kl-divergence]]\n"
+                      "  splits the text's tokens into chunks of -c tokens (default 512; BOS first when the model\n"
+                      "  adds one), evaluates each from scratch and scores the second half of each; prints the\n"
+                      "  running perplexity per chunk, then the perplexity with its standard error and tokens/s.\n"
+                      "  At least 2 chunks of text are needed; --chunks N scores the first N only.\n"
+                      "  --kl-divergence-base FILE: also writes the log-probabilities of every scored token to\n"
+                      "  FILE (a reference, from the higher-precision model). With --kl-divergence: reads FILE\n"
+                      "  instead and compares this model (or device, or build) with it: mean and max KL\n"
+                      "  divergence, top-1 agreement; the tokens come from FILE (-f is then optional, and\n"
+                      "  must give the same tokens when present).\n");
+    if (all || !strcmp(cmd, "tokenize"))
+        fprintf(f, "%s",
+                all ? "  tokenize -m MODEL -p TEXT|-f FILE [--ids|--pieces]          print the model's tokens\n"
+                    : "usage: slm tokenize -m MODEL (-p TEXT | -f FILE) [--ids | --pieces] [--no-bos]\n"
+                      "                    [--parse-special]\n"
+                      "  prints the tokens of TEXT as the model's tokenizer makes them: one line per token,\n"
+                      "  ID<TAB>'PIECE' (the piece's control characters, quote, backslash and bytes that are\n"
+                      "  not UTF-8 escaped C-style); --ids: one list [ID, ID, ...]; --pieces: the pieces\n"
+                      "  alone, one a line. The count goes to stderr. --no-bos: without the BOS (and other\n"
+                      "  special tokens) the model adds; --parse-special: special-token text in TEXT\n"
+                      "  (\"<|im_start|>\") is the special token (by default it is plain text).\n");
     if (all || !strcmp(cmd, "serve"))
         fprintf(f, "%s",
                 all ? "  serve   -m MODEL [--port 8080] [--parallel N]               OpenAI-compatible HTTP server\n"
@@ -49,7 +76,7 @@ void slm_cli_usage(FILE *f, const char *cmd) {
         fprintf(f, "%s",
                 all ? "  devices                                                     list compute devices\n"
                     : "usage: slm devices\n  lists the compute devices of every compiled-in backend\n");
-    if (!all && !strcmp(cmd, "devices")) return;
+    if (!all && (!strcmp(cmd, "devices") || !strcmp(cmd, "tokenize"))) return;
     fprintf(f,
             "options: -t THREADS  -c CTX  -b BATCH  --temp T (>= 0)  --top-k K  --top-p P (0 < P <= 1)\n"
             "         --min-p P (0..1)  --repeat-penalty R (> 0)  --repeat-last-n N  --seed S  --greedy\n"
@@ -128,6 +155,10 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
         else if (!strcmp(a, "--f32-act")) o->debug.f32_activations = true;
         else if (!strcmp(a, "--no-bos")) o->no_bos = true;
         else if (!strcmp(a, "--no-parse-special")) o->no_parse_special = true;
+        else if (!strcmp(a, "--parse-special")) o->parse_special = true;
+        else if (!strcmp(a, "--kl-divergence")) o->kl = true;
+        else if (!strcmp(a, "--ids")) o->ids = true;
+        else if (!strcmp(a, "--pieces")) o->pieces = true;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->params.verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) o->help = true;
         else flag = false;
@@ -165,6 +196,10 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
                                                  "--parallel",
                                                  "--queue-limit",
                                                  "--api-key",
+                                                 "-f",
+                                                 "--file",
+                                                 "--kl-divergence-base",
+                                                 "--chunks",
                                                  NULL};
         bool known = false;
         for (int k = 0; with_value[k] && !known; k++) known = !strcmp(a, with_value[k]);
@@ -181,7 +216,8 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
         /* text values: an empty model path, output file or device is a mistake (an empty prompt is refused
          * by `slm run` itself, an empty system message is a valid choice) */
         if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--out") || !strcmp(a, "--device") ||
-            !strcmp(a, "--tokens") || !strcmp(a, "--host") || !strcmp(a, "--api-key")) {
+            !strcmp(a, "--tokens") || !strcmp(a, "--host") || !strcmp(a, "--api-key") || !strcmp(a, "-f") ||
+            !strcmp(a, "--file") || !strcmp(a, "--kl-divergence-base")) {
             if (!*v) ok = bad(a, v, "empty");
         }
         if (!ok) return false;
@@ -192,6 +228,9 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
         else if (!strcmp(a, "--out")) o->out = v;
         else if (!strcmp(a, "--host")) o->host = v;
         else if (!strcmp(a, "--api-key")) o->api_key = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->file = v;
+        else if (!strcmp(a, "--kl-divergence-base")) o->kl_base = v;
+        else if (!strcmp(a, "--chunks")) ok = opt_int(a, v, 1, 1 << 24, &o->chunks);
         else if (!strcmp(a, "--port")) ok = opt_int(a, v, 0, 65535, &o->port);
         else if (!strcmp(a, "--parallel")) ok = opt_int(a, v, 1, 256, &o->parallel);
         else if (!strcmp(a, "--queue-limit")) ok = opt_int(a, v, 0, 1 << 20, &o->queue_limit);
@@ -231,6 +270,100 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
         if (!ok) return false;
     }
     return true;
+}
+
+int slm_cli_fail(const char *what, slm_status s, const slm_error *err) {
+    fprintf(stderr, "slm: %s: %s (%s)\n", what, err->msg[0] ? err->msg : "failed", slm_status_name(s));
+    return 1;
+}
+
+int slm_cli_load(const slm_cli_opts *o, slm_model **m, slm_context **c) {
+    slm_error err = {{0}};
+    if (!o->model) {
+        fprintf(stderr, "slm: no model given (-m FILE)\n");
+        return 1;
+    }
+    slm_status s = slm_model_load_debug(o->model, &o->params, &o->debug, m, &err);
+    if (s) return slm_cli_fail("cannot load model", s, &err);
+    slm_plan_info plan = slm_model_plan_info(*m);
+    if (o->params.verbose || plan.note[0]) {
+        if (plan.note[0]) fprintf(stderr, "slm: %s\n", plan.note);
+        fprintf(stderr, "slm: plan: %s\n", plan.text);
+    }
+    if (!c) return 0;
+    s = slm_context_create(*m, c, &err);
+    if (s) {
+        slm_model_free(*m);
+        return slm_cli_fail("cannot create context", s, &err);
+    }
+    return 0;
+}
+
+char *slm_cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "slm: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    int e = 0;
+    while (buf) {
+        if (n == cap) {
+            char *bigger = cap < SIZE_MAX / 4 ? realloc(buf, cap * 2 + 1) : NULL;
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                e = ENOMEM;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        errno = 0;
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                e = errno ? errno : EIO;
+                free(buf);
+                buf = NULL;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    if (!buf) {
+        fprintf(stderr, "slm: cannot read %s: %s\n", path, strerror(e ? e : ENOMEM));
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+int32_t *slm_cli_tokenize(const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,
+                          int *n) {
+    slm_error err = {{0}};
+    /* a guess first (tokens rarely outnumber bytes); the call says how many it needs when it is short */
+    int cap = len < (1u << 20) ? (int)len + 16 : 1 << 20;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int32_t *ids = malloc((size_t)cap * sizeof *ids);
+        if (!ids) {
+            fprintf(stderr, "slm: out of memory for %d tokens\n", cap);
+            return NULL;
+        }
+        slm_status s = slm_tokenize(m, text, len, add_special, parse_special, ids, cap, n, &err);
+        if (!s) return ids;
+        free(ids);
+        if (s != SLM_ERR_CONTEXT || *n <= cap) {
+            slm_cli_fail("cannot tokenize the text", s, &err);
+            return NULL;
+        }
+        cap = *n;
+    }
+    fprintf(stderr, "slm: cannot tokenize the text: its length changed between two calls\n");
+    return NULL;
 }
 
 /* A failed write to stdout was reported already: slm_cli_close_stdout does not say it twice. */

@@ -3,6 +3,7 @@
 #define SLM_CLI_COMMON_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "slm.h"
@@ -14,6 +15,15 @@ typedef struct slm_cli_opts {
     const char *system;
     const char *tokens; /* "1,2,3" for `slm logits` */
     const char *out;    /* logits output file */
+    const char *file;   /* -f: the text of perplexity and tokenize */
+    /* perplexity */
+    const char *kl_base; /* --kl-divergence-base FILE */
+    bool kl;             /* --kl-divergence: compare against kl_base instead of writing it */
+    int chunks;          /* --chunks N: at most N chunks (0: all) */
+    /* tokenize */
+    bool ids;           /* --ids: a [1, 2, 3] list */
+    bool pieces;        /* --pieces: the pieces alone, one a line */
+    bool parse_special; /* --parse-special: special-token text becomes the token */
     int n_predict;
     bool n_predict_set; /* -n was given (chat has its own default) */
     bool chat;
@@ -31,7 +41,7 @@ typedef struct slm_cli_opts {
     slm_sampler_params sampling;
 } slm_cli_opts;
 
-/* Parses argv[first..] for subcommand cmd ("run", "chat", "logits", "serve"); on a bad option prints one line to
+/* Parses argv[first..] for subcommand cmd ("run", "chat", "logits", "serve", "perplexity", "tokenize"); on a bad option prints one line to
  * stderr and returns false. Every number is checked strictly (tools/cli_number.h) and against its range. */
 bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_opts *o);
 /* The usage of subcommand cmd (NULL: every subcommand) on f. */
@@ -45,7 +55,22 @@ bool slm_cli_write(const char *text, size_t n);
  * a write error is a failure. Call cli_guard_std_fds (cli_io.h) first thing. */
 bool slm_cli_close_stdout(void);
 
+/* Prints "slm: WHAT: MESSAGE (STATUS)" to stderr and returns 1 (the exit status). */
+int slm_cli_fail(const char *what, slm_status s, const slm_error *err);
+/* Loads o->model with o's params (printing the plan when verbose or noteworthy) and creates a context (c
+ * NULL: none); returns 0, or 1 with the reason printed and nothing left allocated. */
+int slm_cli_load(const slm_cli_opts *o, slm_model **m, slm_context **c);
+
+/* The whole of file path, malloc'd and NUL-terminated (for text), its length in *len; NULL with the reason
+ * printed ("slm: cannot read X: No such file or directory"). */
+char *slm_cli_read_file(const char *path, size_t *len);
+/* slm_tokenize into a malloc'd array of the size it needs; NULL with the reason printed. */
+int32_t *slm_cli_tokenize(const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,
+                          int *n);
+
 int slm_cmd_chat(int argc, char **argv);
-int slm_cmd_serve(int argc, char **argv); /* tools/cmd_serve.c; only in a build with the server */
+int slm_cmd_perplexity(int argc, char **argv); /* tools/cmd_perplexity.c */
+int slm_cmd_tokenize(int argc, char **argv);   /* tools/cmd_tokenize.c */
+int slm_cmd_serve(int argc, char **argv);      /* tools/cmd_serve.c; only in a build with the server */
 
 #endif

@@ -1,4 +1,4 @@
-/* The slm command: run, chat, logits, devices, serve.
+/* The slm command: run, chat, logits, perplexity, tokenize, devices, serve.
  *
  * Output: every write to stdout and to --out files is checked, and stdout is flushed and closed before the
  * exit status is chosen, so a full disk or a closed descriptor is an error with its reason and exit 1, never
@@ -16,32 +16,6 @@
 #include "cli_number.h"
 #include "slm.h"
 
-static int fail(const char *what, slm_status s, const slm_error *err) {
-    fprintf(stderr, "slm: %s: %s (%s)\n", what, err->msg[0] ? err->msg : "failed", slm_status_name(s));
-    return 1;
-}
-
-static int load(const slm_cli_opts *o, slm_model **m, slm_context **c) {
-    slm_error err = {{0}};
-    if (!o->model) {
-        fprintf(stderr, "slm: no model given (-m FILE)\n");
-        return 1;
-    }
-    slm_status s = slm_model_load_debug(o->model, &o->params, &o->debug, m, &err);
-    if (s) return fail("cannot load model", s, &err);
-    slm_plan_info plan = slm_model_plan_info(*m);
-    if (o->params.verbose || plan.note[0]) {
-        if (plan.note[0]) fprintf(stderr, "slm: %s\n", plan.note);
-        fprintf(stderr, "slm: plan: %s\n", plan.text);
-    }
-    s = slm_context_create(*m, c, &err);
-    if (s) {
-        slm_model_free(*m);
-        return fail("cannot create context", s, &err);
-    }
-    return 0;
-}
-
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -55,7 +29,7 @@ static int cmd_run(const slm_cli_opts *o) {
     }
     slm_model *m;
     slm_context *c;
-    if (load(o, &m, &c)) return 1;
+    if (slm_cli_load(o, &m, &c)) return 1;
     slm_error err = {{0}};
     int rc = 1;
     int32_t *toks = NULL;
@@ -84,7 +58,7 @@ static int cmd_run(const slm_cli_opts *o) {
         goto done;
     }
     if (s) {
-        fail("cannot tokenize the prompt", s, &err);
+        slm_cli_fail("cannot tokenize the prompt", s, &err);
         goto done;
     }
     if (n == 0) {
@@ -93,21 +67,21 @@ static int cmd_run(const slm_cli_opts *o) {
     }
     s = slm_sampler_create(&o->sampling, slm_model_get_info(m).n_vocab, &smp, &err);
     if (s) {
-        fail("sampler", s, &err);
+        slm_cli_fail("sampler", s, &err);
         goto done;
     }
     for (int i = 0; i < n; i++) slm_sampler_accept(smp, toks[i]);
     /* the generated text continues the prompt: a SentencePiece word's leading space is kept */
     s = slm_detokenizer_create(m, false, &detok, &err);
     if (s) {
-        fail("detokenizer", s, &err);
+        slm_cli_fail("detokenizer", s, &err);
         goto done;
     }
     double t0 = now_s();
     s = slm_eval(c, toks, n, false, &err);
     double prompt_s = now_s() - t0, gen_s = 0;
     if (s) {
-        fail("eval", s, &err);
+        slm_cli_fail("eval", s, &err);
         goto done;
     }
     /* n_gen counts the tokens sampled and shown; n_eval those evaluated after them (the last one is not:
@@ -132,7 +106,7 @@ static int cmd_run(const slm_cli_opts *o) {
         gen_s += now_s() - t0;
         n_eval++;
         if (s) {
-            fail("eval", s, &err);
+            slm_cli_fail("eval", s, &err);
             goto done;
         }
     }
@@ -204,7 +178,7 @@ static int cmd_logits(const slm_cli_opts *o) {
     if (!ids) return 1;
     slm_model *m;
     slm_context *c;
-    if (load(o, &m, &c)) {
+    if (slm_cli_load(o, &m, &c)) {
         free(ids);
         return 1;
     }
@@ -212,7 +186,7 @@ static int cmd_logits(const slm_cli_opts *o) {
     int rc = 1, n_vocab = slm_model_get_info(m).n_vocab;
     slm_status s = slm_eval(c, ids, n, true, &err);
     if (s) {
-        fail("eval", s, &err);
+        slm_cli_fail("eval", s, &err);
         goto done;
     }
     if (o->out) {
@@ -248,7 +222,7 @@ static int cmd_logits(const slm_cli_opts *o) {
         if (g + 1 == o->n_predict) break;
         s = slm_eval(c, &best, 1, false, &err);
         if (s) {
-            fail("eval", s, &err);
+            slm_cli_fail("eval", s, &err);
             goto done;
         }
     }
@@ -299,6 +273,8 @@ static int dispatch(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "chat")) return slm_cmd_chat(argc, argv);
+    if (!strcmp(cmd, "perplexity")) return slm_cmd_perplexity(argc, argv);
+    if (!strcmp(cmd, "tokenize")) return slm_cmd_tokenize(argc, argv);
     if (!strcmp(cmd, "serve")) {
 #ifdef SLM_HAVE_SERVE
         return slm_cmd_serve(argc, argv);

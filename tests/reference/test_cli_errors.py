@@ -138,7 +138,7 @@ def options(t, slm, bench, model):
 
 
 def helps(t, slm, bench):
-    for cmd in (["run"], ["chat"], ["logits"], ["devices"], []):
+    for cmd in (["run"], ["chat"], ["logits"], ["perplexity"], ["tokenize"], ["devices"], []):
         for flag in ("-h", "--help"):
             rc, out, err = run([slm] + cmd + [flag])
             name = cmd[0] if cmd else "<command>"
