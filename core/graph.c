@@ -102,6 +102,10 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
      * ([heads*hd, T] is [hd, heads*T] column by column), so no op of its own is needed. */
     for (int i = 0; L->q_norm.buf && i < 2; i++) {
         slm_tensor t = i ? k : q;
+        /* the view needs the token columns back to back, as scratch.c lays them out */
+        if (t.ne[1] > 1 && t.nb[1] != (size_t)t.ne[0] * sizeof(float))
+            return slm_fail(err, SLM_ERR_UNSUPPORTED, "graph: %s columns are padded; per-head norms need them packed",
+                            i ? "k" : "q");
         t.ne[0] = hp->head_dim;
         t.ne[1] = (i ? hp->n_head_kv : hp->n_head) * T;
         t.nb[1] = (size_t)hp->head_dim * sizeof(float);
