@@ -55,7 +55,8 @@ typedef enum slm_op_kind {
     /* dst f32 [n_embd, T] = row src1[t] of src0 (weight table [n_embd, n_vocab]) for each t;
      * src1 i32 [T] ids. */
     SLM_OP_EMBED,
-    /* dst f32 [n, T] = src0 f32 [n, T] / rms(column) * src1 f32 [n]; p.norm.eps finite, >= 0. */
+    /* dst f32 [n, T] = src0 f32 [n, T] / rms(column) * src1 f32 [n]; p.norm.eps finite, >= 0. dst may be the
+     * very same view as src0 (in place: per-head norms of q and k, as [head_dim, heads*T]). */
     SLM_OP_RMSNORM,
     /* dst f32 [N, T] = src0 (weight [K, N]) . src1 f32 [K, T] (+ src2 f32 [N], optional bias). */
     SLM_OP_MATMUL,

@@ -142,13 +142,18 @@ static bool overlap(const slm_tensor *a, const slm_tensor *b) {
 /* dst does not share bytes with a source, except where the kind allows the very same view (in place). */
 static slm_status aliasing(const slm_op *op, slm_error *err) {
     bool elementwise = op->kind == SLM_OP_ADD || op->kind == SLM_OP_SWIGLU;
+    /* RMSNorm may too (src0 only): every kernel sums a column before writing it, and each element is written
+     * by the thread that read it */
+    bool in_place_src0 = op->kind == SLM_OP_RMSNORM;
     for (int i = 0; i < 4; i++) {
         const slm_tensor *s = &op->src[i];
         if (!s->buf || !overlap(&op->dst, s)) continue;
         if (op->kind == SLM_OP_ROPE && i == 0) continue; /* checked to be the same view */
         if (elementwise && i < 2 && same_view(&op->dst, s)) continue;
+        if (in_place_src0 && i == 0 && same_view(&op->dst, s)) continue;
         return bad(op, err, SLM_ERR_INVALID_ARG, 0, "overlaps src%d (%s)%s", i, k_slots[op->kind][i + 1].role,
-                   elementwise ? " without being the same view" : "; this op cannot run in place");
+                   elementwise || (in_place_src0 && i == 0) ? " without being the same view"
+                                                            : "; this op cannot run in place");
     }
     return SLM_OK;
 }

@@ -55,9 +55,15 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
          * rotation of half-split pairs; no biases. */
         hp->arch = SLM_ARCH_PHI3;
         hp->rope_neox = true;
+    } else if (!strcmp(arch, "qwen3")) {
+        /* Qwen 3: qwen2's block without q/k/v biases, each q and k head RMS-normalized (with a learned weight)
+         * before rotation; head_dim comes from attention.key_length and need not be n_embd / n_head. */
+        hp->arch = SLM_ARCH_QWEN3;
+        hp->rope_neox = true;
+        hp->has_qk_norm = true;
     } else {
-        return slm_fail(err, SLM_ERR_UNSUPPORTED, "unsupported architecture '%s' (supported: llama, qwen2, phi3)",
-                        arch);
+        return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                        "unsupported architecture '%s' (supported: llama, qwen2, qwen3, phi3)", arch);
     }
     slm_status s;
     if ((s = read_int(g, arch, "block_count", true, 0, &hp->n_layer, err)) ||

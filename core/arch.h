@@ -7,7 +7,7 @@
 
 #include "gguf.h"
 
-typedef enum slm_arch_kind { SLM_ARCH_LLAMA, SLM_ARCH_QWEN2, SLM_ARCH_PHI3 } slm_arch_kind;
+typedef enum slm_arch_kind { SLM_ARCH_LLAMA, SLM_ARCH_QWEN2, SLM_ARCH_PHI3, SLM_ARCH_QWEN3 } slm_arch_kind;
 
 typedef struct slm_hparams {
     slm_arch_kind arch;
@@ -16,6 +16,7 @@ typedef struct slm_hparams {
     float norm_eps, rope_freq_base, rope_freq_scale;
     bool rope_neox;    /* NeoX-style pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
     bool has_qkv_bias; /* qwen2 */
+    bool has_qk_norm;  /* qwen3: RMSNorm of each q and k head (weights [head_dim]) before RoPE */
     /* phi3: the context the rope frequencies were trained for before long-context extension
      * ({arch}.rope.scaling.original_context_length; 0 when absent), and the sliding attention window
      * ({arch}.attention.sliding_window; 0 when absent or disabled, as Phi-4 files say). */

@@ -98,6 +98,22 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
         (s = matmul(g, il, d, "attn_v", L->wv, L->bv, xn, v, err)))
         return s;
     slm_tensor qh = heads_view(q, hp->head_dim), kh = heads_view(k, hp->head_dim);
+    /* qwen3 normalizes each head of q and k before rotation: the RMSNorm op in place over columns of head_dim
+     * ([heads*hd, T] is [hd, heads*T] column by column), so no op of its own is needed. */
+    for (int i = 0; L->q_norm.buf && i < 2; i++) {
+        slm_tensor t = i ? k : q;
+        /* the view needs the token columns back to back, as scratch.c lays them out */
+        if (t.ne[1] > 1 && t.nb[1] != (size_t)t.ne[0] * sizeof(float))
+            return slm_fail(err, SLM_ERR_UNSUPPORTED, "graph: %s columns are padded; per-head norms need them packed",
+                            i ? "k" : "q");
+        t.ne[0] = hp->head_dim;
+        t.ne[1] = (i ? hp->n_head_kv : hp->n_head) * T;
+        t.nb[1] = (size_t)hp->head_dim * sizeof(float);
+        PUSH(SLM_OP_RMSNORM, i ? "attn_k_norm" : "attn_q_norm");
+        op->dst = op->src[0] = t;
+        op->src[1] = i ? L->k_norm : L->q_norm;
+        op->p.norm.eps = hp->norm_eps;
+    }
     for (int i = 0; i < 2; i++) {
         PUSH(SLM_OP_ROPE, i ? "rope_k" : "rope_q");
         op->dst = op->src[0] = i ? kh : qh;

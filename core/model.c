@@ -75,6 +75,8 @@ static slm_status bind_layer(slm_model *m, int il, slm_error *err) {
     BIND("attn_q.bias", Q, 0, hp->has_qkv_bias, bq);
     BIND("attn_k.bias", KV, 0, hp->has_qkv_bias, bk);
     BIND("attn_v.bias", KV, 0, hp->has_qkv_bias, bv);
+    BIND("attn_q_norm.weight", hp->head_dim, 0, hp->has_qk_norm, q_norm);
+    BIND("attn_k_norm.weight", hp->head_dim, 0, hp->has_qk_norm, k_norm);
     BIND("ffn_norm.weight", E, 0, true, ffn_norm);
     NAME("ffn_gate.weight");
     if (phi3 && !has_tensor(m, n)) {

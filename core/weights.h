@@ -6,12 +6,13 @@
 
 #include "backend.h"
 
-#define SLM_LAYER_MAX_WEIGHTS 12
+#define SLM_LAYER_MAX_WEIGHTS 14
 
 typedef struct slm_layer {
     slm_tensor attn_norm;            /* f32 [n_embd] */
     slm_tensor wq, wk, wv, wo;       /* [n_embd, n_head*hd], [n_embd, n_kv*hd] x2, [n_head*hd, n_embd] */
     slm_tensor bq, bk, bv;           /* f32 biases (qwen2), buf NULL when absent */
+    slm_tensor q_norm, k_norm;       /* f32 [head_dim] per-head norms (qwen3), buf NULL when absent */
     slm_tensor ffn_norm;             /* f32 [n_embd] */
     slm_tensor w_gate, w_up, w_down; /* [n_embd, n_ff] x2, [n_ff, n_embd] */
 } slm_layer;

@@ -24,7 +24,7 @@ typedef struct preset {
     const char *name, *model_name, *arch, *family;
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
     float rope_freq_base, norm_eps, rope_llama3_factor;
-    bool tied, qkv_bias;
+    bool tied, qkv_bias, qk_norm;
 } preset;
 
 static const preset PRESETS[] = {
@@ -37,6 +37,14 @@ static const preset PRESETS[] = {
      8.0f, false, false},
     {"qwen2.5-14b", "Qwen2.5 14B", "qwen2", "qwen2", 48, 5120, 40, 8, 128, 13824, 152064, 32768, 1000000.0f, 1e-6f,
      0.0f, false, true},
+    /* Qwen 3: per-head q/k norms and no biases; head_dim 128 whatever the width (0.6B's q has 2048 rows for
+     * an n_embd of 1024); the small one ties its head to the embedding */
+    {"qwen3-0.6b", "Qwen3 0.6B", "qwen3", "qwen2", 28, 1024, 16, 8, 128, 3072, 151936, 40960, 1000000.0f, 1e-6f, 0.0f,
+     true, false, true},
+    {"qwen3-8b", "Qwen3 8B", "qwen3", "qwen2", 36, 4096, 32, 8, 128, 12288, 151936, 40960, 1000000.0f, 1e-6f, 0.0f,
+     false, false, true},
+    {"qwen3-14b", "Qwen3 14B", "qwen3", "qwen2", 40, 5120, 40, 8, 128, 17408, 151936, 40960, 1000000.0f, 1e-6f, 0.0f,
+     false, false, true},
     /* Phi-4: a phi3-architecture model, written as real Phi-4 files are: fused attn_qkv and gate/up (ffn_up)
      * tensors, plain rope (base 250000, no long-context factors), no sliding window, untied head */
     {"phi4-14b", "Phi-4 14B", "phi3", "phi4", 40, 5120, 40, 10, 128, 17920, 100352, 16384, 250000.0f, 1e-5f, 0.0f,
@@ -46,8 +54,8 @@ static const preset PRESETS[] = {
 };
 #define N_PRESETS (sizeof PRESETS / sizeof PRESETS[0])
 
-static const char *const PRESET_NAMES[] = {"llama3-1b", "llama3-3b", "llama3-8b", "qwen2.5-14b",
-                                           "phi4-14b",  "custom",    NULL};
+static const char *const PRESET_NAMES[] = {"llama3-1b", "llama3-3b", "llama3-8b", "qwen2.5-14b", "qwen3-0.6b",
+                                           "qwen3-8b",  "qwen3-14b", "phi4-14b",  "custom",      NULL};
 
 const char *const *slm_synth_preset_names(void) { return PRESET_NAMES; }
 
@@ -83,7 +91,8 @@ slm_status slm_synth_parse(const char *spec, slm_synth_spec *out, slm_error *err
     if (!p)
         return slm_fail(
             err, SLM_ERR_INVALID_ARG,
-            "synthetic: unknown model '%s' (llama3-1b, llama3-3b, llama3-8b, qwen2.5-14b, phi4-14b, custom)",
+            "synthetic: unknown model '%s' (llama3-1b, llama3-3b, llama3-8b, qwen2.5-14b, qwen3-0.6b, qwen3-8b, "
+            "qwen3-14b, phi4-14b, custom)",
             tok ? tok : "");
     snprintf(out->model_name, sizeof out->model_name, "%s (synthetic)", p->model_name);
     snprintf(out->arch, sizeof out->arch, "%s", p->arch);
@@ -101,6 +110,7 @@ slm_status slm_synth_parse(const char *spec, slm_synth_spec *out, slm_error *err
     out->rope_llama3_factor = p->rope_llama3_factor;
     out->tied = p->tied;
     out->qkv_bias = p->qkv_bias;
+    out->qk_norm = p->qk_norm;
     out->quant = SLM_SYNTH_Q4_K_M;
     out->seed = 1234;
     bool head_dim_set = false, embd_or_head_set = false;
@@ -143,9 +153,10 @@ slm_status slm_synth_parse(const char *spec, slm_synth_spec *out, slm_error *err
             ok = parse_int(v, 0, 0x7fffffff, &x);
             out->seed = (uint64_t)x;
         } else if (!strcmp(k, "arch")) {
-            if (!strcmp(v, "llama")) out->qkv_bias = false;
-            else if (!strcmp(v, "qwen2")) out->qkv_bias = true;
-            else ok = false;
+            if (!strcmp(v, "llama") || !strcmp(v, "qwen2") || !strcmp(v, "qwen3")) {
+                out->qkv_bias = !strcmp(v, "qwen2");
+                out->qk_norm = !strcmp(v, "qwen3");
+            } else ok = false;
             if (ok) snprintf(out->arch, sizeof out->arch, "%s", v);
         } else
             return slm_fail(err, SLM_ERR_INVALID_ARG,
@@ -216,7 +227,7 @@ static void add_desc(const slm_synth_spec *s, tdesc *d, int *n, const char *name
     t->type = kind == T_WEIGHT ? fit(slm_synth_tensor_type(s, name), ne0) : SLM_F32;
 }
 
-/* Every tensor of the model in file order; d has room for 12 * n_layer + 8. */
+/* Every tensor of the model in file order; d has room for 14 * n_layer + 8. */
 static int list_tensors(const slm_synth_spec *s, tdesc *d) {
     int n = 0;
     int64_t E = s->n_embd, Q = (int64_t)s->n_head * s->head_dim, KV = (int64_t)s->n_head_kv * s->head_dim;
@@ -240,6 +251,10 @@ static int list_tensors(const slm_synth_spec *s, tdesc *d) {
             ADD("attn_q.bias", Q, 1, T_BIAS);
             ADD("attn_k.bias", KV, 1, T_BIAS);
             ADD("attn_v.bias", KV, 1, T_BIAS);
+        }
+        if (s->qk_norm) {
+            ADD("attn_q_norm.weight", s->head_dim, 1, T_NORM);
+            ADD("attn_k_norm.weight", s->head_dim, 1, T_NORM);
         }
         ADD("attn_output.weight", Q, E, T_WEIGHT);
         ADD("ffn_norm.weight", E, 1, T_NORM);
@@ -292,7 +307,7 @@ slm_status slm_synth_validate(const slm_synth_spec *s, slm_error *err) {
 }
 
 uint64_t slm_synth_param_count(const slm_synth_spec *s) {
-    tdesc *d = malloc(((size_t)s->n_layer * 12 + 8) * sizeof *d);
+    tdesc *d = malloc(((size_t)s->n_layer * 14 + 8) * sizeof *d);
     if (!d) return 0;
     int n = list_tensors(s, d);
     uint64_t total = 0;
@@ -781,7 +796,7 @@ static slm_status build(const slm_synth_spec *s, const slm_synth_edits *e, int n
     *size = 0;
     slm_status st = slm_synth_validate(s, err);
     if (st) return st;
-    tdesc *d = malloc(((size_t)s->n_layer * 12 + 8) * sizeof *d);
+    tdesc *d = malloc(((size_t)s->n_layer * 14 + 8) * sizeof *d);
     if (!d) return slm_fail(err, SLM_ERR_NOMEM, "synthetic: out of memory");
     int n = list_tensors(s, d);
     slm_gguf_writer *w = NULL;

@@ -9,11 +9,12 @@
  * generated text is noise, speed is real.
  *
  * Spec strings: PRESET[:QUANT][:KEY=VALUE]...
- *   PRESET  llama3-1b, llama3-3b, llama3-8b, qwen2.5-14b, phi4-14b, or custom (a small llama shape)
+ *   PRESET  llama3-1b, llama3-3b, llama3-8b, qwen2.5-14b, qwen3-0.6b, qwen3-8b, qwen3-14b, phi4-14b, or custom
+ *           (a small llama shape)
  *   QUANT   q4_0 (Q4_0 everywhere, Q6_K output), q4_k_m (the llama.cpp Q4_K_M mix: Q4_K, with Q6_K for
  *           attn_v and ffn_down of a third of the layers and for the output, Q5_K for phi3's attn_qkv),
  *           q8_0, f16
- *   KEY     n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx, arch (llama|qwen2),
+ *   KEY     n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx, arch (llama|qwen2|qwen3),
  *           tied (0|1), seed
  * e.g. "llama3-8b:q4_k_m", "qwen2.5-14b:q4_k_m:n_layer=4", "custom:q4_0:n_layer=2:n_embd=256".
  *
@@ -38,13 +39,14 @@ typedef enum slm_synth_quant {
 typedef struct slm_synth_spec {
     char name[64];       /* "llama3-8b:q4_k_m" as given (normalised), for reports */
     char model_name[64]; /* general.name: "Llama 3.1 8B (synthetic)" */
-    char arch[16];       /* "llama", "qwen2" or "phi3" (what the file says; phi3 fuses qkv and gate/up) */
+    char arch[16];       /* "llama", "qwen2", "qwen3" or "phi3" (what the file says; phi3 fuses qkv and gate/up) */
     char family[16];     /* tokenizer family of the specials: "llama3", "qwen2", "phi4", "custom" */
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
     float rope_freq_base, norm_eps;
     float rope_llama3_factor; /* > 0: write rope_freqs.weight with Llama 3 frequency scaling */
     bool tied;                /* no output.weight: the head reads token_embd */
     bool qkv_bias;            /* qwen2 */
+    bool qk_norm;             /* qwen3: attn_q_norm / attn_k_norm [head_dim] per layer */
     slm_synth_quant quant;
     uint64_t seed;
 } slm_synth_spec;

@@ -294,6 +294,42 @@ void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T) {
     free(want);
 }
 
+void slm_harness_rmsnorm_heads(slm_harness *h, int64_t hd, int64_t n_head, int64_t T) {
+    char what[128];
+    snprintf(what, sizeof what, "rmsnorm in place per head hd=%lld heads=%lld T=%lld", (long long)hd, (long long)n_head,
+             (long long)T);
+    int64_t n = hd * n_head * T;
+    float *x = malloc(sizeof(float) * (size_t)n), *w = malloc(sizeof(float) * (size_t)hd);
+    float *got = malloc(sizeof(float) * (size_t)n), *want = malloc(sizeof(float) * (size_t)n);
+    slm_test_fill(x, n, slm_harness_rng(h), 3.0f);
+    slm_test_fill(w, hd, slm_harness_rng(h), 1.0f);
+    slm_harness_buf bx, bw;
+    if (slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)n) &&
+        slm_harness_alloc(h, &bw, w, sizeof(float) * (size_t)hd)) {
+        slm_op op;
+        memset(&op, 0, sizeof op);
+        op.kind = SLM_OP_RMSNORM;
+        op.name = "harness_rmsnorm_heads";
+        op.p.norm.eps = 1e-6f;
+        /* the graph's view: the activation [hd*n_head, T] read as columns of one head */
+        op.dst = op.src[0] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, hd, n_head * T, 1, 1);
+        op.src[1] = slm_tensor_make(&bw.buf, h->offset, SLM_F32, hd, 1, 1, 1);
+        if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bx, got, sizeof(float) * (size_t)n)) {
+            for (int64_t c = 0; c < n_head * T; c++) slm_ref_rmsnorm(x + c * hd, w, want + c * hd, (int)hd, 1e-6f);
+            slm_harness_judge(h, what, got, want, n, h->tol_f32);
+        }
+    } else {
+        CHECK(0, "%s: buffers", what);
+        h->n_fail++;
+    }
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bw);
+    free(x);
+    free(w);
+    free(got);
+    free(want);
+}
+
 static void rope_check(slm_harness *h, int hd, int n_head, int64_t T, int n_rot, bool neox, bool factors, int pos0,
                        double tol) {
     char what[128];
@@ -675,6 +711,8 @@ void slm_harness_run_all(slm_harness *h) {
     slm_harness_rmsnorm(h, 576, 1);
     slm_harness_rmsnorm(h, 100, 3);
     slm_harness_rmsnorm(h, 4099, 2);
+    slm_harness_rmsnorm_heads(h, 128, 16, 1); /* Qwen 3's q heads at decode */
+    slm_harness_rmsnorm_heads(h, 64, 3, 5);
     slm_harness_rope(h, 64, 9, 1, 64, false, false, 5);
     slm_harness_rope(h, 64, 9, 3, 64, true, false, 1000);
     slm_harness_rope(h, 128, 3, 4, 96, true, true, 17); /* partial rotation + frequency factors */

@@ -94,6 +94,8 @@ void slm_harness_matmul_ex(slm_harness *h, slm_dtype t, int64_t K, int64_t N, in
 /* dst [n_embd, T] = rows ids[t] of a [n_embd, n_vocab] table of type t */
 void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T);
 void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T);
+/* qwen3's per-head norm: x [hd*n_head, T] normalized in place as [hd, n_head*T], one weight for every head. */
+void slm_harness_rmsnorm_heads(slm_harness *h, int64_t hd, int64_t n_head, int64_t T);
 /* In place on [head_dim, n_head, T]; positions pos0, pos0 + 7, ... (not consecutive, to catch indexing). */
 void slm_harness_rope(slm_harness *h, int hd, int n_head, int64_t T, int n_rot, bool neox, bool factors, int pos0);
 /* Writes T columns into rows pos of an f16 cache [n, n_ctx] that holds other data; checks every row. Rows

@@ -287,8 +287,35 @@ static void test_not_regular(void) {
     rmdir(dir);
 }
 
+/* qwen3's per-head norms are required and must be [head_dim]: without them the layer would run as another
+ * model. */
+static void test_qwen3_norms(void) {
+    slm_synth_spec s;
+    slm_error err = {{0}};
+    if (slm_synth_parse("custom:q8_0:arch=qwen3:n_layer=2:n_head=4:head_dim=128", &s, &err)) {
+        CHECK(0, "parse: %s", err.msg);
+        return;
+    }
+    const char *drop = "blk.1.attn_k_norm.weight";
+    slm_synth_edits none = {0}, dropped = {.drop_tensors = &drop, .n_drop_tensors = 1};
+    const slm_synth_edits *edits[2] = {&none, &dropped};
+    for (int i = 0; i < 2; i++) {
+        slm_model *m;
+        void *data;
+        memset(&err, 0, sizeof err);
+        slm_status st = load_edited(&s, edits[i], &m, &data, &err);
+        if (i == 0) CHECK(st == SLM_OK && m, "qwen3 loads: %s", err.msg);
+        else
+            CHECK(st == SLM_ERR_FORMAT && strstr(err.msg, drop), "qwen3 without %s: %s (%s)", drop, slm_status_name(st),
+                  err.msg);
+        slm_model_free(m);
+        free(data);
+    }
+}
+
 int main(void) {
     test_not_regular();
+    test_qwen3_norms();
     test_settings();
     test_nan_logits();
     return slm_test_finish("test_model_validate");

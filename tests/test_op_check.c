@@ -137,6 +137,9 @@ static void test_valid(void) {
     op = valid(SLM_OP_ADD);
     op.dst = op.src[1];
     CHECK(slm_op_check(&op, NULL) == SLM_OK, "add into src1");
+    op = valid(SLM_OP_RMSNORM);
+    op.dst = op.src[0];
+    CHECK(slm_op_check(&op, NULL) == SLM_OK, "rmsnorm in place");
     op = valid(SLM_OP_SWIGLU);
     op.dst = make(2, SLM_F32, 64, 3, 1);
     CHECK(slm_op_check(&op, NULL) == SLM_OK, "swiglu into a fresh tensor");
@@ -217,6 +220,9 @@ static void test_shapes_and_params(void) {
     REJECT(SLM_OP_RMSNORM, "eps", op.p.norm.eps = -1.0f);
     REJECT(SLM_OP_RMSNORM, "eps", op.p.norm.eps = nan);
     REJECT(SLM_OP_RMSNORM, "src1", op.src[1] = make(1, SLM_F32, 64, 2, 1));
+    /* in place means the very same view; the weight may never be written */
+    REJECT(SLM_OP_RMSNORM, "overlaps src0", op.dst = op.src[0]; op.dst.nb[1] += 4);
+    REJECT(SLM_OP_RMSNORM, "overlaps src1", op.src[1] = op.src[0]; op.src[1].ne[1] = 1; op.dst = op.src[0]);
 
     REJECT(SLM_OP_MATMUL, "src1", op.src[1] = make(1, SLM_F32, 512, 3, 1));
     REJECT(SLM_OP_MATMUL, "dst", op.dst = make(2, SLM_F32, 31, 3, 1));
@@ -348,6 +354,8 @@ int main(void) {
     printf("%d invalid ops rejected\n", n_rejected);
     graph_ops_pass("custom:q4_0", 64, false, false);
     graph_ops_pass("custom:q4_k_m:arch=qwen2:tied=1", 32, true, false); /* q/k/v biases, tied head */
+    /* per-head q/k norms in place, q wider than the residual */
+    graph_ops_pass("custom:q8_0:arch=qwen3:n_head=4:head_dim=128:tied=1", 16, false, false);
     graph_ops_pass("llama3-1b:q8_0:n_layer=1:n_embd=256:n_head=4:n_head_kv=1:head_dim=64:n_ff=512:n_vocab=128008", 48,
                    false, true);
     return slm_test_finish("test_op_check");

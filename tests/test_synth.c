@@ -29,7 +29,12 @@ static void test_param_counts(void) {
      *   Qwen2.5 14B:  2*152064*5120 + 48*(2*5120^2 + 2*5120*1024 + 3*5120*13824 + 2*5120 + 5120 + 2*1024)
      *                 + 5120 = 14770033664
      *   Phi-4:        2*100352*5120 + 40*(2*5120^2 + 2*5120*1280 + 3*5120*17920 + 2*5120) + 5120 = 14659507200
-     * (the model cards say 1.24B, 3.21B, 8.03B, 14.7B and 14.7B) */
+     *   Qwen3 (q is n_head*128 rows, + 2*128 per-head norms per layer):
+     *   Qwen3 0.6B:   151936*1024 + 28*(2*1024*2048 + 2*1024*1024 + 3*1024*3072 + 2*1024 + 256) + 1024 = 596049920
+     *   Qwen3 8B:     2*151936*4096 + 36*(2*4096^2 + 2*4096*1024 + 3*4096*12288 + 2*4096 + 256) + 4096 = 8190735360
+     *   Qwen3 14B:    2*151936*5120 + 40*(2*5120^2 + 2*5120*1024 + 3*5120*17408 + 2*5120 + 256) + 5120
+     *                 = 14768307200
+     * (the model cards say 1.24B, 3.21B, 8.03B, 14.7B, 14.7B, 0.6B (0.44B without embeddings), 8.2B and 14.8B) */
     struct {
         const char *spec;
         uint64_t want;
@@ -37,7 +42,8 @@ static void test_param_counts(void) {
     } cases[] = {
         {"llama3-1b:q4_0", 1235814400ull, 1.24e9},    {"llama3-3b:q4_k_m", 3212749824ull, 3.21e9},
         {"llama3-8b:q4_k_m", 8030261248ull, 8.03e9},  {"qwen2.5-14b:q4_k_m", 14770033664ull, 14.77e9},
-        {"phi4-14b:q4_k_m", 14659507200ull, 14.66e9},
+        {"phi4-14b:q4_k_m", 14659507200ull, 14.66e9}, {"qwen3-0.6b:q4_k_m", 596049920ull, 0.596e9},
+        {"qwen3-8b:q4_k_m", 8190735360ull, 8.19e9},   {"qwen3-14b:q4_k_m", 14768307200ull, 14.77e9},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         slm_synth_spec s = parse_ok(cases[i].spec);
@@ -49,6 +55,12 @@ static void test_param_counts(void) {
     }
     slm_synth_spec s = parse_ok("qwen2.5-14b:q4_k_m");
     CHECK(!strcmp(s.arch, "qwen2") && s.qkv_bias && !s.tied && s.n_head_kv == 8 && s.n_vocab == 152064, "qwen2 preset");
+    s = parse_ok("qwen3-0.6b");
+    CHECK(!strcmp(s.arch, "qwen3") && s.qk_norm && !s.qkv_bias && s.tied && s.head_dim == 128 &&
+              s.n_head * s.head_dim == 2 * s.n_embd,
+          "qwen3 0.6b preset: q wider than the residual");
+    s = parse_ok("qwen3-14b");
+    CHECK(s.qk_norm && !s.tied && s.n_ff == 17408 && s.rope_freq_base == 1e6f, "qwen3 14b preset");
     s = parse_ok("phi4-14b");
     CHECK(!strcmp(s.arch, "phi3") && s.n_head_kv == 10 && s.n_ff == 17920 && s.quant == SLM_SYNTH_Q4_K_M && !s.tied &&
               !s.qkv_bias && s.rope_freq_base == 250000.0f && s.rope_llama3_factor == 0,
@@ -288,6 +300,49 @@ static void test_phi4_preset(void) {
                 sq += (double)lg[i] * lg[i];
             }
             CHECK(bad == 0 && sq > 0, "phi4 logits finite and not all zero (%d bad)", bad);
+        }
+        free(lg);
+        slm_model_free(m);
+    }
+    free(data);
+}
+
+/* The Qwen 3 0.6B preset at reduced depth and width but its own head shape (q 2x the residual, head_dim
+ * 128): the per-head norms bound, the forward pass runs with finite logits, the planner's bytes are the file's. */
+static void test_qwen3_preset(void) {
+    slm_synth_spec s = parse_ok("qwen3-0.6b:q8_0:n_layer=2:n_embd=256:n_head=4:n_head_kv=2:head_dim=128:n_ff=512");
+    slm_error err = {{0}};
+    slm_gguf *g = NULL;
+    void *data = NULL;
+    CHECK(slm_synth_open(&s, 2, &g, &data, &err) == SLM_OK, "build: %s", err.msg);
+    if (!g) return;
+    slm_gguf_str a;
+    CHECK(slm_gguf_get_str(g, "general.architecture", &a) && slm_gguf_str_eq(a, "qwen3"), "architecture qwen3");
+    CHECK(!slm_gguf_find_tensor(g, "output.weight") && !slm_gguf_find_tensor(g, "blk.0.attn_q.bias"),
+          "tied, no biases");
+    slm_params p = slm_params_default();
+    p.n_threads = 2;
+    slm_model *m = NULL;
+    CHECK(slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK, "load: %s", err.msg);
+    if (m) {
+        const slm_layer *L = &m->host.layers[1];
+        CHECK(m->hp.arch == SLM_ARCH_QWEN3 && m->hp.rope_neox && m->hp.has_qk_norm && m->hp.head_dim == 128 &&
+                  L->q_norm.buf && L->k_norm.buf && L->q_norm.ne[0] == 128 && !L->bq.buf &&
+                  m->host.output.offset == m->host.tok_embd.offset,
+              "qwen3 hyper-parameters and slots");
+        for (int il = 0; il < 2; il++)
+            CHECK(m->layer_bytes[il] == layer_file_bytes(g, il), "layer %d: planner bytes %llu, file %llu", il,
+                  (unsigned long long)m->layer_bytes[il], (unsigned long long)layer_file_bytes(g, il));
+        int32_t ids[5] = {151643, 300, 17, 4000, 256};
+        float *lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
+        if (lg && eval_last(m, ids, 5, lg, m->hp.n_vocab)) {
+            int bad = 0;
+            double sq = 0;
+            for (int i = 0; i < m->hp.n_vocab; i++) {
+                bad += !isfinite(lg[i]);
+                sq += (double)lg[i] * lg[i];
+            }
+            CHECK(bad == 0 && sq > 0, "qwen3 logits finite and not all zero (%d bad)", bad);
         }
         free(lg);
         slm_model_free(m);
@@ -560,6 +615,7 @@ int main(void) {
     test_build_and_run();
     test_file();
     test_phi4_preset();
+    test_qwen3_preset();
     test_phi3_layouts();
     test_phi3_longrope_and_window();
     return slm_test_finish("test_synth");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent numpy forward pass of llama-, qwen2- and phi3-architecture GGUF models: the definition
+"""An independent numpy forward pass of llama-, qwen2-, qwen3- and phi3-architecture GGUF models: the definition
 of "correct logits" that tests/reference/test_e2e_logits.py holds slm to.
 
 It shares no code with slm: weights are read with the `gguf` package (GGUFReader) and dequantized with
@@ -10,8 +10,10 @@ gguf.quants.dequantize, then the transformer is written out plainly:
               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)          (biases: qwen2)
                                  (phi3: Wq|Wk|Wv stored as the rows of one attn_qkv, Wgate|Wup as those
                                  of ffn_up, in that order; some files keep them apart)
+              q, k per head = rmsnorm(head) * attn_q_norm, attn_k_norm     (qwen3: over head_dim, the
+                                 same epsilon, one weight [head_dim] for all heads, before rope)
               rope(q), rope(k)   llama: pairs (2i, 2i+1)  ("normal"; the GGUF converter permutes Wq/Wk
-                                 for it), qwen2 and phi3: pairs (i, i + n_rot/2)  ("NeoX"); phi3
+                                 for it), qwen2, qwen3 and phi3: pairs (i, i + n_rot/2)  ("NeoX"); phi3
                                  "longrope" files divide the frequencies by rope_factors_short (context
                                  <= the original one) or rope_factors_long, and multiply cos and sin by
                                  sqrt(1 + ln(s) / ln(original)), s = trained / original context
@@ -34,7 +36,7 @@ import numpy as np
 from gguf import GGUFReader, GGMLQuantizationType
 from gguf.quants import dequantize
 
-SUPPORTED_ARCHS = ("llama", "qwen2", "phi3")
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "phi3")
 
 
 def _field(reader, key, default=None):
@@ -76,7 +78,7 @@ class ReferenceModel:
         self.n_rot = int(_field(r, a + "rope.dimension_count", self.head_dim))
         self.eps = float(_field(r, a + "attention.layer_norm_rms_epsilon", 1e-5))
         self.freq_base = float(_field(r, a + "rope.freq_base", 10000.0))
-        self.neox = arch in ("qwen2", "phi3")
+        self.neox = arch in ("qwen2", "qwen3", "phi3")
         self.n_ctx_train = int(_field(r, a + "context_length", 2048))
         self.n_ctx_orig = int(_field(r, a + "rope.scaling.original_context_length", 0))
         self.kv_f16 = True  # round K and V to float16 as slm's KV cache does
@@ -151,6 +153,8 @@ class ReferenceModel:
                 L["wu"] = get(p + "ffn_up.weight").T.copy()
             for b in ("q", "k", "v"):
                 L["b" + b] = get(p + f"attn_{b}.bias", required=False)
+            for b in ("q", "k"):  # qwen3's per-head norms, [head_dim]
+                L[b + "_norm"] = get(p + f"attn_{b}_norm.weight", required=arch == "qwen3")
             L["block"] = {k: act_block(p + n + ".weight") for k, n in names.items()}
             self.layers.append(L)
 
@@ -238,8 +242,13 @@ class ReferenceModel:
                 k = k + L["bk"]
             if L["bv"] is not None:
                 v = v + L["bv"]
-            q = self._rope(q.reshape(T, nh, hd), pos)
-            k = self._rope(k.reshape(T, nkv, hd), pos)
+            q, k = q.reshape(T, nh, hd), k.reshape(T, nkv, hd)
+            if L["q_norm"] is not None:
+                q = self._rmsnorm(q, L["q_norm"])
+            if L["k_norm"] is not None:
+                k = self._rmsnorm(k, L["k_norm"])
+            q = self._rope(q, pos)
+            k = self._rope(k, pos)
             v = v.reshape(T, nkv, hd)
             if self.kv_f16:
                 k = k.astype(np.float16).astype(np.float32)
@@ -353,6 +362,49 @@ def _neox_rows(data, heads):
     rows = data.shape[0]
     hd = rows // heads
     return data.reshape(heads, hd // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
+
+
+def write_qwen3_variant(src, dst, norm_spread, seed=0):
+    """Writes a qwen3-architecture GGUF made from a llama one, for testing the qwen3 path on real weights
+    (no small Qwen 3 GGUF ships on PyPI).
+
+    Wq/Wk rows are reordered for NeoX RoPE as in write_qwen2_variant; there are no biases. Each layer gets
+    attn_q_norm and attn_k_norm weights [head_dim] drawn uniformly from 1 +- norm_spread (F32), so a
+    per-head norm that is skipped, applied after RoPE, over the wrong span or with the other weight
+    changes the logits. attention.key_length / value_length are written, as Qwen 3 files have them (their
+    head size is not n_embd / n_head). The norms change the function: it is checked against the
+    reference, not against the llama original.
+    """
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    r = GGUFReader(src)
+    if _field(r, "general.architecture") != "llama":
+        raise ValueError(f"{src}: not a llama GGUF")
+    n_head = int(_field(r, "llama.attention.head_count"))
+    n_head_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
+    n_embd = int(_field(r, "llama.embedding_length"))
+    head_dim = int(_field(r, "llama.attention.key_length", n_embd // n_head))
+    w = GGUFWriter(dst, "qwen3")
+    _copy_fields(r, w, "llama", "qwen3")
+    for k in ("key_length", "value_length"):
+        if _field(r, "llama.attention." + k) is None:
+            w.add_key_value("qwen3.attention." + k, head_dim, GGUFValueType.UINT32)
+    rng = np.random.default_rng(seed)
+    for t in r.tensors:
+        data = np.asarray(t.data)
+        heads = n_head if t.name.endswith("attn_q.weight") else n_head_kv if t.name.endswith(
+            "attn_k.weight") else 0
+        if heads:
+            data = _neox_rows(data, heads)
+        w.add_tensor(t.name, np.ascontiguousarray(data), raw_dtype=GGMLQuantizationType(t.tensor_type))
+        for b in ("q", "k"):
+            if t.name.endswith(f"attn_{b}.weight"):
+                norm = rng.uniform(1 - norm_spread, 1 + norm_spread, head_dim).astype(np.float32)
+                w.add_tensor(t.name[:-len(f"attn_{b}.weight")] + f"attn_{b}_norm.weight", norm)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def write_phi3_variant(src, dst, longrope_orig_ctx=0, seed=0):

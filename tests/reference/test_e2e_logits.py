@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End to end: slm's logits and greedy generation against the independent numpy forward pass
-(reference_forward.py) on every llama/qwen2/phi3 GGUF in $SLM_TEST_MODELS.
+(reference_forward.py) on every llama/qwen2/qwen3/phi3 GGUF in $SLM_TEST_MODELS.
 
   python tests/reference/test_e2e_logits.py --build BUILD_DIR [--device cpu|vulkan:0|cuda:0 ...]
 
@@ -35,7 +35,11 @@ q/k/v fused into attn_qkv and gate/up into ffn_up, as converted Phi-3/Phi-4 file
 plus its logits against the llama original's (the same function: reference against reference, and slm
 against slm, cosine >= SAME_FUNCTION_COSINE at every position). And as a long-context phi3 model
 (longrope: random rope_factors_short/long and original context LONGROPE_ORIG_CTX): checks 1 and 2 at a
-context of LONGROPE_ORIG_CTX (short factors) and of twice that (long factors).
+context of LONGROPE_ORIG_CTX (short factors) and of twice that (long factors). And as a qwen3 model
+(write_qwen3_variant: Wq/Wk reordered for NeoX RoPE, no biases, random per-head q/k norm weights): checks 1
+and 2 against the reference (the norms make it another function than the llama original). What qwen3 adds
+is the per-head norm, the same op on the f32 and default paths and at every batch width; the 8-bit
+statistics and the greedy run of checks 3 and 4 would triple its time and test only the mat-muls again.
 
 Exit codes: 0 pass, 1 fail, 77 skip (numpy/gguf or a model missing).
 """
@@ -50,7 +54,7 @@ import common  # noqa: E402
 
 np, _ = common.require_modules("numpy", "gguf")
 from reference_forward import (SUPPORTED_ARCHS, ReferenceModel, write_phi3_variant,  # noqa: E402
-                               write_qwen2_variant)
+                               write_qwen2_variant, write_qwen3_variant)
 
 N_PROMPT = 48
 N_GEN = 32
@@ -80,6 +84,8 @@ Q8_ORDERS = 16
 Q8_SUM_JITTER = 2.0 ** -23
 # Standard deviation of the Q/K/V biases of the qwen2 variant made from each llama model.
 QWEN2_VARIANT_BIAS = 0.1
+# The qwen3 variant's per-head q/k norm weights are uniform in 1 +- this.
+QWEN3_VARIANT_NORM_SPREAD = 0.3
 # A model and its phi3 rewrite compute the same function: only summation order and f16 roundings of K
 # differ, far below what a wrong row split (q/k/v or gate/up swapped) or RoPE pairing does.
 SAME_FUNCTION_COSINE = 0.9999
@@ -291,6 +297,8 @@ def main():
     ap.add_argument("--model", action="append", help="a GGUF to test instead of $SLM_TEST_MODELS/*.gguf")
     ap.add_argument("--no-qwen2-variant", action="store_true",
                     help="skip the qwen2 models derived from the llama ones")
+    ap.add_argument("--no-qwen3-variant", action="store_true",
+                    help="skip the qwen3 models derived from the llama ones")
     ap.add_argument("--no-phi3-variant", action="store_true",
                     help="skip the phi3 models (plain and longrope) derived from the llama ones")
     a = ap.parse_args()
@@ -334,6 +342,13 @@ def main():
                 q2 = os.path.join(tmp, "qwen2-variant.gguf")
                 write_qwen2_variant(path, q2, QWEN2_VARIANT_BIAS, seed=SEED)
                 check_model(tally, slm, q2, devices, name=os.path.basename(path) + " as qwen2")
+        if arch == "llama" and not a.no_qwen3_variant:
+            # Nor a small Qwen 3 one: the same weights as qwen3 (NeoX RoPE, per-head q/k norms, no biases).
+            with tempfile.TemporaryDirectory() as tmp:
+                q3 = os.path.join(tmp, "qwen3-variant.gguf")
+                write_qwen3_variant(path, q3, QWEN3_VARIANT_NORM_SPREAD, seed=SEED)
+                check_model(tally, slm, q3, devices, name=os.path.basename(path) + " as qwen3",
+                            strict_logits_only=True)
     tally.finish()
 
 
