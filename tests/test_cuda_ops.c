@@ -452,7 +452,6 @@ static void prompt_attention(slm_harness *h) {
     CHECK(worst <= at_batch && at_batch > 0, "attention scratch: %zu floats at 512 tokens, %zu at fewer", at_batch,
           worst);
 }
-#endif
 
 /* SLM_TEST_MATVEC="q4_k 2048 2048 1" runs that one mat-mul (type K N T) and nothing else: a process whose
  * SLM_CUDA_EMU_MEMSTATS=1 figures are those of one weight type at one shape. Operands start 256-byte
@@ -475,6 +474,7 @@ static int one_matvec(slm_device *dev, const char *spec) {
     fprintf(stderr, "SLM_TEST_MATVEC: unknown weight type %s\n", name);
     return 2;
 }
+#endif
 
 int main(void) {
 #ifndef SLM_HAVE_CUDA
