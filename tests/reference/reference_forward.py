@@ -304,42 +304,16 @@ def write_qwen2_variant(src, dst, bias_scale, seed=0):
     for which the NeoX rotation reproduces the llama model exactly. Biases drawn from
     N(0, bias_scale^2) (F32; zero when bias_scale is 0) are then added for Q, K and V.
     """
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
-
-    r = GGUFReader(src)
-    if _field(r, "general.architecture") != "llama":
-        raise ValueError(f"{src}: not a llama GGUF")
-    n_head = int(_field(r, "llama.attention.head_count"))
-    n_head_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
-    w = GGUFWriter(dst, "qwen2")
-    for key, f in r.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
-            continue
-        name = "qwen2." + key[len("llama."):] if key.startswith("llama.") else key
-        vtype = f.types[0]
-        if vtype == GGUFValueType.ARRAY:
-            w.add_key_value(name, f.contents(), vtype, sub_type=f.types[-1])
-        else:
-            w.add_key_value(name, f.contents(), vtype)
+    r, w, n_head, n_head_kv, _ = _variant_of_llama(src, dst, "qwen2")
     rng = np.random.default_rng(seed)
     for t in r.tensors:
-        data = np.asarray(t.data)
-        heads = n_head if t.name.endswith("attn_q.weight") else n_head_kv if t.name.endswith(
-            "attn_k.weight") else 0
-        if heads:
-            rows = data.shape[0]
-            hd = rows // heads
-            data = data.reshape(heads, hd // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
-        w.add_tensor(t.name, np.ascontiguousarray(data), raw_dtype=GGMLQuantizationType(t.tensor_type))
+        w.add_tensor(t.name, _neox_tensor(t, n_head, n_head_kv), raw_dtype=GGMLQuantizationType(t.tensor_type))
         for b in ("q", "k", "v"):
             if t.name.endswith(f"attn_{b}.weight"):
                 n_out = int(t.shape[1])
                 bias = (rng.standard_normal(n_out) * bias_scale).astype(np.float32)
                 w.add_tensor(t.name[:-len("weight")] + "bias", bias)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    _write_and_close(w)
 
 
 def _copy_fields(r, w, src_arch, dst_arch):
@@ -364,6 +338,36 @@ def _neox_rows(data, heads):
     return data.reshape(heads, hd // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
 
 
+def _neox_tensor(t, n_head, n_head_kv):
+    """A tensor's data for a NeoX-RoPE architecture: Wq and Wk rows de-interleaved, anything else as is."""
+    data = np.asarray(t.data)
+    heads = n_head if t.name.endswith("attn_q.weight") else n_head_kv if t.name.endswith("attn_k.weight") else 0
+    return np.ascontiguousarray(_neox_rows(data, heads) if heads else data)
+
+
+def _variant_of_llama(src, dst, arch):
+    """Opens the llama GGUF src and a writer for dst as architecture arch with every metadata key copied;
+    returns (reader, writer, n_head, n_head_kv, n_embd)."""
+    from gguf import GGUFWriter
+
+    r = GGUFReader(src)
+    if _field(r, "general.architecture") != "llama":
+        raise ValueError(f"{src}: not a llama GGUF")
+    n_head = int(_field(r, "llama.attention.head_count"))
+    n_head_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
+    n_embd = int(_field(r, "llama.embedding_length"))
+    w = GGUFWriter(dst, arch)
+    _copy_fields(r, w, "llama", arch)
+    return r, w, n_head, n_head_kv, n_embd
+
+
+def _write_and_close(w):
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def write_qwen3_variant(src, dst, norm_spread, seed=0):
     """Writes a qwen3-architecture GGUF made from a llama one, for testing the qwen3 path on real weights
     (no small Qwen 3 GGUF ships on PyPI).
@@ -375,36 +379,21 @@ def write_qwen3_variant(src, dst, norm_spread, seed=0):
     head size is not n_embd / n_head). The norms change the function: it is checked against the
     reference, not against the llama original.
     """
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGUFValueType
 
-    r = GGUFReader(src)
-    if _field(r, "general.architecture") != "llama":
-        raise ValueError(f"{src}: not a llama GGUF")
-    n_head = int(_field(r, "llama.attention.head_count"))
-    n_head_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
-    n_embd = int(_field(r, "llama.embedding_length"))
+    r, w, n_head, n_head_kv, n_embd = _variant_of_llama(src, dst, "qwen3")
     head_dim = int(_field(r, "llama.attention.key_length", n_embd // n_head))
-    w = GGUFWriter(dst, "qwen3")
-    _copy_fields(r, w, "llama", "qwen3")
     for k in ("key_length", "value_length"):
         if _field(r, "llama.attention." + k) is None:
             w.add_key_value("qwen3.attention." + k, head_dim, GGUFValueType.UINT32)
     rng = np.random.default_rng(seed)
     for t in r.tensors:
-        data = np.asarray(t.data)
-        heads = n_head if t.name.endswith("attn_q.weight") else n_head_kv if t.name.endswith(
-            "attn_k.weight") else 0
-        if heads:
-            data = _neox_rows(data, heads)
-        w.add_tensor(t.name, np.ascontiguousarray(data), raw_dtype=GGMLQuantizationType(t.tensor_type))
+        w.add_tensor(t.name, _neox_tensor(t, n_head, n_head_kv), raw_dtype=GGMLQuantizationType(t.tensor_type))
         for b in ("q", "k"):
             if t.name.endswith(f"attn_{b}.weight"):
                 norm = rng.uniform(1 - norm_spread, 1 + norm_spread, head_dim).astype(np.float32)
                 w.add_tensor(t.name[:-len(f"attn_{b}.weight")] + f"attn_{b}_norm.weight", norm)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    _write_and_close(w)
 
 
 def write_phi3_variant(src, dst, longrope_orig_ctx=0, seed=0):
@@ -418,17 +407,10 @@ def write_phi3_variant(src, dst, longrope_orig_ctx=0, seed=0):
     long-context ("longrope") model: rope.scaling.original_context_length = longrope_orig_ctx and random
     rope_factors_short / rope_factors_long divisors (1..1.5 and 1..8, growing roughly with the wavelength).
     """
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGUFValueType
 
-    r = GGUFReader(src)
-    if _field(r, "general.architecture") != "llama":
-        raise ValueError(f"{src}: not a llama GGUF")
-    n_head = int(_field(r, "llama.attention.head_count"))
-    n_head_kv = int(_field(r, "llama.attention.head_count_kv", n_head))
-    n_embd = int(_field(r, "llama.embedding_length"))
+    r, w, n_head, n_head_kv, n_embd = _variant_of_llama(src, dst, "phi3")
     n_rot = int(_field(r, "llama.rope.dimension_count", n_embd // n_head))
-    w = GGUFWriter(dst, "phi3")
-    _copy_fields(r, w, "llama", "phi3")
     tensors = {t.name: t for t in r.tensors}
     if longrope_orig_ctx:
         w.add_key_value("phi3.rope.scaling.original_context_length", longrope_orig_ctx, GGUFValueType.UINT32)
@@ -461,10 +443,7 @@ def write_phi3_variant(src, dst, longrope_orig_ctx=0, seed=0):
             raise ValueError(f"{src}: cannot fuse {n} from tensors of types {sorted(k.name for k in kinds)}")
         data = np.concatenate([d for d, _ in fused], axis=0) if len(fused) > 1 else fused[0][0]
         w.add_tensor(n, np.ascontiguousarray(data), raw_dtype=fused[0][1])
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    _write_and_close(w)
 
 
 def main():
