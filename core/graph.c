@@ -124,24 +124,32 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
         op->p.rope.freq_base = hp->rope_freq_base;
         op->p.rope.freq_scale = hp->rope_freq_scale;
     }
-    PUSH(SLM_OP_KV_WRITE, "k_write");
-    op->src[0] = k;
-    op->src[1] = pos;
-    op->dst = in->kv->k[il];
-    PUSH(SLM_OP_KV_WRITE, "v_write");
-    op->src[0] = v;
-    op->src[1] = pos;
-    op->dst = in->kv->v[il];
-    PUSH(SLM_OP_ATTENTION, "attention");
-    op->src[0] = q;
-    op->src[1] = in->kv->k[il];
-    op->src[2] = in->kv->v[il];
-    op->src[3] = pos;
-    op->dst = att;
-    op->p.attn.n_head = hp->n_head;
-    op->p.attn.n_head_kv = hp->n_head_kv;
-    op->p.attn.head_dim = hp->head_dim;
-    op->p.attn.scale = m->cfg.attn_scale;
+    /* each sequence writes its rows and attends over its own cache: positions are per sequence */
+    for (int ip = 0; ip < in->n_parts; ip++) {
+        const slm_graph_part *pt = &in->parts[ip];
+        slm_tensor kc = slm_kv_seq(in->kv, false, il, pt->seq), vc = slm_kv_seq(in->kv, true, il, pt->seq);
+        slm_tensor ppos = pos;
+        ppos.offset += (size_t)pt->first * pos.nb[0];
+        ppos.ne[0] = pt->n;
+        PUSH(SLM_OP_KV_WRITE, "k_write");
+        op->src[0] = slm_tensor_cols(k, pt->first, pt->n);
+        op->src[1] = ppos;
+        op->dst = kc;
+        PUSH(SLM_OP_KV_WRITE, "v_write");
+        op->src[0] = slm_tensor_cols(v, pt->first, pt->n);
+        op->src[1] = ppos;
+        op->dst = vc;
+        PUSH(SLM_OP_ATTENTION, "attention");
+        op->src[0] = slm_tensor_cols(q, pt->first, pt->n);
+        op->src[1] = kc;
+        op->src[2] = vc;
+        op->src[3] = ppos;
+        op->dst = slm_tensor_cols(att, pt->first, pt->n);
+        op->p.attn.n_head = hp->n_head;
+        op->p.attn.n_head_kv = hp->n_head_kv;
+        op->p.attn.head_dim = hp->head_dim;
+        op->p.attn.scale = m->cfg.attn_scale;
+    }
     slm_tensor none = {0};
     if ((s = matmul(g, il, d, "attn_output", L->wo, none, att, tmp, err))) return s;
     PUSH(SLM_OP_ADD, "attn_residual");
@@ -264,15 +272,21 @@ slm_status slm_graph_build(const slm_graph_inputs *in, slm_graph *g, slm_error *
     if ((s = follow_residual(in, g, &at, d, err))) return s;
     const slm_weights *w = &m->place.bound[d];
     slm_scratch *O = &in->scratch[d];
-    int64_t first = in->all_logits ? 0 : T - 1, n = in->all_logits ? T : 1;
-    PUSH(SLM_OP_RMSNORM, "output_norm");
-    op->src[0] = slm_tensor_cols(O->x, first, n);
-    op->src[1] = w->output_norm;
-    op->dst = slm_tensor_cols(O->xn, first, n);
-    op->p.norm.eps = m->hp.norm_eps;
+    /* the final norm of the columns that give logits, gathered into the first columns of xn (all tokens:
+     * in place; one part: its last token) so that the head reads each of its rows once for all of them */
+    int64_t n = in->all_logits ? T : in->n_parts;
+    for (int ip = 0; ip < (in->all_logits ? 1 : in->n_parts); ip++) {
+        int64_t from = in->all_logits ? 0 : in->parts[ip].first + in->parts[ip].n - 1, to = in->all_logits ? 0 : ip;
+        int64_t cols = in->all_logits ? T : 1;
+        PUSH(SLM_OP_RMSNORM, "output_norm");
+        op->src[0] = slm_tensor_cols(O->x, from, cols);
+        op->src[1] = w->output_norm;
+        op->dst = slm_tensor_cols(O->xn, to, cols);
+        op->p.norm.eps = m->hp.norm_eps;
+    }
     slm_tensor none = {0};
-    if ((s = matmul(g, il, d, "output", w->output, none, slm_tensor_cols(O->xn, first, n),
-                    slm_tensor_cols(O->logits, 0, n), err)))
+    if ((s = matmul(g, il, d, "output", w->output, none, slm_tensor_cols(O->xn, 0, n), slm_tensor_cols(O->logits, 0, n),
+                    err)))
         return s;
     return route(in, g, err);
 }

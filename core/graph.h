@@ -23,12 +23,24 @@ typedef struct slm_graph {
     int n_xfers, xcap;
 } slm_graph;
 
+/* The tokens of one sequence in a batch: columns [first, first + n) of the activations. */
+typedef struct slm_graph_part {
+    int seq, first, n;
+} slm_graph_part;
+
 typedef struct slm_graph_inputs {
     const slm_model *m;
     slm_scratch *scratch; /* [n_devices]; device 0's holds the token ids */
     const slm_kv_cache *kv;
     int n_tokens;
-    bool all_logits; /* logits for every token (else the last one only) */
+    /* The sequences of the batch, in column order, together n_tokens: every op but the KV cache's runs
+     * on all the columns at once (each weight read once for every sequence); each part writes and attends
+     * to its own sequence's cache. */
+    const slm_graph_part *parts;
+    int n_parts;
+    /* logits for every token (one part only); else for the last token of each part, logits column i
+     * for part i */
+    bool all_logits;
 } slm_graph_inputs;
 
 /* Builds the graph, then moves each op its device cannot run (slm_device_supports) to the CPU with the

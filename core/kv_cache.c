@@ -29,8 +29,8 @@ static slm_tensor kv_tensor(slm_buffer *buf, size_t offset, const slm_hparams *h
     return t;
 }
 
-slm_status slm_kv_cache_check_memory(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,
-                                     const int *layer_device, const uint64_t *other, slm_error *err) {
+slm_status slm_kv_cache_check_memory(const slm_hparams *hp, int n_ctx, int n_seq, slm_device *const *devices,
+                                     int n_devices, const int *layer_device, const uint64_t *other, slm_error *err) {
     int bad = -1;
     uint64_t need_bad = 0, other_bad = 0, usable_bad = 0, largest = UINT64_MAX;
     for (int d = 0; d < n_devices && d < SLM_KV_MAX_DEVICES; d++) {
@@ -42,7 +42,7 @@ slm_status slm_kv_cache_check_memory(const slm_hparams *hp, int n_ctx, slm_devic
         if (!fr) continue; /* the device cannot tell: its allocation will say */
         /* 5% of what is free stays free: the allocator's overhead, the thread pool's work buffer */
         uint64_t usable = (uint64_t)fr - (uint64_t)fr / 20;
-        uint64_t per_pos = 2 * n * slm_kv_row_bytes(hp), need = per_pos * (uint64_t)n_ctx;
+        uint64_t per_pos = 2 * n * slm_kv_row_bytes(hp) * (uint64_t)n_seq, need = per_pos * (uint64_t)n_ctx;
         uint64_t fits = usable <= extra ? 0 : per_pos ? (usable - extra) / per_pos : UINT64_MAX;
         if (fits < largest) largest = fits;
         if (need + extra > usable && bad < 0) {
@@ -55,27 +55,35 @@ slm_status slm_kv_cache_check_memory(const slm_hparams *hp, int n_ctx, slm_devic
     if (bad < 0) return SLM_OK;
     if (largest >= 256) largest &= ~(uint64_t)255;
     const slm_device *dev = devices[bad];
-    char fits[96];
+    char fits[128];
     if (largest >= 1)
-        snprintf(fits, sizeof fits, "the largest context that fits is %llu tokens (-c %llu)",
-                 (unsigned long long)largest, (unsigned long long)largest);
+        snprintf(fits, sizeof fits, "the largest context that fits is %llu tokens%s (-c %llu)",
+                 (unsigned long long)largest, n_seq > 1 ? " per sequence" : "", (unsigned long long)largest);
     else snprintf(fits, sizeof fits, "no context fits");
     return slm_fail(err, dev->host_memory ? SLM_ERR_NOMEM : SLM_ERR_DEVICE,
-                    "a %d-token context needs %.1f GiB of KV cache on %s (plus %.2f GiB of activations and logits), "
-                    "%.1f GiB is available; %s",
-                    n_ctx, need_bad / 1073741824.0, dev->name, other_bad / 1073741824.0, usable_bad / 1073741824.0,
-                    fits);
+                    "%d sequence%s of a %d-token context need%s %.1f GiB of KV cache on %s (plus %.2f GiB of "
+                    "activations and logits), %.1f GiB is available; %s",
+                    n_seq, n_seq > 1 ? "s" : "", n_ctx, n_seq > 1 ? "" : "s", need_bad / 1073741824.0, dev->name,
+                    other_bad / 1073741824.0, usable_bad / 1073741824.0, fits);
 }
 
-slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, slm_device *const *devices, int n_devices,
+slm_tensor slm_kv_seq(const slm_kv_cache *kv, bool v, int il, int seq) {
+    slm_tensor t = v ? kv->v[il] : kv->k[il];
+    t.offset += (size_t)seq * kv->seq_stride;
+    return t;
+}
+
+slm_status slm_kv_cache_create(const slm_hparams *hp, int n_ctx, int n_seq, slm_device *const *devices, int n_devices,
                                const int *layer_device, slm_kv_cache *kv, slm_error *err) {
     memset(kv, 0, sizeof *kv);
     kv->n_layer = hp->n_layer;
     kv->n_ctx = n_ctx;
+    kv->n_seq = n_seq;
     kv->k = calloc((size_t)hp->n_layer, sizeof *kv->k);
     kv->v = calloc((size_t)hp->n_layer, sizeof *kv->v);
     if (!kv->k || !kv->v) return slm_fail(err, SLM_ERR_NOMEM, "out of memory for the KV cache");
-    size_t per = slm_kv_row_bytes(hp) * (size_t)n_ctx;
+    kv->seq_stride = slm_kv_row_bytes(hp) * (size_t)n_ctx;
+    size_t per = kv->seq_stride * (size_t)n_seq; /* K (or V) of one layer, every sequence */
     for (int d = 0; d < n_devices && d < SLM_KV_MAX_DEVICES; d++) {
         size_t n = 0;
         for (int il = 0; il < hp->n_layer; il++) n += layer_device[il] == d;

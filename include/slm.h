@@ -128,8 +128,8 @@ typedef struct slm_backend_info {
 } slm_backend_info;
 int slm_backends_list(slm_backend_info *out, int max);
 
-/* A context holds the KV cache and scratch memory for one sequence, and its own CPU workers (started at its
- * first slm_eval). See "Threads" above. */
+/* A context holds the KV cache and scratch memory for one sequence (or several: slm_context_create_seqs
+ * below), and its own CPU workers (started at its first slm_eval). See "Threads" above. */
 slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err);
 void slm_context_free(slm_context *c);
 int slm_context_n_ctx(const slm_context *c);
@@ -143,6 +143,33 @@ void slm_context_rewind(slm_context *c, int pos); /* forget tokens at positions 
 slm_status slm_eval(slm_context *c, const int32_t *tokens, int n, bool all_logits, slm_error *err);
 /* Logits [n_vocab] of token i of the last eval (i = -1: the last token). */
 const float *slm_logits(const slm_context *c, int i);
+
+/* Sequences: a context of several. A server serves several clients from one context: each client's
+ * conversation is a sequence with its own KV cache of n_ctx positions (the memory is n_seq times a
+ * one-sequence context's), and slm_eval_batch appends tokens to several sequences in one forward pass, which
+ * reads each weight once for all of them: n sequences generating a token each cost little more than one.
+ * slm_context_create is the one-sequence case; slm_eval, slm_context_pos and slm_context_rewind act on
+ * sequence 0. Tokens of one sequence see only that sequence's cache. */
+#define SLM_MAX_SEQS 256
+slm_status slm_context_create_seqs(slm_model *m, int n_seq, slm_context **out, slm_error *err);
+int slm_context_n_seq(const slm_context *c);
+int slm_seq_pos(const slm_context *c, int seq);        /* tokens in the sequence's cache; -1: no such one */
+void slm_seq_rewind(slm_context *c, int seq, int pos); /* forget its tokens at positions >= pos */
+
+/* n tokens appended to sequence seq. */
+typedef struct slm_batch_part {
+    int seq;
+    const int32_t *tokens;
+    int n;
+} slm_batch_part;
+/* Appends each part's tokens to its sequence, all in one forward pass, and computes the logits of each part's
+ * last token (slm_batch_logits). A prompt chunk of one sequence and single generated tokens of others may go
+ * together. Each sequence appears at most once and the tokens of all parts are at most n_batch
+ * (SLM_ERR_INVALID_ARG); a part that does not fit its sequence's context fails the call with SLM_ERR_CONTEXT.
+ * On any failure no sequence has grown. */
+slm_status slm_eval_batch(slm_context *c, const slm_batch_part *parts, int n_parts, slm_error *err);
+/* Logits [n_vocab] of the last token of part i of the last slm_eval_batch. */
+const float *slm_batch_logits(const slm_context *c, int part);
 
 /* Bytes of weights read per generated token and a per-eval timing, for the summary line and slm-bench. */
 typedef struct slm_perf {

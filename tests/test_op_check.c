@@ -309,8 +309,8 @@ static void graph_ops_pass(const char *spec_str, int n_ctx, bool want_bias, bool
     slm_kv_cache kv = {0};
     int n_batch = m->cfg.n_batch;
     bool ok = slm_buffer_alloc(dev, (size_t)slm_scratch_layout(hp, n_batch, true, NULL, NULL), &sbuf, &err) == SLM_OK &&
-        slm_kv_cache_create(hp, m->cfg.n_ctx, m->place.devices, m->place.n_devices, m->place.layer_device, &kv, &err) ==
-            SLM_OK;
+        slm_kv_cache_create(hp, m->cfg.n_ctx, 1, m->place.devices, m->place.n_devices, m->place.layer_device, &kv,
+                            &err) == SLM_OK;
     CHECK(ok, "%s: buffers: %s", spec_str, err.msg);
     bool bias = false, factors = false;
     if (ok) {

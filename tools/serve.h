@@ -9,7 +9,7 @@
  *   serve_buf.c      a growable byte buffer the others share
  *
  * Threads: HTTP handler threads parse, validate, tokenize (the model is read-only) and enqueue a job; the
- * one engine thread owns every slm_context and is the only thread that evaluates; a job's output reaches
+ * one engine thread owns the slm_context (a sequence per slot) and is the only thread that evaluates; a job's output reaches
  * its handler through the job's channel (mutex + condition variable). Nothing here includes an internal
  * header: the server is an application of include/slm.h. */
 #ifndef SLM_SERVE_H
@@ -132,12 +132,12 @@ typedef struct serve_engine serve_engine;
 typedef struct serve_job serve_job;
 
 typedef struct serve_engine_config {
-    int n_parallel;   /* slots, each its own slm_context today */
+    int n_parallel;   /* slots: the sequences of the engine's one context */
     int queue_limit;  /* jobs waiting while every slot is busy before submissions get "queue full" */
     int prompt_chunk; /* prompt tokens a slot evaluates per step, so that a long prompt cannot stall the others */
 } serve_engine_config;
 
-/* Creates the slots' contexts and starts the engine thread. */
+/* Creates the context of the slots' sequences and starts the engine thread. */
 slm_status serve_engine_create(slm_model *m, const serve_engine_config *cfg, serve_engine **out, slm_error *err);
 /* Cancels every job (queued and running: their readers see them end) and joins the engine thread. */
 void serve_engine_shutdown(serve_engine *e);

@@ -4,16 +4,15 @@
  * engine moves queued jobs into free slots and then steps every active slot once per iteration:
  *
  *     admit queued jobs into free slots
- *     engine_forward(active slots)   each evaluates its next prompt chunk or its last sampled token
- *     for each slot whose prompt is in: sample, detokenize, match stop strings, publish to its channel
+ *     decode pass: the last sampled token of every generating slot, in one forward pass; each samples,
+ *                  detokenizes, matches stop strings and publishes to its channel
+ *     prefill pass: the next chunk of the prompt admitted first; once all of it is in, it samples too
  *
- * engine_forward is the one function that knows how slots are evaluated. Today each slot is a context of its
- * own and they are evaluated in turn; with a context of several sequences it becomes one batched forward
- * pass over the same list (prompt chunks and single tokens together) and nothing else here changes: the
- * slots keep their tokens, positions and per-sequence logits through slot_logits.
+ * The slots are the sequences of one context (slot i is sequence i), so a step reads each weight once for
+ * all of them: n streams cost little more than one.
  *
- * A prompt goes in at most cfg.prompt_chunk tokens per step, so a long prompt delays the other slots by one
- * chunk per token they generate instead of stalling them until it is done. Each slot keeps the tokens of its
+ * Prompts go in at most cfg.prompt_chunk tokens per step, so a long prompt delays the generating slots by
+ * one chunk per token they generate instead of stalling them until it is done. Each slot keeps the tokens of its
  * KV cache after a job; the next job takes the free slot whose cache shares the longest prefix with its
  * prompt and evaluates only the rest (a multi-turn client pays for its new turn).
  *
@@ -27,6 +26,9 @@
 #include <time.h>
 
 #include "serve.h"
+
+/* Prompt tokens evaluated again after a reused prefix (admit). */
+#define REUSE_TAIL 32
 
 struct serve_job {
     pthread_mutex_t mu;
@@ -53,14 +55,16 @@ struct serve_job {
 };
 
 typedef struct slot {
-    slm_context *ctx;
-    int32_t *cached; /* the tokens in ctx's KV cache, in order */
+    int seq;         /* its sequence in the engine's context */
+    int32_t *cached; /* the tokens in its sequence's KV cache, in order */
     int n_cached;
     serve_job *job;  /* NULL: free */
     int n_prompt_in; /* prompt tokens of job in the cache */
     int32_t last;    /* the token sampled last: evaluated at the next step */
     int n_gen;
-    bool failed; /* engine_forward's verdict for this step */
+    long long admitted; /* the order jobs came into slots: prompts go in first come, first served */
+    int part;           /* engine_forward's verdict for this pass: its part of the batch (-1: not evaluated) */
+    bool failed;        /* ... or its failure */
     char why[256];
     serve_buf shown; /* scratch: the text one step makes visible */
 } slot;
@@ -68,14 +72,17 @@ typedef struct slot {
 struct serve_engine {
     slm_model *m;
     serve_engine_config cfg;
-    int n_ctx;
+    slm_context *ctx; /* one sequence per slot */
+    int n_ctx, n_batch;
     slot *slots;
+    slm_batch_part *parts; /* [n_parallel]: engine_forward's batch */
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     serve_job *q_head, *q_tail;
     int n_queued, n_active;
+    long long n_admitted;
     bool closing;
     long long prompt_tokens, completion_tokens, kv_used;
     double busy_s;
@@ -241,39 +248,51 @@ serve_submit serve_engine_submit(serve_engine *e, serve_job *j) {
 
 /* ---- slots ---- */
 
+static void slot_sample(serve_engine *e, slot *s);
+
 /* The logits a slot's next token is sampled from, after engine_forward. */
-static const float *slot_logits(serve_engine *e, slot *s) {
-    (void)e;
-    return slm_logits(s->ctx, -1);
+static const float *slot_logits(serve_engine *e, slot *s) { return slm_batch_logits(e->ctx, s->part); }
+
+/* Records in the slots what a successful pass over e->parts[0..n) evaluated. */
+static void forward_done(serve_engine *e, slot **in, int n) {
+    for (int i = 0; i < n; i++) {
+        slot *s = in[i];
+        const slm_batch_part *p = &e->parts[i];
+        memcpy(s->cached + s->n_cached, p->tokens, (size_t)p->n * sizeof *p->tokens);
+        s->n_cached += p->n;
+        if (s->n_prompt_in < s->job->n_tokens) s->n_prompt_in += p->n;
+        s->part = i;
+    }
 }
 
-/* Evaluates, for every slot in batch, its next prompt chunk or its last sampled token, leaving its next-token
- * logits for slot_logits; a slot that fails gets failed and why. This is where batching goes: one forward
- * pass over all of them instead of one context after the other. */
-static void engine_forward(serve_engine *e, slot **batch, int n) {
+/* One forward pass over e->parts[0..n), part i for slot in[i]. Leaves each evaluated slot's part (for
+ * slot_logits); a slot that fails gets failed and why. */
+static void engine_forward(serve_engine *e, slot **in, int n) {
     for (int i = 0; i < n; i++) {
-        slot *s = batch[i];
-        serve_job *j = s->job;
-        const int32_t *in;
-        int k;
-        if (s->n_prompt_in < j->n_tokens) {
-            in = j->tokens + s->n_prompt_in;
-            k = j->n_tokens - s->n_prompt_in;
-            if (k > e->cfg.prompt_chunk) k = e->cfg.prompt_chunk;
-        } else {
-            in = &s->last;
-            k = 1;
-        }
-        slm_error err = {{0}};
-        slm_status st = slm_eval(s->ctx, in, k, false, &err);
-        s->failed = st != SLM_OK;
-        if (s->failed) {
-            snprintf(s->why, sizeof s->why, "evaluation failed: %.200s (%s)", err.msg, slm_status_name(st));
+        in[i]->part = -1;
+        in[i]->failed = false;
+    }
+    slm_error err = {{0}};
+    slm_status st = slm_eval_batch(e->ctx, e->parts, n, &err);
+    if (!st) {
+        forward_done(e, in, n);
+        return;
+    }
+    /* a failed pass grew no sequence: each part alone, so that only the slots that fail by themselves end */
+    for (int i = 0; i < n; i++) {
+        slm_batch_part one = e->parts[i];
+        st = slm_eval_batch(e->ctx, &one, 1, &err);
+        if (st) {
+            in[i]->failed = true;
+            snprintf(in[i]->why, sizeof in[i]->why, "evaluation failed: %.200s (%s)", err.msg, slm_status_name(st));
             continue;
         }
-        memcpy(s->cached + s->n_cached, in, (size_t)k * sizeof *in);
-        s->n_cached += k;
-        if (s->n_prompt_in < j->n_tokens) s->n_prompt_in += k;
+        e->parts[0] = one;
+        forward_done(e, &in[i], 1);
+        /* its logits are part 0 of this pass: sample before the next pass replaces them */
+        in[i]->part = 0;
+        if (in[i]->n_prompt_in == in[i]->job->n_tokens) slot_sample(e, in[i]);
+        in[i]->part = -1;
     }
 }
 
@@ -367,41 +386,70 @@ static void admit(serve_engine *e) {
         e->n_queued--;
         int p;
         slot *s = pick_slot(e, j, &p);
-        /* the prompt's last token is always evaluated: its logits give the first generated token */
-        if (p >= j->n_tokens) p = j->n_tokens - 1;
-        slm_context_rewind(s->ctx, p);
+        /* At least the prompt's last REUSE_TAIL tokens (all of a shorter one) are evaluated again: a few
+         * tokens after a cached prefix would run other kernels than a whole prompt (the CPU's mat-vec path
+         * below 9 or 24 columns, its packed GEMM above), and the reply would depend on what the slot held
+         * before. So a request's greedy reply is the same on a fresh server and a busy one; a new turn of a
+         * conversation is usually longer than that anyway. The last token is always evaluated: its logits
+         * give the first generated token. */
+        if (p > j->n_tokens - REUSE_TAIL) p = j->n_tokens > REUSE_TAIL ? j->n_tokens - REUSE_TAIL : 0;
+        slm_seq_rewind(e->ctx, s->seq, p);
         s->n_cached = p;
         s->n_prompt_in = p;
         s->n_gen = 0;
+        s->admitted = e->n_admitted++;
         s->job = j;
         e->n_active++;
         e->prompt_tokens += j->n_tokens;
     }
 }
 
-/* One iteration over the active slots. */
-static void engine_step(serve_engine *e) {
-    slot *batch[e->cfg.n_parallel];
-    int n = 0;
-    for (int i = 0; i < e->cfg.n_parallel; i++) {
-        slot *s = &e->slots[i];
-        if (!s->job) continue;
-        if (job_cancelled(s->job)) slot_finish(e, s, NULL, "cancelled");
-        else batch[n++] = s;
-    }
-    if (!n) return;
-    engine_forward(e, batch, n);
+/* After a pass: a failed slot ends, a slot whose prompt is in samples its next token. */
+static void settle(serve_engine *e, slot **in, int n) {
     for (int i = 0; i < n; i++) {
-        slot *s = batch[i];
+        slot *s = in[i];
         if (s->failed) {
-            /* the cache may hold part of a batch: start this slot afresh */
-            slm_context_rewind(s->ctx, 0);
+            /* start this slot afresh: its cache is not to be trusted after a failure */
+            slm_seq_rewind(e->ctx, s->seq, 0);
             s->n_cached = 0;
             slot_finish(e, s, NULL, s->why);
-        } else if (s->n_prompt_in == s->job->n_tokens) {
+        } else if (s->part >= 0 && s->n_prompt_in == s->job->n_tokens) {
             slot_sample(e, s);
         }
     }
+}
+
+/* One iteration over the active slots: a decode pass with the last sampled token of every generating slot
+ * (at most n_batch of them), then a prefill pass with the next chunk of the prompt admitted first. Kept
+ * apart, each sequence's numbers do not depend on what else runs: a decode pass of a few sequences runs the
+ * mat-vec kernels a lone sequence runs, column for column, and a prompt goes in as it would alone, so a
+ * request's greedy reply is the same however many others share the server. */
+static void engine_step(serve_engine *e) {
+    slot *in[e->cfg.n_parallel];
+    int n = 0;
+    for (int i = 0; i < e->cfg.n_parallel; i++) {
+        slot *s = &e->slots[i];
+        if (s->job && job_cancelled(s->job)) slot_finish(e, s, NULL, "cancelled");
+        if (!s->job || s->n_prompt_in < s->job->n_tokens || n == e->n_batch) continue;
+        e->parts[n] = (slm_batch_part){.seq = s->seq, .tokens = &s->last, .n = 1};
+        in[n++] = s;
+    }
+    if (n) {
+        engine_forward(e, in, n);
+        settle(e, in, n);
+    }
+    slot *first = NULL;
+    for (int i = 0; i < e->cfg.n_parallel; i++) {
+        slot *s = &e->slots[i];
+        if (s->job && s->n_prompt_in < s->job->n_tokens && (!first || s->admitted < first->admitted)) first = s;
+    }
+    if (!first) return;
+    int k = first->job->n_tokens - first->n_prompt_in;
+    if (k > e->cfg.prompt_chunk) k = e->cfg.prompt_chunk;
+    if (k > e->n_batch) k = e->n_batch;
+    e->parts[0] = (slm_batch_part){.seq = first->seq, .tokens = first->job->tokens + first->n_prompt_in, .n = k};
+    engine_forward(e, &first, 1);
+    settle(e, &first, 1);
 }
 
 static void *engine_main(void *arg) {
@@ -453,14 +501,17 @@ slm_status serve_engine_create(slm_model *m, const serve_engine_config *cfg, ser
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->slots = calloc((size_t)cfg->n_parallel, sizeof *e->slots);
-    if (!e->slots) goto oom;
+    e->parts = calloc((size_t)cfg->n_parallel, sizeof *e->parts);
+    if (!e->slots || !e->parts) goto oom;
+    slm_status st = slm_context_create_seqs(m, cfg->n_parallel, &e->ctx, err);
+    if (st) {
+        serve_engine_free(e);
+        return st;
+    }
+    e->n_ctx = slm_context_n_ctx(e->ctx);
+    e->n_batch = slm_model_plan_info(m).n_batch;
     for (int i = 0; i < cfg->n_parallel; i++) {
-        slm_status s = slm_context_create(m, &e->slots[i].ctx, err);
-        if (s) {
-            serve_engine_free(e);
-            return s;
-        }
-        e->n_ctx = slm_context_n_ctx(e->slots[i].ctx);
+        e->slots[i].seq = i;
         if (!(e->slots[i].cached = malloc((size_t)e->n_ctx * sizeof(int32_t)))) goto oom;
     }
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
@@ -492,11 +543,12 @@ void serve_engine_free(serve_engine *e) {
     serve_engine_shutdown(e);
     if (e->slots)
         for (int i = 0; i < e->cfg.n_parallel; i++) {
-            slm_context_free(e->slots[i].ctx);
             free(e->slots[i].cached);
             serve_buf_free(&e->slots[i].shown);
         }
     free(e->slots);
+    free(e->parts);
+    slm_context_free(e->ctx);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -85,9 +85,12 @@ static void quantize_act(slm_dtype wtype, const float *x, void *xq, int64_t k) {
 /* The packed GEMM's activations are Q8_32 whatever the weight type: Q8_0 is one type with that format. */
 static size_t gemm_act_row_bytes(int64_t k) { return slm_act_row_bytes(SLM_Q8_0, k); }
 
-/* Columns from which the packed GEMM beats the mat-vec kernels: packing and interleaving cost about what
- * 3 (Q4_0) to 5 (Q4_K) columns of the mat-vec path cost (Sapphire Rapids, k = 2048, rows from memory). */
-#define SLM_GEMM_MIN_COLS 6
+/* Columns from which the packed GEMM takes over from the mat-vec kernels. Packing and interleaving cost
+ * about what 3 (Q4_0) to 5 (Q4_K) columns of the mat-vec path cost (Sapphire Rapids, k = 2048, rows from
+ * memory), but up to 8 columns stay on the mat-vec path: they are a server's batched decode (slm serve
+ * --parallel 8), and the mat-vec kernels give every column the bits it gets alone, so a request's reply does
+ * not depend on how many others run beside it. */
+#define SLM_GEMM_MIN_COLS 9
 /* The AVX2 GEMM packs its rows with scalar word operations, which costs more: it overtakes the mat-vec
  * path at ~16 columns for Q4_0 and ~24 for Q4_K (2 threads, 1B/3B shapes, SLM_CPU_ISA=avx2). */
 #define SLM_GEMM_MIN_COLS_AVX2 24
