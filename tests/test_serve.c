@@ -214,7 +214,8 @@ int main(void) {
             "{\"role\":\"assistant\",\"content\":null},{\"role\":\"developer\",\"content\":\"d\"}],"
             "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":7,\"temperature\":0,"
             "\"top_p\":0.5,\"top_k\":3,\"min_p\":0.1,\"seed\":42,\"stop\":[\"a\",\"\",\"bc\"],"
-            "\"presence_penalty\":0.5,\"frequency_penalty\":-1,\"n\":1,\"user\":\"ignored\",\"logit_bias\":{}}",
+            "\"presence_penalty\":0.5,\"frequency_penalty\":-1,\"n\":1,\"ignore_eos\":true,\"user\":\"ignored\","
+            "\"logit_bias\":{}}",
             &r, &e),
         "full chat request refused: %s", e.message);
     CHECK(r.n_messages == 4, "messages %d", r.n_messages);
@@ -224,7 +225,7 @@ int main(void) {
         CHECK(!strcmp(r.messages[2].role, "assistant") && !strcmp(r.messages[2].content, ""), "null content");
         CHECK(!strcmp(r.messages[3].role, "system"), "developer is system");
     }
-    CHECK(r.stream && r.include_usage && r.max_tokens == 7, "stream, usage, max_tokens");
+    CHECK(r.stream && r.include_usage && r.max_tokens == 7 && r.ignore_eos, "stream, usage, max_tokens, ignore_eos");
     CHECK(r.sampling.temp == 0 && r.sampling.top_p == 0.5f && r.sampling.top_k == 3 && r.sampling.min_p == 0.1f &&
               r.sampling.seed == 42 && r.sampling.presence_penalty == 0.5f && r.sampling.frequency_penalty == -1,
           "sampling fields");
@@ -238,7 +239,7 @@ int main(void) {
                 &r, &e),
           "minimal chat refused: %s", e.message);
     slm_sampler_params d = slm_sampler_params_default();
-    CHECK(r.sampling.temp == d.temp && !r.stream && r.max_tokens == 9 && r.n_stop == 1, "defaults");
+    CHECK(r.sampling.temp == d.temp && !r.stream && r.max_tokens == 9 && r.n_stop == 1 && !r.ignore_eos, "defaults");
     serve_request_free(&r);
     CHECK(parse(SERVE_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r, &e) && r.max_tokens == -1,
           "max_tokens absent is -1");
@@ -266,6 +267,7 @@ int main(void) {
 #define MSG "\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]"
     refused(SERVE_CHAT, "{" MSG ", \"n\": 2}", "n");
     refused(SERVE_CHAT, "{" MSG ", \"stream\": \"yes\"}", "stream");
+    refused(SERVE_CHAT, "{" MSG ", \"ignore_eos\": 1}", "ignore_eos");
     refused(SERVE_CHAT, "{" MSG ", \"max_tokens\": \"10\"}", "max_tokens");
     refused(SERVE_CHAT, "{" MSG ", \"max_tokens\": 0}", "max_tokens");
     refused(SERVE_CHAT, "{" MSG ", \"max_tokens\": 1.5}", "max_tokens");

@@ -57,6 +57,7 @@ typedef struct serve_request {
     bool stream;
     bool include_usage; /* stream_options.include_usage: a last chunk with usage */
     int max_tokens;     /* -1: not given (until the context is full) */
+    bool ignore_eos;    /* llama.cpp's extension: end-of-generation tokens do not end the reply (benchmarks) */
     slm_sampler_params sampling;
     char *stop[SERVE_MAX_STOP];
     int n_stop;

@@ -196,6 +196,7 @@ static bool parse_fields(json_t *root, serve_kind kind, serve_request *r, serve_
         return false;
     }
     if (!get_bool(root, "stream", &r->stream, e)) return false;
+    if (!get_bool(root, "ignore_eos", &r->ignore_eos, e)) return false;
     json_t *so = field(root, "stream_options");
     if (so) {
         if (!json_is_object(so)) return invalid(e, "stream_options", "'%s' must be an object%s", "");
