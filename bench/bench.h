@@ -45,6 +45,7 @@ typedef struct bench_options {
     bench_int_list threads;      /* -t */
     bench_int_list n_gpu_layers; /* -ngl: SLM_NGL_ALL (-1, "all"), SLM_NGL_AUTO (-2, "auto"), N */
     bench_int_list n_batch;      /* -b */
+    bench_int_list parallel;     /* --parallel: sequences decoding together in the tg tests (default 1) */
     bench_str_list devices;      /* -dev: cpu, vulkan:0, cuda:0 */
     bench_str_list kv_types;     /* -ctk: one of BENCH_KV_TYPES, checked while parsing */
     int reps;                    /* -r */
@@ -137,11 +138,13 @@ typedef struct bench_row {
     int threads, n_gpu_layers, n_batch;
     char kv_type[8];
     bench_test_kind kind;
-    int n_tokens; /* p or n */
+    int n_tokens;   /* p or n */
+    int n_parallel; /* tg: sequences generating n tokens each, one batched step per token (1: one) */
     /* results */
     bool ok;
     char error[640];
-    double ts_mean, ts_sd; /* tokens/s */
+    double ts_mean, ts_sd; /* tokens/s (tg with n_parallel > 1: of all sequences together) */
+    double ts_stream;      /* tokens/s of each sequence (ts_mean / n_parallel) */
     double t_mean;         /* seconds per repetition */
     int reps;
     /* generation only */

@@ -29,6 +29,8 @@ void bench_options_usage(FILE *f) {
             "  -ngl, --n-gpu-layers LIST    layers on the GPU: N, all, auto (default 0)\n"
             "  -dev, --device LIST          cpu, vulkan:N, cuda:N (default cpu; a GPU is picked when -ngl > 0)\n"
             "  -b, --batch-size LIST        largest batch per eval (default 512)\n"
+            "  --parallel LIST              tg tests: this many sequences generate together in one context,\n"
+            "                               each step one batched pass (default 1); t/s is their sum\n"
             "  -ctk, --cache-type LIST      KV cache type: " BENCH_KV_TYPES " (default f16)\n"
             "  -c, --ctx-size N             context (default: the largest -p or -n, at least 16; each test\n"
             "                               starts from an empty context)\n"
@@ -188,7 +190,7 @@ static bool takes_value(const char *a) {
                                         "--seed",      "-o",
                                         "--output",    "--out",
                                         "--svg",       "--vram-budget",
-                                        NULL};
+                                        "--parallel",  NULL};
     for (int k = 0; names[k]; k++)
         if (!strcmp(a, names[k])) return true;
     return false;
@@ -252,6 +254,7 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
         else if (IS("-t", "--threads")) st = bench_parse_int_list(v, false, &o->threads, err);
         else if (IS("-ngl", "--n-gpu-layers")) st = bench_parse_int_list(v, true, &o->n_gpu_layers, err);
         else if (IS("-b", "--batch-size")) st = bench_parse_int_list(v, false, &o->n_batch, err);
+        else if (IS("--parallel", NULL)) st = bench_parse_int_list(v, false, &o->parallel, err);
         else if (IS("-dev", "--device")) st = parse_str_list(v, &o->devices, true, err);
         else if (IS("-ctk", "--cache-type")) {
             /* rejected here rather than as error rows at run time: the engine has no other KV type yet */
@@ -313,6 +316,10 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
     if (!o->n_batch.n) push_int(&o->n_batch, 512, "", NULL);
     for (int i = 0; i < o->n_batch.n; i++)
         if (o->n_batch.v[i] < 1) return bench_fail(err, SLM_ERR_INVALID_ARG, "-b: batch sizes must be at least 1");
+    if (!o->parallel.n) push_int(&o->parallel, 1, "", NULL);
+    for (int i = 0; i < o->parallel.n; i++)
+        if (o->parallel.v[i] < 1 || o->parallel.v[i] > SLM_MAX_SEQS)
+            return bench_fail(err, SLM_ERR_INVALID_ARG, "--parallel: 1 to %d sequences", SLM_MAX_SEQS);
     if (!o->devices.n) parse_str_list("cpu", &o->devices, false, NULL);
     if (!o->n_gpu_layers.n) {
         /* a named GPU device without -ngl means all layers on it */

@@ -9,6 +9,12 @@
 
 static const char *kind_name(bench_test_kind k) { return k == BENCH_PP ? "pp" : "tg"; }
 
+/* "pp512", "tg128", and "tg128 x4" for 4 sequences generating together */
+static void test_name(const bench_row *w, char *buf, size_t len) {
+    if (w->n_parallel > 1) snprintf(buf, len, "%s%d x%d", kind_name(w->kind), w->n_tokens, w->n_parallel);
+    else snprintf(buf, len, "%s%d", kind_name(w->kind), w->n_tokens);
+}
+
 static void ngl_text(int ngl, char *buf, size_t len) {
     if (ngl == SLM_NGL_ALL) snprintf(buf, len, "all");
     else if (ngl == SLM_NGL_AUTO) snprintf(buf, len, "auto");
@@ -111,7 +117,7 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
         snprintf(buf, sizeof buf, "%d", w->n_batch);
         md_cell(f, buf);
         md_cell(f, w->kv_type);
-        snprintf(buf, sizeof buf, "%s%d", kind_name(w->kind), w->n_tokens);
+        test_name(w, buf, sizeof buf);
         md_cell(f, buf);
         if (!w->ok) {
             snprintf(buf, sizeof buf, "error [%d]", ++n_err);
@@ -158,6 +164,13 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
                 " bytes take at each device's peak / the measured time; the peak is the fastest of several read"
                 " kernels, ± the spread of its own runs. A decode that reads faster than the peak gets a warning"
                 " instead of a percentage above 100.\n");
+    bool any_par = false;
+    for (int i = 0; i < r->n; i++) any_par |= r->rows[i].ok && r->rows[i].n_parallel > 1;
+    if (any_par)
+        fprintf(f,
+                "tgN xP: P sequences of one context generate N tokens each, one batched pass of P tokens per step"
+                " (slm serve --parallel P): t/s is theirs together (each sequence's is t/s / P), and MB/token counts"
+                " the weights once per step, shared by its P tokens.\n");
 }
 
 /* ---- CSV ---- */
@@ -188,7 +201,7 @@ void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
             "build_commit,build_version,build_type,compiler,backends,cpu_info,cpu_features,n_cores,test_time,"
             "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
             "n_tokens,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
-            "peak_spread_gbps,pct_peak,peak_exceeded,predicted_ts,prediction,placement\n");
+            "peak_spread_gbps,pct_peak,peak_exceeded,predicted_ts,prediction,placement,n_parallel,avg_ts_per_stream\n");
     for (int i = 0; i < r->n; i++) {
         const bench_row *w = &r->rows[i];
         char ngl[16];
@@ -210,7 +223,9 @@ void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
         bench_csv_field(f, w->device_name);
         fprintf(f, ",%d,%s,%d,", w->threads, ngl, w->n_batch);
         bench_csv_field(f, w->kv_type);
-        fprintf(f, ",%s%d,%d,%d,%s,", kind_name(w->kind), w->n_tokens, w->n_tokens, w->reps, w->ok ? "true" : "false");
+        char name[48];
+        test_name(w, name, sizeof name);
+        fprintf(f, ",%s,%d,%d,%s,", name, w->n_tokens, w->reps, w->ok ? "true" : "false");
         bench_csv_field(f, w->error);
         csv_num(f, w->ts_mean);
         csv_num(f, w->ts_sd);
@@ -227,6 +242,8 @@ void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
         bench_csv_field(f, w->prediction_src);
         fputc(',', f);
         bench_csv_field(f, w->placement);
+        fprintf(f, ",%d", w->n_parallel > 1 ? w->n_parallel : 1);
+        csv_num(f, w->ts_stream);
         fputc('\n', f);
     }
 }
@@ -316,9 +333,11 @@ void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r) 
         json_str(f, "n_gpu_layers", buf, true);
         json_int(f, "n_batch", (uint64_t)(w->n_batch > 0 ? w->n_batch : 0), true);
         json_str(f, "type_kv", w->kv_type, true);
-        snprintf(buf, sizeof buf, "%s%d", kind_name(w->kind), w->n_tokens);
+        test_name(w, buf, sizeof buf);
         json_str(f, "test", buf, true);
         json_int(f, "n_tokens", (uint64_t)(w->n_tokens > 0 ? w->n_tokens : 0), true);
+        json_int(f, "n_parallel", (uint64_t)(w->n_parallel > 1 ? w->n_parallel : 1), true);
+        json_num(f, "avg_ts_per_stream", w->ts_stream, true);
         json_int(f, "reps", (uint64_t)(w->reps > 0 ? w->reps : 0), true);
         fprintf(f, "\"ok\": %s, ", w->ok ? "true" : "false");
         json_str(f, "error", w->error, true);

@@ -1,5 +1,7 @@
-/* One benchmark test on a loaded model: a prompt of n tokens in one eval (pp) or n single-token evals (tg),
- * repeated on a fresh context, with the bandwidth accounting of generation runs. */
+/* One benchmark test on a loaded model: a prompt of n tokens in one eval (pp) or n single-token evals (tg;
+ * with n_parallel P > 1, P sequences of one context each generate n tokens, one slm_eval_batch of P tokens
+ * per step, as slm serve's decode pass runs them), repeated on a fresh context, with the bandwidth
+ * accounting of generation runs. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,8 +124,11 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
         st ^= st >> 27;
         toks[i] = (int32_t)((st * 2685821657736338717ull >> 33) % (uint64_t)n_vocab);
     }
-    if (slm_context_create(m, &c, &err)) {
-        fail_row(row, err.msg);
+    int P = row->kind == BENCH_TG && row->n_parallel > 1 ? row->n_parallel : 1;
+    slm_batch_part *parts = calloc((size_t)P, sizeof *parts);
+    if (!parts || slm_context_create_seqs(m, P, &c, &err)) {
+        fail_row(row, parts ? err.msg : "out of memory");
+        free(parts);
         goto done;
     }
     if (n > slm_context_n_ctx(c)) {
@@ -135,33 +140,44 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
     int warm = o->warmup ? (row->kind == BENCH_PP ? (n < row->n_batch ? n : row->n_batch) : 2) : 0;
     if (warm > n) warm = n;
     for (int r = -(warm > 0); r < o->reps; r++) {
-        slm_context_rewind(c, 0);
+        for (int q = 0; q < P; q++) slm_seq_rewind(c, q, 0);
         int count = r < 0 ? warm : n;
         double t0 = run_now();
         slm_status s = SLM_OK;
         if (row->kind == BENCH_PP) s = slm_eval(c, toks, count, false, &err);
-        else
+        else if (P == 1)
             for (int i = 0; i < count && !s; i++) s = slm_eval(c, &toks[i], 1, false, &err);
+        else
+            for (int i = 0; i < count && !s; i++) {
+                /* each sequence its own token: sequence q at step i takes token (i + q) mod n */
+                for (int q = 0; q < P; q++) parts[q] = (slm_batch_part){.seq = q, .tokens = &toks[(i + q) % n], .n = 1};
+                s = slm_eval_batch(c, parts, P, &err);
+            }
         double dt = run_now() - t0;
         if (s) {
             fail_row(row, err.msg);
+            free(parts);
             goto done;
         }
         if (r >= 0) {
             tsec[r] = dt;
-            ts[r] = dt > 0 ? count / dt : 0;
+            ts[r] = dt > 0 ? (double)count * P / dt : 0;
         }
     }
+    free(parts);
     row->reps = o->reps;
     bench_stats s = bench_stats_of(ts, o->reps), t = bench_stats_of(tsec, o->reps);
     row->ts_mean = s.mean;
     row->ts_sd = s.sd;
+    row->ts_stream = s.mean / P;
     row->t_mean = t.mean;
     if (row->kind == BENCH_TG) {
         bench_bytes b;
         bench_bytes_from_plan(&pi, slm_model_kv_read_bytes(m), &b);
-        row->weight_bytes_per_token = (double)b.weights;
-        row->bytes_per_token = bench_bytes_per_token(&b, -1, 0, n);
+        /* a batched step reads the weights once for its P tokens and each sequence's own KV rows */
+        double kv = bench_bytes_per_token(&b, -1, 0, n) - (double)b.weights;
+        row->weight_bytes_per_token = (double)b.weights / P;
+        row->bytes_per_token = row->weight_bytes_per_token + kv;
         row->gbps = row->bytes_per_token * row->ts_mean / 1e9;
         const bench_device_fact *peak = NULL;
         double ideal = ideal_seconds(pi.n_devices, &b, si, o, row, n, &peak);
@@ -169,9 +185,13 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
             row->peak_gbps = peak->peak / 1e9;
             row->peak_spread_gbps = peak->spread / 1e9;
         }
-        if (ideal > 0) row->pct_peak = 100.0 * ideal * row->ts_mean;
+        /* a step's time at peak: the weights once, the KV of every sequence */
+        if (ideal > 0 && P > 1) ideal += (P - 1) * kv / (peak ? peak->peak : 1e30);
+        if (ideal > 0) row->pct_peak = 100.0 * ideal * row->ts_mean / P;
         row->peak_exceeded = row->pct_peak > 100.0;
-        if (pi.predicted_tps > 0) {
+        if (P > 1) {
+            /* the planner predicts one sequence's decode */
+        } else if (pi.predicted_tps > 0) {
             row->predicted_ts = pi.predicted_tps;
             snprintf(row->prediction_src, sizeof row->prediction_src, "planner");
         } else if (ideal > 0) {

@@ -61,13 +61,16 @@ static void error_rows(bench_results *res, const bench_options *o, const bench_s
         const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
         for (int i = 0; i < l->n; i++) {
             if (l->v[i] <= 0) continue;
-            bench_row *row = bench_results_add(res);
-            if (!row) return;
-            fill_config(row, src, NULL, device, threads, ngl, n_batch, kv);
-            row->kind = k ? BENCH_TG : BENCH_PP;
-            row->n_tokens = l->v[i];
-            row->ok = false;
-            snprintf(row->error, sizeof row->error, "%s", msg);
+            for (int pi = 0; pi < (k ? o->parallel.n : 1); pi++) {
+                bench_row *row = bench_results_add(res);
+                if (!row) return;
+                fill_config(row, src, NULL, device, threads, ngl, n_batch, kv);
+                row->kind = k ? BENCH_TG : BENCH_PP;
+                row->n_tokens = l->v[i];
+                row->n_parallel = k ? o->parallel.v[pi] : 1;
+                row->ok = false;
+                snprintf(row->error, sizeof row->error, "%s", msg);
+            }
         }
     }
 }
@@ -142,16 +145,21 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                             const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
                             for (int i = 0; i < l->n; i++) {
                                 if (l->v[i] <= 0) continue;
-                                bench_row *row = bench_results_add(res);
-                                if (!row) break;
-                                fill_config(row, src, m, dev, threads, ngl, nb, kv);
-                                row->kind = k ? BENCH_TG : BENCH_PP;
-                                row->n_tokens = l->v[i];
-                                fprintf(stderr, "slm-bench:   %s%d x %d ...", k ? "tg" : "pp", l->v[i], o->reps);
-                                bench_run_test(m, o, si, row);
-                                if (row->ok) fprintf(stderr, " %.2f t/s\n", row->ts_mean);
-                                else fprintf(stderr, " error: %s\n", row->error);
-                                failures += !row->ok;
+                                for (int pi = 0; pi < (k ? o->parallel.n : 1); pi++) {
+                                    bench_row *row = bench_results_add(res);
+                                    if (!row) break;
+                                    fill_config(row, src, m, dev, threads, ngl, nb, kv);
+                                    row->kind = k ? BENCH_TG : BENCH_PP;
+                                    row->n_tokens = l->v[i];
+                                    row->n_parallel = k ? o->parallel.v[pi] : 1;
+                                    fprintf(stderr, "slm-bench:   %s%d", k ? "tg" : "pp", l->v[i]);
+                                    if (row->n_parallel > 1) fprintf(stderr, ", %d sequences", row->n_parallel);
+                                    fprintf(stderr, " x %d ...", o->reps);
+                                    bench_run_test(m, o, si, row);
+                                    if (row->ok) fprintf(stderr, " %.2f t/s\n", row->ts_mean);
+                                    else fprintf(stderr, " error: %s\n", row->error);
+                                    failures += !row->ok;
+                                }
                             }
                         }
                         if (o->profile) {

@@ -19,6 +19,7 @@
  * Locks: e->mu guards the queue, the slots' job pointers as the other threads see them and the statistics;
  * a job's mu guards its channel (output text, status, cancel flag). e->mu may be taken before a job's mu,
  * never the other way round. */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,8 @@ struct serve_job {
     /* the request, fixed at creation */
     int32_t *tokens;
     int n_tokens;
-    int max_tokens; /* -1: until the context is full */
+    int max_tokens;  /* -1: until the context is full */
+    bool ignore_eos; /* end-of-generation tokens are never sampled */
     slm_sampler *smp;
     slm_detokenizer *detok;
     char *stop_strs[SERVE_MAX_STOP];
@@ -76,6 +78,9 @@ struct serve_engine {
     int n_ctx, n_batch;
     slot *slots;
     slm_batch_part *parts; /* [n_parallel]: engine_forward's batch */
+    int32_t *eog;          /* the vocabulary's end-of-generation tokens (ignore_eos masks them) */
+    int n_eog, n_vocab;
+    float *masked; /* [n_vocab]: a logit row with them masked */
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
@@ -105,6 +110,7 @@ serve_job *serve_job_create(serve_engine *e, const int32_t *tokens, int n_tokens
     j->refs = 1;
     j->e = e;
     j->max_tokens = r->max_tokens;
+    j->ignore_eos = r->ignore_eos;
     j->tokens = malloc((size_t)n_tokens * sizeof *j->tokens);
     if (!j->tokens) goto oom;
     memcpy(j->tokens, tokens, (size_t)n_tokens * sizeof *tokens);
@@ -334,7 +340,13 @@ static void slot_finish(serve_engine *e, slot *s, const char *finish, const char
 /* Samples the slot's next token and sends what it makes visible. */
 static void slot_sample(serve_engine *e, slot *s) {
     serve_job *j = s->job;
-    int32_t t = slm_sampler_sample(j->smp, slot_logits(e, s));
+    const float *logits = slot_logits(e, s);
+    if (j->ignore_eos) {
+        memcpy(e->masked, logits, (size_t)e->n_vocab * sizeof *logits);
+        for (int i = 0; i < e->n_eog; i++) e->masked[e->eog[i]] = -INFINITY;
+        logits = e->masked;
+    }
+    int32_t t = slm_sampler_sample(j->smp, logits);
     if (slm_token_is_eog(e->m, t)) {
         slot_finish(e, s, "stop", NULL);
         return;
@@ -510,6 +522,12 @@ slm_status serve_engine_create(slm_model *m, const serve_engine_config *cfg, ser
     }
     e->n_ctx = slm_context_n_ctx(e->ctx);
     e->n_batch = slm_model_plan_info(m).n_batch;
+    e->n_vocab = slm_model_get_info(m).n_vocab;
+    e->eog = malloc((size_t)e->n_vocab * sizeof *e->eog);
+    e->masked = malloc((size_t)e->n_vocab * sizeof *e->masked);
+    if (!e->eog || !e->masked) goto oom;
+    for (int32_t t = 0; t < e->n_vocab; t++)
+        if (slm_token_is_eog(m, t)) e->eog[e->n_eog++] = t;
     for (int i = 0; i < cfg->n_parallel; i++) {
         e->slots[i].seq = i;
         if (!(e->slots[i].cached = malloc((size_t)e->n_ctx * sizeof(int32_t)))) goto oom;
@@ -548,6 +566,8 @@ void serve_engine_free(serve_engine *e) {
         }
     free(e->slots);
     free(e->parts);
+    free(e->eog);
+    free(e->masked);
     slm_context_free(e->ctx);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);

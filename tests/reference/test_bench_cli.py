@@ -13,7 +13,9 @@ here from the GGUF file it writes (read with the `gguf` package, independently o
    in every CSV row, integers printed exactly;
 4. -m on the written file gives the same bytes per token, size and parameters as the in-memory model;
 5. --profile: the per-op table's calls per token follow the graph, its ms and % columns add up to the
-   total, its MB/token total equals the tg row's bytes per token; with -o json it leaves stdout valid JSON.
+   total, its MB/token total equals the tg row's bytes per token; with -o json it leaves stdout valid JSON;
+   --parallel 1,3: a tg row per level, "tgN x3" with the per-stream t/s a third of the aggregate and the
+   weights' bytes shared by the 3 tokens of a step; --parallel 0 is a usage error.
 --part vulkan (ctest py_test_bench_cli_vulkan; skips without a Vulkan device):
 6. --sweep-ngl -dev vulkan:0: one table row and one main-table row per split point, an SVG with the
    predicted and the measured curve, and the device named once in the header.
@@ -252,6 +254,26 @@ def part_cpu(t, bench, tmp):
     except ValueError:
         ok = False
     t.check(ok, "--profile -o json: stdout stays JSON, the table goes to stderr")
+
+    # --parallel: P sequences decode together; t/s is theirs together, MB/token shares the weights among them
+    n = 8
+    rc, out, _ = run(bench, ["--synthetic", SPEC, "-p", "0", "-n", str(n), "-r", "1", "--parallel", "1,3", "-o",
+                             "json", "--no-peak"] + COMMON, 0, t)
+    try:
+        rows = strict_json(out)["results"]
+    except (ValueError, KeyError):
+        rows = []
+    by_p = {r.get("n_parallel"): r for r in rows}
+    if t.check(sorted(by_p) == [1, 3] and all(r["ok"] for r in rows), f"--parallel 1,3: one tg row each: {rows}"):
+        r1, r3 = by_p[1], by_p[3]
+        t.check(r3["test"] == f"tg{n} x3" and r1["test"] == f"tg{n}", f"test names {r1['test']}, {r3['test']}")
+        t.check(close(r3["avg_ts_per_stream"] * 3, r3["avg_ts"], 1e-6) and close(r1["avg_ts_per_stream"],
+                                                                                 r1["avg_ts"], 1e-6),
+                "per-stream t/s is the aggregate over the sequences")
+        want = weights / 3 + (tg_bytes(weights, kv, n) - weights)
+        t.check(close(r3["bytes_per_token"], want, 1e-9) and close(r3["weight_bytes_per_token"], weights / 3, 1e-9),
+                f"x3 bytes per token {r3['bytes_per_token']} = weights / 3 + one sequence's KV {want}")
+    run(bench, ["--synthetic", SPEC, "-p", "0", "-n", "4", "--parallel", "0"] + COMMON, 2, t)
 
 
 def part_vulkan(t, bench, tmp):

@@ -13,7 +13,8 @@ Server A (--parallel 2, -c 512):
 - bad input: malformed JSON, wrong types, n = 2, a prompt longer than the context (400 naming both
   numbers), a body over the limit (413), unknown path (404), wrong method (405), all as OpenAI-style errors,
   and the server answers normally afterwards; unknown fields are ignored;
-- 4 concurrent greedy requests all complete, each equal to its single-request reply;
+- 4 concurrent greedy requests all complete, each equal to its single-request reply; ignore_eos makes a reply
+  that ends by itself run to max_tokens;
 - /metrics counts requests by endpoint and status, tokens, and shows the gauges;
 - SIGTERM: exit status 0.
 Server B (--parallel 1 --queue-limit 1 --api-key, -c 2048):
@@ -274,6 +275,17 @@ def server_a(slm, model, openai, t):
         for th in threads:
             th.join(120)
         t.check(results == single, f"4 concurrent requests complete with their single replies: {results} vs {single}")
+
+        # ignore_eos (llama.cpp's extension, for benchmarks): a reply that ends by itself goes on to max_tokens
+        short = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompts[0]}],
+                                               temperature=0, max_tokens=40)
+        long = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompts[0]}],
+                                              temperature=0, max_tokens=40, extra_body={"ignore_eos": True})
+        t.check(short.choices[0].finish_reason == "stop" and short.usage.completion_tokens < 40
+                and long.choices[0].finish_reason == "length" and long.usage.completion_tokens == 40
+                and long.choices[0].message.content.startswith(short.choices[0].message.content),
+                f"ignore_eos: {short.usage.completion_tokens} tokens ({short.choices[0].finish_reason}) become "
+                f"{long.usage.completion_tokens} ({long.choices[0].finish_reason})")
 
         m = s.metrics()
         t.check(m.get('slm_requests_total{endpoint="/v1/chat/completions",status="200"}', 0) >= 10
