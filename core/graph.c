@@ -249,7 +249,15 @@ static slm_status route(const slm_graph_inputs *in, slm_graph *g, slm_error *err
     return SLM_OK;
 }
 
-slm_status slm_graph_build(const slm_graph_inputs *in, slm_graph *g, slm_error *err) {
+slm_status slm_graph_build(const slm_graph_inputs *given, slm_graph *g, slm_error *err) {
+    /* no parts: one of sequence 0, every token */
+    slm_graph_inputs one = *given;
+    slm_graph_part whole = {.seq = 0, .first = 0, .n = given->n_tokens};
+    if (!one.n_parts) {
+        one.parts = &whole;
+        one.n_parts = 1;
+    }
+    const slm_graph_inputs *in = &one;
     const slm_model *m = in->m;
     int64_t T = in->n_tokens;
     g->n_ops = 0;

@@ -35,7 +35,7 @@ typedef struct slm_graph_inputs {
     int n_tokens;
     /* The sequences of the batch, in column order, together n_tokens: every op but the KV cache's runs
      * on all the columns at once (each weight read once for every sequence); each part writes and attends
-     * to its own sequence's cache. */
+     * to its own sequence's cache. None (n_parts 0): one part of sequence 0, every token. */
     const slm_graph_part *parts;
     int n_parts;
     /* logits for every token (one part only); else for the last token of each part, logits column i
