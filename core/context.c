@@ -152,8 +152,8 @@ void slm_context_set_observer(slm_context *c, slm_op_observer fn, void *user) {
     c->sched.observer_user = user;
 }
 
-/* Whether the graph of this batch has the shape of the one last checked (same parts' lengths), else
- * records it. */
+/* Whether the graph of this batch has the shape of the one last checked (the same parts' lengths: the
+ * sequences' views differ only in offset, all inside the cache). */
 static bool shape_checked(slm_context *c, int n_parts, bool all_logits) {
     bool same = c->n_checked == n_parts && c->checked_all == all_logits;
     for (int i = 0; same && i < n_parts; i++) same = c->checked_n[i] == c->parts[i].n;
