@@ -255,6 +255,7 @@ slm_status slm_graph_build(const slm_graph_inputs *in, slm_graph *g, slm_error *
     op->src[0] = m->host.tok_embd;
     op->src[1] = ids;
     op->dst = slm_tensor_cols(H->x, 0, T);
+    op->p.embed.scale = 1.0f;
     slm_status s;
     for (int l = 0; l < m->hp.n_layer; l++)
         if ((s = follow_residual(in, g, &at, m->place.layer_device[l], err)) || (s = build_layer(in, g, l, err)))

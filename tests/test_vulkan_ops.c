@@ -46,6 +46,7 @@ static void pass(const char *const *env, const char *what, bool all, bool aligne
     if (all) {
         slm_harness_run_all(&h);
         slm_harness_run_long_positions(&h);
+        slm_harness_run_gemma(&h);
     } else {
         for (int i = 0; i < SLM_HARNESS_N_WTYPES; i++) {
             slm_harness_run_matmuls(&h, slm_harness_weight_types[i]);

@@ -271,6 +271,7 @@ static slm_status rec_embed(vk_recorder *r, const slm_op *op, slm_error *err) {
     p->id_off = dp.b[2].rem / 4;
     p->y_off = dp.b[0].rem / 4;
     p->y_stride = (uint32_t)(y->nb[1] / 4);
+    p->scale = op->p.embed.scale;
     s = groups_1d((uint64_t)((n + 31) / 32) * (uint64_t)T, slm_vk_pipeline_wg(dp.pipe), dp.groups, err);
     return s ? s : emit(r, &dp, err);
 }
@@ -414,6 +415,7 @@ static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err
     p->n_chunks = n_chunks;
     p->chunk_len = chunk_len;
     p->scale = op->p.attn.scale;
+    p->window = (uint32_t)op->p.attn.window;
     dp.groups[0] = (uint32_t)nh;
     dp.groups[1] = (uint32_t)T;
     dp.groups[2] = n_chunks;
@@ -438,7 +440,9 @@ static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err
 static slm_status rec_eltwise(vk_recorder *r, const slm_op *op, slm_error *err) {
     const slm_tensor *a = &op->src[0], *b = &op->src[1], *y = &op->dst;
     int64_t n = y->ne[0], T = y->ne[1];
-    vk_dispatch dp = {.pipe = op->kind == SLM_OP_ADD ? VK_PIPE_ADD : VK_PIPE_SWIGLU};
+    vk_dispatch dp = {.pipe = op->kind == SLM_OP_ADD ? VK_PIPE_ADD
+                          : op->kind == SLM_OP_GEGLU ? VK_PIPE_GEGLU
+                                                     : VK_PIPE_SWIGLU};
     slm_status s = bind(r->c, &dp, 0, y, 4, true, "eltwise", err);
     if (!s) s = bind(r->c, &dp, 1, a, 4, false, "eltwise", err);
     if (!s) s = bind(r->c, &dp, 2, b, 4, false, "eltwise", err);
@@ -576,6 +580,7 @@ slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *er
         case SLM_OP_KV_WRITE: s = rec_kv_write(&r, op, err); break;
         case SLM_OP_ATTENTION: s = rec_attention(&r, op, err); break;
         case SLM_OP_SWIGLU:
+        case SLM_OP_GEGLU:
         case SLM_OP_ADD: s = rec_eltwise(&r, op, err); break;
         default: s = slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: op kind %d", (int)op->kind);
         }
