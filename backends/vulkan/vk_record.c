@@ -208,7 +208,7 @@ static slm_status emit(vk_recorder *r, vk_dispatch *dp, slm_error *err) {
 
 /* ---- ops ----------------------------------------------------------------------------------------------- */
 
-static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
+static slm_status rec_matmul_rows(vk_recorder *r, const slm_op *op, slm_error *err) {
     const slm_tensor *w = &op->src[0], *x = &op->src[1], *b = &op->src[2], *y = &op->dst;
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1];
     vk_ctx *c = r->c;
@@ -253,6 +253,32 @@ static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
         dp.groups[2] = (uint32_t)((T + VK_MATMUL_NC - 1) / VK_MATMUL_NC);
     }
     return s ? s : emit(r, &dp, err);
+}
+
+/* A weight larger than one storage-buffer binding may span (lavapipe: 128 MiB; Gemma 3's tied head is 178 MB
+ * of Q8_0) runs as ranges of rows that each fit, one dispatch per range into its rows of the output. */
+static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
+    const slm_tensor *w = &op->src[0];
+    uint64_t range = r->c->props.limits.maxStorageBufferRange;
+    /* room for the binding's alignment below the offset and its rounding up to 16 bytes */
+    uint64_t limit = range > 4096 ? range - 4096 : range;
+    if ((uint64_t)slm_tensor_extent(w) <= limit || w->ne[1] < 2) return rec_matmul_rows(r, op, err);
+    int64_t per = (int64_t)(limit / w->nb[1]);
+    if (per < 1) per = 1;
+    for (int64_t r0 = 0; r0 < w->ne[1]; r0 += per) {
+        int64_t n = w->ne[1] - r0 < per ? w->ne[1] - r0 : per;
+        slm_op part = *op;
+        part.src[0] = slm_tensor_cols(*w, r0, n);
+        part.dst.offset += (size_t)r0 * sizeof(float);
+        part.dst.ne[0] = n;
+        if (part.src[2].buf) {
+            part.src[2].offset += (size_t)r0 * sizeof(float);
+            part.src[2].ne[0] = n;
+        }
+        slm_status s = rec_matmul_rows(r, &part, err);
+        if (s) return s;
+    }
+    return SLM_OK;
 }
 
 static slm_status rec_embed(vk_recorder *r, const slm_op *op, slm_error *err) {
