@@ -383,6 +383,8 @@ int main(void) {
     graph_ops_pass("custom:q4_k_m:arch=qwen2:tied=1", 32, true, false); /* q/k/v biases, tied head */
     /* per-head q/k norms in place, q wider than the residual */
     graph_ops_pass("custom:q8_0:arch=qwen3:n_head=4:head_dim=128:tied=1", 16, false, false);
+    /* gemma3: post norms in place, GeGLU, the scaled embedding, local layers with a window and their own base */
+    graph_ops_pass("gemma3-270m:q8_0:n_layer=7:n_vocab=4096", 16, false, false);
     graph_ops_pass("llama3-1b:q8_0:n_layer=1:n_embd=256:n_head=4:n_head_kv=1:head_dim=64:n_ff=512:n_vocab=128008", 48,
                    false, true);
     return slm_test_finish("test_op_check");
