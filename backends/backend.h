@@ -52,8 +52,8 @@ int64_t slm_tensor_nelements(const slm_tensor *t);
  * Values that live on the device (ids, positions) are the caller's to keep in range: ids < n_vocab,
  * positions < the cache's rows. "weight" below is any known type but i32, 2-D [K, N]: row r is N's r-th row. */
 typedef enum slm_op_kind {
-    /* dst f32 [n_embd, T] = row src1[t] of src0 (weight table [n_embd, n_vocab]) for each t;
-     * src1 i32 [T] ids. */
+    /* dst f32 [n_embd, T] = row src1[t] of src0 (weight table [n_embd, n_vocab]) for each t, times
+     * p.embed.scale (finite and > 0; Gemma scales by sqrt(n_embd), the others by 1); src1 i32 [T] ids. */
     SLM_OP_EMBED,
     /* dst f32 [n, T] = src0 f32 [n, T] / rms(column) * src1 f32 [n]; p.norm.eps finite, >= 0. dst may be the
      * very same view as src0 (in place: per-head norms of q and k, as [head_dim, heads*T]). */
@@ -70,14 +70,19 @@ typedef enum slm_op_kind {
     SLM_OP_KV_WRITE,
     /* dst f32 [head_dim * n_head, T]: causal GQA attention of src0 q f32 [head_dim * n_head, T] over src1 K
      * cache f16 [head_dim * n_head_kv, n_ctx] and src2 V cache f16 of the same shape (row strides may
-     * differ, rows may be padded); token t sees cache rows 0..src3[t] inclusive (src3 i32 [T] positions).
-     * p.attn: head_dim, n_head, n_head_kv >= 1, n_head a multiple of n_head_kv (query head h reads kv head
-     * h / (n_head / n_head_kv)); scale finite and > 0 (scores are q.k * scale). */
+     * differ, rows may be padded); token t sees cache rows 0..src3[t] inclusive (src3 i32 [T] positions),
+     * or with p.attn.window > 0 (a sliding window) only the last window of them, rows
+     * max(0, src3[t] - window + 1)..src3[t]. p.attn: head_dim, n_head, n_head_kv >= 1, n_head a multiple of
+     * n_head_kv (query head h reads kv head h / (n_head / n_head_kv)); scale finite and > 0 (scores are
+     * q.k * scale); window >= 0 (0: no window). */
     SLM_OP_ATTENTION,
     /* dst f32 [n, T] = silu(src0) * src1, all f32 [n, T]; dst may be src0 or src1 (the same view). */
     SLM_OP_SWIGLU,
     /* dst f32 [n, T] = src0 + src1, all f32 [n, T]; dst may be src0 or src1 (the same view). */
     SLM_OP_ADD,
+    /* dst f32 [n, T] = gelu(src0) * src1 with the tanh form of GELU,
+     * gelu(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), all f32 [n, T]; dst may be src0 or src1. */
+    SLM_OP_GEGLU,
     SLM_OP_KIND_COUNT,
 } slm_op_kind;
 
@@ -103,7 +108,11 @@ typedef struct slm_op {
         struct {
             int n_head, n_head_kv, head_dim;
             float scale;
+            int window; /* sliding window in positions, 0: none */
         } attn;
+        struct {
+            float scale;
+        } embed;
     } p;
 } slm_op;
 

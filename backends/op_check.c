@@ -29,6 +29,7 @@ static const slot_rule k_slots[SLM_OP_KIND_COUNT][5] = {
         {{"out", REQUIRED}, {"q", REQUIRED}, {"k_cache", REQUIRED}, {"v_cache", REQUIRED}, {"positions", REQUIRED}},
     [SLM_OP_SWIGLU] = {{"out", REQUIRED}, {"gate", REQUIRED}, {"up", REQUIRED}},
     [SLM_OP_ADD] = {{"out", REQUIRED}, {"a", REQUIRED}, {"b", REQUIRED}},
+    [SLM_OP_GEGLU] = {{"out", REQUIRED}, {"gate", REQUIRED}, {"up", REQUIRED}},
 };
 
 static const char *const k_slot_names[5] = {"dst", "src0", "src1", "src2", "src3"};
@@ -141,7 +142,7 @@ static bool overlap(const slm_tensor *a, const slm_tensor *b) {
 
 /* dst does not share bytes with a source, except where the kind allows the very same view (in place). */
 static slm_status aliasing(const slm_op *op, slm_error *err) {
-    bool elementwise = op->kind == SLM_OP_ADD || op->kind == SLM_OP_SWIGLU;
+    bool elementwise = op->kind == SLM_OP_ADD || op->kind == SLM_OP_SWIGLU || op->kind == SLM_OP_GEGLU;
     /* RMSNorm may too (src0 only): every kernel sums a column before writing it, and each element is written
      * by the thread that read it */
     bool in_place_src0 = op->kind == SLM_OP_RMSNORM;
@@ -163,7 +164,10 @@ static slm_status check_embed(const slm_op *op, slm_error *err) {
     TRY(plain(op, 2, SLM_I32, 1, err));
     TRY(plain(op, 0, SLM_F32, 2, err));
     TRY(dim_is(op, 0, 0, op->src[0].ne[0], "the table's row length", err));
-    return dim_is(op, 0, 1, op->src[1].ne[0], "one column per id", err);
+    TRY(dim_is(op, 0, 1, op->src[1].ne[0], "one column per id", err));
+    if (!isfinite(op->p.embed.scale) || !(op->p.embed.scale > 0))
+        return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.embed.scale = %g, expected finite and > 0", op->p.embed.scale);
+    return SLM_OK;
 }
 
 static slm_status check_rmsnorm(const slm_op *op, slm_error *err) {
@@ -237,6 +241,9 @@ static slm_status check_attention(const slm_op *op, slm_error *err) {
                    nh, nkv);
     if (!isfinite(op->p.attn.scale) || !(op->p.attn.scale > 0))
         return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.attn.scale = %g, expected finite and > 0", op->p.attn.scale);
+    if (op->p.attn.window < 0)
+        return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.attn.window = %d, expected >= 0 (0: no window)",
+                   op->p.attn.window);
     TRY(plain(op, 1, SLM_F32, 2, err));
     TRY(plain(op, 2, SLM_F16, 2, err));
     TRY(plain(op, 3, SLM_F16, 2, err));
@@ -284,6 +291,7 @@ slm_status slm_op_check(const slm_op *op, slm_error *err) {
     case SLM_OP_KV_WRITE: s = check_kv_write(op, err); break;
     case SLM_OP_ATTENTION: s = check_attention(op, err); break;
     case SLM_OP_SWIGLU:
+    case SLM_OP_GEGLU:
     case SLM_OP_ADD: s = check_elementwise(op, err); break;
     case SLM_OP_KIND_COUNT: break;
     }

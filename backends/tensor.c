@@ -44,9 +44,8 @@ size_t slm_tensor_extent(const slm_tensor *t) {
 
 const char *slm_op_kind_name(slm_op_kind k) {
     static const char *const names[SLM_OP_KIND_COUNT] = {
-        [SLM_OP_EMBED] = "embed",       [SLM_OP_RMSNORM] = "rmsnorm",
-        [SLM_OP_MATMUL] = "matmul",     [SLM_OP_ROPE] = "rope",
-        [SLM_OP_KV_WRITE] = "kv_write", [SLM_OP_ATTENTION] = "attention",
-        [SLM_OP_SWIGLU] = "swiglu",     [SLM_OP_ADD] = "add"};
+        [SLM_OP_EMBED] = "embed",   [SLM_OP_RMSNORM] = "rmsnorm",   [SLM_OP_MATMUL] = "matmul",
+        [SLM_OP_ROPE] = "rope",     [SLM_OP_KV_WRITE] = "kv_write", [SLM_OP_ATTENTION] = "attention",
+        [SLM_OP_SWIGLU] = "swiglu", [SLM_OP_ADD] = "add",           [SLM_OP_GEGLU] = "geglu"};
     return (unsigned)k < SLM_OP_KIND_COUNT ? names[k] : "unknown";
 }

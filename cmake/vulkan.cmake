@@ -47,6 +47,7 @@ list(APPEND _slm_vk_variants
   "attention_reduce_f32|attention_reduce.comp|"
   "swiglu_f32|eltwise.comp|OP_SWIGLU"
   "add_f32|eltwise.comp|OP_ADD"
+  "geglu_f32|eltwise.comp|OP_GEGLU"
   "read_bandwidth|bandwidth.comp|")
 
 set(_slm_vk_out "${CMAKE_BINARY_DIR}/vk_shaders")

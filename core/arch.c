@@ -61,9 +61,19 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         hp->arch = SLM_ARCH_QWEN3;
         hp->rope_neox = true;
         hp->has_qk_norm = true;
+    } else if (!strcmp(arch, "gemma3")) {
+        /* Gemma 3: per-head q/k RMSNorm before NeoX RoPE, norms before and after attention and feed-forward,
+         * GeGLU (tanh GELU), embeddings scaled by sqrt(n_embd), local sliding-window layers between global
+         * ones, the head tied to token_embd. Its norm weights are stored as the multipliers themselves
+         * (1 + the checkpoint's offset), so RMSNorm runs as for the others. */
+        hp->arch = SLM_ARCH_GEMMA3;
+        hp->rope_neox = true;
+        hp->has_qk_norm = true;
+        hp->has_post_norms = true;
+        hp->ffn_gelu = true;
     } else {
         return slm_fail(err, SLM_ERR_UNSUPPORTED,
-                        "unsupported architecture '%s' (supported: llama, qwen2, qwen3, phi3)", arch);
+                        "unsupported architecture '%s' (supported: llama, qwen2, qwen3, phi3, gemma3)", arch);
     }
     slm_status s;
     if ((s = read_int(g, arch, "block_count", true, 0, &hp->n_layer, err)) ||
@@ -96,6 +106,21 @@ slm_status slm_arch_read_hparams(const slm_gguf *g, slm_hparams *hp, slm_error *
         (s = read_int(g, arch, "attention.sliding_window", false, 0, &hp->sliding_window, err)) ||
         (s = read_float(g, arch, "rope.scaling.attn_factor", 0.0f, &hp->rope_attn_factor, err)))
         return s;
+    hp->embd_scale = 1.0f;
+    if (hp->arch == SLM_ARCH_GEMMA3) {
+        hp->embd_scale = hp->n_embd > 0 ? sqrtf((float)hp->n_embd) : 1.0f;
+        /* The published Gemma 3 definition: every 6th layer global (sliding_window_pattern 6), local layers
+         * with RoPE base 10000 (rope_local_base_freq); GGUF files do not carry either, so these are the
+         * defaults, with keys of the same meaning read where a file has them. */
+        if ((s = read_int(g, arch, "attention.sliding_window_pattern", false, 6, &hp->swa_period, err)) ||
+            (s = read_float(g, arch, "rope.local.freq_base", 10000.0f, &hp->rope_local_freq_base, err)) ||
+            (s = read_float(g, arch, "attention.query_pre_attn_scalar", 0.0f, &hp->query_pre_attn_scalar, err)))
+            return s;
+        /* query_pre_attn_scalar is the head size (256) for 270M to 12B, but n_embd / n_head = 168 for 27B,
+         * whose heads are 128 wide; converted files do not say it, so 27B is known by its published shape */
+        if (hp->query_pre_attn_scalar == 0.0f && hp->n_layer == 62 && hp->n_embd == 5376 && hp->n_head == 32)
+            hp->query_pre_attn_scalar = (float)hp->n_embd / (float)hp->n_head;
+    }
     if ((s = read_int(g, arch, "vocab_size", false, 0, &hp->n_vocab, err))) return s;
     if (hp->n_vocab == 0) {
         const slm_gguf_kv *kv = slm_gguf_find(g, "tokenizer.ggml.tokens");

@@ -72,6 +72,18 @@ static slm_status follow_residual(const slm_graph_inputs *in, slm_graph *g, int 
     return s;
 }
 
+/* gemma3 normalizes a block's output (in place) before it joins the residual; nothing for the others. */
+static slm_status post_norm(slm_graph *g, int il, int d, const slm_hparams *hp, const char *name, slm_tensor w,
+                            slm_tensor y, slm_error *err) {
+    if (!hp->has_post_norms) return SLM_OK;
+    slm_op *op;
+    PUSH(SLM_OP_RMSNORM, name);
+    op->dst = op->src[0] = y;
+    op->src[1] = w;
+    op->p.norm.eps = hp->norm_eps;
+    return SLM_OK;
+}
+
 static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, slm_error *err) {
     const slm_model *m = in->m;
     const slm_hparams *hp = &m->hp;
@@ -114,15 +126,17 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
         op->src[1] = i ? L->k_norm : L->q_norm;
         op->p.norm.eps = hp->norm_eps;
     }
+    /* gemma3's local (sliding-window) layers rotate with their own base and without the file's scaling */
+    bool local = slm_layer_is_local(hp, il);
     for (int i = 0; i < 2; i++) {
         PUSH(SLM_OP_ROPE, i ? "rope_k" : "rope_q");
         op->dst = op->src[0] = i ? kh : qh;
         op->src[1] = pos;
-        op->src[2] = m->place.bound[d].rope_freqs;
+        if (!local) op->src[2] = m->place.bound[d].rope_freqs;
         op->p.rope.n_rot = hp->n_rot;
         op->p.rope.neox = hp->rope_neox;
-        op->p.rope.freq_base = hp->rope_freq_base;
-        op->p.rope.freq_scale = hp->rope_freq_scale;
+        op->p.rope.freq_base = local ? hp->rope_local_freq_base : hp->rope_freq_base;
+        op->p.rope.freq_scale = local ? 1.0f : hp->rope_freq_scale;
     }
     /* each sequence writes its rows and attends over its own cache: positions are per sequence */
     for (int ip = 0; ip < in->n_parts; ip++) {
@@ -149,9 +163,11 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
         op->p.attn.n_head_kv = hp->n_head_kv;
         op->p.attn.head_dim = hp->head_dim;
         op->p.attn.scale = m->cfg.attn_scale;
+        op->p.attn.window = local ? hp->sliding_window : 0;
     }
     slm_tensor none = {0};
     if ((s = matmul(g, il, d, "attn_output", L->wo, none, att, tmp, err))) return s;
+    if ((s = post_norm(g, il, d, hp, "post_attention_norm", L->post_attn_norm, tmp, err))) return s;
     PUSH(SLM_OP_ADD, "attn_residual");
     op->src[0] = x;
     op->src[1] = tmp;
@@ -164,11 +180,12 @@ static slm_status build_layer(const slm_graph_inputs *in, slm_graph *g, int il, 
     if ((s = matmul(g, il, d, "ffn_gate", L->w_gate, none, xn, gate, err)) ||
         (s = matmul(g, il, d, "ffn_up", L->w_up, none, xn, up, err)))
         return s;
-    PUSH(SLM_OP_SWIGLU, "swiglu");
+    PUSH(hp->ffn_gelu ? SLM_OP_GEGLU : SLM_OP_SWIGLU, hp->ffn_gelu ? "geglu" : "swiglu");
     op->src[0] = gate;
     op->src[1] = up;
     op->dst = gate;
     if ((s = matmul(g, il, d, "ffn_down", L->w_down, none, gate, tmp, err))) return s;
+    if ((s = post_norm(g, il, d, hp, "post_ffw_norm", L->post_ffw_norm, tmp, err))) return s;
     PUSH(SLM_OP_ADD, "ffn_residual");
     op->src[0] = x;
     op->src[1] = tmp;
@@ -271,6 +288,7 @@ slm_status slm_graph_build(const slm_graph_inputs *given, slm_graph *g, slm_erro
     op->src[0] = m->host.tok_embd;
     op->src[1] = ids;
     op->dst = slm_tensor_cols(H->x, 0, T);
+    op->p.embed.scale = m->hp.embd_scale;
     slm_status s;
     for (int l = 0; l < m->hp.n_layer; l++)
         if ((s = follow_residual(in, g, &at, m->place.layer_device[l], err)) || (s = build_layer(in, g, l, err)))

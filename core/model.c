@@ -89,6 +89,10 @@ static slm_status bind_layer(slm_model *m, int il, slm_error *err) {
         BIND("ffn_up.weight", E, hp->n_ff, true, w_up);
     }
     BIND("ffn_down.weight", hp->n_ff, E, true, w_down);
+    if (hp->has_post_norms) {
+        BIND("post_attention_norm.weight", E, 0, true, post_attn_norm);
+        BIND("post_ffw_norm.weight", E, 0, true, post_ffw_norm);
+    }
 #undef BIND
 #undef NAME
     m->layer_bytes[il] = slm_layer_bytes(L);

@@ -14,7 +14,9 @@ static slm_status resolve_ctx(const slm_gguf *g, const slm_hparams *hp, const sl
                               slm_error *err) {
     bool asked = p->n_ctx > 0;
     c->n_ctx = asked ? p->n_ctx : hp->n_ctx_train >= 1 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-    int w = hp->sliding_window;
+    /* gemma3's local layers mask the rows beyond their window (the attention op's window), so any context
+     * works there; phi3 has no such layers */
+    int w = hp->swa_period > 0 ? 0 : hp->sliding_window;
     if (w > 0 && !asked && c->n_ctx > w) c->n_ctx = w;
     if (w > 0 && c->n_ctx > w)
         return slm_fail(err, SLM_ERR_UNSUPPORTED,
@@ -80,7 +82,8 @@ static slm_status resolve_rope(const slm_gguf *g, const slm_hparams *hp, slm_mod
         return slm_fail(err, SLM_ERR_UNSUPPORTED,
                         "%s: a rope attention factor (%g) with partial rotation (%d of %d dimensions) is unsupported",
                         g->path, c->rope_attn_factor, hp->n_rot, hp->head_dim);
-    c->attn_scale = c->rope_attn_factor * c->rope_attn_factor / sqrtf((float)hp->head_dim);
+    float q_scalar = hp->query_pre_attn_scalar > 0.0f ? hp->query_pre_attn_scalar : (float)hp->head_dim;
+    c->attn_scale = c->rope_attn_factor * c->rope_attn_factor / sqrtf(q_scalar);
     return SLM_OK;
 }
 

@@ -13,7 +13,7 @@ typedef struct slm_model_config {
     int n_batch;                 /* largest batch of one forward pass (<= n_ctx) */
     const char *rope_freqs_name; /* the tensor of rope frequency divisors for n_ctx; NULL: none */
     float rope_attn_factor;      /* magnitude factor of rotated q and k (longrope), 1 otherwise */
-    float attn_scale;            /* q.k scale: rope_attn_factor^2 / sqrt(head_dim) */
+    float attn_scale;            /* q.k scale: rope_attn_factor^2 / sqrt(head_dim, or gemma3's query_pre_attn_scalar) */
 } slm_model_config;
 
 slm_status slm_model_config_resolve(const slm_gguf *g, const slm_hparams *hp, const slm_params *p,

@@ -115,6 +115,16 @@ static slm_status check_floats(vctx *v) {
                             v->g->path, key(v, "rope.scaling.type"), (int)(type.len < 32 ? type.len : 32), type.ptr);
         }
     }
+    /* gemma3's local layers: their own rope base (as rope.freq_base) and a window of positions */
+    if (hp->swa_period > 0 && (!(hp->rope_local_freq_base >= 1.0f) || !isfinite(hp->rope_local_freq_base)))
+        return slm_fail(v->err, SLM_ERR_FORMAT, "%s: %s is %g: it must be finite and at least 1", v->g->path,
+                        key(v, "rope.local.freq_base"), hp->rope_local_freq_base);
+    if (hp->query_pre_attn_scalar < 0.0f || !isfinite(hp->query_pre_attn_scalar))
+        return slm_fail(v->err, SLM_ERR_FORMAT, "%s: %s is %g: it must be finite and >= 0 (0: the head size)",
+                        v->g->path, key(v, "attention.query_pre_attn_scalar"), hp->query_pre_attn_scalar);
+    if (hp->sliding_window < 0)
+        return slm_fail(v->err, SLM_ERR_FORMAT, "%s: %s is %d: it must be >= 0", v->g->path,
+                        key(v, "attention.sliding_window"), hp->sliding_window);
     /* the longrope magnitude factor, squared into the attention scale (0: absent, derived) */
     if (hp->rope_attn_factor < 0.0f || hp->rope_attn_factor > 16.0f)
         return slm_fail(v->err, SLM_ERR_FORMAT, "%s: %s is %g: it must be in 0..16", v->g->path,
@@ -203,6 +213,14 @@ static slm_status check_features(vctx *v) {
     if (has(v, "expert_count") && slm_gguf_get_u64(v->g, v->key, &n) && n > 0)
         return slm_fail(v->err, SLM_ERR_UNSUPPORTED, "%s: %s is %llu: mixture-of-experts models are unsupported",
                         v->g->path, v->key, (unsigned long long)n);
+    /* Gemma 2's tanh caps on the attention scores and the logits: not in Gemma 3, and not implemented */
+    static const char *const caps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    for (int i = 0; i < 2; i++) {
+        float cap = 0.0f;
+        if (has(v, caps[i]) && slm_gguf_get_f32(v->g, v->key, &cap) && cap != 0.0f)
+            return slm_fail(v->err, SLM_ERR_UNSUPPORTED, "%s: %s is %g: logit soft-capping is unsupported", v->g->path,
+                            v->key, cap);
+    }
     return SLM_OK;
 }
 

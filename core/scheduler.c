@@ -32,7 +32,12 @@ static uint64_t op_bytes(const slm_op *op, int pos, int n_tokens) {
     case SLM_OP_MATMUL: return slm_tensor_bytes(&op->src[0]) + (op->src[2].buf ? slm_tensor_bytes(&op->src[2]) : 0);
     case SLM_OP_EMBED: return (uint64_t)op->src[0].nb[1] * (uint64_t)n_tokens;
     case SLM_OP_RMSNORM: return slm_tensor_bytes(&op->src[1]);
-    case SLM_OP_ATTENTION: return slm_kv_bytes_read(&op->src[1], pos + n_tokens);
+    case SLM_OP_ATTENTION: {
+        /* a sliding window reads its last rows only: the first token's window and the batch's new rows */
+        int rows = pos + n_tokens, w = op->p.attn.window;
+        if (w > 0 && rows > w + n_tokens - 1) rows = w + n_tokens - 1;
+        return slm_kv_bytes_read(&op->src[1], rows);
+    }
     default: return 0;
     }
 }

@@ -6,7 +6,7 @@
 
 #include "backend.h"
 
-#define SLM_LAYER_MAX_WEIGHTS 14
+#define SLM_LAYER_MAX_WEIGHTS 16
 
 typedef struct slm_layer {
     slm_tensor attn_norm;            /* f32 [n_embd] */
@@ -15,6 +15,8 @@ typedef struct slm_layer {
     slm_tensor q_norm, k_norm;       /* f32 [head_dim] per-head norms (qwen3), buf NULL when absent */
     slm_tensor ffn_norm;             /* f32 [n_embd] */
     slm_tensor w_gate, w_up, w_down; /* [n_embd, n_ff] x2, [n_ff, n_embd] */
+    slm_tensor post_attn_norm;       /* f32 [n_embd] on the attention output (gemma3), buf NULL when absent */
+    slm_tensor post_ffw_norm;        /* f32 [n_embd] on the feed-forward output (gemma3), buf NULL when absent */
 } slm_layer;
 
 /* A layer's weight slots in one fixed order, absent ones included (buf NULL): the one list of what a layer

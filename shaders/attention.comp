@@ -1,7 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // Causal grouped-query attention of q f32 [head_dim * n_head, T] over the f16 K/V cache
-// [head_dim * n_head_kv, n_ctx]. Token t sees cache rows 0..pos[t] (positions are read on the device so a
+// [head_dim * n_head_kv, n_ctx]. Token t sees cache rows 0..pos[t], the last `window` of them with a window (positions are read on the device so a
 // recorded command buffer stays valid as the sequence grows).
 // One workgroup per (head, token, chunk of the context); keys are taken WG at a time: each thread scores one
 // key, then the tile updates a running max / sum / weighted V accumulator (online softmax), so no score
@@ -30,6 +30,7 @@ layout(push_constant) uniform P {
     uint o_off, o_stride;     // floats
     uint n_chunks, chunk_len;
     float scale;
+    uint window;              // sliding window in positions, 0: none
 } p;
 
 shared float qs[MAX_HD];
@@ -67,8 +68,10 @@ void main() {
     uint tid = gl_LocalInvocationID.x;
     uint kh = h / (p.n_head / p.n_head_kv);
     uint n_kv = uint(pos[p.pos_off + t]) + 1u;
-    uint start = ch * p.chunk_len;
-    uint end = min(start + p.chunk_len, n_kv);
+    // a sliding window shows rows n_kv - window .. n_kv - 1 only; chunks before it see nothing
+    uint first = p.window > 0u && n_kv > p.window ? n_kv - p.window : 0u;
+    uint start = max(ch * p.chunk_len, first);
+    uint end = min(ch * p.chunk_len + p.chunk_len, n_kv);
 
     uint qb = p.q_off + t * p.q_stride + h * p.hd;
     for (uint d = tid; d < p.hd; d += WG) qs[d] = q[qb + d] * p.scale;

@@ -1,6 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// OP_ADD: y = a + b; OP_SWIGLU: y = silu(a) * b; over [n, T] columns with their own strides. y may alias a.
+// OP_ADD: y = a + b; OP_SWIGLU: y = silu(a) * b; OP_GEGLU: y = gelu(a) * b (tanh form); over [n, T] columns with their own strides. y may alias a.
 #include "common.glsl"
 
 layout(std430, binding = 0) buffer Y { float y[]; };
@@ -17,8 +17,13 @@ void main() {
     if (g >= p.n * p.T) return;
     uint t = g / p.n, i = g % p.n;
     float av = a[p.a_off + t * p.a_stride + i], bv = b[p.b_off + t * p.b_stride + i];
-#ifdef OP_ADD
+#if defined(OP_ADD)
     y[p.y_off + t * p.y_stride + i] = av + bv;
+#elif defined(OP_GEGLU)
+    // x/2 (1 + tanh(u)) = x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3): no tanh of a large argument
+    // (inf / inf in some drivers); e^(-2u) overflowing to inf gives -0, as gelu does far below 0
+    float u2 = 1.5957691216057308 * (av + 0.044715 * av * av * av);
+    y[p.y_off + t * p.y_stride + i] = av / (1.0 + exp(-u2)) * bv;
 #else
     y[p.y_off + t * p.y_stride + i] = av / (1.0 + exp(-av)) * bv;
 #endif

@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// dst f32 [n, T] = rows ids[t] of a weight table [n, n_vocab] of any type. One thread per 32-element chunk.
+// dst f32 [n, T] = rows ids[t] of a weight table [n, n_vocab] of any type, times scale. One thread per
+// 32-element chunk.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Y { float y[]; };
@@ -12,6 +13,7 @@ layout(push_constant) uniform P {
     uint w_off, w_stride;   // bytes
     uint id_off;            // ints
     uint y_off, y_stride;   // floats
+    float scale;
 } p;
 
 #include "dequant.glsl"
@@ -26,5 +28,5 @@ void main() {
     slm_dq32(p.w_off + id * p.w_stride, c, p.n, v);
     uint e0 = c * 32u, yb = p.y_off + t * p.y_stride + e0;
     uint m = min(32u, p.n - e0);
-    for (uint l = 0u; l < m; l++) y[yb + l] = v[l];
+    for (uint l = 0u; l < m; l++) y[yb + l] = v[l] * p.scale;
 }

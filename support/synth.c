@@ -49,13 +49,20 @@ static const preset PRESETS[] = {
      * tensors, plain rope (base 250000, no long-context factors), no sliding window, untied head */
     {"phi4-14b", "Phi-4 14B", "phi3", "phi4", 40, 5120, 40, 10, 128, 17920, 100352, 16384, 250000.0f, 1e-5f, 0.0f,
      false, false},
+    /* Gemma 3 270M and 1B: per-head q/k norms, post-attention and post-feed-forward norms, GeGLU, one kv head
+     * of 256, local sliding-window layers (512 positions) between global ones, tied head */
+    {"gemma3-270m", "Gemma 3 270M", "gemma3", "gemma3", 18, 640, 4, 1, 256, 2048, 262144, 32768, 1000000.0f, 1e-6f,
+     0.0f, true, false, true},
+    {"gemma3-1b", "Gemma 3 1B", "gemma3", "gemma3", 26, 1152, 4, 1, 256, 6912, 262144, 32768, 1000000.0f, 1e-6f, 0.0f,
+     true, false, true},
     /* A small llama shape for tests and quick runs; every dimension can be overridden */
     {"custom", "custom", "llama", "custom", 2, 256, 4, 2, 64, 512, 1024, 4096, 10000.0f, 1e-5f, 0.0f, false, false},
 };
 #define N_PRESETS (sizeof PRESETS / sizeof PRESETS[0])
 
-static const char *const PRESET_NAMES[] = {"llama3-1b", "llama3-3b", "llama3-8b", "qwen2.5-14b", "qwen3-0.6b",
-                                           "qwen3-8b",  "qwen3-14b", "phi4-14b",  "custom",      NULL};
+static const char *const PRESET_NAMES[] = {"llama3-1b",   "llama3-3b", "llama3-8b", "qwen2.5-14b",
+                                           "qwen3-0.6b",  "qwen3-8b",  "qwen3-14b", "phi4-14b",
+                                           "gemma3-270m", "gemma3-1b", "custom",    NULL};
 
 const char *const *slm_synth_preset_names(void) { return PRESET_NAMES; }
 
@@ -153,9 +160,9 @@ slm_status slm_synth_parse(const char *spec, slm_synth_spec *out, slm_error *err
             ok = parse_int(v, 0, 0x7fffffff, &x);
             out->seed = (uint64_t)x;
         } else if (!strcmp(k, "arch")) {
-            if (!strcmp(v, "llama") || !strcmp(v, "qwen2") || !strcmp(v, "qwen3")) {
+            if (!strcmp(v, "llama") || !strcmp(v, "qwen2") || !strcmp(v, "qwen3") || !strcmp(v, "gemma3")) {
                 out->qkv_bias = !strcmp(v, "qwen2");
-                out->qk_norm = !strcmp(v, "qwen3");
+                out->qk_norm = !strcmp(v, "qwen3") || !strcmp(v, "gemma3");
             } else ok = false;
             if (ok) snprintf(out->arch, sizeof out->arch, "%s", v);
         } else
@@ -265,6 +272,10 @@ static int list_tensors(const slm_synth_spec *s, tdesc *d) {
             ADD("ffn_up.weight", E, s->n_ff, T_WEIGHT);
         }
         ADD("ffn_down.weight", s->n_ff, E, T_WEIGHT);
+        if (!strcmp(s->arch, "gemma3")) {
+            ADD("post_attention_norm.weight", E, 1, T_NORM);
+            ADD("post_ffw_norm.weight", E, 1, T_NORM);
+        }
 #undef ADD
     }
     add_desc(s, d, &n, "output_norm.weight", E, 1, T_NORM);
@@ -759,6 +770,9 @@ static slm_status add_metadata(const slm_synth_spec *s, slm_gguf_writer *w) {
         /* as Phi-4's converted files say: no window (0), trained for its whole context */
         U32("attention.sliding_window", 0);
         U32("rope.scaling.original_context_length", s->n_ctx);
+    }
+    if (!strcmp(a, "gemma3")) {
+        U32("attention.sliding_window", 512); /* every sixth layer global (arch.c) */
     }
     F32("attention.layer_norm_rms_epsilon", s->norm_eps);
     F32("rope.freq_base", s->rope_freq_base);

@@ -39,14 +39,15 @@ typedef enum slm_synth_quant {
 typedef struct slm_synth_spec {
     char name[64];       /* "llama3-8b:q4_k_m" as given (normalised), for reports */
     char model_name[64]; /* general.name: "Llama 3.1 8B (synthetic)" */
-    char arch[16];       /* "llama", "qwen2", "qwen3" or "phi3" (what the file says; phi3 fuses qkv and gate/up) */
-    char family[16];     /* tokenizer family of the specials: "llama3", "qwen2", "phi4", "custom" */
+    char arch[16];   /* "llama", "qwen2", "qwen3", "phi3" or "gemma3" (what the file says; phi3 fuses qkv and gate/up,
+                    * gemma3 adds post-attention and post-feed-forward norms) */
+    char family[16]; /* tokenizer family of the specials: "llama3", "qwen2", "phi4", "custom" */
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
     float rope_freq_base, norm_eps;
     float rope_llama3_factor; /* > 0: write rope_freqs.weight with Llama 3 frequency scaling */
     bool tied;                /* no output.weight: the head reads token_embd */
     bool qkv_bias;            /* qwen2 */
-    bool qk_norm;             /* qwen3: attn_q_norm / attn_k_norm [head_dim] per layer */
+    bool qk_norm;             /* qwen3, gemma3: attn_q_norm / attn_k_norm [head_dim] per layer */
     slm_synth_quant quant;
     uint64_t seed;
 } slm_synth_spec;

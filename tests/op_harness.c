@@ -217,10 +217,10 @@ void slm_harness_matmul_ex(slm_harness *h, slm_dtype t, int64_t K, int64_t N, in
     free(want);
 }
 
-void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T) {
+static void embed_check(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T, float scale) {
     char what[128];
-    snprintf(what, sizeof what, "embed %s n_embd=%lld n_vocab=%lld T=%lld", slm_dtype_name(t), (long long)n_embd,
-             (long long)n_vocab, (long long)T);
+    snprintf(what, sizeof what, "embed %s n_embd=%lld n_vocab=%lld T=%lld scale=%g", slm_dtype_name(t),
+             (long long)n_embd, (long long)n_vocab, (long long)T, scale);
     size_t rb;
     void *w = slm_harness_weights(h, t, n_embd, n_vocab, &rb);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
@@ -239,10 +239,12 @@ void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vo
         op.dst = slm_tensor_make(&by.buf, h->offset, SLM_F32, n_embd, T, 1, 1);
         op.src[0] = slm_tensor_make(&bw.buf, h->offset, t, n_embd, n_vocab, 1, 1);
         op.src[1] = slm_tensor_make(&bi.buf, h->offset, SLM_I32, T, 1, 1, 1);
+        op.p.embed.scale = scale;
         if (slm_harness_exec(h, &op, 1, what) &&
             slm_harness_download(h, &by, got, sizeof(float) * (size_t)(n_embd * T))) {
             for (int64_t i = 0; i < T; i++)
                 slm_ref_dequant_row(t, (uint8_t *)w + (size_t)ids[i] * rb, want + i * n_embd, n_embd);
+            for (int64_t i = 0; i < n_embd * T; i++) want[i] *= scale;
             slm_harness_judge(h, what, got, want, n_embd * T, h->tol_f32);
         }
     } else {
@@ -256,6 +258,14 @@ void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vo
     free(ids);
     free(got);
     free(want);
+}
+
+void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T) {
+    embed_check(h, t, n_embd, n_vocab, T, 1.0f);
+}
+
+void slm_harness_embed_scaled(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T, float scale) {
+    embed_check(h, t, n_embd, n_vocab, T, scale);
 }
 
 void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T) {
@@ -432,7 +442,7 @@ void slm_harness_kv_write(slm_harness *h, int64_t n, int64_t n_ctx, int64_t T, i
 }
 
 static void attention_check(slm_harness *h, const char *what, int hd, int n_head, int n_head_kv, int64_t n_ctx,
-                            int64_t T, const int32_t *pos_in, int64_t pad) {
+                            int64_t T, const int32_t *pos_in, int64_t pad, int window) {
     int64_t nq = (int64_t)hd * n_head, nkv = (int64_t)hd * n_head_kv, ld = nkv + pad;
     float *q = malloc(sizeof(float) * (size_t)(nq * T));
     uint16_t *k = malloc(2 * (size_t)(nkv * n_ctx)), *v = malloc(2 * (size_t)(nkv * n_ctx));
@@ -464,6 +474,7 @@ static void attention_check(slm_harness *h, const char *what, int hd, int n_head
         op.p.attn.n_head_kv = n_head_kv;
         op.p.attn.head_dim = hd;
         op.p.attn.scale = 1.0f / sqrtf((float)hd);
+        op.p.attn.window = window;
         op.dst = slm_tensor_make(&bo.buf, h->offset, SLM_F32, nq, T, 1, 1);
         op.src[0] = slm_tensor_make(&bq.buf, h->offset, SLM_F32, nq, T, 1, 1);
         op.src[1] = slm_tensor_make(&bk.buf, h->offset, SLM_F16, nkv, n_ctx, 1, 1);
@@ -476,8 +487,8 @@ static void attention_check(slm_harness *h, const char *what, int hd, int n_head
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, &bo, got, sizeof(float) * (size_t)(nq * T))) {
             memset(want, 0, sizeof(float) * (size_t)(nq * T)); /* a token at pos < 0 sees nothing: 0 */
             for (int64_t t = 0; t < T; t++)
-                slm_ref_attention(q + t * nq, k, v, want + t * nq, hd, n_head, n_head_kv,
-                                  pos[t] < n_ctx ? pos[t] : (int)(n_ctx - 1), op.p.attn.scale);
+                slm_ref_attention_window(q + t * nq, k, v, want + t * nq, hd, n_head, n_head_kv,
+                                         pos[t] < n_ctx ? pos[t] : (int)(n_ctx - 1), window, op.p.attn.scale);
             slm_harness_judge(h, what, got, want, nq * T, h->tol_attn);
         }
     } else {
@@ -506,7 +517,18 @@ void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, in
              (long long)n_ctx, (long long)T, pos0, (long long)pad);
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
     for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
-    attention_check(h, what, hd, n_head, n_head_kv, n_ctx, T, pos, pad);
+    attention_check(h, what, hd, n_head, n_head_kv, n_ctx, T, pos, pad, 0);
+    free(pos);
+}
+
+void slm_harness_attention_window(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T, int pos0,
+                                  int64_t pad, int window) {
+    char what[160];
+    snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pos0=%d pad=%lld window=%d", hd, n_head,
+             n_head_kv, (long long)n_ctx, (long long)T, pos0, (long long)pad, window);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
+    attention_check(h, what, hd, n_head, n_head_kv, n_ctx, T, pos, pad, window);
     free(pos);
 }
 
@@ -515,7 +537,7 @@ void slm_harness_attention_pos(slm_harness *h, int hd, int n_head, int n_head_kv
     char what[160];
     snprintf(what, sizeof what, "attention hd=%d heads=%d/%d n_ctx=%lld T=%lld pad=%lld %s", hd, n_head, n_head_kv,
              (long long)n_ctx, (long long)T, (long long)pad, label);
-    attention_check(h, what, hd, n_head, n_head_kv, n_ctx, T, pos, pad);
+    attention_check(h, what, hd, n_head, n_head_kv, n_ctx, T, pos, pad, 0);
 }
 
 void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T) {
@@ -541,6 +563,8 @@ void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T)
         if (slm_harness_exec(h, &op, 1, what) && slm_harness_download(h, out, got, sizeof(float) * (size_t)ne)) {
             if (kind == SLM_OP_ADD) {
                 for (int64_t i = 0; i < ne; i++) want[i] = a[i] + b[i];
+            } else if (kind == SLM_OP_GEGLU) {
+                for (int64_t t = 0; t < T; t++) slm_ref_geglu(a + t * n, b + t * n, want + t * n, (int)n);
             } else {
                 for (int64_t t = 0; t < T; t++) slm_ref_swiglu(a + t * n, b + t * n, want + t * n, (int)n);
             }
@@ -752,6 +776,35 @@ void slm_harness_run_long_positions(slm_harness *h) {
     slm_harness_kv_write(h, 128, 4200, 12, 4090, 32);
     slm_harness_attention(h, 64, 4, 2, 4200, 12, 4090, 32);
     slm_harness_attention(h, 64, 2, 1, 4120, 9, 4096, 0);
+}
+
+void slm_harness_run_gemma(slm_harness *h) {
+    /* GeGLU at Gemma 3 270M's feed-forward width (decode) and a prompt batch of an odd width; the inputs
+     * reach |x| ~ 4, where the cubic term of the tanh GELU matters */
+    slm_harness_eltwise(h, SLM_OP_GEGLU, 2048, 1);
+    slm_harness_eltwise(h, SLM_OP_GEGLU, 1000, 3);
+    /* embeddings times sqrt(n_embd) (640: 270M's width) */
+    if (!(h->host_only_kinds >> SLM_OP_EMBED & 1)) {
+        slm_harness_embed_scaled(h, SLM_Q8_0, 640, 300, 5, sqrtf(640.0f));
+        slm_harness_embed_scaled(h, SLM_Q4_K, 512, 200, 3, 0.5f);
+    }
+    /* Gemma 3's per-head norms: 4 q heads and 1 k head of 256 */
+    slm_harness_rmsnorm_heads(h, 256, 4, 1);
+    slm_harness_rmsnorm_heads(h, 256, 1, 7);
+    /* Sliding windows: decode at, below and beyond the window (one row; a window that starts inside a key
+     * tile; one much shorter than the past, the split-K paths over a long cache), prompt batches whose
+     * tokens' windows start at different rows (across tile edges), Gemma 3 270M's shape (4 heads on 1 kv head
+     * of 256), a window of 1, a window wider than the past (the same as none), padded rows. */
+    slm_harness_attention_window(h, 64, 4, 2, 64, 1, 40, 0, 1);
+    slm_harness_attention_window(h, 64, 4, 2, 128, 1, 100, 0, 37);
+    slm_harness_attention_window(h, 128, 4, 1, 1100, 1, 1030, 0, 100);
+    slm_harness_attention_window(h, 64, 4, 4, 96, 9, 40, 0, 16);
+    slm_harness_attention_window(h, 64, 4, 2, 300, 13, 250, 32, 50);
+    slm_harness_attention_window(h, 256, 4, 1, 80, 1, 70, 0, 32);
+    slm_harness_attention_window(h, 256, 4, 1, 80, 7, 30, 0, 20);
+    slm_harness_attention_window(h, 64, 2, 1, 700, 20, 600, 0, 512);
+    slm_harness_attention_window(h, 64, 2, 1, 48, 5, 3, 0, 512);
+    slm_harness_attention_window(h, 64, 2, 1, 48, 5, 10, 0, 1);
 }
 
 void slm_harness_report(const slm_harness *h, const char *name) {

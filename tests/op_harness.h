@@ -93,6 +93,8 @@ void slm_harness_matmul_ex(slm_harness *h, slm_dtype t, int64_t K, int64_t N, in
                            const slm_harness_matmul_opts *o);
 /* dst [n_embd, T] = rows ids[t] of a [n_embd, n_vocab] table of type t */
 void slm_harness_embed(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T);
+/* The same times scale (p.embed.scale: Gemma's sqrt(n_embd)). */
+void slm_harness_embed_scaled(slm_harness *h, slm_dtype t, int64_t n_embd, int64_t n_vocab, int64_t T, float scale);
 void slm_harness_rmsnorm(slm_harness *h, int64_t n, int64_t T);
 /* qwen3's per-head norm: x [hd*n_head, T] normalized in place as [hd, n_head*T], one weight for every head. */
 void slm_harness_rmsnorm_heads(slm_harness *h, int64_t hd, int64_t n_head, int64_t T);
@@ -110,7 +112,11 @@ void slm_harness_attention(slm_harness *h, int hd, int n_head, int n_head_kv, in
  * token at pos < 0 (the CUDA kernels' contract). label names the positions in the log. */
 void slm_harness_attention_pos(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T,
                                const int32_t *pos, int64_t pad, const char *label);
-/* SWIGLU (dst separate) or ADD (in place: dst is src0). */
+/* The same over a sliding window of `window` positions (p.attn.window): token t sees rows
+ * max(0, pos - window + 1)..pos, the rows before it hold values that must not count. */
+void slm_harness_attention_window(slm_harness *h, int hd, int n_head, int n_head_kv, int64_t n_ctx, int64_t T, int pos0,
+                                  int64_t pad, int window);
+/* SWIGLU or GEGLU (dst separate) or ADD (in place: dst is src0). */
 void slm_harness_eltwise(slm_harness *h, slm_op_kind kind, int64_t n, int64_t T);
 /* A dependent chain in ONE split, so a backend that records a split must order it (barriers):
  *   n = rmsnorm(x) * w;  y = W n (+bias);  x += y;  g = swiglu(x, x);  x2 = W g;  x2 += x
@@ -130,6 +136,11 @@ void slm_harness_run_all(slm_harness *h);
 /* Long positions: RoPE near 131072 and 4096, and prompt batches above 8 tokens writing and attending at
  * ~4k rows of a padded cache. Apart from slm_harness_run_all so that its seeded data stays as it was. */
 void slm_harness_run_long_positions(slm_harness *h);
+
+/* What Gemma 3 added: GeGLU, scaled embeddings (unless host_only_kinds has EMBED), per-head norms of 256,
+ * sliding-window attention at decode and in prompt batches. Apart from slm_harness_run_all so that the
+ * older checks' seeded data stays as it was. */
+void slm_harness_run_gemma(slm_harness *h);
 
 /* Prints the summary line and per-kind wall times. */
 void slm_harness_report(const slm_harness *h, const char *name);

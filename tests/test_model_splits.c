@@ -6,7 +6,7 @@
  * graph routes them, with their activations copied there and back) with the same logits, and one that reads
  * the KV cache fails with a message that says so. Runs on every GPU device present (Vulkan, CUDA), on each
  * device opened twice, and on a Vulkan and a CUDA device together in both orders when both are present;
- * exit 77 when there is none. */
+ * then, where the fixture is present, every split point of Gemma 3 270M again; exit 77 when there is no GPU. */
 #include <math.h>
 
 #include "backend.h"
@@ -124,6 +124,61 @@ static bool device_listed(const char *name) {
     return strstr(padded, key) != NULL;
 }
 
+static bool split_listed(const char *only, int ngl) {
+    if (!only) return true;
+    char key[16], list[256];
+    snprintf(key, sizeof key, ",%d,", ngl);
+    snprintf(list, sizeof list, ",%s,", only);
+    return strstr(list, key) != NULL;
+}
+
+/* Gemma 3 270M, when the fixture is there: every split point on each GPU device listed, against the CPU
+ * (N_GEN_GEMMA greedy steps: its head of 262144 rows makes every step count). Its blocks add the per-head
+ * and post norms, GeGLU and the scaled embedding, and alternate local and global layers. Returns the number
+ * of devices tested. */
+#define N_GEN_GEMMA 4
+static int gemma_splits(const char *const *devices, int n_devices, const char *only) {
+    char buf[1024];
+    const char *path = slm_test_model("gemma-3-270m-q4_k_m.gguf", buf, sizeof buf);
+    if (!path) {
+        printf("gemma-3-270m-q4_k_m.gguf not found: its splits are skipped\n");
+        return 0;
+    }
+    slm_params p = slm_params_default();
+    slm_model *m;
+    slm_error err;
+    if (slm_model_load(path, &p, &m, &err)) {
+        CHECK(false, "gemma: %s", err.msg);
+        return 0;
+    }
+    int n_layer = m->hp.n_layer, n_vocab = m->hp.n_vocab, tested = 0;
+    slm_model_free(m);
+    run_result cpu = {0};
+    if (!run_model(path, "cpu", NULL, 0, 0, n_vocab, N_GEN_GEMMA, &cpu)) {
+        CHECK(false, "gemma on the cpu failed");
+        return 0;
+    }
+    for (int d = 0; d < n_devices; d++) {
+        slm_device *dev;
+        if (!device_listed(devices[d]) || slm_device_open(devices[d], NULL, &dev, &err)) continue;
+        slm_device_close(dev);
+        tested++;
+        for (int ngl = 0; ngl <= n_layer + 1; ngl++) {
+            if (!split_listed(only, ngl)) continue;
+            run_result r = {0};
+            if (!run_model(path, devices[d], NULL, ngl, 0, n_vocab, N_GEN_GEMMA, &r)) {
+                CHECK(false, "gemma %s ngl %d failed", devices[d], ngl);
+                continue;
+            }
+            char what[64];
+            snprintf(what, sizeof what, "gemma %s ngl %2d", devices[d], ngl);
+            compare_with_cpu(what, &r, &cpu, n_vocab);
+        }
+    }
+    free_result(&cpu);
+    return tested;
+}
+
 int main(void) {
     char buf[1024];
     const char *path = slm_test_model("SmolLM2-135M-Instruct.Q4_1.gguf", buf, sizeof buf);
@@ -159,13 +214,7 @@ int main(void) {
             continue;
         }
         for (int ngl = 0; ngl <= n_layer + 1; ngl++) {
-            if (only) {
-                char key[16];
-                snprintf(key, sizeof key, ",%d,", ngl);
-                char list[256];
-                snprintf(list, sizeof list, ",%s,", only);
-                if (!strstr(list, key)) continue;
-            }
+            if (!split_listed(only, ngl)) continue;
             run_result r = {0};
             int n_gen = ngl == n_layer + 1 ? N_GEN_ALL : N_GEN;
             if (!run_model(path, devices[d], NULL, ngl, 0, n_vocab, n_gen, &r)) {
@@ -289,6 +338,7 @@ int main(void) {
         }
     }
     free_result(&cpu);
+    gemma_splits(devices, (int)(sizeof devices / sizeof devices[0]), only);
     if (!tested) {
         printf("SKIP: no GPU device (vulkan, cuda) present\n");
         return SLM_TEST_SKIP;

@@ -35,6 +35,7 @@ static slm_op valid(slm_op_kind kind) {
         op.src[0] = make(0, SLM_Q4_0, 64, 100, 1);
         op.src[1] = make(1, SLM_I32, 3, 1, 1);
         op.dst = make(2, SLM_F32, 64, 3, 1);
+        op.p.embed.scale = 1.0f;
         break;
     case SLM_OP_RMSNORM:
         op.src[0] = make(0, SLM_F32, 64, 3, 1);
@@ -84,6 +85,11 @@ static slm_op valid(slm_op_kind kind) {
         op.src[0] = make(0, SLM_F32, 64, 3, 1);
         op.src[1] = make(1, SLM_F32, 64, 3, 1);
         op.dst = make(2, SLM_F32, 64, 3, 1);
+        break;
+    case SLM_OP_GEGLU: /* in place, as the graph runs it */
+        op.src[0] = make(0, SLM_F32, 64, 3, 1);
+        op.src[1] = make(1, SLM_F32, 64, 3, 1);
+        op.dst = op.src[0];
         break;
     case SLM_OP_KIND_COUNT: break;
     }
@@ -143,6 +149,17 @@ static void test_valid(void) {
     op = valid(SLM_OP_SWIGLU);
     op.dst = make(2, SLM_F32, 64, 3, 1);
     CHECK(slm_op_check(&op, NULL) == SLM_OK, "swiglu into a fresh tensor");
+    op = valid(SLM_OP_GEGLU);
+    op.dst = op.src[1];
+    CHECK(slm_op_check(&op, NULL) == SLM_OK, "geglu into src1");
+    op = valid(SLM_OP_EMBED);
+    op.p.embed.scale = 25.3f;
+    CHECK(slm_op_check(&op, NULL) == SLM_OK, "embed scaled by sqrt(n_embd)");
+    op = valid(SLM_OP_ATTENTION);
+    op.p.attn.window = 1;
+    CHECK(slm_op_check(&op, NULL) == SLM_OK, "attention over a window of one row");
+    op.p.attn.window = 512;
+    CHECK(slm_op_check(&op, NULL) == SLM_OK, "attention with a window larger than the cache");
     op = valid(SLM_OP_ROPE);
     op.dst.nb[1] = 64 * 4 + 16; /* padded heads */
     op.dst.nb[2] = op.dst.nb[1] * 4;
@@ -214,6 +231,9 @@ static void test_shapes_and_params(void) {
     REJECT(SLM_OP_EMBED, "src0", op.src[0].type = SLM_I32);
     REJECT(SLM_OP_EMBED, "src0", op.src[0] = make(0, SLM_Q4_0, 48, 100, 1));
     REJECT(SLM_OP_EMBED, "src0", op.src[0].nb[1] = 18);
+    REJECT(SLM_OP_EMBED, "scale", op.p.embed.scale = 0.0f);
+    REJECT(SLM_OP_EMBED, "scale", op.p.embed.scale = -1.0f);
+    REJECT(SLM_OP_EMBED, "scale", op.p.embed.scale = nan);
 
     REJECT(SLM_OP_RMSNORM, "src1", op.src[1] = make(1, SLM_F32, 32, 1, 1));
     REJECT(SLM_OP_RMSNORM, "dst", op.dst = make(2, SLM_F32, 64, 2, 1));
@@ -269,9 +289,13 @@ static void test_shapes_and_params(void) {
     REJECT(SLM_OP_ATTENTION, "src3", op.src[3] = make(3, SLM_I32, 2, 1, 1));
     REJECT(SLM_OP_ATTENTION, "dst", op.dst = make(4, SLM_F32, 256, 2, 1));
     REJECT(SLM_OP_ATTENTION, "in place", op.dst = op.src[0]);
+    REJECT(SLM_OP_ATTENTION, "window", op.p.attn.window = -1);
 
     REJECT(SLM_OP_SWIGLU, "src1", op.src[1] = make(1, SLM_F32, 64, 2, 1));
     REJECT(SLM_OP_SWIGLU, "dst", op.dst = op.src[1]; op.dst.offset += 4);
+    REJECT(SLM_OP_GEGLU, "src1", op.src[1] = make(1, SLM_F32, 64, 2, 1));
+    REJECT(SLM_OP_GEGLU, "dst", op.dst = op.src[1]; op.dst.offset += 4);
+    REJECT(SLM_OP_GEGLU, "src0", op.src[0].type = SLM_F16; op.dst = make(2, SLM_F32, 64, 3, 1));
     REJECT(SLM_OP_ADD, "dst", op.dst = make(2, SLM_F32, 32, 3, 1));
     REJECT(SLM_OP_ADD, "src1", op.src[1] = make(1, SLM_F32, 64, 3, 2));
     REJECT(SLM_OP_ADD, "dst", op.dst = op.src[0]; op.dst.nb[1] += 4);
@@ -332,7 +356,10 @@ static void graph_ops_pass(const char *spec_str, int n_ctx, bool want_bias, bool
                     bias |= gr.ops[i].kind == SLM_OP_MATMUL && gr.ops[i].src[2].buf;
                     factors |= gr.ops[i].kind == SLM_OP_ROPE && gr.ops[i].src[2].buf;
                 }
-                CHECK(seen == (1 << SLM_OP_KIND_COUNT) - 1, "%s: the graph has every kind (mask %x)", spec_str, seen);
+                /* one gated activation: SwiGLU, or GeGLU (gemma3) */
+                int other = 1 << (seen >> SLM_OP_GEGLU & 1 ? SLM_OP_SWIGLU : SLM_OP_GEGLU);
+                CHECK(!(seen & other) && (seen | other) == (1 << SLM_OP_KIND_COUNT) - 1,
+                      "%s: the graph has every kind but one gated activation (mask %x)", spec_str, seen);
                 slm_graph_free(&gr);
             }
         }
@@ -356,6 +383,8 @@ int main(void) {
     graph_ops_pass("custom:q4_k_m:arch=qwen2:tied=1", 32, true, false); /* q/k/v biases, tied head */
     /* per-head q/k norms in place, q wider than the residual */
     graph_ops_pass("custom:q8_0:arch=qwen3:n_head=4:head_dim=128:tied=1", 16, false, false);
+    /* gemma3: post norms in place, GeGLU, the scaled embedding, local layers with a window and their own base */
+    graph_ops_pass("gemma3-270m:q8_0:n_layer=7:n_vocab=4096", 16, false, false);
     graph_ops_pass("llama3-1b:q8_0:n_layer=1:n_embd=256:n_head=4:n_head_kv=1:head_dim=64:n_ff=512:n_vocab=128008", 48,
                    false, true);
     return slm_test_finish("test_op_check");

@@ -1,6 +1,8 @@
 /* kernels/ref ops against hand computations on tiny inputs and against properties that must hold
  * exactly or nearly (RoPE at position 0 is the identity and preserves norms; attention over one
  * position returns V, over identical keys the mean of V). */
+#include <string.h>
+
 #include "ops_ref.h"
 #include "test_util.h"
 #include "types.h"
@@ -100,6 +102,21 @@ static void test_swiglu(void) {
     CHECK(isfinite(y[4]) && fabsf(y[4]) < 1e-30f, "silu(-100) = %g", y[4]);
 }
 
+static void test_geglu(void) {
+    /* gelu(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), values from Python's math module:
+     * gelu(1) = 0.8411919906, gelu(-1) = -0.1588080094, gelu(3) = 2.9963626079, gelu(-3) = -0.0036373921;
+     * gelu(0) = 0; far out it is x (or -0), never NaN. */
+    float g[7] = {0, 1, -1, 3, -3, 100, -100}, u[7] = {1, 2, 3, 1, 1, 0.5f, 1}, y[7];
+    slm_ref_geglu(g, u, y, 7);
+    CHECK(y[0] == 0, "gelu(0) * 1 = %g", y[0]);
+    CHECK(close_to(y[1], 2 * 0.8411919906, 1e-7), "gelu(1) * 2 = %.9g", y[1]);
+    CHECK(close_to(y[2], 3 * -0.1588080094, 1e-7), "gelu(-1) * 3 = %.9g", y[2]);
+    CHECK(close_to(y[3], 2.9963626079, 1e-7), "gelu(3) = %.9g", y[3]);
+    CHECK(close_to(y[4], -0.0036373921, 1e-6), "gelu(-3) = %.9g", y[4]);
+    CHECK(y[5] == 50.0f, "gelu(100) * 0.5 = %.9g", y[5]);
+    CHECK(y[6] == 0.0f, "gelu(-100) = %g", y[6]);
+}
+
 /* Fills a f16 cache row slot with values. */
 static void put_h(uint16_t *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = slm_f32_to_f16(src[i]);
@@ -157,12 +174,42 @@ static void test_attention(void) {
     put_h(k2, kk2, 4);
     slm_ref_attention(q2, k2, v2, o2, 2, 1, 1, 1, 1000.0f);
     CHECK(o2[0] == 0 && o2[1] == 8, "large scores: %g %g (want v1 = 0 8)", o2[0], o2[1]);
+
+    /* A sliding window: with the keys equal the output is the mean of the V rows the window shows, rows
+     * pos - window + 1..pos; the rows before it hold NaN, which must never be read. Window 0 is the whole
+     * past, a window wider than the past too. */
+    enum { P2 = 6 };
+    uint16_t kw[P2 * HD * NKV], vw[P2 * HD * NKV];
+    float vrow[P2][HD * NKV];
+    for (int t = 0; t < P2; t++) {
+        put_h(kw + t * HD * NKV, k0, HD * NKV);
+        for (int i = 0; i < HD * NKV; i++) vrow[t][i] = (float)(t * 8 + i) * 0.5f - 7.0f;
+        put_h(vw + t * HD * NKV, vrow[t], HD * NKV);
+    }
+    int windows[4] = {1, 3, 0, 100};
+    for (int wi = 0; wi < 4; wi++) {
+        int w = windows[wi], pos = P2 - 1, first = w && pos + 1 > w ? pos + 1 - w : 0;
+        uint16_t kn[P2 * HD * NKV], vn[P2 * HD * NKV];
+        memcpy(kn, kw, sizeof kn);
+        memcpy(vn, vw, sizeof vn);
+        for (int i = 0; i < first * HD * NKV; i++) kn[i] = vn[i] = 0x7e00;
+        slm_ref_attention_window(q, kn, vn, out, HD, NH, NKV, pos, w, 0.5f);
+        for (int h = 0; h < NH; h++)
+            for (int d = 0; d < HD; d++) {
+                double mean = 0;
+                for (int t = first; t <= pos; t++) mean += vrow[t][(h / 2) * HD + d];
+                mean /= pos + 1 - first;
+                CHECK(close_to(out[h * HD + d], mean, 1e-6), "window %d: head %d dim %d = %g, mean %g", w, h, d,
+                      out[h * HD + d], mean);
+            }
+    }
 }
 
 int main(void) {
     test_rmsnorm();
     test_rope();
     test_swiglu();
+    test_geglu();
     test_attention();
     return slm_test_finish("test_ops_ref");
 }

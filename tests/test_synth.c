@@ -40,10 +40,19 @@ static void test_param_counts(void) {
         uint64_t want;
         double card;
     } cases[] = {
-        {"llama3-1b:q4_0", 1235814400ull, 1.24e9},    {"llama3-3b:q4_k_m", 3212749824ull, 3.21e9},
-        {"llama3-8b:q4_k_m", 8030261248ull, 8.03e9},  {"qwen2.5-14b:q4_k_m", 14770033664ull, 14.77e9},
-        {"phi4-14b:q4_k_m", 14659507200ull, 14.66e9}, {"qwen3-0.6b:q4_k_m", 596049920ull, 0.596e9},
-        {"qwen3-8b:q4_k_m", 8190735360ull, 8.19e9},   {"qwen3-14b:q4_k_m", 14768307200ull, 14.77e9},
+        {"llama3-1b:q4_0", 1235814400ull, 1.24e9},
+        {"llama3-3b:q4_k_m", 3212749824ull, 3.21e9},
+        {"llama3-8b:q4_k_m", 8030261248ull, 8.03e9},
+        {"qwen2.5-14b:q4_k_m", 14770033664ull, 14.77e9},
+        {"phi4-14b:q4_k_m", 14659507200ull, 14.66e9},
+        {"qwen3-0.6b:q4_k_m", 596049920ull, 0.596e9},
+        {"qwen3-8b:q4_k_m", 8190735360ull, 8.19e9},
+        {"qwen3-14b:q4_k_m", 14768307200ull, 14.77e9},
+        /* Gemma 3 270M: 262144*640 + 18*(640*1024*2 + 640*256*2 + 3*640*2048 + 4*640 + 2*256) + 640;
+         * 1B: 262144*1152 + 26*(1152*1024*2 + 1152*256*2 + 3*1152*6912 + 4*1152 + 2*256) + 1152 (cards: 268M,
+         * 1B). Q8_0: their widths are no multiple of the K-quants' 256, as the real files' Q8_0 tables show */
+        {"gemma3-270m:q8_0", 268098176ull, 0.268e9},
+        {"gemma3-1b:q8_0", 999885952ull, 1.0e9},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         slm_synth_spec s = parse_ok(cases[i].spec);
@@ -350,6 +359,51 @@ static void test_qwen3_preset(void) {
     free(data);
 }
 
+/* The Gemma 3 270M preset at reduced depth and vocabulary: seven layers (six local, the sixth global), the
+ * per-head and post norms bound, GeGLU and the scaled embedding in the graph, finite logits, the planner's
+ * bytes the file's. */
+static void test_gemma3_preset(void) {
+    slm_synth_spec s = parse_ok("gemma3-270m:q8_0:n_layer=7:n_vocab=4096");
+    slm_error err = {{0}};
+    slm_gguf *g = NULL;
+    void *data = NULL;
+    CHECK(slm_synth_open(&s, 2, &g, &data, &err) == SLM_OK, "build: %s", err.msg);
+    if (!g) return;
+    slm_params p = slm_params_default();
+    p.n_threads = 2;
+    slm_model *m = NULL;
+    CHECK(slm_model_load_gguf(g, &p, NULL, &m, &err) == SLM_OK, "load: %s", err.msg);
+    if (m) {
+        const slm_layer *L = &m->host.layers[1];
+        CHECK(m->hp.arch == SLM_ARCH_GEMMA3 && m->hp.rope_neox && m->hp.has_qk_norm && m->hp.has_post_norms &&
+                  m->hp.ffn_gelu && m->hp.head_dim == 256 && m->hp.sliding_window == 512 &&
+                  fabsf(m->hp.embd_scale - sqrtf(640.0f)) < 1e-5f && L->q_norm.buf && L->post_attn_norm.buf &&
+                  L->post_ffw_norm.buf && m->host.output.offset == m->host.tok_embd.offset,
+              "gemma3 hyper-parameters and slots");
+        CHECK(slm_layer_is_local(&m->hp, 0) && slm_layer_is_local(&m->hp, 4) && !slm_layer_is_local(&m->hp, 5) &&
+                  slm_layer_is_local(&m->hp, 6),
+              "gemma3: layer 5 global, the others local");
+        CHECK(m->cfg.n_ctx == 4096, "gemma3: the default context (%d) is not cut to the window", m->cfg.n_ctx);
+        for (int il = 0; il < 7; il++)
+            CHECK(m->layer_bytes[il] == layer_file_bytes(g, il), "layer %d: planner bytes %llu, file %llu", il,
+                  (unsigned long long)m->layer_bytes[il], (unsigned long long)layer_file_bytes(g, il));
+        int32_t ids[5] = {2, 300, 17, 4000, 256};
+        float *lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
+        if (lg && eval_last(m, ids, 5, lg, m->hp.n_vocab)) {
+            int bad = 0;
+            double sq = 0;
+            for (int i = 0; i < m->hp.n_vocab; i++) {
+                bad += !isfinite(lg[i]);
+                sq += (double)lg[i] * lg[i];
+            }
+            CHECK(bad == 0 && sq > 0, "gemma3 logits finite and not all zero (%d bad)", bad);
+        }
+        free(lg);
+        slm_model_free(m);
+    }
+    free(data);
+}
+
 /* A tiny phi3 model with f32 weights, written by hand so that layouts and hostile variants can be made:
  * the same logical weights fused (attn_qkv, gate+up in ffn_up) or apart (attn_q/k/v, ffn_gate/ffn_up). */
 enum { TE = 64, TNH = 4, TNKV = 2, THD = 16, TFF = 96, TV = 128, TL = 2, TCTX = 256 };
@@ -615,6 +669,7 @@ int main(void) {
     test_build_and_run();
     test_file();
     test_phi4_preset();
+    test_gemma3_preset();
     test_qwen3_preset();
     test_phi3_layouts();
     test_phi3_longrope_and_window();

@@ -114,9 +114,13 @@ static void run_embed(const slm_op *op, int ith, int nth) {
     int64_t T = ids->ne[0], t0, t1;
     share(T, ith, nth, 1, &t0, &t1);
     const int32_t *id = (const int32_t *)PTR(*ids);
+    float scale = op->p.embed.scale;
     for (int64_t t = t0; t < t1; t++) {
         /* ids were range-checked by the caller before the split ran */
-        slm_ref_dequant_row(w->type, COL(*w, id[t]), (float *)COL(op->dst, t), w->ne[0]);
+        float *y = (float *)COL(op->dst, t);
+        slm_ref_dequant_row(w->type, COL(*w, id[t]), y, w->ne[0]);
+        if (scale != 1.0f)
+            for (int64_t i = 0; i < w->ne[0]; i++) y[i] *= scale;
     }
 }
 
@@ -186,10 +190,11 @@ static void run_attention(const slm_cpu_exec *e, const slm_op *op, int ith, int 
         int h = (int)(i % nh), kh = h / group;
         const float *q = (const float *)COL(op->src[0], t) + (size_t)h * hd;
         float *out = (float *)COL(op->dst, t) + (size_t)h * hd;
-        /* K and V rows of kv head kh, one per cached position */
-        e->k->attend_f16(q, (const uint16_t *)COL(op->src[1], 0) + (size_t)kh * hd,
-                         (const uint16_t *)COL(op->src[2], 0) + (size_t)kh * hd, op->src[1].nb[1] / 2,
-                         op->src[2].nb[1] / 2, pos[t] + 1, hd, op->p.attn.scale, scores, out);
+        /* K and V rows of kv head kh, one per cached position from the window's first */
+        int64_t n = pos[t] + 1, w = op->p.attn.window, first = w > 0 && n > w ? n - w : 0;
+        e->k->attend_f16(q, (const uint16_t *)COL(op->src[1], first) + (size_t)kh * hd,
+                         (const uint16_t *)COL(op->src[2], first) + (size_t)kh * hd, op->src[1].nb[1] / 2,
+                         op->src[2].nb[1] / 2, (int)(n - first), hd, op->p.attn.scale, scores, out);
     }
 }
 
@@ -205,6 +210,8 @@ static void run_elementwise(const slm_op *op, int ith, int nth) {
         float *y = (float *)COL(op->dst, t);
         if (op->kind == SLM_OP_ADD) {
             for (int64_t i = e0; i < e1; i++) y[i] = a[i] + b[i];
+        } else if (e1 > e0 && op->kind == SLM_OP_GEGLU) {
+            slm_ref_geglu(a + e0, b + e0, y + e0, (int)(e1 - e0));
         } else if (e1 > e0) {
             slm_ref_swiglu(a + e0, b + e0, y + e0, (int)(e1 - e0));
         }
@@ -220,6 +227,7 @@ void slm_cpu_op_run(const slm_cpu_exec *e, const slm_op *op, int ith, int nth) {
     case SLM_OP_KV_WRITE: run_kv_write(op, ith, nth); break;
     case SLM_OP_ATTENTION: run_attention(e, op, ith, nth); break;
     case SLM_OP_SWIGLU:
+    case SLM_OP_GEGLU:
     case SLM_OP_ADD: run_elementwise(op, ith, nth); break;
     case SLM_OP_KIND_COUNT: break;
     }

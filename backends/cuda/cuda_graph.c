@@ -51,7 +51,7 @@ static void signature(const slm_op *ops, int n_ops, uint64_t *sig) {
             par[3] = f2u(op->p.rope.freq_scale);
             break;
         case SLM_OP_ATTENTION:
-            par[0] = (uint64_t)op->p.attn.n_head;
+            par[0] = (uint64_t)op->p.attn.n_head | (uint64_t)(uint32_t)op->p.attn.window << 32;
             par[1] = (uint64_t)op->p.attn.n_head_kv;
             par[2] = (uint64_t)op->p.attn.head_dim;
             par[3] = f2u(op->p.attn.scale);

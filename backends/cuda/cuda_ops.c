@@ -57,6 +57,7 @@ slm_status slm_cuda_op_check(const slm_op *op, slm_error *err) {
     case SLM_OP_RMSNORM:
     case SLM_OP_KV_WRITE:
     case SLM_OP_SWIGLU:
+    case SLM_OP_GEGLU:
     case SLM_OP_ADD: return SLM_OK;
     /* SLM_OP_EMBED: the graph runs the lookup on the host, where the whole table is mapped (and is the head
      * when the embeddings are tied); a CUDA kernel for it would never run. Refused, an embed op given to
@@ -233,12 +234,15 @@ static slm_status enqueue_one(slm_cuda_ctx *c, const slm_op *op, slm_error *err)
             .n_head_kv = op->p.attn.n_head_kv,
             .T = s0->ne[1],
             .scale = op->p.attn.scale,
+            .window = op->p.attn.window,
             .partial = c->scratch,
         };
         return slm_cuda_attention(&a, st, err);
     }
     case SLM_OP_SWIGLU:
         return slm_cuda_swiglu(dptr(s0), ld1(s0), dptr(s1), ld1(s1), dptr(d), ld1(d), d->ne[0], d->ne[1], st, err);
+    case SLM_OP_GEGLU:
+        return slm_cuda_geglu(dptr(s0), ld1(s0), dptr(s1), ld1(s1), dptr(d), ld1(d), d->ne[0], d->ne[1], st, err);
     case SLM_OP_ADD:
         return slm_cuda_add(dptr(s0), ld1(s0), dptr(s1), ld1(s1), dptr(d), ld1(d), d->ne[0], d->ne[1], st, err);
     default: return slm_fail(err, SLM_ERR_UNSUPPORTED, "cuda: op %s is not supported", slm_op_kind_name(op->kind));

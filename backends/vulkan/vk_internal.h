@@ -30,6 +30,7 @@ typedef enum vk_pipe_id {
     VK_PIPE_ATTENTION_REDUCE,
     VK_PIPE_SWIGLU,
     VK_PIPE_ADD,
+    VK_PIPE_GEGLU,
     VK_PIPE_BANDWIDTH,
     VK_PIPE_COUNT,
 } vk_pipe_id;

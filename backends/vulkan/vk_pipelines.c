@@ -86,6 +86,7 @@ static const char *pipe_shader_name(const vk_ctx *c, vk_pipe_id id, char *buf, s
     case VK_PIPE_ATTENTION_REDUCE: return "attention_reduce_f32";
     case VK_PIPE_SWIGLU: return "swiglu_f32";
     case VK_PIPE_ADD: return "add_f32";
+    case VK_PIPE_GEGLU: return "geglu_f32";
     case VK_PIPE_BANDWIDTH: return "read_bandwidth";
     default: return "?";
     }

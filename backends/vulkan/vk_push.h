@@ -32,8 +32,9 @@ typedef struct vk_push_embed {
     uint32_t w_off, w_stride;
     uint32_t id_off;
     uint32_t y_off, y_stride;
+    float scale;
 } vk_push_embed;
-VK_PUSH_LAYOUT(vk_push_embed, 7, y_stride);
+VK_PUSH_LAYOUT(vk_push_embed, 8, scale);
 
 /* rmsnorm.comp: floats. */
 typedef struct vk_push_rmsnorm {
@@ -73,8 +74,9 @@ typedef struct vk_push_attention {
     uint32_t o_off, o_stride;
     uint32_t n_chunks, chunk_len;
     float scale;
+    uint32_t window;
 } vk_push_attention;
-VK_PUSH_LAYOUT(vk_push_attention, 16, scale);
+VK_PUSH_LAYOUT(vk_push_attention, 17, window);
 _Static_assert(offsetof(vk_push_attention, pos_off) == 40 && offsetof(vk_push_attention, n_chunks) == 52,
                "vk_push_attention offsets");
 

@@ -208,7 +208,7 @@ static slm_status emit(vk_recorder *r, vk_dispatch *dp, slm_error *err) {
 
 /* ---- ops ----------------------------------------------------------------------------------------------- */
 
-static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
+static slm_status rec_matmul_rows(vk_recorder *r, const slm_op *op, slm_error *err) {
     const slm_tensor *w = &op->src[0], *x = &op->src[1], *b = &op->src[2], *y = &op->dst;
     int64_t K = w->ne[0], N = w->ne[1], T = x->ne[1];
     vk_ctx *c = r->c;
@@ -255,6 +255,32 @@ static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
     return s ? s : emit(r, &dp, err);
 }
 
+/* A weight larger than one storage-buffer binding may span (lavapipe: 128 MiB; Gemma 3's tied head is 178 MB
+ * of Q8_0) runs as ranges of rows that each fit, one dispatch per range into its rows of the output. */
+static slm_status rec_matmul(vk_recorder *r, const slm_op *op, slm_error *err) {
+    const slm_tensor *w = &op->src[0];
+    uint64_t range = r->c->props.limits.maxStorageBufferRange;
+    /* room for the binding's alignment below the offset and its rounding up to 16 bytes */
+    uint64_t limit = range > 4096 ? range - 4096 : range;
+    if ((uint64_t)slm_tensor_extent(w) <= limit || w->ne[1] < 2) return rec_matmul_rows(r, op, err);
+    int64_t per = (int64_t)(limit / w->nb[1]);
+    if (per < 1) per = 1;
+    for (int64_t r0 = 0; r0 < w->ne[1]; r0 += per) {
+        int64_t n = w->ne[1] - r0 < per ? w->ne[1] - r0 : per;
+        slm_op part = *op;
+        part.src[0] = slm_tensor_cols(*w, r0, n);
+        part.dst.offset += (size_t)r0 * sizeof(float);
+        part.dst.ne[0] = n;
+        if (part.src[2].buf) {
+            part.src[2].offset += (size_t)r0 * sizeof(float);
+            part.src[2].ne[0] = n;
+        }
+        slm_status s = rec_matmul_rows(r, &part, err);
+        if (s) return s;
+    }
+    return SLM_OK;
+}
+
 static slm_status rec_embed(vk_recorder *r, const slm_op *op, slm_error *err) {
     const slm_tensor *w = &op->src[0], *ids = &op->src[1], *y = &op->dst;
     int64_t n = w->ne[0], T = ids->ne[0];
@@ -271,6 +297,7 @@ static slm_status rec_embed(vk_recorder *r, const slm_op *op, slm_error *err) {
     p->id_off = dp.b[2].rem / 4;
     p->y_off = dp.b[0].rem / 4;
     p->y_stride = (uint32_t)(y->nb[1] / 4);
+    p->scale = op->p.embed.scale;
     s = groups_1d((uint64_t)((n + 31) / 32) * (uint64_t)T, slm_vk_pipeline_wg(dp.pipe), dp.groups, err);
     return s ? s : emit(r, &dp, err);
 }
@@ -414,6 +441,7 @@ static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err
     p->n_chunks = n_chunks;
     p->chunk_len = chunk_len;
     p->scale = op->p.attn.scale;
+    p->window = (uint32_t)op->p.attn.window;
     dp.groups[0] = (uint32_t)nh;
     dp.groups[1] = (uint32_t)T;
     dp.groups[2] = n_chunks;
@@ -438,7 +466,9 @@ static slm_status rec_attention(vk_recorder *r, const slm_op *op, slm_error *err
 static slm_status rec_eltwise(vk_recorder *r, const slm_op *op, slm_error *err) {
     const slm_tensor *a = &op->src[0], *b = &op->src[1], *y = &op->dst;
     int64_t n = y->ne[0], T = y->ne[1];
-    vk_dispatch dp = {.pipe = op->kind == SLM_OP_ADD ? VK_PIPE_ADD : VK_PIPE_SWIGLU};
+    vk_dispatch dp = {.pipe = op->kind == SLM_OP_ADD ? VK_PIPE_ADD
+                          : op->kind == SLM_OP_GEGLU ? VK_PIPE_GEGLU
+                                                     : VK_PIPE_SWIGLU};
     slm_status s = bind(r->c, &dp, 0, y, 4, true, "eltwise", err);
     if (!s) s = bind(r->c, &dp, 1, a, 4, false, "eltwise", err);
     if (!s) s = bind(r->c, &dp, 2, b, 4, false, "eltwise", err);
@@ -576,6 +606,7 @@ slm_status slm_vk_run(slm_device *d, const slm_op *ops, int n_ops, slm_error *er
         case SLM_OP_KV_WRITE: s = rec_kv_write(&r, op, err); break;
         case SLM_OP_ATTENTION: s = rec_attention(&r, op, err); break;
         case SLM_OP_SWIGLU:
+        case SLM_OP_GEGLU:
         case SLM_OP_ADD: s = rec_eltwise(&r, op, err); break;
         default: s = slm_fail(err, SLM_ERR_UNSUPPORTED, "vulkan: op kind %d", (int)op->kind);
         }

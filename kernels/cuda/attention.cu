@@ -1,6 +1,8 @@
 /* Causal grouped-query attention over the f16 KV cache with online softmax, in two kernels chosen by the
  * batch width T. Both read token t's visible length from pos[] on the device (a CUDA graph captured once is
- * replayed with new positions): keys 0..pos[t] clamped to n_ctx - 1, none when pos[t] < 0 (output 0).
+ * replayed with new positions): keys 0..pos[t] clamped to n_ctx - 1, none when pos[t] < 0 (output 0); with a
+ * sliding window (a.window > 0) only the last a.window of those, and the key tiles wholly before it are
+ * skipped.
  *
  * Decode (T == 1), split-K flash-decoding, grid (n_head, n_split, 1), ATT_THREADS threads: block (h, s) takes
  * the key tiles s, s + n_split, s + 2 n_split, ... (ATT_TILE keys each), dealt round-robin so the work is even
@@ -18,6 +20,7 @@
  * over n_split blocks as in decode, and the merge kernel sums the partials.
  *
  * attn_merge_kernel, grid (n_head, T): rescales and sums the n_split partials of each (head, token). */
+#include <limits.h>
 #include <math.h>
 
 #include "cuda_common.cuh"
@@ -79,6 +82,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(slm_cuda_attn_a
     int64_t last = a.pos[t];
     if (last > a.n_ctx - 1) last = a.n_ctx - 1;
     const int64_t n_keys = last + 1; /* <= 0 when pos < 0: nothing visible */
+    const int64_t first = a.window > 0 && n_keys > a.window ? n_keys - a.window : 0; /* the window's first key */
     const int64_t n_tiles = n_keys > 0 ? (n_keys + ATT_TILE - 1) / ATT_TILE : 0;
     const uint16_t *kbase = a.k + (int64_t)kh * hd;
     const uint16_t *vbase = a.v + (int64_t)kh * hd;
@@ -88,12 +92,12 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(slm_cuda_attn_a
 #pragma unroll
     for (int j = 0; j < ATT_DIMS_PER_THREAD; j++) acc[j] = 0.0f;
 
-    for (int64_t tile = split; tile < n_tiles; tile += n_split) {
+    for (int64_t tile = first / ATT_TILE + split; tile < n_tiles; tile += n_split) {
         const int64_t p0 = tile * ATT_TILE;
         for (int kk = warp; kk < ATT_TILE; kk += ATT_WARPS) {
             const int64_t p = p0 + kk;
             float sc = -INFINITY;
-            if (p < n_keys) {
+            if (p >= first && p < n_keys) {
                 const uint16_t *kr = kbase + p * a.ldk;
                 float d = 0.0f;
                 for (int i = lane; i < hd; i += 32) d += q_s[i] * ld_kv(kr + i);
@@ -104,13 +108,13 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(slm_cuda_attn_a
         __syncthreads();
         float tmax = -INFINITY;
         for (int kk = 0; kk < ATT_TILE; kk++) tmax = fmaxf(tmax, s_s[kk]);
-        const float m_new = fmaxf(m, tmax); /* finite: key p0 is visible */
+        const float m_new = fmaxf(m, tmax); /* finite: the tile holds a visible key (p0, or the window's first) */
         const float corr = expf(m - m_new); /* 0 on the first tile (m = -inf) */
         l *= corr;
 #pragma unroll
         for (int j = 0; j < ATT_DIMS_PER_THREAD; j++) acc[j] *= corr;
         const int n_in = (int)(n_keys - p0 < ATT_TILE ? n_keys - p0 : ATT_TILE);
-        for (int kk = 0; kk < n_in; kk++) {
+        for (int kk = p0 < first ? (int)(first - p0) : 0; kk < n_in; kk++) {
             const float e = expf(s_s[kk] - m_new);
             l += e;
             const uint16_t *vr = vbase + (p0 + kk) * a.ldv;
@@ -164,7 +168,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_tile_kernel(slm_cuda_attn_ar
     __shared__ uint16_t kv_s[ATT_TILE * (MAXD + 2)]; /* the K tile, then the V tile */
     __shared__ float s_s[ROWS * ATT_TILE];           /* scores, then softmax weights */
     __shared__ float corr_s[ROWS], m_s[ROWS], l_s[ROWS];
-    __shared__ int last_s[ROWS]; /* last visible key of each row, -1 for none (and for rows past the batch) */
+    __shared__ int last_s[ROWS];  /* last visible key of each row, -1 for none (and for rows past the batch) */
+    __shared__ int first_s[ROWS]; /* first visible key of each row (its window's), INT_MAX for none */
 
     const int hd = a.head_dim, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = a.n_head / a.n_head_kv, kh = blockIdx.y, split = blockIdx.z;
@@ -193,15 +198,22 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_tile_kernel(slm_cuda_attn_ar
             if (last < -1) last = -1;
         }
         last_s[tid] = (int)last;
+        first_s[tid] = last < 0 ? INT_MAX : a.window > 0 && last + 1 > a.window ? (int)(last + 1 - a.window) : 0;
     }
     __syncthreads();
 
-    int64_t n_keys = 0; /* the union of the rows' visible ranges */
-    for (int r = 0; r < ROWS; r++) n_keys = last_s[r] + 1 > n_keys ? last_s[r] + 1 : n_keys;
+    int64_t n_keys = 0, k_lo = INT_MAX; /* the union of the rows' visible ranges: k_lo .. n_keys - 1 */
+    for (int r = 0; r < ROWS; r++) {
+        n_keys = last_s[r] + 1 > n_keys ? last_s[r] + 1 : n_keys;
+        k_lo = first_s[r] < k_lo ? first_s[r] : k_lo;
+    }
     const int64_t n_tiles = (n_keys + ATT_TILE - 1) / ATT_TILE;
-    int last_i[RPW];
+    int last_i[RPW], first_i[RPW];
 #pragma unroll
-    for (int i = 0; i < RPW; i++) last_i[i] = last_s[warp + ATT_WARPS * i];
+    for (int i = 0; i < RPW; i++) {
+        last_i[i] = last_s[warp + ATT_WARPS * i];
+        first_i[i] = first_s[warp + ATT_WARPS * i];
+    }
     const uint16_t *kbase = a.k + (int64_t)kh * hd, *vbase = a.v + (int64_t)kh * hd;
 
     float m = -INFINITY, l = 0.0f; /* row tid's, for tid < ROWS */
@@ -211,7 +223,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_tile_kernel(slm_cuda_attn_ar
 #pragma unroll
         for (int j = 0; j < DPL; j++) acc[i][j] = 0.0f;
 
-    for (int64_t tile = split; tile < n_tiles; tile += n_split) {
+    for (int64_t tile = (n_tiles > 0 ? k_lo / ATT_TILE : 0) + split; tile < n_tiles; tile += n_split) {
         const int64_t p0 = tile * ATT_TILE;
         const int n_in = (int)(n_keys - p0 < ATT_TILE ? n_keys - p0 : ATT_TILE);
         attn_stage_tile(kv_s, kbase, a.ldk, p0, n_in, hd, ks);
@@ -227,7 +239,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_tile_kernel(slm_cuda_attn_ar
         /* a select, not a product: a masked key's score may be NaN (a cache row nobody wrote) */
 #pragma unroll
         for (int i = 0; i < RPW; i++)
-            s_s[(warp + ATT_WARPS * i) * ATT_TILE + lane] = p0 + lane <= last_i[i] ? sc[i] : -INFINITY;
+            s_s[(warp + ATT_WARPS * i) * ATT_TILE + lane] =
+                p0 + lane <= last_i[i] && p0 + lane >= first_i[i] ? sc[i] : -INFINITY;
         __syncthreads();
         attn_stage_tile(kv_s, vbase, a.ldv, p0, n_in, hd, ks); /* the K tile is no longer read */
         if (tid < ROWS) {
@@ -266,7 +279,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_tile_kernel(slm_cuda_attn_ar
             }
 #pragma unroll
             for (int i = 0; i < RPW; i++) {
-                if (p0 + kk > last_i[i]) continue; /* masked: its V row may be NaN, weight 0 or not */
+                if (p0 + kk > last_i[i] || p0 + kk < first_i[i]) continue; /* masked: its V row may be NaN */
                 const float w = s_s[(warp + ATT_WARPS * i) * ATT_TILE + kk];
 #pragma unroll
                 for (int j = 0; j < DPL; j++) acc[i][j] += w * v[j];

@@ -115,6 +115,7 @@ typedef struct slm_cuda_attn_args {
     int head_dim, n_head, n_head_kv;
     int64_t T;
     float scale;
+    int window;     /* > 0: token t sees only rows pos[t] - window + 1 .. pos[t] (a sliding window) */
     float *partial; /* scratch of slm_cuda_attention_scratch_floats() floats (unused when that is 0) */
 } slm_cuda_attn_args;
 /* Maximum head_dim of the attention kernels. */
@@ -126,9 +127,11 @@ size_t slm_cuda_attention_scratch_floats(int head_dim, int n_head, int64_t T, in
  * among a tile of queries (tokens x the query heads of one KV head), splitting keys when blocks are few. */
 slm_status slm_cuda_attention(const slm_cuda_attn_args *a, cudaStream_t s, slm_error *err);
 
-/* y = silu(g) * u and y = a + b over [n, T] (y may alias an input). */
+/* y = silu(g) * u, y = gelu(g) * u (tanh form) and y = a + b over [n, T] (y may alias an input). */
 slm_status slm_cuda_swiglu(const float *g, int64_t ldg, const float *u, int64_t ldu, float *y, int64_t ldy, int64_t n,
                            int64_t T, cudaStream_t s, slm_error *err);
+slm_status slm_cuda_geglu(const float *g, int64_t ldg, const float *u, int64_t ldu, float *y, int64_t ldy, int64_t n,
+                          int64_t T, cudaStream_t s, slm_error *err);
 slm_status slm_cuda_add(const float *a, int64_t lda, const float *b, int64_t ldb, float *y, int64_t ldy, int64_t n,
                         int64_t T, cudaStream_t s, slm_error *err);
 

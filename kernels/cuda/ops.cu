@@ -110,36 +110,55 @@ extern "C" slm_status slm_cuda_kv_write(const float *src, int64_t ld_src, int64_
 
 /* ---- element-wise ------------------------------------------------------------------------------------------ */
 
-template <bool SWIGLU>
+/* The element-wise kinds: y = a + b, silu(a) * b, gelu(a) * b (tanh form). */
+enum { ELT_ADD, ELT_SWIGLU, ELT_GEGLU };
+
+template <int KIND>
 __global__ void eltwise_kernel(const float *a, int64_t lda, const float *b, int64_t ldb, float *y, int64_t ldy,
                                int64_t n, int64_t T) {
     const int64_t total = n * T;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = i / n, e = i % n;
         const float av = a[t * lda + e], bv = b[t * ldb + e];
-        y[t * ldy + e] = SWIGLU ? av / (1.0f + expf(-av)) * bv : av + bv;
+        float r;
+        if (KIND == ELT_SWIGLU) {
+            r = av / (1.0f + expf(-av)) * bv;
+        } else if (KIND == ELT_GEGLU) {
+            /* x/2 (1 + tanh(u)) = x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3): e^(-2u) overflowing to
+             * inf gives -0, as gelu does far below 0 */
+            const float u2 = 1.5957691216057308f * (av + 0.044715f * av * av * av);
+            r = av / (1.0f + expf(-u2)) * bv;
+        } else {
+            r = av + bv;
+        }
+        y[t * ldy + e] = r;
     }
 }
 
-template <bool SWIGLU>
+template <int KIND>
 static slm_status eltwise(const float *a, int64_t lda, const float *b, int64_t ldb, float *y, int64_t ldy, int64_t n,
                           int64_t T, cudaStream_t s, const char *what, slm_error *err) {
     SLM_CU_REQUIRE(a && b && y && n >= 1 && T >= 1, "cuda %s: bad arguments (n=%lld T=%lld)", what, (long long)n,
                    (long long)T);
     SLM_CU_REQUIRE(T == 1 || (lda >= n && ldb >= n && ldy >= n), "cuda %s: column strides too small", what);
-    SLM_LAUNCH(eltwise_kernel<SWIGLU>, grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)
+    SLM_LAUNCH(eltwise_kernel<KIND>, grid_for(n * T, SLM_CU_THREADS), SLM_CU_THREADS, 0, s)
     (a, lda, b, ldb, y, ldy, n, T);
     return slm_cu_launched(what, err);
 }
 
 extern "C" slm_status slm_cuda_swiglu(const float *g, int64_t ldg, const float *u, int64_t ldu, float *y, int64_t ldy,
                                       int64_t n, int64_t T, cudaStream_t s, slm_error *err) {
-    return eltwise<true>(g, ldg, u, ldu, y, ldy, n, T, s, "swiglu", err);
+    return eltwise<ELT_SWIGLU>(g, ldg, u, ldu, y, ldy, n, T, s, "swiglu", err);
+}
+
+extern "C" slm_status slm_cuda_geglu(const float *g, int64_t ldg, const float *u, int64_t ldu, float *y, int64_t ldy,
+                                     int64_t n, int64_t T, cudaStream_t s, slm_error *err) {
+    return eltwise<ELT_GEGLU>(g, ldg, u, ldu, y, ldy, n, T, s, "geglu", err);
 }
 
 extern "C" slm_status slm_cuda_add(const float *a, int64_t lda, const float *b, int64_t ldb, float *y, int64_t ldy,
                                    int64_t n, int64_t T, cudaStream_t s, slm_error *err) {
-    return eltwise<false>(a, lda, b, ldb, y, ldy, n, T, s, "add", err);
+    return eltwise<ELT_ADD>(a, lda, b, ldb, y, ldy, n, T, s, "add", err);
 }
 
 /* ---- prompt-batch GEMM: activations to f16 and back ------------------------------------------------------

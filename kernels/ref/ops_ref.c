@@ -38,12 +38,30 @@ void slm_ref_swiglu(const float *g, const float *u, float *y, int n) {
     }
 }
 
+void slm_ref_geglu(const float *g, const float *u, float *y, int n) {
+    const double c = sqrt(2.0 / M_PI);
+    for (int i = 0; i < n; i++) {
+        double gi = g[i];
+        /* tanh saturates to +-1 for large |g|: gelu(g) -> g or -0, never NaN */
+        double gelu = 0.5 * gi * (1.0 + tanh(c * (gi + 0.044715 * gi * gi * gi)));
+        y[i] = (float)(gelu * (double)u[i]);
+    }
+}
+
 void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int head_dim,
                        int n_head, int n_head_kv, int pos, float scale) {
-    if (head_dim <= 0 || n_head <= 0 || n_head_kv <= 0 || pos < 0 || n_head % n_head_kv) return;
-    int group = n_head / n_head_kv; /* query heads sharing one kv head */
-    int n_kv = pos + 1;
+    slm_ref_attention_window(q, k_cache, v_cache, out, head_dim, n_head, n_head_kv, pos, 0, scale);
+}
+
+void slm_ref_attention_window(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                              int head_dim, int n_head, int n_head_kv, int pos, int window, float scale) {
+    if (head_dim <= 0 || n_head <= 0 || n_head_kv <= 0 || pos < 0 || n_head % n_head_kv || window < 0) return;
+    int group = n_head / n_head_kv;                                    /* query heads sharing one kv head */
+    int first = window > 0 && pos + 1 > window ? pos + 1 - window : 0; /* the first row the window shows */
+    int n_kv = pos + 1 - first;
     size_t kv_row = (size_t)head_dim * (size_t)n_head_kv; /* elements per cached position */
+    k_cache += (size_t)first * kv_row;
+    v_cache += (size_t)first * kv_row;
     double *p = malloc((size_t)n_kv * sizeof(double));
     double *acc = malloc((size_t)head_dim * sizeof(double));
     if (!p || !acc) {

@@ -13,10 +13,15 @@ void slm_ref_rmsnorm(const float *x, const float *w, float *y, int n, float eps)
 void slm_ref_rope(float *x, int n_rot, int pos, float freq_base, float freq_scale, const float *factors, int neox);
 /* y = silu(g) * u */
 void slm_ref_swiglu(const float *g, const float *u, float *y, int n);
+/* y = gelu(g) * u, GELU in its tanh form: gelu(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+void slm_ref_geglu(const float *g, const float *u, float *y, int n);
 /* Causal grouped-query attention for one query token at position pos against an f16 KV cache.
  * q: [head_dim, n_head]; k_cache, v_cache: rows of [head_dim * n_head_kv] per position (f16);
  * out: [head_dim, n_head]. Attends to positions 0..pos inclusive. */
 void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int head_dim,
                        int n_head, int n_head_kv, int pos, float scale);
+/* The same over a sliding window: positions max(0, pos - window + 1)..pos (window 0: all of 0..pos). */
+void slm_ref_attention_window(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                              int head_dim, int n_head, int n_head_kv, int pos, int window, float scale);
 
 #endif

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent numpy forward pass of llama-, qwen2-, qwen3- and phi3-architecture GGUF models: the definition
+"""An independent numpy forward pass of llama-, qwen2-, qwen3-, phi3- and gemma3-architecture GGUF models: the definition
 of "correct logits" that tests/reference/test_e2e_logits.py holds slm to.
 
 It shares no code with slm: weights are read with the `gguf` package (GGUFReader) and dequantized with
@@ -23,6 +23,25 @@ gguf.quants.dequantize, then the transformer is written out plainly:
               x += (silu(h Wgate) * (h Wup)) Wdown
   logits = (rmsnorm(x) * output_norm) Wout     (Wout = output.weight, or token_embd.weight when tied)
 
+gemma3 (Gemma 3, from Google's published definition: the Gemma 3 technical report and the Gemma3 model of
+Hugging Face transformers, config keys named as there):
+  x = token_embd[ids] * sqrt(n_embd)
+  per layer:  h = rmsnorm(x) * attn_norm
+              q, k, v = h Wq, h Wk, h Wv;  q, k per head = rmsnorm(head) * attn_q_norm, attn_k_norm
+              rope(q), rope(k) NeoX pairs; local layers with base rope_local_base_freq = 10000 and no
+                                 scaling, global ones with rope.freq_base (and its scaling)
+              a = softmax(q k^T * query_pre_attn_scalar^-1/2 + mask) v Wo     (query_pre_attn_scalar =
+                                 key_length in the files: 256 for 270M..12B; 27B differs, see README)
+                                 mask: causal; local layers also hide keys at or before pos - sliding_window
+                                 (a query sees its last sliding_window positions, itself included);
+                                 layer i is global when (i + 1) % sliding_window_pattern == 0 (pattern 6)
+              x += rmsnorm(a) * post_attention_norm
+              h = rmsnorm(x) * ffn_norm                     (pre_feedforward_layernorm)
+              x += rmsnorm((gelu_tanh(h Wgate) * (h Wup)) Wdown) * post_ffw_norm
+  logits = (rmsnorm(x) * output_norm) token_embd^T  (tied)
+  Gemma's RMSNorm multiplies by (1 + w) for the checkpoint's w; GGUF files hold 1 + w (the converter adds
+  it: output_norm.weight of the 270M file has min 0.19, mean 26), so the stored weight is the multiplier.
+
 Everything else is float32 (norms and softmax in float64). Use as a module (ReferenceModel) or:
 
   python reference_forward.py MODEL --tokens 1,2,3 [-n 8]      prints the argmax per position and a
@@ -36,7 +55,11 @@ import numpy as np
 from gguf import GGUFReader, GGMLQuantizationType
 from gguf.quants import dequantize
 
-SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "phi3")
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "phi3", "gemma3")
+# Gemma 3's published configuration: every 6th layer global, local layers rotating with base 10000. GGUF files
+# carry neither; keys of the same meaning are read where a file has them.
+GEMMA3_SLIDING_WINDOW_PATTERN = 6
+GEMMA3_ROPE_LOCAL_BASE = 10000.0
 
 
 def _field(reader, key, default=None):
@@ -45,6 +68,12 @@ def _field(reader, key, default=None):
         return default
     v = f.contents()
     return v
+
+
+def _flush_subnormals(a):
+    """a with its float32 subnormals replaced by 0 (see ReferenceModel._mm)."""
+    tiny = np.abs(a) < np.finfo(np.float32).tiny
+    return np.where(tiny, np.float32(0), a).astype(np.float32, copy=False) if tiny.any() else a
 
 
 class ReferenceModel:
@@ -78,7 +107,14 @@ class ReferenceModel:
         self.n_rot = int(_field(r, a + "rope.dimension_count", self.head_dim))
         self.eps = float(_field(r, a + "attention.layer_norm_rms_epsilon", 1e-5))
         self.freq_base = float(_field(r, a + "rope.freq_base", 10000.0))
-        self.neox = arch in ("qwen2", "qwen3", "phi3")
+        self.neox = arch in ("qwen2", "qwen3", "phi3", "gemma3")
+        self.gemma = arch == "gemma3"
+        self.embd_scale = np.float32(np.sqrt(self.n_embd)) if self.gemma else np.float32(1)
+        self.sliding_window = int(_field(r, a + "attention.sliding_window", 0) or 0) if self.gemma else 0
+        self.swa_pattern = int(_field(r, a + "attention.sliding_window_pattern", GEMMA3_SLIDING_WINDOW_PATTERN))
+        self.local_base = float(_field(r, a + "rope.local.freq_base", GEMMA3_ROPE_LOCAL_BASE))
+        # scores are q.k * query_pre_attn_scalar^-1/2; the files state key_length, which it equals (270M-12B)
+        self.attn_scalar = float(_field(r, a + "attention.query_pre_attn_scalar", self.head_dim) or self.head_dim)
         self.n_ctx_train = int(_field(r, a + "context_length", 2048))
         self.n_ctx_orig = int(_field(r, a + "rope.scaling.original_context_length", 0))
         self.kv_f16 = True  # round K and V to float16 as slm's KV cache does
@@ -153,8 +189,11 @@ class ReferenceModel:
                 L["wu"] = get(p + "ffn_up.weight").T.copy()
             for b in ("q", "k", "v"):
                 L["b" + b] = get(p + f"attn_{b}.bias", required=False)
-            for b in ("q", "k"):  # qwen3's per-head norms, [head_dim]
-                L[b + "_norm"] = get(p + f"attn_{b}_norm.weight", required=arch == "qwen3")
+            for b in ("q", "k"):  # qwen3's and gemma3's per-head norms, [head_dim]
+                L[b + "_norm"] = get(p + f"attn_{b}_norm.weight", required=arch in ("qwen3", "gemma3"))
+            for n in ("post_attention_norm", "post_ffw_norm"):  # gemma3
+                L[n] = get(p + n + ".weight") if self.gemma else None
+            L["local"] = self.gemma and self.sliding_window > 0 and (i + 1) % self.swa_pattern != 0
             L["block"] = {k: act_block(p + n + ".weight") for k, n in names.items()}
             self.layers.append(L)
 
@@ -174,7 +213,9 @@ class ReferenceModel:
 
     def _mm(self, h, w, block):
         """h @ w, with h's rows first rounded to 8-bit blocks when act_q8 and the result perturbed when
-        sum_jitter (see __init__)."""
+        sum_jitter (see __init__). Subnormal inputs (|h| < 2^-126, as GELU gives far below 0) are flushed to 0
+        first: they change no sum by a rounding step, and BLAS kernels run many times slower on them."""
+        h = _flush_subnormals(h)
         if self.act_q8 and block and h.shape[-1] % block == 0:
             x = h.reshape(-1, block).astype(np.float32)
             d = (np.abs(x).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
@@ -191,10 +232,14 @@ class ReferenceModel:
         scale = 1.0 / np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True) + self.eps)
         return (x64 * scale).astype(np.float32) * w
 
-    def _rope(self, x, pos):
-        """x: [T, n_heads, head_dim]; rotates the first n_rot dims of every head at positions pos [T]."""
+    def _rope(self, x, pos, local=False):
+        """x: [T, n_heads, head_dim]; rotates the first n_rot dims of every head at positions pos [T]
+        (gemma3's local layers: base local_base, no frequency factors)."""
         half = self.n_rot // 2
-        inv = self.freq_base ** (-np.arange(half, dtype=np.float64) * 2.0 / self.n_rot) / self.rope_factors
+        if local:
+            inv = self.local_base ** (-np.arange(half, dtype=np.float64) * 2.0 / self.n_rot)
+        else:
+            inv = self.freq_base ** (-np.arange(half, dtype=np.float64) * 2.0 / self.n_rot) / self.rope_factors
         ang = pos[:, None].astype(np.float64) * inv[None, :]  # [T, half]
         cos = np.cos(ang)[:, None, :] * self.rope_mag
         sin = np.sin(ang)[:, None, :] * self.rope_mag
@@ -228,10 +273,13 @@ class ReferenceModel:
         pos = np.arange(p0, p0 + T)
         hd, nh, nkv = self.head_dim, self.n_head, self.n_head_kv
         group = nh // nkv
-        x = self.tok_embd[ids].astype(np.float32)  # [T, n_embd]
-        # Causal mask over all cached + new positions: query t (absolute p0+t) sees keys 0..p0+t.
+        x = self.tok_embd[ids].astype(np.float32) * self.embd_scale  # [T, n_embd]
+        # Causal mask over all cached + new positions: query t (absolute p0+t) sees keys 0..p0+t; in a local
+        # (sliding-window) layer only keys p0+t-window+1..p0+t.
         n_keys = p0 + T
-        mask = np.where(np.arange(n_keys)[None, :] <= pos[:, None], 0.0, -np.inf)  # [T, n_keys]
+        keys = np.arange(n_keys)[None, :]
+        mask = np.where(keys <= pos[:, None], 0.0, -np.inf)  # [T, n_keys]
+        local_mask = np.where((keys <= pos[:, None]) & (keys > pos[:, None] - self.sliding_window), 0.0, -np.inf)
         for li, L in enumerate(self.layers):
             h = self._rmsnorm(x, L["attn_norm"])
             B = L["block"]
@@ -247,8 +295,8 @@ class ReferenceModel:
                 q = self._rmsnorm(q, L["q_norm"])
             if L["k_norm"] is not None:
                 k = self._rmsnorm(k, L["k_norm"])
-            q = self._rope(q, pos)
-            k = self._rope(k, pos)
+            q = self._rope(q, pos, L["local"])
+            k = self._rope(k, pos, L["local"])
             v = v.reshape(T, nkv, hd)
             if self.kv_f16:
                 k = k.astype(np.float16).astype(np.float32)
@@ -260,18 +308,29 @@ class ReferenceModel:
             # [n_head_kv, group, T, hd] x [n_head_kv, hd, n_keys] -> [n_head_kv, group, T, n_keys]
             qg = q.transpose(1, 0, 2).reshape(nkv, group, T, hd)
             kt = k.transpose(1, 2, 0)[:, None, :, :]
-            s = (qg @ kt).astype(np.float64) / np.sqrt(hd) + mask
+            s = (qg @ kt).astype(np.float64) / np.sqrt(self.attn_scalar) + (local_mask if L["local"] else mask)
             s -= s.max(axis=-1, keepdims=True)
             pr = np.exp(s)
             pr /= pr.sum(axis=-1, keepdims=True)
             vv = v.transpose(1, 0, 2)[:, None, :, :]  # [n_head_kv, 1, n_keys, hd]
-            o = (pr.astype(np.float32) @ vv).reshape(nh, T, hd).transpose(1, 0, 2).reshape(T, nh * hd)
-            x = x + self._mm(o, L["wo"], B["wo"])
+            o = (_flush_subnormals(pr.astype(np.float32)) @ vv).reshape(nh, T, hd).transpose(1, 0, 2).reshape(T, nh * hd)
+            a = self._mm(o, L["wo"], B["wo"])
+            if L["post_attention_norm"] is not None:
+                a = self._rmsnorm(a, L["post_attention_norm"])
+            x = x + a
             h = self._rmsnorm(x, L["ffn_norm"])
             g = self._mm(h, L["wg"], B["wg"])
             u = self._mm(h, L["wu"], B["wu"])
-            act = (g / (1.0 + np.exp(-g.astype(np.float64)))).astype(np.float32) * u
-            x = x + self._mm(act, L["wd"], B["wd"])
+            if self.gemma:  # GELU, tanh approximation (gelu_pytorch_tanh)
+                g64 = g.astype(np.float64)
+                act = (0.5 * g64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (g64 + 0.044715 * g64 ** 3)))).astype(
+                    np.float32) * u
+            else:
+                act = (g / (1.0 + np.exp(-g.astype(np.float64)))).astype(np.float32) * u
+            f = self._mm(act, L["wd"], B["wd"])
+            if L["post_ffw_norm"] is not None:
+                f = self._rmsnorm(f, L["post_ffw_norm"])
+            x = x + f
         cache["pos"] = p0 + T
         return self._mm(self._rmsnorm(x, self.output_norm), self.w_out, self.out_block)
 
@@ -316,12 +375,12 @@ def write_qwen2_variant(src, dst, bias_scale, seed=0):
     _write_and_close(w)
 
 
-def _copy_fields(r, w, src_arch, dst_arch):
-    """Every metadata key of reader r into writer w, {src_arch}.* renamed {dst_arch}.*."""
+def _copy_fields(r, w, src_arch, dst_arch, skip=()):
+    """Every metadata key of reader r into writer w, {src_arch}.* renamed {dst_arch}.*, but those in skip."""
     from gguf import GGUFValueType
 
     for key, f in r.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
+        if key.startswith("GGUF.") or key == "general.architecture" or key in skip:
             continue
         name = dst_arch + "." + key[len(src_arch) + 1:] if key.startswith(src_arch + ".") else key
         vtype = f.types[0]
@@ -393,6 +452,23 @@ def write_qwen3_variant(src, dst, norm_spread, seed=0):
             if t.name.endswith(f"attn_{b}.weight"):
                 norm = rng.uniform(1 - norm_spread, 1 + norm_spread, head_dim).astype(np.float32)
                 w.add_tensor(t.name[:-len(f"attn_{b}.weight")] + f"attn_{b}_norm.weight", norm)
+    _write_and_close(w)
+
+
+def write_gemma3_window_variant(src, dst, window):
+    """Writes a copy of the gemma3 GGUF src whose attention.sliding_window is `window`: the same weights, with
+    the local layers' window short enough that a short prompt reaches past it (Gemma 3's own 512 would take a
+    prompt of hundreds of tokens, and the reference's logits over the whole vocabulary for each)."""
+    from gguf import GGUFValueType, GGUFWriter
+
+    r = GGUFReader(src)
+    if _field(r, "general.architecture") != "gemma3":
+        raise ValueError(f"{src}: not a gemma3 GGUF")
+    w = GGUFWriter(dst, "gemma3")
+    _copy_fields(r, w, "gemma3", "gemma3", skip=("gemma3.attention.sliding_window",))
+    w.add_key_value("gemma3.attention.sliding_window", window, GGUFValueType.UINT32)
+    for t in r.tensors:
+        w.add_tensor(t.name, np.asarray(t.data), raw_dtype=GGMLQuantizationType(t.tensor_type))
     _write_and_close(w)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End to end: slm's logits and greedy generation against the independent numpy forward pass
-(reference_forward.py) on every llama/qwen2/qwen3/phi3 GGUF in $SLM_TEST_MODELS.
+(reference_forward.py) on every llama/qwen2/qwen3/phi3/gemma3 GGUF in $SLM_TEST_MODELS.
 
   python tests/reference/test_e2e_logits.py --build BUILD_DIR [--device cpu|vulkan:0|cuda:0 ...]
 
@@ -41,8 +41,15 @@ and 2 against the reference (the norms make it another function than the llama o
 is the per-head norm, the same op on the f32 and default paths and at every batch width; the 8-bit
 statistics and the greedy run of checks 3 and 4 would triple its time and test only the mat-muls again.
 
+Every gemma3 model (Gemma 3 270M Q4_K_M is one of the test models) gets the 4 checks as it is; its sliding
+window (512) is longer than the prompt, so it is also tested with the window cut to GEMMA3_VARIANT_WINDOW
+positions (write_gemma3_window_variant: the same weights), which the prompt and the greedy run pass: checks
+1, 2 and 3, so the prompt batches of 7 tokens and the single-token decode steps both attend over windows
+that end inside the cache.
+
 Exit codes: 0 pass, 1 fail, 77 skip (numpy/gguf or a model missing).
 """
+import copy
 import os
 import subprocess
 import sys
@@ -53,8 +60,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 np, _ = common.require_modules("numpy", "gguf")
-from reference_forward import (SUPPORTED_ARCHS, ReferenceModel, write_phi3_variant,  # noqa: E402
-                               write_qwen2_variant, write_qwen3_variant)
+from reference_forward import (SUPPORTED_ARCHS, ReferenceModel, write_gemma3_window_variant,  # noqa: E402
+                               write_phi3_variant, write_qwen2_variant, write_qwen3_variant)
 
 N_PROMPT = 48
 N_GEN = 32
@@ -89,6 +96,9 @@ QWEN3_VARIANT_NORM_SPREAD = 0.3
 # A model and its phi3 rewrite compute the same function: only summation order and f16 roundings of K
 # differ, far below what a wrong row split (q/k/v or gate/up swapped) or RoPE pairing does.
 SAME_FUNCTION_COSINE = 0.9999
+# The sliding window of the gemma3 variant: shorter than the prompt's 48 tokens, not a multiple of the batch
+# (7) nor of any kernel's key tile.
+GEMMA3_VARIANT_WINDOW = 13
 # Original context of the longrope variant (SmolLM2 is trained for 8192: the magnitude factor is
 # sqrt(1 + ln 4 / ln 2048)).
 LONGROPE_ORIG_CTX = 2048
@@ -204,15 +214,17 @@ def slm_logits(tally, slm, path, ids, ref, dev, tag, f32_act, n_ctx=None):
     return got, gen
 
 
-def check_model(tally, slm, path, devices, name=None, n_ctx=None, strict_logits_only=False, ref=None):
-    """Checks 1-4 (only 1 and 2 when strict_logits_only) of one model on every device, slm run with
-    context n_ctx (default its own). Returns {"ref": reference logits, "slm": {device: slm's f32-activation
+def check_model(tally, slm, path, devices, name=None, n_ctx=None, strict_logits_only=False, ref=None,
+                greedy=None):
+    """Checks 1-4 (only 1 and 2 when strict_logits_only, plus 3 when greedy) of one model on every device,
+    slm run with context n_ctx (default its own). Returns {"ref": reference logits, "slm": {device: slm's f32-activation
     logits}} for comparisons between models."""
     name = name or os.path.basename(path)
     t0 = time.time()
     ref = ref or ReferenceModel(path, n_ctx=n_ctx)
     ids = prompt_ids(ref)
-    if strict_logits_only:
+    greedy = not strict_logits_only if greedy is None else greedy
+    if not greedy:
         ref_logits = ref.forward(ids)
     else:
         ref_logits, ref_gen, ref_step_logits = ref.greedy(ids, N_GEN)
@@ -229,8 +241,9 @@ def check_model(tally, slm, path, devices, name=None, n_ctx=None, strict_logits_
     result = {"ref": want, "slm": {}}
     print(f"{name}: {ref.arch}, {ref.n_layer} layers, n_vocab {ref.n_vocab}; reference "
           f"{time.time() - t0:.1f}s; prompt {','.join(map(str, ids))}")
-    if not strict_logits_only:
+    if greedy:
         print(f"{name}: reference greedy: {' '.join(map(str, ref_gen))}")
+    if not strict_logits_only:
         for what, v in (("mean", q8_means), ("median", q8_medians)):
             print(f"{name}: reference with 8-bit activations: {what} over positions of 1 - cosine {v[0]:.3g}; "
                   f"over {Q8_ORDERS} summation orders {v.min():.3g} (least) {np.median(v):.3g} (median) "
@@ -252,7 +265,7 @@ def check_model(tally, slm, path, devices, name=None, n_ctx=None, strict_logits_
             tally.check(agree >= MIN_ARGMAX_AGREEMENT,
                         f"{tag}: argmax agrees at {agree * 100:.1f}% of positions >= "
                         f"{MIN_ARGMAX_AGREEMENT * 100:.0f}%" + (f" (differs at {bad[:10]})" if bad else ""))
-            if not strict_logits_only:
+            if greedy:
                 ok, msg = compare_greedy(ref, ref_gen, ref_step_logits, gen)
                 tally.check(ok, f"{tag}: greedy continuation: {msg}")
         if strict_logits_only:
@@ -299,6 +312,8 @@ def main():
                     help="skip the qwen2 models derived from the llama ones")
     ap.add_argument("--no-qwen3-variant", action="store_true",
                     help="skip the qwen3 models derived from the llama ones")
+    ap.add_argument("--no-gemma3-variant", action="store_true",
+                    help="skip the gemma3 models with a short sliding window derived from the gemma3 ones")
     ap.add_argument("--no-phi3-variant", action="store_true",
                     help="skip the phi3 models (plain and longrope) derived from the llama ones")
     a = ap.parse_args()
@@ -321,7 +336,17 @@ def main():
         if arch not in SUPPORTED_ARCHS:
             tally.skip(f"{os.path.basename(path)}: architecture {arch} has no numpy reference")
             continue
-        base = check_model(tally, slm, path, devices)
+        base_ref = ReferenceModel(path)
+        base = check_model(tally, slm, path, devices, ref=base_ref)
+        if arch == "gemma3" and not a.no_gemma3_variant:
+            # The window past the prompt: the same weights and reference, the window cut short.
+            with tempfile.TemporaryDirectory() as tmp:
+                g3 = os.path.join(tmp, "gemma3-window-variant.gguf")
+                write_gemma3_window_variant(path, g3, GEMMA3_VARIANT_WINDOW)
+                ref = copy.copy(base_ref)
+                ref.sliding_window = GEMMA3_VARIANT_WINDOW
+                check_model(tally, slm, g3, devices, ref=ref, strict_logits_only=True, greedy=True,
+                            name=f"{os.path.basename(path)} with sliding window {GEMMA3_VARIANT_WINDOW}")
         if arch == "llama" and not a.no_phi3_variant:
             # No small phi3 GGUF ships on PyPI either: the same weights in phi3's fused layout.
             with tempfile.TemporaryDirectory() as tmp:
