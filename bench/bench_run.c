@@ -113,6 +113,7 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
     int32_t *toks = malloc((size_t)(n > 0 ? n : 1) * sizeof *toks);
     double *ts = malloc((size_t)o->reps * sizeof *ts), *tsec = malloc((size_t)o->reps * sizeof *tsec);
     slm_context *c = NULL;
+    slm_batch_part *parts = NULL;
     if (!toks || !ts || !tsec) {
         fail_row(row, "out of memory");
         goto done;
@@ -125,10 +126,9 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
         toks[i] = (int32_t)((st * 2685821657736338717ull >> 33) % (uint64_t)n_vocab);
     }
     int P = row->kind == BENCH_TG && row->n_parallel > 1 ? row->n_parallel : 1;
-    slm_batch_part *parts = calloc((size_t)P, sizeof *parts);
+    parts = calloc((size_t)P, sizeof *parts);
     if (!parts || slm_context_create_seqs(m, P, &c, &err)) {
         fail_row(row, parts ? err.msg : "out of memory");
-        free(parts);
         goto done;
     }
     if (n > slm_context_n_ctx(c)) {
@@ -156,7 +156,6 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
         double dt = run_now() - t0;
         if (s) {
             fail_row(row, err.msg);
-            free(parts);
             goto done;
         }
         if (r >= 0) {
@@ -164,7 +163,6 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
             ts[r] = dt > 0 ? (double)count * P / dt : 0;
         }
     }
-    free(parts);
     row->reps = o->reps;
     bench_stats s = bench_stats_of(ts, o->reps), t = bench_stats_of(tsec, o->reps);
     row->ts_mean = s.mean;
@@ -201,6 +199,7 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
     }
 done:
     slm_context_free(c);
+    free(parts);
     free(toks);
     free(ts);
     free(tsec);
