@@ -27,6 +27,9 @@ typedef struct slm_tensor {
     slm_dtype type;
     int64_t ne[4];
     size_t nb[4];
+    /* A weight in the CPU's repacked decode layout (kernels/cpu/matvec_x16.h: rows interleaved 16 at a time,
+     * the same bytes per row): only the CPU backend's mat-mul reads it (slm_op_check). */
+    bool x16;
 } slm_tensor;
 
 /* Contiguous tensor of the given shape at offset; unused dims are 1. */
@@ -166,6 +169,11 @@ typedef struct slm_backend_ops {
      * when the placement can still re-plan instead of in the first run. run still grows it for larger ops. */
     uint64_t (*work_bytes)(slm_device *, const slm_op *shapes, int n_shapes);
     slm_status (*work_reserve)(slm_device *, const slm_op *shapes, int n_shapes, slm_error *);
+    /* Optional: whether the device's mat-muls read weight w faster in a layout of its own (the same bytes,
+     * rearranged), and the rewrite of w into dst (a view of the same shape in a buffer of this device),
+     * which marks dst with that layout. */
+    bool (*repacks)(slm_device *, const slm_tensor *w);
+    void (*repack)(slm_device *, const slm_tensor *w, slm_tensor *dst);
 } slm_backend_ops;
 
 /* An opened device instance. One thread at a time uses an instance (GPU instances are shared by a model's

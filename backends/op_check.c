@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "matvec_x16.h"
 
 /* What an operand slot of a kind holds: its role in messages, and whether it may or must be absent. */
 typedef enum { ABSENT, REQUIRED, OPTIONAL } presence;
@@ -190,6 +191,11 @@ static slm_status check_matmul(const slm_op *op, slm_error *err) {
     TRY(dim_is(op, 2, 0, w->ne[0], "K, the weight's row length", err));
     TRY(dim_is(op, 0, 0, w->ne[1], "N, the weight's rows", err));
     TRY(dim_is(op, 0, 1, op->src[1].ne[1], "x's columns", err));
+    if (w->x16 &&
+        (!slm_x16_type(w->type) || w->ne[1] % SLM_X16_ROWS || w->nb[1] != slm_dtype_row_bytes(w->type, w->ne[0])))
+        return bad(op, err, SLM_ERR_INVALID_ARG, 1,
+                   "repacked (x16) %s [%lld, %lld]: the layout takes q4_0 and q8_0 rows, 16 at a time, unpadded",
+                   slm_dtype_name(w->type), (long long)w->ne[0], (long long)w->ne[1]);
     if (op->src[2].buf) {
         TRY(plain(op, 3, SLM_F32, 1, err));
         TRY(dim_is(op, 3, 0, w->ne[1], "N, the weight's rows", err));
@@ -281,6 +287,8 @@ slm_status slm_op_check(const slm_op *op, slm_error *err) {
         if (need == ABSENT && has)
             return bad(op, err, SLM_ERR_INVALID_ARG, -1, "%s is set, but %s takes no %s", k_slot_names[si],
                        slm_op_kind_name(op->kind), k_slot_names[si]);
+        if (slot(op, si)->x16 && (op->kind != SLM_OP_MATMUL || si != 1))
+            return bad(op, err, SLM_ERR_INVALID_ARG, si, "is in the repacked (x16) layout, which only a weight reads");
     }
     slm_status s = SLM_OK;
     switch (op->kind) {

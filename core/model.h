@@ -35,6 +35,11 @@ typedef struct slm_placement {
     char note[512];         /* why the placement differs from the request, if it does */
     char threads_note[160]; /* why the CPU runs fewer threads than asked for, if it does */
     double predicted_tps;   /* the planner's decode prediction (0 on a single device) */
+    /* weights_repack.h: the CPU's repacked copies, which bound[0] points at (with a layer table of its own
+     * then), and which weights could not have one */
+    slm_buffer repacked;
+    bool own_host_layers;
+    char repack_note[160];
 } slm_placement;
 
 struct slm_model {

@@ -12,6 +12,7 @@
 #include "kv_cache.h"
 #include "plan.h"
 #include "scratch.h"
+#include "weights_repack.h"
 
 #define ALIGN_UP(x) (((x) + 255) & ~(uint64_t)255)
 
@@ -389,18 +390,21 @@ slm_status slm_model_place(slm_model *m, slm_error *err) {
     place_all_on_host(pl, m->hp.n_layer);
     if (!gpu) {
         snprintf(pl->text, sizeof pl->text, "%s: all layers", pl->devices[0]->name);
-        return SLM_OK;
+        return slm_weights_repack_host(m, err);
     }
     float shares[SLM_MAX_DEVICES] = {0};
     if (p->tensor_split && *p->tensor_split && (s = parse_split(p->tensor_split, pl->n_devices - 1, shares, err)))
         return s;
     if (!p->tensor_split && pl->n_devices > 2)
         for (int d = 1; d < pl->n_devices; d++) shares[d - 1] = 1; /* equal shares by default */
-    return place_on_gpus(m, shares, err);
+    s = place_on_gpus(m, shares, err);
+    /* the GPUs' copies came from the mapping, which the host's repacked copies then replace */
+    return s ? s : slm_weights_repack_host(m, err);
 }
 
 void slm_model_unplace(slm_model *m) {
     slm_placement *pl = &m->place;
+    slm_weights_repack_free(m);
     release_gpu_weights(m);
     for (int d = pl->n_devices - 1; d >= 0; d--) {
         if (pl->devices[d]) slm_device_close(pl->devices[d]);
@@ -424,8 +428,9 @@ slm_plan_info slm_model_plan_info(const slm_model *m) {
     pi.n_batch = m->cfg.n_batch;
     pi.predicted_tps = pl->predicted_tps;
     snprintf(pi.text, sizeof pi.text, "%s", pl->text);
-    snprintf(pi.note, sizeof pi.note, "%s%s%.340s", pl->threads_note, pl->threads_note[0] && pl->note[0] ? "; " : "",
-             pl->note);
+    snprintf(pi.note, sizeof pi.note, "%s%s%.190s%s%.150s", pl->threads_note,
+             pl->threads_note[0] && pl->note[0] ? "; " : "", pl->note,
+             (pl->threads_note[0] || pl->note[0]) && pl->repack_note[0] ? "; " : "", pl->repack_note);
     uint64_t kv_layer = slm_kv_layer_bytes(hp, m->cfg.n_ctx);
     uint64_t embd_row = m->host.tok_embd.nb[1];
     for (int d = 0; d < pl->n_devices; d++) {

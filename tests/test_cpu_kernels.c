@@ -25,6 +25,7 @@
 
 #include "cpu_kernels.h"
 #include "gguf.h"
+#include "matvec_x16.h"
 #include "ops_ref.h"
 #include "quant_ref.h"
 #include "test_util.h"
@@ -302,7 +303,7 @@ static void test_real_model(isa_run *runs, int n_runs) {
                 size_t ga = kk->gemm_act_row_bytes(k), sb = kk->gemm_scratch_bytes(k);
                 uint8_t *gx = aligned_alloc(64, ga * (size_t)nc), *scratch = aligned_alloc(64, sb);
                 for (int64_t c = 0; c < nc; c++) kk->gemm_quantize_act(x + c * k, gx + (size_t)c * ga, k);
-                kk->gemm(t->type, t->data, rb, n_rows, gx, ga, nc, k, out, n_rows, scratch);
+                kk->gemm(t->type, t->data, rb, false, n_rows, gx, ga, nc, k, out, n_rows, scratch);
                 int gbad = 0;
                 for (int64_t i = 0; i < nc * n_rows; i++) gbad += !(fabsf(out[i] - ref[i]) <= bound[i]);
                 double ge = slm_test_nmse(out, ref, nc * n_rows);
@@ -372,7 +373,7 @@ static void gemm_case(const slm_cpu_kernels *kk, const slm_cpu_kernels *scalar, 
     memset(scratch, 0xff, sb); /* NaN bytes: the GEMM may not rely on zeroed scratch */
     for (int64_t c = 0; c < n_cols; c++) kk->gemm_quantize_act(x + c * k, xq + (size_t)c * act, k);
     for (size_t i = 0; i < n_out; i++) out[i] = -12345.0f;
-    kk->gemm(t, w, wrb, n_rows, xq, act, n_cols, k, out, os, scratch);
+    kk->gemm(t, w, wrb, false, n_rows, xq, act, n_cols, k, out, os, scratch);
     int bad = 0;
     for (int64_t c = 0; c < n_cols; c++) {
         for (int64_t r = 0; r < os; r++) {
@@ -495,6 +496,127 @@ static void test_gemm(const isa_run *runs, int n_runs) {
     if (n_sets == 0) printf("packed gemm: no kernel set on this CPU has one, not tested\n");
 }
 
+/* ---- the repacked decode layout (slm_cpu_kernels.matvec_x16, where the set has it) ----
+ * For each type it takes: packing then unpacking gives the GGUF rows back byte for byte; matvec_x16 with
+ * 1..10 columns (past its 8-column groups) against the scalar matmul on the GGUF rows (the same integer
+ * dots: NMSE < 1e-10) and the reference (the matmul's per-output bound); every column's bits the same
+ * whatever the column count (a server's replies must not depend on its load); and the packed GEMM on the
+ * repacked rows gives exactly the bits it gives on the GGUF rows. extreme: the swinging scales of
+ * gemm_case. */
+#define X16_MAX_COLS 10
+static void x16_case(const slm_cpu_kernels *kk, const slm_cpu_kernels *scalar, slm_dtype t, int64_t n_rows, int64_t k,
+                     int extreme, uint64_t *seed) {
+    size_t rb = slm_dtype_row_bytes(t, k);
+    uint8_t *w = malloc((size_t)n_rows * rb), *wx = malloc((size_t)n_rows * rb), *back = malloc((size_t)n_rows * rb);
+    float *wf = malloc((size_t)k * sizeof(float)), *wd = malloc((size_t)n_rows * k * sizeof(float));
+    float *x = malloc((size_t)X16_MAX_COLS * k * sizeof(float));
+    for (int64_t r = 0; r < n_rows; r++) {
+        slm_test_fill(wf, k, seed, 1.0f + 0.25f * (float)(r % 3));
+        for (int64_t i = 0; i < k; i++)
+            if (extreme) wf[i] *= ((i / 32 + r) % 3 == 0) ? 3e3f : ((i / 32 + r) % 3 == 1) ? 2e-4f : 1.0f;
+        slm_ref_quantize_row(t, wf, w + (size_t)r * rb, k);
+        slm_ref_dequant_row(t, w + (size_t)r * rb, wd + r * k, k);
+    }
+    for (int c = 0; c < X16_MAX_COLS; c++) {
+        slm_test_fill(x + c * k, k, seed, extreme ? (c % 3 == 0 ? 1e5f : c % 3 == 1 ? 1e-5f : 1.0f) : 2.0f);
+        if (c == 2)
+            for (int64_t i = 0; i < 32; i++) x[c * k + i] = 0; /* a block of zeros: scale 0 */
+    }
+    slm_x16_pack(t, w, rb, n_rows, k, wx);
+    slm_x16_unpack(t, wx, n_rows, k, back, rb);
+    CHECK(!memcmp(back, w, (size_t)n_rows * rb), "x16 %s rows=%lld k=%lld: pack then unpack changed the rows",
+          slm_dtype_name(t), (long long)n_rows, (long long)k);
+    int64_t os = n_rows + 5;
+    size_t n_out = (size_t)X16_MAX_COLS * os;
+    float *ref = malloc(n_out * sizeof(float)), *bound = malloc(n_out * sizeof(float));
+    float *out = malloc(n_out * sizeof(float)), *one = malloc(n_out * sizeof(float)),
+          *mm = malloc(n_out * sizeof(float));
+    ref_and_bound(t, w, rb, wd, x, k, n_rows, X16_MAX_COLS, os, true, 1e-30, ref, bound);
+    size_t act = kk->act_row_bytes(t, k);
+    uint8_t *xq = aligned_alloc(64, act * X16_MAX_COLS);
+    for (int c = 0; c < X16_MAX_COLS; c++) kk->quantize_act(t, x + c * k, xq + (size_t)c * act, k);
+    scalar->matmul(t, w, rb, n_rows, xq, act, X16_MAX_COLS, k, mm, os);
+    /* each column alone, then all of them at every count */
+    for (int c = 0; c < X16_MAX_COLS; c++)
+        kk->matvec_x16(t, wx, rb, n_rows, xq + (size_t)c * act, act, 1, k, one + c * os, os);
+    for (int nc = 1; nc <= X16_MAX_COLS; nc++) {
+        for (size_t i = 0; i < n_out; i++) out[i] = -12345.0f;
+        kk->matvec_x16(t, wx, rb, n_rows, xq, act, nc, k, out, os);
+        int bad = 0, differ = 0;
+        err_sum e = {0, 0};
+        for (int c = 0; c < X16_MAX_COLS; c++)
+            for (int64_t r = 0; r < os; r++) {
+                float o = out[c * os + r];
+                if (c >= nc || r >= n_rows) {
+                    bad += o != -12345.0f; /* wrote outside its rows or columns */
+                    continue;
+                }
+                if (!(fabsf(o - ref[c * os + r]) <= bound[c * os + r])) {
+                    if (bad < 3)
+                        fprintf(stderr, "  x16 %s rows=%lld k=%lld nc=%d%s: out[%d][%lld] = %g, ref %g, bound %g\n",
+                                slm_dtype_name(t), (long long)n_rows, (long long)k, nc, extreme ? " extreme" : "", c,
+                                (long long)r, o, ref[c * os + r], bound[c * os + r]);
+                    bad++;
+                }
+                differ += memcmp(&o, &one[c * os + r], sizeof o) != 0;
+            }
+        for (int c = 0; c < nc; c++) err_add(&e, out + c * os, mm + c * os, n_rows);
+        CHECK(bad == 0, "x16 %s rows=%lld k=%lld nc=%d%s: %d outputs out of bound or written out of range",
+              slm_dtype_name(t), (long long)n_rows, (long long)k, nc, extreme ? " extreme" : "", bad);
+        CHECK(differ == 0, "x16 %s rows=%lld k=%lld nc=%d: %d outputs differ from the same column alone",
+              slm_dtype_name(t), (long long)n_rows, (long long)k, nc, differ);
+        CHECK(extreme || err_nmse(&e) < 1e-10, "x16 %s rows=%lld k=%lld nc=%d: NMSE vs scalar matmul %.3g",
+              slm_dtype_name(t), (long long)n_rows, (long long)k, nc, err_nmse(&e));
+    }
+    if (kk->gemm && kk->gemm_has(t)) {
+        size_t ga = kk->gemm_act_row_bytes(k), sb = kk->gemm_scratch_bytes(k);
+        uint8_t *gx = aligned_alloc(64, ga * X16_MAX_COLS), *scratch = aligned_alloc(64, sb);
+        for (int c = 0; c < X16_MAX_COLS; c++) kk->gemm_quantize_act(x + c * k, gx + (size_t)c * ga, k);
+        kk->gemm(t, w, rb, false, n_rows, gx, ga, X16_MAX_COLS, k, mm, os, scratch);
+        kk->gemm(t, wx, rb, true, n_rows, gx, ga, X16_MAX_COLS, k, out, os, scratch);
+        int differ = 0;
+        for (int c = 0; c < X16_MAX_COLS; c++) differ += memcmp(out + c * os, mm + c * os, (size_t)n_rows * 4) != 0;
+        CHECK(differ == 0, "gemm on x16 %s rows=%lld k=%lld: %d columns differ from the GGUF rows'", slm_dtype_name(t),
+              (long long)n_rows, (long long)k, differ);
+        free(gx);
+        free(scratch);
+    }
+    free(w);
+    free(wx);
+    free(back);
+    free(wf);
+    free(wd);
+    free(x);
+    free(ref);
+    free(bound);
+    free(out);
+    free(one);
+    free(mm);
+    free(xq);
+}
+
+static void test_x16(const isa_run *runs, int n_runs) {
+    uint64_t seed = 0x16;
+    int n_sets = 0;
+    for (int ir = 0; ir < n_runs; ir++) {
+        const slm_cpu_kernels *kk = &runs[ir].k;
+        if (!kk->x16_has) continue;
+        n_sets++;
+        for (int ti = 0; ti < 2; ti++) {
+            slm_dtype t = ti ? SLM_Q8_0 : SLM_Q4_0;
+            CHECK(kk->x16_has(t) && slm_x16_type(t), "%s: no x16 kernel for %s", slm_cpu_isa_name(kk->isa),
+                  slm_dtype_name(t));
+            static const int64_t rows[] = {16, 48, 160}, ks[] = {32, 96, 2048};
+            for (int ri = 0; ri < 3; ri++)
+                for (int ki = 0; ki < 3; ki++) x16_case(kk, &runs[0].k, t, rows[ri], ks[ki], 0, &seed);
+            x16_case(kk, &runs[0].k, t, 32, 512, 1, &seed);
+        }
+        CHECK(!kk->x16_has(SLM_Q4_1) && !kk->x16_has(SLM_Q4_K), "%s: x16 claims a type without the layout",
+              slm_cpu_isa_name(kk->isa));
+    }
+    printf("x16 layout: %d kernel set(s) checked\n", n_sets);
+}
+
 int main(void) {
     slm_cpu_isa best = slm_cpu_isa_detect();
     printf("best ISA here: %s\n", slm_cpu_isa_name(best));
@@ -521,6 +643,7 @@ int main(void) {
     printf("f32 activations: NMSE vs reference %.3g\n", err_nmse(&exact.vs_ref));
     CHECK(err_nmse(&exact.vs_ref) < 1e-10, "f32-activation mat-mul NMSE %g", err_nmse(&exact.vs_ref));
     test_gemm(runs, n_runs);
+    test_x16(runs, n_runs);
     test_attend(runs, n_runs);
     test_real_model(runs, n_runs);
     return slm_test_finish("test_cpu_kernels");

@@ -15,6 +15,7 @@
 #include "cpu_threads.h"
 #include "error.h"
 #include "host_memory.h"
+#include "matvec_x16.h"
 
 typedef struct cpu_ctx {
     slm_cpu_kernels kernels;
@@ -166,6 +167,20 @@ static bool cpu_measure_bandwidth(slm_device *d, slm_read_peak *out) {
     return slm_cpu_peak_read(c->n_threads, SLM_CPU_PEAK_READ_BYTES, 3, out);
 }
 
+/* Decode reads a repacked weight's 16-row groups with no horizontal sums (kernels/cpu/matvec_x16.h): every
+ * weight of a type the kernel set has the layout for, rows a multiple of 16, unpadded. */
+static bool cpu_repacks(slm_device *d, const slm_tensor *w) {
+    cpu_ctx *c = d->ctx;
+    return c->kernels.x16_has && c->kernels.x16_has(w->type) && !w->x16 && w->ne[1] % SLM_X16_ROWS == 0 &&
+        w->ne[2] == 1 && w->ne[3] == 1 && w->nb[1] == slm_dtype_row_bytes(w->type, w->ne[0]);
+}
+
+static void cpu_repack(slm_device *d, const slm_tensor *w, slm_tensor *dst) {
+    slm_x16_pack(w->type, (const uint8_t *)w->buf->host + w->offset, w->nb[1], w->ne[1], w->ne[0],
+                 (uint8_t *)dst->buf->host + dst->offset);
+    dst->x16 = true;
+}
+
 const slm_backend_ops slm_backend_cpu = {
     .name = "cpu",
     .count = cpu_count,
@@ -181,4 +196,6 @@ const slm_backend_ops slm_backend_cpu = {
     .run = cpu_run,
     .sync = cpu_sync,
     .measure_bandwidth = cpu_measure_bandwidth,
+    .repacks = cpu_repacks,
+    .repack = cpu_repack,
 };

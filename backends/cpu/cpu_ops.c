@@ -84,8 +84,8 @@ static void run_matmul(const slm_cpu_exec *e, const slm_op *op, int ith, int nth
         if (r0 >= r1) return;
         /* act is a multiple of 64 and work is 64-byte aligned, so every thread's scratch is too */
         uint8_t *scratch = e->work + act * (size_t)T + (size_t)ith * e->k->gemm_scratch_bytes(K);
-        e->k->gemm(w->type, wp + (size_t)r0 * w->nb[1], w->nb[1], r1 - r0, e->work, act, T, K, out + r0, ostride,
-                   scratch);
+        e->k->gemm(w->type, wp + (size_t)r0 * w->nb[1], w->nb[1], w->x16, r1 - r0, e->work, act, T, K, out + r0,
+                   ostride, scratch);
         add_bias(bias, out, ostride, T, r0, r1);
         return;
     }
@@ -93,8 +93,10 @@ static void run_matmul(const slm_cpu_exec *e, const slm_op *op, int ith, int nth
      * OS or hypervisor slows down hands its remaining rows to the others instead of making every thread
      * wait at the op's end, as static halves would. Prompt batches keep 32-row tiles that stay in cache
      * while all columns pass over them. */
+    /* repacked weights (x16): the chunks below are whole 16-row groups, as that kernel needs */
+    slm_cpu_matmul_fn mm = w->x16 ? e->k->matvec_x16 : e->k->matmul;
     if (nth == 1) {
-        e->k->matmul(w->type, wp, w->nb[1], N, e->work, act, T, K, out, ostride);
+        mm(w->type, wp, w->nb[1], N, e->work, act, T, K, out, ostride);
         add_bias(bias, out, ostride, T, 0, N);
         return;
     }
@@ -104,7 +106,7 @@ static void run_matmul(const slm_cpu_exec *e, const slm_op *op, int ith, int nth
         int64_t r0 = atomic_fetch_add_explicit(next, chunk, memory_order_relaxed);
         if (r0 >= N) break;
         int64_t r1 = r0 + chunk < N ? r0 + chunk : N;
-        e->k->matmul(w->type, wp + (size_t)r0 * w->nb[1], w->nb[1], r1 - r0, e->work, act, T, K, out + r0, ostride);
+        mm(w->type, wp + (size_t)r0 * w->nb[1], w->nb[1], r1 - r0, e->work, act, T, K, out + r0, ostride);
         add_bias(bias, out, ostride, T, r0, r1);
     }
 }

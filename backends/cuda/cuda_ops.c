@@ -39,6 +39,7 @@ slm_status slm_cuda_op_check(const slm_op *op, slm_error *err) {
         if (!slm_cuda_weight_type_ok(s0->type))
             FAIL("cuda: %s (%s): weight type %s is not supported", slm_op_kind_name(op->kind), op_label(op),
                  slm_dtype_name(s0->type));
+        if (s0->x16) FAIL("cuda: matmul (%s): weights in the CPU's repacked layout", op_label(op));
         /* kernel arguments and cuBLAS dimensions are 32-bit */
         if (s0->ne[0] > INT32_MAX || s0->ne[1] > INT32_MAX || s1->ne[1] > INT32_MAX)
             FAIL("cuda: matmul (%s): too large", op_label(op));

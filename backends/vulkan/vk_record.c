@@ -70,8 +70,9 @@ bool slm_vk_supports(slm_device *d, const slm_op *op) {
     vk_ctx *c = d->ctx;
     switch (op->kind) {
     case SLM_OP_MATMUL:
-    case SLM_OP_EMBED: return slm_vk_wtype_index(op->src[0].type) >= 0; /* a shader variant per weight type */
-    case SLM_OP_KV_WRITE: return c->storage16;                          /* f16 stores to the cache */
+    case SLM_OP_EMBED: /* a shader variant per weight type, GGUF rows only (x16 is the CPU's layout) */
+        return slm_vk_wtype_index(op->src[0].type) >= 0 && !op->src[0].x16;
+    case SLM_OP_KV_WRITE: return c->storage16; /* f16 stores to the cache */
     case SLM_OP_ATTENTION:
         /* the shader keeps a query head in shared memory; heads and tokens are workgroup counts */
         return c->storage16 && op->p.attn.head_dim <= VK_ATTN_MAX_HD && op->p.attn.n_head <= 65535 &&

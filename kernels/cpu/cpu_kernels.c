@@ -9,6 +9,7 @@
 #include "act_quant.h"
 #include "cpu_variants.h"
 #include "gemm_packed.h"
+#include "matvec_x16.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define SLM_CPU_X86 1
@@ -110,6 +111,8 @@ slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
         k.gemm_quantize_act = slm_cpu_gemm_quantize_act_avx512;
         k.gemm_scratch_bytes = slm_cpu_gemm_scratch_bytes_avx512;
         k.gemm = slm_cpu_gemm_avx512;
+        k.x16_has = slm_cpu_matvec_x16_has_avx512;
+        k.matvec_x16 = slm_cpu_matvec_x16_avx512;
         break;
     case SLM_ISA_AVX2:
         k.matmul = slm_cpu_matmul_avx2;

@@ -34,8 +34,9 @@ void slm_cpu_gemm_quantize_act_avx512(const float *x, void *xq, int64_t k);
 size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k);
 /* out[c * out_stride + r] = dot(weight row r, activation column c) for r < n_rows, c < n_cols, with
  * SLM_ACT_Q8_32 activation columns act_stride bytes apart; scratch is 64-byte aligned and holds
- * slm_cpu_gemm_scratch_bytes_avx512(k) bytes. */
-void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+ * slm_cpu_gemm_scratch_bytes_avx512(k) bytes. x16: the weights are in the repacked decode layout
+ * (matvec_x16.h; n_rows a multiple of 16, w_row_bytes the GGUF row size). */
+void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, bool x16, int64_t n_rows, const void *xq,
                          size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch);
 
 /* Activation columns for the GEMM kernels, in groups of `cols`, one record per 32-element block:
@@ -56,10 +57,11 @@ void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_c
 int64_t slm_cpu_gemm_chunk_cols(int64_t k, int cols, size_t rec_bytes, size_t budget);
 
 /* The AVX2 packed GEMM (gemm_packed_avx2.c: 8 rows per vector; the same contract as the AVX-512 one
- * above, for the same types). Its activations come from the portable quantizer. */
+ * above, for the same types, but GGUF rows only: x16 must be false, as the AVX2 set repacks nothing).
+ * Its activations come from the portable quantizer. */
 bool slm_cpu_gemm_has_avx2(slm_dtype wtype);
 size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k);
-void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, bool x16, int64_t n_rows, const void *xq,
                        size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch);
 
 #endif

@@ -246,7 +246,7 @@ static const group_fn GROUP_FNS[4][COLS] = {{group_1_0, group_2_0, group_3_0, gr
                                             {group_1_2, group_2_2, group_3_2, group_4_2},
                                             {group_1_3, group_2_3, group_3_3, group_4_3}};
 
-void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, bool x16, int64_t n_rows, const void *xq,
                        size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {
     const int64_t nb = k / 32, chunk = chunk_cols(k);
     uint8_t *grp = scratch, *act = grp + slm_act_round64((size_t)nb * REC_BYTES);
@@ -275,6 +275,6 @@ void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64
 /* Built for a CPU family without AVX2: the dispatcher never offers this GEMM. */
 bool slm_cpu_gemm_has_avx2(slm_dtype wtype) { return false; }
 size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k) { return 0; }
-void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, int64_t n_rows, const void *xq,
+void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, bool x16, int64_t n_rows, const void *xq,
                        size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {}
 #endif

@@ -42,5 +42,8 @@ slm_cpu_kernels slm_cpu_kernels_f32act(slm_cpu_isa isa) {
     /* the packed GEMM multiplies 8-bit activations: not in an exact-activation set */
     k.gemm = NULL;
     k.gemm_has = NULL;
+    /* nor the repacked decode layout, so weights stay in the GGUF rows f32_matmul reads */
+    k.x16_has = NULL;
+    k.matvec_x16 = NULL;
     return k;
 }

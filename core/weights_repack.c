@@ -1,0 +1,104 @@
+#include "weights_repack.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "error.h"
+
+/* The weights of the host's share that the CPU repacks, in binding order: each layer's slots, then the
+ * output head (out NULL: only count them). */
+static int collect(slm_model *m, slm_device *cpu, slm_tensor **out) {
+    slm_placement *pl = &m->place;
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        if (pl->layer_device[il] != 0) continue;
+        slm_tensor *w[SLM_LAYER_MAX_WEIGHTS];
+        for (int i = 0, k = slm_layer_weights(&pl->bound[0].layers[il], w); i < k; i++)
+            if (w[i]->buf && cpu->ops->repacks(cpu, w[i])) {
+                if (out) out[n] = w[i];
+                n++;
+            }
+    }
+    if (pl->output_device == 0 && cpu->ops->repacks(cpu, &pl->bound[0].output)) {
+        if (out) out[n] = &pl->bound[0].output;
+        n++;
+    }
+    return n;
+}
+
+/* The whole pages inside [p, p + n) of the file mapping back to the kernel: they are clean file pages,
+ * so a later read (the embedding lookup of a tied head) faults them in again from the page cache. */
+static void release_pages(const slm_model *m, const uint8_t *p, size_t n) {
+    if (!m->gguf->mapped) return; /* borrowed memory: dropping its pages would zero it */
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
+    slm_placement *pl = &m->place;
+    slm_device *cpu = pl->devices[0];
+    const char *off = getenv("SLM_NO_REPACK");
+    if (!cpu->ops->repacks || (off && *off && strcmp(off, "0"))) return SLM_OK;
+    /* bound[0] shares the mapping's layer table until now: give it its own, which the copies rebind */
+    slm_layer *own = malloc((size_t)m->hp.n_layer * sizeof *own);
+    if (!own) return slm_fail(err, SLM_ERR_NOMEM, "out of memory repacking weights");
+    memcpy(own, m->host.layers, (size_t)m->hp.n_layer * sizeof *own);
+    pl->bound[0].layers = own;
+    pl->own_host_layers = true;
+    int n = collect(m, cpu, NULL);
+    if (n == 0) return SLM_OK;
+    slm_tensor **t = malloc((size_t)n * sizeof *t);
+    if (!t) return slm_fail(err, SLM_ERR_NOMEM, "out of memory repacking weights");
+    collect(m, cpu, t);
+    /* as many (in binding order) as the free memory holds beside an eighth of the total */
+    size_t free_b = 0, total_b = 0, bytes = 0;
+    slm_device_memory(cpu, &free_b, &total_b);
+    size_t budget = free_b > total_b / 8 ? free_b - total_b / 8 : 0;
+    int fit = 0;
+    uint64_t left_bytes = 0;
+    for (int i = 0; i < n; i++) {
+        size_t b = (slm_tensor_bytes(t[i]) + 63) & ~(size_t)63;
+        if (fit == i && (!free_b || bytes + b <= budget)) {
+            bytes += b;
+            fit++;
+        } else {
+            left_bytes += slm_tensor_bytes(t[i]);
+        }
+    }
+    slm_status s = fit ? slm_buffer_alloc(cpu, bytes, &pl->repacked, err) : SLM_OK;
+    if (s) {
+        free(t);
+        return s;
+    }
+    size_t at = 0;
+    for (int i = 0; i < fit; i++) {
+        slm_tensor dst = *t[i];
+        dst.buf = &pl->repacked;
+        dst.offset = at;
+        cpu->ops->repack(cpu, t[i], &dst);
+        release_pages(m, (const uint8_t *)t[i]->buf->host + t[i]->offset, slm_tensor_bytes(t[i]));
+        *t[i] = dst;
+        at += (slm_tensor_bytes(t[i]) + 63) & ~(size_t)63;
+    }
+    if (fit < n)
+        snprintf(pl->repack_note, sizeof pl->repack_note,
+                 "%d of %d CPU weights (%.0f MiB) keep the file's layout: repacked copies would not fit the free "
+                 "memory (%.0f MiB)",
+                 n - fit, n, (double)left_bytes / (1 << 20), (double)free_b / (1 << 20));
+    free(t);
+    return SLM_OK;
+}
+
+void slm_weights_repack_free(slm_model *m) {
+    slm_placement *pl = &m->place;
+    if (pl->own_host_layers) {
+        free(pl->bound[0].layers);
+        pl->bound[0].layers = NULL;
+    }
+    pl->own_host_layers = false;
+    slm_buffer_release(&pl->repacked);
+}
