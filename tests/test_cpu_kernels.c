@@ -602,16 +602,19 @@ static void test_x16(const isa_run *runs, int n_runs) {
         const slm_cpu_kernels *kk = &runs[ir].k;
         if (!kk->x16_has) continue;
         n_sets++;
-        for (int ti = 0; ti < 2; ti++) {
-            slm_dtype t = ti ? SLM_Q8_0 : SLM_Q4_0;
+        static const slm_dtype types[] = {SLM_Q4_0, SLM_Q8_0, SLM_Q4_K, SLM_Q6_K};
+        for (int ti = 0; ti < 4; ti++) {
+            slm_dtype t = types[ti];
             CHECK(kk->x16_has(t) && slm_x16_type(t), "%s: no x16 kernel for %s", slm_cpu_isa_name(kk->isa),
                   slm_dtype_name(t));
-            static const int64_t rows[] = {16, 48, 160}, ks[] = {32, 96, 2048};
+            static const int64_t rows[] = {16, 48, 160}, ks[] = {256, 768, 2048};
             for (int ri = 0; ri < 3; ri++)
-                for (int ki = 0; ki < 3; ki++) x16_case(kk, &runs[0].k, t, rows[ri], ks[ki], 0, &seed);
+                for (int ki = 0; ki < 3; ki++)
+                    x16_case(kk, &runs[0].k, t, rows[ri], ks[ki] / (slm_dtype_get(t)->block_elems == 256 ? 1 : 8), 0,
+                             &seed);
             x16_case(kk, &runs[0].k, t, 32, 512, 1, &seed);
         }
-        CHECK(!kk->x16_has(SLM_Q4_1) && !kk->x16_has(SLM_Q4_K), "%s: x16 claims a type without the layout",
+        CHECK(!kk->x16_has(SLM_Q4_1) && !kk->x16_has(SLM_Q5_K), "%s: x16 claims a type without the layout",
               slm_cpu_isa_name(kk->isa));
     }
     printf("x16 layout: %d kernel set(s) checked\n", n_sets);
