@@ -1,5 +1,6 @@
 #include "weights_repack.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,46 @@ static void release_pages(const slm_model *m, const uint8_t *p, size_t n) {
     uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* One thread's share of a tensor: rows [r0, r1) of src into the same rows of dst. */
+typedef struct repack_job {
+    slm_device *cpu;
+    slm_tensor src, dst;
+} repack_job;
+
+static void *repack_rows(void *arg) {
+    repack_job *j = arg;
+    j->cpu->ops->repack(j->cpu, &j->src, &j->dst);
+    return NULL;
+}
+
+/* src into dst on up to n_threads threads, in shares of whole 16-row groups (the rewrite is a pass over
+ * memory at a few GB/s on one core: seconds for a 3B model). A thread that cannot start leaves its share to
+ * the caller. */
+#define REPACK_MAX_THREADS 64
+static void repack_tensor(slm_device *cpu, const slm_tensor *src, slm_tensor *dst, int n_threads) {
+    int64_t groups = src->ne[1] / 16;
+    if (n_threads > REPACK_MAX_THREADS) n_threads = REPACK_MAX_THREADS;
+    if (n_threads > groups) n_threads = (int)groups;
+    if (n_threads < 1) n_threads = 1;
+    repack_job job[REPACK_MAX_THREADS];
+    pthread_t th[REPACK_MAX_THREADS];
+    bool started[REPACK_MAX_THREADS] = {false};
+    for (int i = 0; i < n_threads; i++) {
+        int64_t r0 = 16 * (groups * i / n_threads), r1 = 16 * (groups * (i + 1) / n_threads);
+        job[i] = (repack_job){cpu, *src, *dst};
+        job[i].src.offset += (size_t)r0 * src->nb[1];
+        job[i].dst.offset += (size_t)r0 * dst->nb[1];
+        job[i].src.ne[1] = job[i].dst.ne[1] = r1 - r0;
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, repack_rows, &job[i]) == 0;
+    }
+    repack_rows(&job[0]);
+    for (int i = 1; i < n_threads; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else repack_rows(&job[i]);
+    }
+    dst->x16 = job[0].dst.x16;
 }
 
 slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
@@ -79,7 +120,7 @@ slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
         slm_tensor dst = *t[i];
         dst.buf = &pl->repacked;
         dst.offset = at;
-        cpu->ops->repack(cpu, t[i], &dst);
+        repack_tensor(cpu, t[i], &dst, pl->cpu_cfg.n_threads);
         release_pages(m, (const uint8_t *)t[i]->buf->host + t[i]->offset, slm_tensor_bytes(t[i]));
         *t[i] = dst;
         at += (slm_tensor_bytes(t[i]) + 63) & ~(size_t)63;

@@ -68,12 +68,19 @@ size_t slm_x16_codes_bytes(slm_dtype wtype) {
     return format_of(wtype, &f) ? region_bytes(&f, false) : 0;
 }
 
-static void copy_unit(uint8_t *dst, const uint8_t *src, int unit, uint8_t flip) {
-    if (!flip) {
-        memcpy(dst, src, (size_t)unit);
-        return;
+/* Fixed-size copies, so that the compiler makes each a single move: packing is a pass over the model. */
+static inline void copy_unit(uint8_t *dst, const uint8_t *src, int unit, uint8_t flip) {
+    if (unit == 4) {
+        uint32_t v;
+        memcpy(&v, src, 4);
+        v ^= flip * 0x01010101u;
+        memcpy(dst, &v, 4);
+    } else {
+        uint16_t v;
+        memcpy(&v, src, 2);
+        v ^= (uint16_t)(flip * 0x0101u);
+        memcpy(dst, &v, 2);
     }
-    for (int i = 0; i < unit; i++) dst[i] = src[i] ^ flip;
 }
 
 /* to_group: rows -> group, else group -> rows. The group is walked in storage order (rows innermost), so
