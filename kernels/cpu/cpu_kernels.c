@@ -123,6 +123,8 @@ slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
         k.gemm_quantize_act = gemm_quantize_act_portable;
         k.gemm_scratch_bytes = slm_cpu_gemm_scratch_bytes_avx2;
         k.gemm = slm_cpu_gemm_avx2;
+        k.x16_has = slm_cpu_matvec_x16_has_avx2;
+        k.matvec_x16 = slm_cpu_matvec_x16_avx2;
         break;
     default:
         k.isa = SLM_ISA_SCALAR;

@@ -57,8 +57,7 @@ void slm_cpu_gemm_interleave_cols(const void *xq, size_t act_stride, int64_t n_c
 int64_t slm_cpu_gemm_chunk_cols(int64_t k, int cols, size_t rec_bytes, size_t budget);
 
 /* The AVX2 packed GEMM (gemm_packed_avx2.c: 8 rows per vector; the same contract as the AVX-512 one
- * above, for the same types, but GGUF rows only: x16 must be false, as the AVX2 set repacks nothing).
- * Its activations come from the portable quantizer. */
+ * above, for the same types). Its activations come from the portable quantizer. */
 bool slm_cpu_gemm_has_avx2(slm_dtype wtype);
 size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k);
 void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, bool x16, int64_t n_rows, const void *xq,

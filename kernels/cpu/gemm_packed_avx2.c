@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "act_quant.h"
+#include "matvec_x16.h"
 #include "quant_blocks.h"
 #include "simd_bytes.h"
 
@@ -157,10 +158,14 @@ static int code_offset(slm_dtype t) { return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ?
 
 static int64_t chunk_cols(int64_t k) { return slm_cpu_gemm_chunk_cols(k, COLS, ACT_REC, ACT_BUDGET); }
 
+/* 16 rows of a repacked group (matvec_x16.h) unpacked for packing: the widest repacked type (Q8_0) sets
+ * the size. */
+static size_t x16_rows_bytes(int64_t k) { return slm_act_round64((size_t)16 * (size_t)(k / 32) * SLM_Q8_0_BYTES); }
+
 size_t slm_cpu_gemm_scratch_bytes_avx2(int64_t k) {
     if (k < 32) return REC_BYTES;
     size_t act = (size_t)(chunk_cols(k) / COLS) * (size_t)(k / 32) * ACT_REC;
-    return slm_act_round64((size_t)(k / 32) * REC_BYTES) + slm_act_round64(act);
+    return slm_act_round64((size_t)(k / 32) * REC_BYTES) + slm_act_round64(act) + x16_rows_bytes(k);
 }
 
 /* Chunks j0..j0+nj-1 of one block into integer accumulators started at ioff, then f += (d_w d_a) acc. */
@@ -250,6 +255,7 @@ void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, bool 
                        size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride, void *scratch) {
     const int64_t nb = k / 32, chunk = chunk_cols(k);
     uint8_t *grp = scratch, *act = grp + slm_act_round64((size_t)nb * REC_BYTES);
+    uint8_t *rows = act + slm_act_round64((size_t)(chunk / COLS) * (size_t)nb * ACT_REC);
     const int offset = code_offset(wtype), halves = wtype == SLM_Q6_K;
     const group_fn *fns = GROUP_FNS[wtype == SLM_Q8_0 ? MODE_SIGNED
                                         : halves      ? MODE_HALVES
@@ -261,7 +267,13 @@ void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, bool 
                                      halves, COLS, 1, act);
         for (int64_t r = 0; r < n_rows; r += GROUP_ROWS) {
             int nv = n_rows - r < GROUP_ROWS ? (int)(n_rows - r) : GROUP_ROWS;
-            pack_group(wtype, (const uint8_t *)w + (size_t)r * w_row_bytes, w_row_bytes, nv, nb, grp);
+            const uint8_t *wr = (const uint8_t *)w + (size_t)r * w_row_bytes;
+            if (x16) {
+                /* a repacked group of 16 rows back to GGUF rows, then its two halves packed from there */
+                if (r % 16 == 0) slm_x16_unpack(wtype, wr, 16, k, rows, w_row_bytes);
+                wr = rows + (size_t)(r % 16) * w_row_bytes;
+            }
+            pack_group(wtype, wr, w_row_bytes, nv, nb, grp);
             for (int64_t c = c0; c < c1; c += COLS) {
                 int64_t nc = c1 - c < COLS ? c1 - c : COLS;
                 fns[nc - 1](grp, act + (size_t)((c - c0) / COLS) * (size_t)nb * ACT_REC, nb, out + c * out_stride + r,

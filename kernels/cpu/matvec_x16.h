@@ -44,8 +44,13 @@ void slm_x16_unpack(slm_dtype wtype, const void *src, int64_t n_rows, int64_t k,
 /* out[c * out_stride + r] = dot(row r, column c) for r < n_rows (a multiple of 16, w the start of a group),
  * c < n_cols, from repacked weights (row_bytes: the GGUF row size) and SLM_ACT_Q8_32 columns act_stride
  * bytes apart. Every column gets the same bits whatever n_cols is. */
-bool slm_cpu_matvec_x16_has_avx512(slm_dtype wtype);
+bool slm_cpu_matvec_x16_has_avx512(slm_dtype wtype); /* Q4_0, Q8_0, Q4_K, Q6_K */
 void slm_cpu_matvec_x16_avx512(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_rows, const void *xq,
                                size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride);
+
+/* The same on AVX2 (8 rows per vector): Q4_0, Q4_K, Q6_K; Q8_0 keeps GGUF rows there. */
+bool slm_cpu_matvec_x16_has_avx2(slm_dtype wtype);
+void slm_cpu_matvec_x16_avx2(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_rows, const void *xq,
+                             size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride);
 
 #endif
