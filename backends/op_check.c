@@ -195,7 +195,7 @@ static slm_status check_matmul(const slm_op *op, slm_error *err) {
         (!slm_x16_type(w->type) || w->ne[1] % SLM_X16_ROWS || w->nb[1] != slm_dtype_row_bytes(w->type, w->ne[0])))
         return bad(
             op, err, SLM_ERR_INVALID_ARG, 1,
-            "repacked (x16) %s [%lld, %lld]: the layout takes q4_0, q8_0, q4_k and q6_k rows, 16 at a time, unpadded",
+            "repacked (x16) %s [%lld, %lld]: the layout takes q4_0, q8_0, q4_k, q5_k and q6_k rows, 16 at a time, unpadded",
             slm_dtype_name(w->type), (long long)w->ne[0], (long long)w->ne[1]);
     if (op->src[2].buf) {
         TRY(plain(op, 3, SLM_F32, 1, err));

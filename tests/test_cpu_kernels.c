@@ -602,8 +602,8 @@ static void test_x16(const isa_run *runs, int n_runs) {
         const slm_cpu_kernels *kk = &runs[ir].k;
         if (!kk->x16_has) continue;
         n_sets++;
-        static const slm_dtype types[] = {SLM_Q4_0, SLM_Q8_0, SLM_Q4_K, SLM_Q6_K};
-        for (int ti = 0; ti < 4; ti++) {
+        static const slm_dtype types[] = {SLM_Q4_0, SLM_Q8_0, SLM_Q4_K, SLM_Q5_K, SLM_Q6_K};
+        for (int ti = 0; ti < 5; ti++) {
             slm_dtype t = types[ti];
             /* AVX2 has no kernel for Q8_0's 8-bit codes (its 16-bit pair sums would overflow) */
             bool want = kk->isa == SLM_ISA_AVX512 || t != SLM_Q8_0;
@@ -617,7 +617,7 @@ static void test_x16(const isa_run *runs, int n_runs) {
                              &seed);
             x16_case(kk, &runs[0].k, t, 32, 512, 1, &seed);
         }
-        CHECK(!kk->x16_has(SLM_Q4_1) && !kk->x16_has(SLM_Q5_K), "%s: x16 claims a type without the layout",
+        CHECK(!kk->x16_has(SLM_Q4_1) && !kk->x16_has(SLM_Q5_0), "%s: x16 claims a type without the layout",
               slm_cpu_isa_name(kk->isa));
     }
     printf("x16 layout: %d kernel set(s) checked\n", n_sets);

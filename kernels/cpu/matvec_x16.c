@@ -36,6 +36,16 @@ static bool format_of(slm_dtype t, x16_format *f) {
                           3,
                           {{SLM_Q4_K_QS, 32, 4, false, 0}, {0, 1, 4, true, 0}, {SLM_Q4_K_SCALES, 3, 4, true, 0}}};
         return true;
+    case SLM_Q5_K:
+        /* Q4_K's, with the 8 qh dwords after the qs ones */
+        *f = (x16_format){SLM_QK_K,
+                          SLM_Q5_K_BYTES,
+                          4,
+                          {{SLM_Q5_K_QS, 32, 4, false, 0},
+                           {SLM_Q5_K_QH, 8, 4, false, 0},
+                           {SLM_Q5_K_D, 1, 4, true, 0},
+                           {SLM_Q5_K_SCALES, 3, 4, true, 0}}};
+        return true;
     case SLM_Q6_K:
         /* ql and qh as codes; the 16 int8 scales as 4 dwords, then d */
         *f = (x16_format){SLM_QK_K,

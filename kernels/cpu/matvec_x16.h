@@ -17,6 +17,8 @@
  * Q4_K: the codes region of a super-block is its 32 qs dwords (dword 8p + i holds elements 64p + 4i.. in
  *   its low nibbles and 64p + 32 + 4i.. in its high ones); its scales region the dword d | dmin << 16 of
  *   each row, then the 12 scale bytes as 3 dwords.
+ * Q5_K: Q4_K's, with the 8 qh dwords after the 32 qs dwords in the codes region (bit s of qh byte l is
+ *   the fifth bit of element l of sub-block s).
  * Q6_K: codes region: the 32 ql dwords, then the 16 qh dwords; scales region: the 16 int8 scales as 4
  *   dwords, then the f16 d of each row.
  * A group is the codes region of every block, then the scales region of every block ([nb][...][16]), so
@@ -32,7 +34,7 @@
 
 #define SLM_X16_ROWS 16
 
-/* Whether the layout exists for wtype (Q4_0, Q8_0, Q4_K, Q6_K). */
+/* Whether the layout exists for wtype (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K). */
 bool slm_x16_type(slm_dtype wtype);
 /* Bytes of the codes region of one block (all 16 rows). */
 size_t slm_x16_codes_bytes(slm_dtype wtype);
@@ -44,11 +46,11 @@ void slm_x16_unpack(slm_dtype wtype, const void *src, int64_t n_rows, int64_t k,
 /* out[c * out_stride + r] = dot(row r, column c) for r < n_rows (a multiple of 16, w the start of a group),
  * c < n_cols, from repacked weights (row_bytes: the GGUF row size) and SLM_ACT_Q8_32 columns act_stride
  * bytes apart. Every column gets the same bits whatever n_cols is. */
-bool slm_cpu_matvec_x16_has_avx512(slm_dtype wtype); /* Q4_0, Q8_0, Q4_K, Q6_K */
+bool slm_cpu_matvec_x16_has_avx512(slm_dtype wtype); /* Q4_0, Q8_0, Q4_K, Q5_K, Q6_K */
 void slm_cpu_matvec_x16_avx512(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_rows, const void *xq,
                                size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride);
 
-/* The same on AVX2 (8 rows per vector): Q4_0, Q4_K, Q6_K; Q8_0 keeps GGUF rows there. */
+/* The same on AVX2 (8 rows per vector): Q4_0, Q4_K, Q5_K, Q6_K; Q8_0 keeps GGUF rows there. */
 bool slm_cpu_matvec_x16_has_avx2(slm_dtype wtype);
 void slm_cpu_matvec_x16_avx2(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_rows, const void *xq,
                              size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride);

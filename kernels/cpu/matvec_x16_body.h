@@ -138,17 +138,20 @@ AI void q4k_scales(const uint8_t *words, vi *sc, vi *mnp) {
     }
 }
 
-/* Q4_K: dot = da * (d * sum_s sc_s * isum_s - dmin * sum_s mn_s * bsum_s), every sum exact in int32
- * (codes region per super-block: 32 qs dwords; scales region: d | dmin << 16, then the 3 scale words). */
-AI void group_q4k(const uint8_t *codes, const uint8_t *meta, int h, int64_t ns, const cols256 *x, int nc, float *out,
-                  int64_t os) {
-    const vi m4 = v_set1_8(15);
+/* Q4_K, Q5_K: dot = da * (d * sum_s sc_s * isum_s - dmin * sum_s mn_s * bsum_s), every sum exact in int32
+ * (codes region per super-block: 32 qs dwords, and for Q5_K the 8 qh dwords: bit s of qh byte l is the
+ * fifth bit of element l of sub-block s; scales region: d | dmin << 16, then the 3 scale words). */
+AI void group_q45k(int is_q5, const uint8_t *codes, const uint8_t *meta, int h, int64_t ns, const cols256 *x, int nc,
+                   float *out, int64_t os) {
+    const vi m4 = v_set1_8(15), bit4 = v_set1_8(0x10);
+    const size_t sbytes = is_q5 ? 2560 : 2048;
     vf acc[K_NC];
     for (int c = 0; c < nc; c++) acc[c] = f_zero();
     for (int64_t sb = 0; sb < ns; sb++) {
-        const uint8_t *cb = codes + (size_t)sb * 2048 + (size_t)h * VB, *mb = meta + (size_t)sb * 256 + (size_t)h * VB;
+        const uint8_t *cb = codes + (size_t)sb * sbytes + (size_t)h * VB,
+                      *mb = meta + (size_t)sb * 256 + (size_t)h * VB;
         if (h == 0) {
-            prefetch(cb, 2048);
+            prefetch(cb, (int)sbytes);
             prefetch(mb, 256);
         }
         vi sc[8], mnp[8];
@@ -163,11 +166,21 @@ AI void group_q4k(const uint8_t *codes, const uint8_t *meta, int h, int64_t ns, 
                 vi v = v_load(cb + 64 * (8 * p + i));
                 lo[i] = v_and(v, m4);
                 hi[i] = v_and(v_srli16(v, 4), m4);
+                if (is_q5) {
+                    /* bits 2p and 2p + 1 of each qh byte to bit 4 */
+                    vi hb = v_load(cb + 2048 + 64 * i);
+                    vi b0 = p < 2 ? v_slli16(hb, 4 - 2 * p) : v_srli16(hb, 2 * p - 4);
+                    vi b1 = p < 2 ? v_slli16(hb, 3 - 2 * p) : v_srli16(hb, 2 * p - 3);
+                    lo[i] = v_or(lo[i], v_and(b0, bit4));
+                    hi[i] = v_or(hi[i], v_and(b1, bit4));
+                }
             }
             for (int c = 0; c < nc; c++) {
                 const int8_t *a = x->q[c] + 256 * sb + 64 * p;
-                S[c] = v_add32(S[c],
-                               v_add32(v_mullo32(dot8(lo, a), sc[2 * p]), v_mullo32(dot8(hi, a + 32), sc[2 * p + 1])));
+                /* codes up to 31: dot4, as 8 products could overflow a 16-bit sum (AVX2) */
+                vi s0 = is_q5 ? v_add32(dot4(lo, a), dot4(lo + 4, a + 16)) : dot8(lo, a);
+                vi s1 = is_q5 ? v_add32(dot4(hi, a + 32), dot4(hi + 4, a + 48)) : dot8(hi, a + 32);
+                S[c] = v_add32(S[c], v_add32(v_mullo32(s0, sc[2 * p]), v_mullo32(s1, sc[2 * p + 1])));
             }
         }
         for (int c = 0; c < nc; c++) {
@@ -235,7 +248,8 @@ AI void group_q6k(const uint8_t *codes, const uint8_t *meta, int half, int64_t n
     for (int c = 0; c < nc; c++) f_store(out + c * os, acc[c]);
 }
 
-AI void run256(int is_q6, const uint8_t *w, size_t rb, int64_t nr, const uint8_t *xq, size_t as, int nc, int64_t k,
+/* kind: 4 (Q4_K), 5 (Q5_K), 6 (Q6_K) */
+AI void run256(int kind, const uint8_t *w, size_t rb, int64_t nr, const uint8_t *xq, size_t as, int nc, int64_t k,
                float *out, int64_t os) {
     cols256 x;
     for (int c = 0; c < nc; c++) {
@@ -245,12 +259,12 @@ AI void run256(int is_q6, const uint8_t *w, size_t rb, int64_t nr, const uint8_t
         x.q[c] = slm_act256_q(col, k);
     }
     const int64_t ns = k / SLM_QK_K;
-    const size_t gbytes = 16 * rb, codes_bytes = (size_t)ns * (is_q6 ? 3072 : 2048);
+    const size_t gbytes = 16 * rb, codes_bytes = (size_t)ns * (kind == 6 ? 3072 : kind == 5 ? 2560 : 2048);
     for (int64_t g = 0; g < nr / 16; g++) {
         const uint8_t *grp = w + (size_t)g * gbytes;
         for (int h = 0; h < HALVES; h++) {
-            if (is_q6) group_q6k(grp, grp + codes_bytes, h, ns, &x, nc, out + 16 * g + X16_V * h, os);
-            else group_q4k(grp, grp + codes_bytes, h, ns, &x, nc, out + 16 * g + X16_V * h, os);
+            if (kind == 6) group_q6k(grp, grp + codes_bytes, h, ns, &x, nc, out + 16 * g + X16_V * h, os);
+            else group_q45k(kind == 5, grp, grp + codes_bytes, h, ns, &x, nc, out + 16 * g + X16_V * h, os);
         }
     }
 }
@@ -269,8 +283,9 @@ typedef void (*x16_fn)(const uint8_t *, size_t, int64_t, const uint8_t *, size_t
 
 #define CALL_Q4_0(...) run32(0, __VA_ARGS__)
 #define CALL_Q8_0(...) run32(1, __VA_ARGS__)
-#define CALL_Q4_K(...) run256(0, __VA_ARGS__)
-#define CALL_Q6_K(...) run256(1, __VA_ARGS__)
+#define CALL_Q4_K(...) run256(4, __VA_ARGS__)
+#define CALL_Q5_K(...) run256(5, __VA_ARGS__)
+#define CALL_Q6_K(...) run256(6, __VA_ARGS__)
 #if X16_MAX_NC == 8
 X16_FNS8(q4_0, CALL_Q4_0)
 #define Q4_0_FNS                                                                                                       \
@@ -291,23 +306,29 @@ X16_FNS4(q8_0, CALL_Q8_0)
 #endif
 #endif
 X16_FNS4(q4_k, CALL_Q4_K)
+X16_FNS4(q5_k, CALL_Q5_K)
 X16_FNS4(q6_k, CALL_Q6_K)
 
 bool X16_VARIANT(slm_cpu_matvec_x16_has)(slm_dtype wtype) {
-    return wtype == SLM_Q4_0 || wtype == SLM_Q4_K || wtype == SLM_Q6_K || (X16_HAS_Q8 && wtype == SLM_Q8_0);
+    return wtype == SLM_Q4_0 || wtype == SLM_Q4_K || wtype == SLM_Q5_K || wtype == SLM_Q6_K ||
+        (X16_HAS_Q8 && wtype == SLM_Q8_0);
 }
 
 void X16_VARIANT(slm_cpu_matvec_x16)(slm_dtype wtype, const void *w, size_t row_bytes, int64_t n_rows, const void *xq,
                                      size_t act_stride, int64_t n_cols, int64_t k, float *out, int64_t out_stride) {
     static const x16_fn q4[X16_MAX_NC] = Q4_0_FNS, q4k[K_NC] = {q4_k_1, q4_k_2, q4_k_3, q4_k_4},
-                        q6k[K_NC] = {q6_k_1, q6_k_2, q6_k_3, q6_k_4};
+                        q5k[K_NC] = {q5_k_1, q5_k_2, q5_k_3, q5_k_4}, q6k[K_NC] = {q6_k_1, q6_k_2, q6_k_3, q6_k_4};
 #if X16_HAS_Q8
     static const x16_fn q8[X16_MAX_NC] = Q8_0_FNS;
 #else
     const x16_fn *q8 = q4; /* never asked for: has() says no */
 #endif
-    const x16_fn *fns = wtype == SLM_Q8_0 ? q8 : wtype == SLM_Q4_K ? q4k : wtype == SLM_Q6_K ? q6k : q4;
-    const int per_pass = wtype == SLM_Q4_K || wtype == SLM_Q6_K ? K_NC : X16_MAX_NC;
+    const x16_fn *fns = wtype == SLM_Q8_0 ? q8
+        : wtype == SLM_Q4_K               ? q4k
+        : wtype == SLM_Q5_K               ? q5k
+        : wtype == SLM_Q6_K               ? q6k
+                                          : q4;
+    const int per_pass = wtype == SLM_Q4_0 || wtype == SLM_Q8_0 ? X16_MAX_NC : K_NC;
     /* more columns than a pass takes: passes over the same rows (the caller's row tiles keep them in
      * cache) */
     for (int64_t c0 = 0; c0 < n_cols; c0 += per_pass) {
