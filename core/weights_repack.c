@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "kv_cache.h"
+#include "scratch.h"
 
 /* The weights of the host's share that the CPU repacks, in binding order: each layer's slots, then the
  * output head (out NULL: only count them). */
@@ -95,10 +97,15 @@ slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
     slm_tensor **t = malloc((size_t)n * sizeof *t);
     if (!t) return slm_fail(err, SLM_ERR_NOMEM, "out of memory repacking weights");
     collect(m, cpu, t);
-    /* as many (in binding order) as the free memory holds beside an eighth of the total */
+    /* as many (in binding order) as the free memory holds beside what a context needs on the host later
+     * (the KV cache of its layers at n_ctx, the scratch of a batch) and a quarter of it to spare */
     size_t free_b = 0, total_b = 0, bytes = 0;
     slm_device_memory(cpu, &free_b, &total_b);
-    size_t budget = free_b > total_b / 8 ? free_b - total_b / 8 : 0;
+    int host_layers = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) host_layers += pl->layer_device[il] == 0;
+    uint64_t context = slm_kv_layer_bytes(&m->hp, m->cfg.n_ctx) * (uint64_t)host_layers +
+        slm_scratch_layout(&m->hp, m->cfg.n_batch, pl->output_device == 0, NULL, NULL);
+    size_t budget = free_b - free_b / 4 > context ? free_b - free_b / 4 - (size_t)context : 0;
     int fit = 0;
     uint64_t left_bytes = 0;
     for (int i = 0; i < n; i++) {
@@ -110,10 +117,12 @@ slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
             left_bytes += slm_tensor_bytes(t[i]);
         }
     }
-    slm_status s = fit ? slm_buffer_alloc(cpu, bytes, &pl->repacked, err) : SLM_OK;
-    if (s) {
+    slm_error alloc_err = {{0}};
+    if (fit && slm_buffer_alloc(cpu, bytes, &pl->repacked, &alloc_err)) {
+        /* not fatal: every weight keeps the file's layout, which the kernels read as well */
+        snprintf(pl->repack_note, sizeof pl->repack_note, "CPU weights keep the file's layout: %.120s", alloc_err.msg);
         free(t);
-        return s;
+        return SLM_OK;
     }
     size_t at = 0;
     for (int i = 0; i < fit; i++) {

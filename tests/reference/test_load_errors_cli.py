@@ -6,7 +6,10 @@ a kill by the OS):
   with the sizes and the largest context that fits, not exit 137;
 - under a real limit (RLIMIT_AS 2 GiB, as `ulimit -v` sets it), -c 262144 (5.6 GiB of KV cache) fails the
   same way, and the context it suggests then runs (skipped for sanitized builds, which need the address
-  space for their shadow memory).
+  space for their shadow memory);
+- under a data limit (RLIMIT_DATA 44 MiB) that holds a synthetic Q4_0 model's context but not repacked
+  copies of all of its 32 MiB of weights: the CPU keeps some weights in the file's layout, the plan note
+  says how many, and the model runs.
 
     python tests/reference/test_load_errors_cli.py --build BUILD_DIR
 
@@ -26,13 +29,39 @@ MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FITS = re.compile(r"the largest context that fits is (\d+) tokens \(-c (\d+)\)")
 
 
-def run(slm, args, limit_as=None, timeout=60):
-    """(rc, stderr) of `slm ARGS`; limit_as: RLIMIT_AS in bytes for the child. A hang raises TimeoutExpired."""
+def run(slm, args, limit_as=None, timeout=60, limit_data=None):
+    """(rc, stderr) of `slm ARGS`; limit_as / limit_data: RLIMIT_AS / RLIMIT_DATA in bytes for the child. A
+    hang raises TimeoutExpired."""
     def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
+        if limit_as:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
+        if limit_data:
+            resource.setrlimit(resource.RLIMIT_DATA, (limit_data, limit_data))
     r = subprocess.run([slm, *args], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                       preexec_fn=limit if limit_as else None)
+                       preexec_fn=limit if limit_as or limit_data else None)
     return r.returncode, r.stderr.decode(errors="replace")
+
+
+def check_repack_fallback(slm, bench, tally):
+    """Weights the free memory cannot hold repacked keep the file's layout, and the plan note says so."""
+    if not bench:
+        tally.skip("repack fallback: no slm-bench to write the synthetic model")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "q40.gguf")
+        subprocess.run([bench, "--synthetic", "custom:q4_0:n_layer=6:n_embd=1536", "--write-synthetic", path],
+                       check=True, capture_output=True, timeout=120)
+        args = ["run", "-m", path, "-p", "hi", "-n", "4", "--greedy", "--device", "cpu", "-c", "256", "-b", "64"]
+        rc, err = run(slm, args, limit_data=44 << 20)
+        if "Sanitizer" in err:
+            tally.skip("RLIMIT_DATA: a sanitized build cannot run under a data limit")
+            return
+        m = re.search(r"(\d+) of (\d+) CPU weights \(\d+ MiB\) keep the file's layout", err)
+        tally.check(rc == 0 and m and 0 < int(m.group(1)) < int(m.group(2)),
+                    f"repack under RLIMIT_DATA 44 MiB: exit {rc}, stderr {err.strip()!r}")
+        rc, err = run(slm, args)
+        tally.check(rc == 0 and "keep the file's layout" not in err,
+                    f"repack without a limit: exit {rc}, stderr {err.strip()!r}")
 
 
 def main():
@@ -42,6 +71,7 @@ def main():
     if not slm:
         common.skip(f"{args.build}/bin/slm not built")
     tally = common.Tally()
+    check_repack_fallback(slm, common.build_binary(args.build, "slm-bench"), tally)
 
     # not regular files
     with tempfile.TemporaryDirectory() as tmp:
