@@ -12,8 +12,8 @@
 #include "scratch.h"
 
 /* The weights of the host's share that the CPU repacks, in binding order: each layer's slots, then the
- * output head (out NULL: only count them). */
-static int collect(slm_model *m, slm_device *cpu, slm_tensor **out) {
+ * output head (out NULL: only count them); layer[i]: the layer of out[i], -1 for the head. */
+static int collect(slm_model *m, slm_device *cpu, slm_tensor **out, int *layer) {
     slm_placement *pl = &m->place;
     int n = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
@@ -21,12 +21,12 @@ static int collect(slm_model *m, slm_device *cpu, slm_tensor **out) {
         slm_tensor *w[SLM_LAYER_MAX_WEIGHTS];
         for (int i = 0, k = slm_layer_weights(&pl->bound[0].layers[il], w); i < k; i++)
             if (w[i]->buf && cpu->ops->repacks(cpu, w[i])) {
-                if (out) out[n] = w[i];
+                if (out) out[n] = w[i], layer[n] = il;
                 n++;
             }
     }
     if (pl->output_device == 0 && cpu->ops->repacks(cpu, &pl->bound[0].output)) {
-        if (out) out[n] = &pl->bound[0].output;
+        if (out) out[n] = &pl->bound[0].output, layer[n] = -1;
         n++;
     }
     return n;
@@ -92,11 +92,16 @@ slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
     memcpy(own, m->host.layers, (size_t)m->hp.n_layer * sizeof *own);
     pl->bound[0].layers = own;
     pl->own_host_layers = true;
-    int n = collect(m, cpu, NULL);
+    int n = collect(m, cpu, NULL, NULL);
     if (n == 0) return SLM_OK;
     slm_tensor **t = malloc((size_t)n * sizeof *t);
-    if (!t) return slm_fail(err, SLM_ERR_NOMEM, "out of memory repacking weights");
-    collect(m, cpu, t);
+    int *layer = malloc((size_t)n * sizeof *layer);
+    if (!t || !layer) {
+        free(t);
+        free(layer);
+        return slm_fail(err, SLM_ERR_NOMEM, "out of memory repacking weights");
+    }
+    collect(m, cpu, t, layer);
     /* as many (in binding order) as the free memory holds beside what a context needs on the host later
      * (the KV cache of its layers at n_ctx, the scratch of a batch) and a quarter of it to spare */
     size_t free_b = 0, total_b = 0, bytes = 0;
@@ -122,6 +127,7 @@ slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
         /* not fatal: every weight keeps the file's layout, which the kernels read as well */
         snprintf(pl->repack_note, sizeof pl->repack_note, "CPU weights keep the file's layout: %.120s", alloc_err.msg);
         free(t);
+        free(layer);
         return SLM_OK;
     }
     size_t at = 0;
@@ -134,12 +140,16 @@ slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
         *t[i] = dst;
         at += (slm_tensor_bytes(t[i]) + 63) & ~(size_t)63;
     }
-    if (fit < n)
+    if (fit < n) {
+        char from[32] = "the output head";
+        if (layer[fit] >= 0) snprintf(from, sizeof from, "layer %d on", layer[fit]);
         snprintf(pl->repack_note, sizeof pl->repack_note,
-                 "%d of %d CPU weights (%.0f MiB) keep the file's layout: repacked copies would not fit the free "
-                 "memory (%.0f MiB)",
-                 n - fit, n, (double)left_bytes / (1 << 20), (double)free_b / (1 << 20));
+                 "%d of %d CPU weights (%.0f MiB, %s) keep the file's layout: repacked copies would not fit the "
+                 "free memory (%.0f MiB)",
+                 n - fit, n, (double)left_bytes / (1 << 20), from, (double)free_b / (1 << 20));
+    }
     free(t);
+    free(layer);
     return SLM_OK;
 }
 

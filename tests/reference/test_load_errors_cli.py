@@ -56,7 +56,7 @@ def check_repack_fallback(slm, bench, tally):
         if "Sanitizer" in err:
             tally.skip("RLIMIT_DATA: a sanitized build cannot run under a data limit")
             return
-        m = re.search(r"(\d+) of (\d+) CPU weights \(\d+ MiB\) keep the file's layout", err)
+        m = re.search(r"(\d+) of (\d+) CPU weights \(\d+ MiB, layer \d+ on\) keep the file's layout", err)
         tally.check(rc == 0 and m and 0 < int(m.group(1)) < int(m.group(2)),
                     f"repack under RLIMIT_DATA 44 MiB: exit {rc}, stderr {err.strip()!r}")
         rc, err = run(slm, args)
