@@ -235,6 +235,31 @@ static void pack_blk32(slm_dtype t, const uint8_t *const *rp, int n_valid, int64
     }
 }
 
+/* The 8 sub-block records' d * sc and -(dmin * mn) of a Q4_K/Q5_K super-block, from d and dmin as floats
+ * and the 3 scale words (dword r = row r; bit layout in quant_ref.c), into recs (8 records). */
+static void q45k_scales(__m512 d, __m512 dmin, __m512i v0, __m512i v1, __m512i v2, uint8_t *recs) {
+    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        __m512i sc, mn;
+        if (j < 4) { /* bits 0..5 of byte j of words 0 (scales) and 1 (mins) */
+            sc = _mm512_and_si512(_mm512_srli_epi32(v0, 8 * j), m6);
+            mn = _mm512_and_si512(_mm512_srli_epi32(v1, 8 * j), m6);
+        } else { /* low 4 bits from byte j-4 of word 2, high 2 bits from bits 6..7 of words 0 / 1 */
+            const int sh = 8 * (j - 4);
+            sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v2, sh), m4),
+                                 _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v0, sh + 6), m2), 4));
+            mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v2, sh + 4), m4),
+                                 _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v1, sh + 6), m2), 4));
+        }
+        uint8_t *rec = recs + (size_t)j * REC_BYTES;
+        /* d * sc and -(dmin * mn): the products the reference dequantizer rounds */
+        _mm512_store_ps((float *)(rec + 512), _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)));
+        _mm512_store_ps((float *)(rec + 576),
+                        _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn))));
+    }
+}
+
 /* One 16-row group of Q4_K / Q5_K: each super-block becomes 8 blocks of 32 with scale d * sc[j] and
  * coefficient -dmin * mn[j]. Sub-blocks 2p and 2p + 1 share qs[32p .. 32p + 31] (low / high nibble);
  * elements 0..15 of a sub-block are the first 16 of those bytes, 16..31 the next 16. */
@@ -267,30 +292,9 @@ static void pack_q45k(int is_q5, const uint8_t *const *rp, int n_valid, int64_t 
         /* Scales and mins across the 16 rows at once (dword r = row r), from the 32-bit words of the
          * scale bytes: row by row this decode cost more than packing the codes. Tail rows get d = dmin = 0. */
         const __m512i dm = gather_rows(rp, &ix, off);
-        const __m512 d = halves_to_f32(dm, 0, valid), dmin = halves_to_f32(dm, 1, valid);
         const size_t sc_at = off + SLM_Q4_K_SCALES;
-        const __m512i v0 = gather_rows(rp, &ix, sc_at), v1 = gather_rows(rp, &ix, sc_at + 4),
-                      v2 = gather_rows(rp, &ix, sc_at + 8);
-        const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            __m512i sc, mn;
-            if (j < 4) { /* bits 0..5 of byte j of words 0 (scales) and 1 (mins) */
-                sc = _mm512_and_si512(_mm512_srli_epi32(v0, 8 * j), m6);
-                mn = _mm512_and_si512(_mm512_srli_epi32(v1, 8 * j), m6);
-            } else { /* low 4 bits from byte j-4 of word 2, high 2 bits from bits 6..7 of words 0 / 1 */
-                const int sh = 8 * (j - 4);
-                sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v2, sh), m4),
-                                     _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v0, sh + 6), m2), 4));
-                mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v2, sh + 4), m4),
-                                     _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v1, sh + 6), m2), 4));
-            }
-            uint8_t *rec = dst + (size_t)(8 * sb + j) * REC_BYTES;
-            /* d * sc and -(dmin * mn): the products the reference dequantizer rounds */
-            _mm512_store_ps((float *)(rec + 512), _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)));
-            _mm512_store_ps((float *)(rec + 576),
-                            _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn))));
-        }
+        q45k_scales(halves_to_f32(dm, 0, valid), halves_to_f32(dm, 1, valid), gather_rows(rp, &ix, sc_at),
+                    gather_rows(rp, &ix, sc_at + 4), gather_rows(rp, &ix, sc_at + 8), dst + (size_t)8 * sb * REC_BYTES);
     }
 }
 
@@ -347,11 +351,75 @@ static void pack_q6k(const uint8_t *const *rp, int n_valid, int64_t ns, uint8_t 
     }
 }
 
-/* x16: w is a group of the repacked decode layout (matvec_x16.h), first unpacked into GGUF rows at rows
- * (16 * wrb bytes): a pass over 16 rows in cache, small beside what the packed rows then meet. */
+/* ---- packing straight from the repacked decode layout (matvec_x16.h) ----
+ * Its code dwords already hold 4 consecutive codes of the 16 rows in the lanes, the order of the packed
+ * record, and its scales one row per lane: the nibbles split and the scales converted, with none of the
+ * gathers and transposes that GGUF rows need. */
+AI __m512i ld(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
+
+static void pack_x16_blk32(bool q8, const uint8_t *grp, int64_t nb, uint8_t *dst) {
+    const size_t cb = q8 ? 512 : 256;
+    const uint8_t *scales = grp + (size_t)nb * cb;
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *rec = dst + (size_t)b * REC_BYTES;
+        const uint8_t *c = grp + (size_t)b * cb;
+        if (q8) { /* the layout's codes are w + 128, as the record's */
+            for (int j = 0; j < 8; j++) _mm512_store_si512((void *)(rec + 64 * j), ld(c + 64 * j));
+        } else {
+            for (int j = 0; j < 4; j++) {
+                __m512i v = ld(c + 64 * j);
+                _mm512_store_si512((void *)(rec + 64 * j), _mm512_and_si512(v, m4));
+                _mm512_store_si512((void *)(rec + 64 * (4 + j)), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+        }
+        _mm512_store_ps((float *)(rec + 512),
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + (size_t)b * 32))));
+    }
+}
+
+static void pack_x16_q45k(bool q5, const uint8_t *grp, int64_t ns, uint8_t *dst) {
+    const size_t cb = q5 ? 2560 : 2048;
+    const uint8_t *meta = grp + (size_t)ns * cb;
+    const __m512i m4 = _mm512_set1_epi8(15), sixteen = _mm512_set1_epi8(16);
+    for (int64_t sb = 0; sb < ns; sb++) {
+        const uint8_t *c = grp + (size_t)sb * cb, *mb = meta + (size_t)sb * 256;
+        for (int p = 0; p < 4; p++) {
+            uint8_t *lo = dst + (size_t)(8 * sb + 2 * p) * REC_BYTES, *hi = lo + REC_BYTES;
+            for (int j = 0; j < 8; j++) {
+                __m512i v = ld(c + 64 * (8 * p + j));
+                __m512i a = _mm512_and_si512(v, m4), b = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (q5) { /* bit s of each qh byte: the fifth bit of sub-block s's element */
+                    __m512i qh = ld(c + 2048 + 64 * j);
+                    a = _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(qh, _mm512_set1_epi8((char)(1 << (2 * p)))), a,
+                                             sixteen);
+                    b = _mm512_mask_add_epi8(b, _mm512_test_epi8_mask(qh, _mm512_set1_epi8((char)(1 << (2 * p + 1)))),
+                                             b, sixteen);
+                }
+                _mm512_store_si512((void *)(lo + 64 * j), a);
+                _mm512_store_si512((void *)(hi + 64 * j), b);
+            }
+        }
+        const __m512i dm = ld(mb);
+        q45k_scales(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm)),
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16))), ld(mb + 64), ld(mb + 128),
+                    ld(mb + 192), dst + (size_t)8 * sb * REC_BYTES);
+    }
+}
+
+/* x16: w is a group of the repacked decode layout (matvec_x16.h): packed from there, or (Q6_K) first
+ * unpacked into GGUF rows at rows (16 * wrb bytes). */
 static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, bool x16, int n_valid, int64_t k, uint8_t *rows,
                        uint8_t *dst) {
-    if (x16) {
+    if (x16 && (t == SLM_Q4_0 || t == SLM_Q8_0)) {
+        pack_x16_blk32(t == SLM_Q8_0, w, k / 32, dst);
+        return;
+    }
+    if (x16 && (t == SLM_Q4_K || t == SLM_Q5_K)) {
+        pack_x16_q45k(t == SLM_Q5_K, w, k / 256, dst);
+        return;
+    }
+    if (x16) { /* Q6_K: back to GGUF rows first */
         slm_x16_unpack(t, w, GROUP_ROWS, k, rows, wrb);
         w = rows;
     }
