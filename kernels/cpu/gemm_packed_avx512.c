@@ -407,8 +407,34 @@ static void pack_x16_q45k(bool q5, const uint8_t *grp, int64_t ns, uint8_t *dst)
     }
 }
 
-/* x16: w is a group of the repacked decode layout (matvec_x16.h): packed from there, or (Q6_K) first
- * unpacked into GGUF rows at rows (16 * wrb bytes). */
+/* Q6_K: the record of sub-block (h, s) takes chunk i from ql dword 16h + 8(s & 1) + i (nibble s / 2) and
+ * qh dword 8h + i (bits 2s, 2s + 1); its two scales are the int8 scales 8h + 2s and 8h + 2s + 1 times d. */
+static void pack_x16_q6k(const uint8_t *grp, int64_t ns, uint8_t *dst) {
+    const uint8_t *meta = grp + (size_t)ns * 3072;
+    const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(0x30);
+    for (int64_t sb = 0; sb < ns; sb++) {
+        const uint8_t *c = grp + (size_t)sb * 3072, *mb = meta + (size_t)sb * 288;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mb + 256)));
+        for (int h = 0; h < 2; h++)
+            for (int s4 = 0; s4 < 4; s4++) {
+                uint8_t *rec = dst + (size_t)(8 * sb + 4 * h + s4) * REC_BYTES;
+                for (int i = 0; i < 8; i++) {
+                    __m512i l = ld(c + 64 * (16 * h + 8 * (s4 & 1) + i)), hb = ld(c + 2048 + 64 * (8 * h + i));
+                    l = s4 < 2 ? _mm512_and_si512(l, m4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), m4);
+                    hb = s4 < 2 ? _mm512_slli_epi16(hb, 4 - 2 * s4) : _mm512_srli_epi16(hb, 2 * s4 - 4);
+                    _mm512_store_si512((void *)(rec + 64 * i), _mm512_or_si512(l, _mm512_and_si512(hb, m2)));
+                }
+                for (int half = 0; half < 2; half++) {
+                    const int g = 8 * h + 2 * s4 + half;
+                    __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(ld(mb + 64 * (g / 4)), 24 - 8 * (g % 4)), 24);
+                    _mm512_store_ps((float *)(rec + 512 + 64 * half), _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)));
+                }
+            }
+    }
+}
+
+/* x16: w is a group of the repacked decode layout (matvec_x16.h), packed from there (a type without a
+ * packer of its own would first be unpacked into GGUF rows at rows, 16 * wrb bytes). */
 static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, bool x16, int n_valid, int64_t k, uint8_t *rows,
                        uint8_t *dst) {
     if (x16 && (t == SLM_Q4_0 || t == SLM_Q8_0)) {
@@ -419,7 +445,11 @@ static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, bool x16, int 
         pack_x16_q45k(t == SLM_Q5_K, w, k / 256, dst);
         return;
     }
-    if (x16) { /* Q6_K: back to GGUF rows first */
+    if (x16 && t == SLM_Q6_K) {
+        pack_x16_q6k(w, k / 256, dst);
+        return;
+    }
+    if (x16) { /* a type without a packer of its own: back to GGUF rows first */
         slm_x16_unpack(t, w, GROUP_ROWS, k, rows, wrb);
         w = rows;
     }
