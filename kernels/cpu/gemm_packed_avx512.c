@@ -433,25 +433,13 @@ static void pack_x16_q6k(const uint8_t *grp, int64_t ns, uint8_t *dst) {
     }
 }
 
-/* x16: w is a group of the repacked decode layout (matvec_x16.h), packed from there (a type without a
- * packer of its own would first be unpacked into GGUF rows at rows, 16 * wrb bytes). */
-static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, bool x16, int n_valid, int64_t k, uint8_t *rows,
-                       uint8_t *dst) {
-    if (x16 && (t == SLM_Q4_0 || t == SLM_Q8_0)) {
-        pack_x16_blk32(t == SLM_Q8_0, w, k / 32, dst);
+/* x16: w is a group of the repacked decode layout (matvec_x16.h; every type it has gets a packer here). */
+static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, bool x16, int n_valid, int64_t k, uint8_t *dst) {
+    if (x16) {
+        if (t == SLM_Q4_0 || t == SLM_Q8_0) pack_x16_blk32(t == SLM_Q8_0, w, k / 32, dst);
+        else if (t == SLM_Q4_K || t == SLM_Q5_K) pack_x16_q45k(t == SLM_Q5_K, w, k / 256, dst);
+        else pack_x16_q6k(w, k / 256, dst);
         return;
-    }
-    if (x16 && (t == SLM_Q4_K || t == SLM_Q5_K)) {
-        pack_x16_q45k(t == SLM_Q5_K, w, k / 256, dst);
-        return;
-    }
-    if (x16 && t == SLM_Q6_K) {
-        pack_x16_q6k(w, k / 256, dst);
-        return;
-    }
-    if (x16) { /* a type without a packer of its own: back to GGUF rows first */
-        slm_x16_unpack(t, w, GROUP_ROWS, k, rows, wrb);
-        w = rows;
     }
     const uint8_t *rp[GROUP_ROWS];
     for (int r = 0; r < GROUP_ROWS; r++) rp[r] = w + (size_t)(r < n_valid ? r : n_valid - 1) * wrb;
@@ -477,15 +465,10 @@ static int code_offset(slm_dtype t) {
 
 static int64_t chunk_cols(int64_t k) { return slm_cpu_gemm_chunk_cols(k, COLS, ACT_REC, ACT_BUDGET); }
 
-/* Rows of a repacked group unpacked for packing: the widest repacked type (Q8_0) sets the size. */
-static size_t x16_rows_bytes(int64_t k) {
-    return slm_act_round64((size_t)GROUP_ROWS * (size_t)(k / 32) * SLM_Q8_0_BYTES);
-}
-
 size_t slm_cpu_gemm_scratch_bytes_avx512(int64_t k) {
     if (k < 32) return REC_BYTES;
     size_t act = (size_t)(chunk_cols(k) / COLS) * (size_t)(k / 32) * ACT_REC;
-    return (size_t)tile_groups(k) * group_bytes(k) + slm_act_round64(act) + x16_rows_bytes(k);
+    return (size_t)tile_groups(k) * group_bytes(k) + slm_act_round64(act);
 }
 
 /* ---- the kernel: ng (1 or 2) packed groups, gb bytes apart, against nc <= COLS interleaved columns ----
@@ -603,7 +586,6 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, boo
     const int64_t nb = k / 32, groups = tile_groups(k), chunk = chunk_cols(k);
     const size_t gb = group_bytes(k);
     uint8_t *tile = scratch, *act = tile + (size_t)groups * gb;
-    uint8_t *rows = act + slm_act_round64((size_t)(chunk / COLS) * (size_t)nb * ACT_REC);
     /* Columns in chunks, each interleaved once; the rows are packed once per chunk (one chunk for the
      * usual prompt batch). Packing a tile costs about what 3 to 6 columns of the kernel cost, so with
      * chunks of ~100+ columns repacking is a few per cent, while interleaving per tile instead would
@@ -619,7 +601,7 @@ void slm_cpu_gemm_avx512(slm_dtype wtype, const void *w, size_t w_row_bytes, boo
             if (ng > groups) ng = groups;
             for (int64_t g = 0; g < ng; g++) {
                 int64_t rg = r0 + GROUP_ROWS * g, nv = n_rows - rg < GROUP_ROWS ? n_rows - rg : GROUP_ROWS;
-                pack_group(wtype, (const uint8_t *)w + (size_t)rg * w_row_bytes, w_row_bytes, x16, (int)nv, k, rows,
+                pack_group(wtype, (const uint8_t *)w + (size_t)rg * w_row_bytes, w_row_bytes, x16, (int)nv, k,
                            tile + (size_t)g * gb);
             }
             for (int64_t g = 0; g < ng; g += 2) {
