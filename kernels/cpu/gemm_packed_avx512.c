@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "act_quant.h"
-#include "matvec_x16.h"
 #include "quant_blocks.h"
 #include "simd_bytes.h"
 
