@@ -96,6 +96,11 @@ static size_t gemm_act_row_bytes(int64_t k) { return slm_act_row_bytes(SLM_Q8_0,
  * path at ~16 columns for Q4_0 and ~24 for Q4_K (2 threads, 1B/3B shapes, SLM_CPU_ISA=avx2). */
 #define SLM_GEMM_MIN_COLS_AVX2 24
 
+/* The AVX2 set repacks Q4_0 only: its repacked K-quant kernels (two 8-row halves, 16 registers) decode
+ * slower than its row-major ones at one column (3B Q4_K_M at 1 thread 4.7 vs 5.5 tokens/s) and gain
+ * little at four (11.8 vs 11.1), while Q4_0 gains a quarter at four columns and holds at one. */
+static bool x16_policy_avx2(slm_dtype wtype) { return wtype == SLM_Q4_0 && slm_cpu_matvec_x16_has_avx2(wtype); }
+
 static void gemm_quantize_act_portable(const float *x, void *xq, int64_t k) { slm_act_quantize(SLM_Q8_0, x, xq, k); }
 
 slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
@@ -123,7 +128,7 @@ slm_cpu_kernels slm_cpu_kernels_get(slm_cpu_isa isa) {
         k.gemm_quantize_act = gemm_quantize_act_portable;
         k.gemm_scratch_bytes = slm_cpu_gemm_scratch_bytes_avx2;
         k.gemm = slm_cpu_gemm_avx2;
-        k.x16_has = slm_cpu_matvec_x16_has_avx2;
+        k.x16_has = x16_policy_avx2;
         k.matvec_x16 = slm_cpu_matvec_x16_avx2;
         break;
     default:

@@ -154,6 +154,23 @@ static void pack_group(slm_dtype t, const uint8_t *w, size_t wrb, int n_valid, i
     }
 }
 
+/* Rows 8h..8h+7 of a 16-row Q4_0 group of the repacked decode layout (matvec_x16.h) into dst: its code
+ * dwords hold 4 consecutive codes of each row already, so the nibbles split and d converted are the record. */
+static void pack_x16_q4_0(const uint8_t *grp, int h, int64_t nb, uint8_t *dst) {
+    const uint8_t *scales = grp + (size_t)nb * 256;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *rec = dst + (size_t)b * REC_BYTES;
+        for (int j = 0; j < 4; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(grp + (size_t)b * 256 + 64 * j + 32 * h));
+            _mm256_storeu_si256((__m256i *)(rec + 32 * j), _mm256_and_si256(v, m4));
+            _mm256_storeu_si256((__m256i *)(rec + 32 * (4 + j)), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        }
+        _mm256_storeu_ps((float *)(rec + 256),
+                         _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + (size_t)b * 32 + 16 * h))));
+    }
+}
+
 static int code_offset(slm_dtype t) { return t == SLM_Q4_0 ? 8 : t == SLM_Q5_0 ? 16 : t == SLM_Q6_K ? 32 : 0; }
 
 static int64_t chunk_cols(int64_t k) { return slm_cpu_gemm_chunk_cols(k, COLS, ACT_REC, ACT_BUDGET); }
@@ -268,12 +285,16 @@ void slm_cpu_gemm_avx2(slm_dtype wtype, const void *w, size_t w_row_bytes, bool 
         for (int64_t r = 0; r < n_rows; r += GROUP_ROWS) {
             int nv = n_rows - r < GROUP_ROWS ? (int)(n_rows - r) : GROUP_ROWS;
             const uint8_t *wr = (const uint8_t *)w + (size_t)r * w_row_bytes;
-            if (x16) {
-                /* a repacked group of 16 rows back to GGUF rows, then its two halves packed from there */
-                if (r % 16 == 0) slm_x16_unpack(wtype, wr, 16, k, rows, w_row_bytes);
-                wr = rows + (size_t)(r % 16) * w_row_bytes;
+            if (x16 && wtype == SLM_Q4_0) {
+                pack_x16_q4_0(wr - (size_t)(r % 16) * w_row_bytes, (int)(r % 16) / 8, nb, grp);
+            } else {
+                if (x16) {
+                    /* a repacked group of 16 rows back to GGUF rows, then its two halves packed from there */
+                    if (r % 16 == 0) slm_x16_unpack(wtype, wr, 16, k, rows, w_row_bytes);
+                    wr = rows + (size_t)(r % 16) * w_row_bytes;
+                }
+                pack_group(wtype, wr, w_row_bytes, nv, nb, grp);
             }
-            pack_group(wtype, wr, w_row_bytes, nv, nb, grp);
             for (int64_t c = c0; c < c1; c += COLS) {
                 int64_t nc = c1 - c < COLS ? c1 - c : COLS;
                 fns[nc - 1](grp, act + (size_t)((c - c0) / COLS) * (size_t)nb * ACT_REC, nb, out + c * out_stride + r,
