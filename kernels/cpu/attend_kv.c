@@ -5,9 +5,20 @@
 
 #define ATTEND_KV_NAME slm_attend_kv_scalar
 #define AKV_F16(h) slm_f16_to_f32(h)
-#define LOAD_F16x8(dst, src)                                                                                           \
+#define AKV_LOAD_F16x8(dst, src)                                                                                       \
     do {                                                                                                               \
         for (int i_ = 0; i_ < 8; i_++) (dst)[i_] = slm_f16_to_f32((src)[i_]);                                          \
+    } while (0)
+#define AKV_LOAD_I8x8(dst, src)                                                                                        \
+    do {                                                                                                               \
+        for (int i_ = 0; i_ < 8; i_++) (dst)[i_] = (float)(int8_t)(src)[i_];                                           \
+    } while (0)
+#define AKV_LOAD_U4x16(lo, hi, src)                                                                                    \
+    do {                                                                                                               \
+        for (int i_ = 0; i_ < 8; i_++) {                                                                               \
+            (lo)[i_] = (float)((src)[i_] & 0xf);                                                                       \
+            (hi)[i_] = (float)((src)[i_] >> 4);                                                                        \
+        }                                                                                                              \
     } while (0)
 #include "attend_kv_body.h"
 

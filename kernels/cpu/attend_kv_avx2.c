@@ -8,10 +8,14 @@
 
 #define ATTEND_KV_NAME slm_attend_kv_avx2
 #define AKV_F16(h) _cvtsh_ss(h)
-#define LOAD_F16x8(dst, src)                                                                                           \
+#define AKV_LOAD_F16x8(dst, src) ((dst) = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src))))
+#define AKV_LOAD_I8x8(dst, src)                                                                                        \
+    ((dst) = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(src)))))
+#define AKV_LOAD_U4x16(lo, hi, src)                                                                                    \
     do {                                                                                                               \
-        __m256 f_ = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src)));                            \
-        memcpy(&(dst), &f_, sizeof f_);                                                                                \
+        __m128i b_ = _mm_loadl_epi64((const __m128i *)(const void *)(src)), m_ = _mm_set1_epi8(0xf);                   \
+        (lo) = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(b_, m_)));                                        \
+        (hi) = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b_, 4), m_)));                     \
     } while (0)
 #include "attend_kv_body.h"
 
