@@ -944,7 +944,7 @@ void slm_harness_run_kv_types(slm_harness *h) {
     slm_harness_kv_write_type(h, SLM_Q8_0, 256, 40, 1, 17, 0);
     slm_harness_kv_write_type(h, SLM_Q4_0, 288, 64, 9, 30, 46);
     slm_harness_kv_write_type(h, SLM_Q8_0, 1024, 300, 33, 200, 64);
-    /* attention: one position; decode at 5000 positions (20 chunks, split across threads); prompt batches
+    /* attention (the harness runs these on 1 and 2 threads): one position; decode at 5000 positions (20 chunks, split across threads); prompt batches
      * across a chunk edge (256); groups of 1, 2, 4 and 12 query heads per KV head (12: two calls of at most
      * 8); head sizes 64, 96, 128; mixed K and V types; padded rows (NaN bytes there); a sliding window */
     slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q8_0, 64, 4, 1, 8, 1, 0, 0, 0);
@@ -955,6 +955,11 @@ void slm_harness_run_kv_types(slm_harness *h) {
     slm_harness_attention_kv(h, SLM_F16, SLM_Q8_0, 128, 8, 8, 520, 1, 515, 16, 0);
     slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q8_0, 64, 4, 2, 1200, 1, 1100, 0, 300);
     slm_harness_attention_kv(h, SLM_Q4_0, SLM_Q8_0, 64, 4, 2, 700, 20, 600, 0, 512);
+    /* prompt batches past whole chunks, whose tokens go through each KV head together (the CPU's joint
+     * chunks, then each token's last ones): 2, 4 and 8 query heads per KV head, a batch tail, f16 mixed in */
+    slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q8_0, 64, 8, 2, 1100, 13, 1000, 0, 0);
+    slm_harness_attention_kv(h, SLM_Q4_0, SLM_F16, 128, 8, 1, 800, 5, 700, 32, 0);
+    slm_harness_attention_kv(h, SLM_F16, SLM_Q4_0, 64, 16, 2, 600, 9, 512, 0, 0);
 }
 
 void slm_harness_report(const slm_harness *h, const char *name) {

@@ -152,7 +152,7 @@ void slm_harness_kv_write_type(slm_harness *h, slm_dtype t, int64_t n, int64_t n
 void slm_harness_attention_kv(slm_harness *h, slm_dtype kt, slm_dtype vt, int hd, int n_head, int n_head_kv,
                               int64_t n_ctx, int64_t T, int pos0, size_t pad, int window);
 /* The quantized KV suite: writes and attention at 1 to 5000 positions, head sizes 64, 96 and 128, groups of 1
- * to 12 query heads per KV head, mixed K and V types, windows, padded rows. A device that has no kernel for a
+ * to 12 query heads per KV head (and prompt batches sharing a pass), mixed K and V types, windows, padded rows. A device that has no kernel for a
  * quantized cache must refuse it (supports() false): each of those counts as a skip, not a failure. */
 void slm_harness_run_kv_types(slm_harness *h);
 

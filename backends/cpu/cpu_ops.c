@@ -46,11 +46,16 @@ static bool attention_on_kv_kernel(const slm_op *op) {
 
 static int64_t attention_kv_chunks(int64_t n_ctx) { return (n_ctx + SLM_ATTEND_KV_CHUNK - 1) / SLM_ATTEND_KV_CHUNK; }
 
+/* Floats of each thread's scratch: three partials of the most heads a call takes and their queries. */
+static size_t attention_kv_per_thread(int hd) {
+    return 3 * slm_attend_kv_partial_floats(SLM_ATTEND_KV_MAX_G, hd) + (size_t)SLM_ATTEND_KV_MAX_G * (size_t)hd;
+}
+
 static size_t attention_kv_work(const slm_op *op, int nth) {
     int hd = op->p.attn.head_dim, nh = op->p.attn.n_head;
     int64_t T = op->src[0].ne[1];
     size_t one = slm_attend_kv_partial_floats(nh, hd); /* the partials of every head of a token */
-    size_t b = (size_t)nth * 2 * slm_attend_kv_partial_floats(SLM_ATTEND_KV_MAX_G, hd) * sizeof(float);
+    size_t b = (size_t)nth * attention_kv_per_thread(hd) * sizeof(float);
     if (T <= ATTN_SPLIT_MAX_T) b += (size_t)T * (size_t)attention_kv_chunks(op->src[1].ne[1]) * one * sizeof(float);
     return b + 64;
 }
@@ -217,7 +222,8 @@ static void run_attention_kv(const slm_cpu_exec *e, const slm_op *op, int ith, i
     size_t k_head = (size_t)hd / (size_t)slm_dtype_get(op->src[1].type)->block_elems * kb; /* bytes per head */
     size_t v_head = (size_t)hd / (size_t)slm_dtype_get(op->src[2].type)->block_elems * vb;
     size_t pmax = slm_attend_kv_partial_floats(gmax, hd);
-    float *mine = (float *)e->work + (size_t)ith * 2 * pmax, *part = mine + pmax;
+    float *mine = (float *)e->work + (size_t)ith * attention_kv_per_thread(hd), *part = mine + pmax;
+    float *tok = part + pmax, *qbuf = tok + pmax;
     /* one call: token t, query heads [h0, h0 + g) of KV head h0 / group, chunk c, into dst */
 #define ATTN_CALL(t, h0, g, c, dst)                                                                                    \
     do {                                                                                                               \
@@ -232,7 +238,7 @@ static void run_attention_kv(const slm_cpu_exec *e, const slm_op *op, int ith, i
     if (T <= ATTN_SPLIT_MAX_T) {
         /* phase 1: every (token, head group, chunk) partial, shared out; phase 2: merges per head group */
         int64_t max_chunks = attention_kv_chunks(n_ctx), n_groups = (int64_t)nkv * n_sub;
-        float *parts = (float *)e->work + (size_t)nth * 2 * pmax;
+        float *parts = (float *)e->work + (size_t)nth * attention_kv_per_thread(hd);
         size_t per_chunk = slm_attend_kv_partial_floats(nh, hd); /* a chunk's partials of every head */
         int64_t i0, i1;
         share(T * n_groups * max_chunks, ith, nth, 1, &i0, &i1);
@@ -259,6 +265,48 @@ static void run_attention_kv(const slm_cpu_exec *e, const slm_op *op, int ith, i
             memcpy(mine, p0, pf * sizeof(float));
             for (int64_t c = 1; c < nc; c++) slm_attend_kv_merge(mine, p0 + (size_t)c * per_chunk, g, hd);
             slm_attend_kv_finish(mine, g, hd, (float *)COL(op->dst, t) + (size_t)h0 * hd);
+        }
+        return;
+    }
+    /* prompt batches: the tokens of a batch read the same rows, so (without a window) up to tq of them go
+     * through each KV head together, as tq * group query heads, over the chunks every one of them sees in
+     * full; each token's last chunks on its own */
+    int tq = w == 0 && n_sub == 1 ? gmax / group : 1;
+    if (tq > 8) tq = 8;
+    if (tq > 1) {
+        int64_t n_tb = (T + tq - 1) / tq, i0, i1;
+        share(n_tb * nkv, ith, nth, 1, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t t0 = i / nkv * tq, t1 = t0 + tq < T ? t0 + tq : T;
+            int kh = (int)(i % nkv), h0 = kh * group, G = (int)(t1 - t0) * group;
+            int64_t n_min = INT64_MAX;
+            for (int64_t t = t0; t < t1; t++) n_min = pos[t] + 1 < n_min ? pos[t] + 1 : n_min;
+            int64_t c_joint = n_min / SLM_ATTEND_KV_CHUNK; /* chunks every token of the block sees whole */
+            for (int64_t t = t0; t < t1 && c_joint > 0; t++)
+                memcpy(qbuf + (size_t)(t - t0) * group * hd, (const float *)COL(op->src[0], t) + (size_t)h0 * hd,
+                       sizeof(float) * (size_t)group * hd);
+            for (int64_t c = 0; c < c_joint; c++) {
+                int64_t p0 = c * SLM_ATTEND_KV_CHUNK;
+                fn(qbuf, G, COL(op->src[1], p0) + (size_t)kh * k_head, op->src[1].nb[1], op->src[1].type,
+                   COL(op->src[2], p0) + (size_t)kh * v_head, op->src[2].nb[1], op->src[2].type, SLM_ATTEND_KV_CHUNK,
+                   hd, op->p.attn.scale, c ? part : mine);
+                if (c) slm_attend_kv_merge(mine, part, G, hd);
+            }
+            for (int64_t t = t0; t < t1; t++) {
+                int j = (int)(t - t0);
+                int64_t nc = (pos[t] + 1 + SLM_ATTEND_KV_CHUNK - 1) / SLM_ATTEND_KV_CHUNK;
+                if (c_joint > 0) { /* token t's heads of the joint partial: m, l, then the V sums */
+                    memcpy(tok, mine + (size_t)j * group, sizeof(float) * (size_t)group);
+                    memcpy(tok + group, mine + G + (size_t)j * group, sizeof(float) * (size_t)group);
+                    memcpy(tok + 2 * group, mine + 2 * (size_t)G + (size_t)j * group * hd,
+                           sizeof(float) * (size_t)group * hd);
+                }
+                for (int64_t c = c_joint; c < nc; c++) {
+                    ATTN_CALL(t, h0, group, c, c ? part : tok);
+                    if (c) slm_attend_kv_merge(tok, part, group, hd);
+                }
+                slm_attend_kv_finish(tok, group, hd, (float *)COL(op->dst, t) + (size_t)h0 * hd);
+            }
         }
         return;
     }

@@ -13,7 +13,7 @@
 #include "types.h"
 
 /* The most query heads one call takes; a larger group is split into calls of at most this many. */
-#define SLM_ATTEND_KV_MAX_G 8
+#define SLM_ATTEND_KV_MAX_G 16
 
 /* Positions are processed (and partials merged) in chunks of this many rows counted from the first row a
  * token sees, whatever the thread count, so results do not depend on it. */

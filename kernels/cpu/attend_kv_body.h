@@ -115,12 +115,12 @@ AKV_INLINE void akv_run(const float *q, const int g, const void *k, size_t k_str
             if (p + AKV_AHEAD < n - p0)
                 for (int o = 0; o < head_bytes_k; o += 64) __builtin_prefetch(kr + AKV_AHEAD * k_stride + o);
             akv_v8f sa[SLM_ATTEND_KV_MAX_G] = {0};
-#pragma GCC unroll 8
+#pragma GCC unroll 16
             for (int h = 0; h < g; h++) sa[h] = akv_splat(0);
             for (int u = 0; u < nu; u++) {
                 akv_v8f kv[2];
                 akv_load16(kt, kr, u, kv);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int h = 0; h < g; h++) {
                     akv_v8f q0, q1;
                     memcpy(&q0, q + (size_t)h * hd + 16 * u, sizeof q0);
@@ -128,7 +128,7 @@ AKV_INLINE void akv_run(const float *q, const int g, const void *k, size_t k_str
                     sa[h] += q0 * kv[0] + q1 * kv[1];
                 }
             }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
             for (int h = 0; h < g; h++) s[h][p] = akv_hsum(sa[h]) * scale;
         }
         /* the tile's weights against the new running maximum; acc and l rescaled to it */
@@ -178,7 +178,7 @@ AKV_INLINE void akv_run(const float *q, const int g, const void *k, size_t k_str
          * element read once for the g heads */
         for (int u = 0; u < nu; u++) {
             akv_v8f ac[SLM_ATTEND_KV_MAX_G][2];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
             for (int h = 0; h < g; h++) {
                 memcpy(&ac[h][0], acc + (size_t)h * hd + 16 * u, sizeof ac[h][0]);
                 memcpy(&ac[h][1], acc + (size_t)h * hd + 16 * u + 8, sizeof ac[h][1]);
@@ -189,14 +189,14 @@ AKV_INLINE void akv_run(const float *q, const int g, const void *k, size_t k_str
                         __builtin_prefetch((const uint8_t *)v + (size_t)(p0 + p + AKV_AHEAD) * v_stride + o);
                 akv_v8f vv[2];
                 akv_load16(vt, (const uint8_t *)v + (size_t)(p0 + p) * v_stride, u, vv);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int h = 0; h < g; h++) {
                     akv_v8f w = akv_splat(s[h][p]);
                     ac[h][0] += w * vv[0];
                     ac[h][1] += w * vv[1];
                 }
             }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
             for (int h = 0; h < g; h++) {
                 memcpy(acc + (size_t)h * hd + 16 * u, &ac[h][0], sizeof ac[h][0]);
                 memcpy(acc + (size_t)h * hd + 16 * u + 8, &ac[h][1], sizeof ac[h][1]);
@@ -212,6 +212,7 @@ void ATTEND_KV_NAME(const float *q, int g, const void *k, size_t k_stride, slm_d
     case 2: akv_run(q, 2, k, k_stride, kt, v, v_stride, vt, n, hd, scale, part); break;
     case 4: akv_run(q, 4, k, k_stride, kt, v, v_stride, vt, n, hd, scale, part); break;
     case 8: akv_run(q, 8, k, k_stride, kt, v, v_stride, vt, n, hd, scale, part); break;
+    case 16: akv_run(q, 16, k, k_stride, kt, v, v_stride, vt, n, hd, scale, part); break;
     default: akv_run(q, g, k, k_stride, kt, v, v_stride, vt, n, hd, scale, part); break;
     }
 }
