@@ -7,7 +7,7 @@
 
 #include "error.h"
 
-/* Rows are padded to 64 bytes and, when that is a multiple of 256, by one more line: at such a stride one
+/* f16 rows are padded to 64 bytes and, when that is a multiple of 256, by one more line: at such a stride one
  * head's rows fall into a fraction of the cache sets (8 kv heads of 64 give 1 KiB rows, which use 1/8 of a
  * CPU's L2 sets), and CPU attention over long contexts waits on conflict misses. */
 static const struct {
@@ -48,6 +48,12 @@ slm_status slm_kv_types_resolve(const slm_hparams *hp, int type_k, int type_v, s
 
 size_t slm_kv_row_bytes(const slm_hparams *hp, slm_dtype t) {
     size_t b = slm_dtype_row_bytes(t, (int64_t)hp->n_head_kv * hp->head_dim);
+    if (t != SLM_F16) {
+        /* quantized rows (34- or 18-byte blocks, read unaligned anyway) are padded to 16 bytes only, so that
+         * they keep their 53% / 28% of the f16 size; the same rule against a power-of-two stride */
+        b = (b + 15) & ~(size_t)15;
+        return b % 256 ? b : b + 16;
+    }
     b = (b + 63) & ~(size_t)63;
     return b % 256 ? b : b + 64;
 }

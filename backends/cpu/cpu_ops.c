@@ -35,9 +35,11 @@ static bool matmul_uses_gemm(const slm_cpu_exec *e, const slm_op *op) {
     return e->k->gemm && op->src[1].ne[1] >= e->k->gemm_min_cols && e->k->gemm_has(op->src[0].type);
 }
 
-/* Attention over a quantized K or V cache runs on the KV kernel (attend_kv.h); an f16 one on attend_f16. */
+/* Attention runs on the KV kernel (attend_kv.h: the query heads of a KV head in one pass, positions split
+ * across threads at decode) for a quantized K or V cache and for an f16 one whose heads are whole 16-element
+ * units (every model slm knows); attend_f16, one head at a time, takes the other head sizes. */
 static bool attention_on_kv_kernel(const slm_op *op) {
-    return op->src[1].type != SLM_F16 || op->src[2].type != SLM_F16;
+    return op->src[1].type != SLM_F16 || op->src[2].type != SLM_F16 || op->p.attn.head_dim % 16 == 0;
 }
 
 /* Decode (one token) splits each KV head's positions into chunks that the threads share, a partial softmax
