@@ -27,6 +27,21 @@ AKV_INLINE float akv_hsum(akv_v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + 
 
 AKV_INLINE akv_v8f akv_splat(float x) { return (akv_v8f){x, x, x, x, x, x, x, x}; }
 
+/* The 8 lane sums of v[0..7], lane j = the sum of v[j]: three rounds of pairwise shuffles and adds instead of
+ * 8 horizontal sums. */
+AKV_INLINE akv_v8f akv_reduce8(const akv_v8f v[8]) {
+    akv_v8f a[4], b[2];
+    for (int i = 0; i < 4; i++)
+        a[i] = __builtin_shufflevector(v[2 * i], v[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
+            __builtin_shufflevector(v[2 * i], v[2 * i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+    for (int i = 0; i < 2; i++)
+        b[i] = __builtin_shufflevector(a[2 * i], a[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+            __builtin_shufflevector(a[2 * i], a[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    /* b[0]: lanes 0..3 the first-half sums of v[0..3], lanes 4..7 their second-half sums; b[1] of v[4..7] */
+    return __builtin_shufflevector(b[0], b[1], 0, 1, 2, 3, 8, 9, 10, 11) +
+        __builtin_shufflevector(b[0], b[1], 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
 /* lane-wise max(a, b); where either is NaN, b */
 AKV_INLINE akv_v8f akv_max(akv_v8f a, akv_v8f b) {
     akv_v8i gt = a > b, ai, bi;
@@ -109,7 +124,8 @@ AKV_INLINE void akv_run(const float *q, const int g, const void *k, size_t k_str
     float s[SLM_ATTEND_KV_MAX_G][AKV_TILE];
     for (int64_t p0 = 0; p0 < n; p0 += AKV_TILE) {
         int np = n - p0 < AKV_TILE ? (int)(n - p0) : AKV_TILE;
-        /* scores: each K row read once for the g heads */
+        /* scores: each K row read once for the g heads; the sums of 8 positions reduced together */
+        akv_v8f stash[SLM_ATTEND_KV_MAX_G][8];
         for (int p = 0; p < np; p++) {
             const uint8_t *kr = (const uint8_t *)k + (size_t)(p0 + p) * k_stride;
             if (p + AKV_AHEAD < n - p0)
@@ -128,8 +144,21 @@ AKV_INLINE void akv_run(const float *q, const int g, const void *k, size_t k_str
                     sa[h] += q0 * kv[0] + q1 * kv[1];
                 }
             }
+            if ((np & ~7) > p) { /* a whole group of 8: reduce when its last position is in */
 #pragma GCC unroll 16
-            for (int h = 0; h < g; h++) s[h][p] = akv_hsum(sa[h]) * scale;
+                for (int h = 0; h < g; h++) stash[h][p & 7] = sa[h];
+                if ((p & 7) == 7) {
+                    akv_v8f vs = akv_splat(scale);
+#pragma GCC unroll 16
+                    for (int h = 0; h < g; h++) {
+                        akv_v8f r = akv_reduce8(stash[h]) * vs;
+                        memcpy(&s[h][p - 7], &r, sizeof r);
+                    }
+                }
+            } else {
+#pragma GCC unroll 16
+                for (int h = 0; h < g; h++) s[h][p] = akv_hsum(sa[h]) * scale;
+            }
         }
         /* the tile's weights against the new running maximum; acc and l rescaled to it */
         for (int h = 0; h < g; h++) {
