@@ -68,12 +68,13 @@ typedef enum slm_op_kind {
      * p.rope: n_rot even, 2 <= n_rot <= head_dim (the first n_rot of each head turn); neox pairs i with
      * i + n_rot/2 (else 2i with 2i+1); freq_base and freq_scale finite and > 0. */
     SLM_OP_ROPE,
-    /* dst f16 [n_kv_embd, n_ctx] (the cache, rows may be padded): row src1[t] = src0 f32 [n_kv_embd, T]
-     * column t; src1 i32 [T] positions; T <= n_ctx. */
+    /* dst [n_kv_embd, n_ctx] (the cache, rows may be padded) of f16, q8_0 or q4_0: row src1[t] = src0 f32
+     * [n_kv_embd, T] column t, converted (f16: round to nearest even) or quantized per 32-element block as
+     * slm_ref_quantize_row does; src1 i32 [T] positions; T <= n_ctx. */
     SLM_OP_KV_WRITE,
     /* dst f32 [head_dim * n_head, T]: causal GQA attention of src0 q f32 [head_dim * n_head, T] over src1 K
-     * cache f16 [head_dim * n_head_kv, n_ctx] and src2 V cache f16 of the same shape (row strides may
-     * differ, rows may be padded); token t sees cache rows 0..src3[t] inclusive (src3 i32 [T] positions),
+     * cache [head_dim * n_head_kv, n_ctx] and src2 V cache of the same shape, each f16, q8_0 or q4_0 (types
+     * and row strides may differ, rows may be padded; a quantized cache needs head_dim a multiple of 32); token t sees cache rows 0..src3[t] inclusive (src3 i32 [T] positions),
      * or with p.attn.window > 0 (a sliding window) only the last window of them, rows
      * max(0, src3[t] - window + 1)..src3[t]. p.attn: head_dim, n_head, n_head_kv >= 1, n_head a multiple of
      * n_head_kv (query head h reads kv head h / (n_head / n_head_kv)); scale finite and > 0 (scores are

@@ -228,8 +228,22 @@ static slm_status check_rope(const slm_op *op, slm_error *err) {
     return SLM_OK;
 }
 
+/* A KV cache operand: f16, or rows of q8_0 / q4_0 blocks (quantized KV) whose heads are whole blocks
+ * (head_dim 0: no head size to check, as for kv_write). */
+static slm_status kv_cache(const slm_op *op, int si, int head_dim, slm_error *err) {
+    const slm_tensor *t = slot(op, si);
+    if (t->type != SLM_F16 && t->type != SLM_Q8_0 && t->type != SLM_Q4_0)
+        return bad(op, err, SLM_ERR_INVALID_ARG, si, "type %s, expected f16, q8_0 or q4_0", slm_dtype_name(t->type));
+    TRY(layout(op, si, 2, err));
+    int blk = slm_dtype_get(t->type)->block_elems;
+    if (head_dim > 0 && head_dim % blk)
+        return bad(op, err, SLM_ERR_INVALID_ARG, si, "p.attn.head_dim %d is not a multiple of the %s block (%d)",
+                   head_dim, slm_dtype_name(t->type), blk);
+    return SLM_OK;
+}
+
 static slm_status check_kv_write(const slm_op *op, slm_error *err) {
-    TRY(plain(op, 0, SLM_F16, 2, err));
+    TRY(kv_cache(op, 0, 0, err));
     TRY(plain(op, 1, SLM_F32, 2, err));
     TRY(plain(op, 2, SLM_I32, 1, err));
     TRY(dim_is(op, 1, 0, op->dst.ne[0], "the cache's row length", err));
@@ -252,8 +266,8 @@ static slm_status check_attention(const slm_op *op, slm_error *err) {
         return bad(op, err, SLM_ERR_INVALID_ARG, -1, "p.attn.window = %d, expected >= 0 (0: no window)",
                    op->p.attn.window);
     TRY(plain(op, 1, SLM_F32, 2, err));
-    TRY(plain(op, 2, SLM_F16, 2, err));
-    TRY(plain(op, 3, SLM_F16, 2, err));
+    TRY(kv_cache(op, 2, hd, err));
+    TRY(kv_cache(op, 3, hd, err));
     TRY(plain(op, 4, SLM_I32, 1, err));
     TRY(plain(op, 0, SLM_F32, 2, err));
     TRY(dim_is(op, 1, 0, (int64_t)hd * nh, "head_dim * n_head", err));

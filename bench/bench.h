@@ -47,7 +47,9 @@ typedef struct bench_options {
     bench_int_list n_batch;      /* -b */
     bench_int_list parallel;     /* --parallel: sequences decoding together in the tg tests (default 1) */
     bench_str_list devices;      /* -dev: cpu, vulkan:0, cuda:0 */
-    bench_str_list kv_types;     /* -ctk: one of BENCH_KV_TYPES, checked while parsing */
+    bench_str_list kv_types;     /* -ctk: K cache types, each one of BENCH_KV_TYPES, checked while parsing */
+    bench_str_list kv_types_v;   /* -ctv: V cache types (none given: each row's V type is its K type) */
+    bench_int_list depths;       /* -d: positions the cache holds before each test (default 0) */
     int reps;                    /* -r */
     int n_ctx;                   /* -c: 0 = the largest p + n of the tests */
     bench_format format;         /* -o md|csv|json */
@@ -79,7 +81,7 @@ slm_status
 bench_fail(slm_error *err, slm_status s, const char *fmt, ...);
 
 /* The KV cache types the engine has, for -ctk (the usage error lists them). */
-#define BENCH_KV_TYPES "f16"
+#define BENCH_KV_TYPES "f16,q8_0,q4_0"
 bool bench_kv_type_supported(const char *name);
 
 /* Fills defaults, then parses argv. Fails with SLM_ERR_INVALID_ARG and a message naming the option. */
@@ -136,7 +138,9 @@ typedef struct bench_row {
     char device[32]; /* "cpu", "cuda:0" */
     char device_name[160];
     int threads, n_gpu_layers, n_batch;
-    char kv_type[8];
+    char kv_type[8];   /* K cache type */
+    char kv_type_v[8]; /* V cache type */
+    int n_depth;       /* positions filled before the test (-d) */
     bench_test_kind kind;
     int n_tokens;   /* p or n */
     int n_parallel; /* tg: sequences generating n tokens each, one batched step per token (1: one) */
@@ -148,7 +152,7 @@ typedef struct bench_row {
     double t_mean;         /* seconds per repetition */
     int reps;
     /* generation only */
-    double bytes_per_token; /* weights + KV at the mean position */
+    double bytes_per_token; /* weights + KV (of its types) at the mean position, the depth included */
     double weight_bytes_per_token;
     double gbps;             /* bytes_per_token * t/s */
     double peak_gbps;        /* the peak of the device(s) used */

@@ -31,9 +31,12 @@ void bench_options_usage(FILE *f) {
             "  -b, --batch-size LIST        largest batch per eval (default 512)\n"
             "  --parallel LIST              tg tests: this many sequences generate together in one context,\n"
             "                               each step one batched pass (default 1); t/s is their sum\n"
-            "  -ctk, --cache-type LIST      KV cache type: " BENCH_KV_TYPES " (default f16)\n"
-            "  -c, --ctx-size N             context (default: the largest -p or -n, at least 16; each test\n"
-            "                               starts from an empty context)\n"
+            "  -ctk, --cache-type-k LIST    K cache type: " BENCH_KV_TYPES " (default f16)\n"
+            "  -ctv, --cache-type-v LIST    V cache type (default: each row's K type)\n"
+            "  -d, --n-depth LIST           positions in the cache before each test (default 0): the cache is\n"
+            "                               filled with that many prompt tokens once per row, untimed\n"
+            "  -c, --ctx-size N             context (default: the largest -d plus the largest -p or -n, at\n"
+            "                               least 16; each test starts from a context of -d positions)\n"
             "  --no-warmup                  no warm-up run before each test\n"
             "\n"
             "bandwidth and analysis:\n"
@@ -87,6 +90,7 @@ void bench_options_free(bench_options *o) {
     str_list_free(&o->synthetic);
     str_list_free(&o->devices);
     str_list_free(&o->kv_types);
+    str_list_free(&o->kv_types_v);
 }
 
 static slm_status push_int(bench_int_list *l, int v, const char *s, slm_error *err) {
@@ -175,22 +179,43 @@ static bool is_opt(const char *a, const char *s1, const char *s2) { return !strc
 
 /* The options that take a value (the flags are listed in bench_options_parse). */
 static bool takes_value(const char *a) {
-    static const char *const names[] = {"-m",          "--model",
-                                        "--synthetic", "--write-synthetic",
-                                        "-p",          "--n-prompt",
-                                        "-n",          "--n-gen",
-                                        "-t",          "--threads",
-                                        "-ngl",        "--n-gpu-layers",
-                                        "-b",          "--batch-size",
-                                        "-dev",        "--device",
-                                        "-ctk",        "--cache-type",
-                                        "-r",          "--repetitions",
-                                        "-c",          "--ctx-size",
-                                        "--peak-mib",  "--peak-gbps",
-                                        "--seed",      "-o",
-                                        "--output",    "--out",
-                                        "--svg",       "--vram-budget",
-                                        "--parallel",  NULL};
+    static const char *const names[] = {"-m",
+                                        "--model",
+                                        "--synthetic",
+                                        "--write-synthetic",
+                                        "-p",
+                                        "--n-prompt",
+                                        "-n",
+                                        "--n-gen",
+                                        "-t",
+                                        "--threads",
+                                        "-ngl",
+                                        "--n-gpu-layers",
+                                        "-b",
+                                        "--batch-size",
+                                        "-dev",
+                                        "--device",
+                                        "-ctk",
+                                        "--cache-type",
+                                        "--cache-type-k",
+                                        "-ctv",
+                                        "--cache-type-v",
+                                        "-d",
+                                        "--n-depth",
+                                        "-r",
+                                        "--repetitions",
+                                        "-c",
+                                        "--ctx-size",
+                                        "--peak-mib",
+                                        "--peak-gbps",
+                                        "--seed",
+                                        "-o",
+                                        "--output",
+                                        "--out",
+                                        "--svg",
+                                        "--vram-budget",
+                                        "--parallel",
+                                        NULL};
     for (int k = 0; names[k]; k++)
         if (!strcmp(a, names[k])) return true;
     return false;
@@ -256,14 +281,16 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
         else if (IS("-b", "--batch-size")) st = bench_parse_int_list(v, false, &o->n_batch, err);
         else if (IS("--parallel", NULL)) st = bench_parse_int_list(v, false, &o->parallel, err);
         else if (IS("-dev", "--device")) st = parse_str_list(v, &o->devices, true, err);
-        else if (IS("-ctk", "--cache-type")) {
-            /* rejected here rather than as error rows at run time: the engine has no other KV type yet */
-            int first = o->kv_types.n;
-            st = parse_str_list(v, &o->kv_types, true, err);
-            for (int k = first; k < o->kv_types.n && !st; k++)
-                if (!bench_kv_type_supported(o->kv_types.v[k]))
+        else if (IS("-d", "--n-depth")) st = bench_parse_int_list(v, false, &o->depths, err);
+        else if (IS("-ctk", "--cache-type-k") || IS("--cache-type", "-ctv") || IS("--cache-type-v", NULL)) {
+            /* rejected here rather than as error rows at run time: a name the engine does not have */
+            bench_str_list *l = IS("-ctv", "--cache-type-v") ? &o->kv_types_v : &o->kv_types;
+            int first = l->n;
+            st = parse_str_list(v, l, true, err);
+            for (int k = first; k < l->n && !st; k++)
+                if (!bench_kv_type_supported(l->v[k]))
                     st = bench_fail(err, SLM_ERR_INVALID_ARG, "KV cache type '%s' is not supported (supported: %s)",
-                                    o->kv_types.v[k], BENCH_KV_TYPES);
+                                    l->v[k], BENCH_KV_TYPES);
         } else if (IS("--seed", NULL)) {
             char why[96];
             if (!cli_parse_u64(v, &o->seed, why, sizeof why))
@@ -328,6 +355,7 @@ slm_status bench_options_parse(int argc, char **argv, bench_options *o, slm_erro
         push_int(&o->n_gpu_layers, gpu ? SLM_NGL_ALL : 0, "", NULL);
     }
     if (!o->kv_types.n) parse_str_list("f16", &o->kv_types, false, NULL);
+    if (!o->depths.n) push_int(&o->depths, 0, "", NULL);
     bool any = false;
     for (int i = 0; i < o->n_prompt.n; i++) any |= o->n_prompt.v[i] > 0;
     for (int i = 0; i < o->n_gen.n; i++) any |= o->n_gen.v[i] > 0;

@@ -11,8 +11,16 @@ static const char *kind_name(bench_test_kind k) { return k == BENCH_PP ? "pp" : 
 
 /* "pp512", "tg128", and "tg128 x4" for 4 sequences generating together */
 static void test_name(const bench_row *w, char *buf, size_t len) {
-    if (w->n_parallel > 1) snprintf(buf, len, "%s%d x%d", kind_name(w->kind), w->n_tokens, w->n_parallel);
-    else snprintf(buf, len, "%s%d", kind_name(w->kind), w->n_tokens);
+    char depth[24] = "";
+    if (w->n_depth > 0) snprintf(depth, sizeof depth, " @ d%d", w->n_depth); /* llama-bench's spelling */
+    if (w->n_parallel > 1) snprintf(buf, len, "%s%d x%d%s", kind_name(w->kind), w->n_tokens, w->n_parallel, depth);
+    else snprintf(buf, len, "%s%d%s", kind_name(w->kind), w->n_tokens, depth);
+}
+
+/* "q8_0" when K and V have one type, else "q8_0/f16" (K/V). */
+static void kv_text(const bench_row *w, char *buf, size_t len) {
+    if (!w->kv_type_v[0] || !strcmp(w->kv_type, w->kv_type_v)) snprintf(buf, len, "%s", w->kv_type);
+    else snprintf(buf, len, "%s/%s", w->kv_type, w->kv_type_v);
 }
 
 static void ngl_text(int ngl, char *buf, size_t len) {
@@ -116,7 +124,8 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
         md_cell(f, buf);
         snprintf(buf, sizeof buf, "%d", w->n_batch);
         md_cell(f, buf);
-        md_cell(f, w->kv_type);
+        kv_text(w, buf, sizeof buf);
+        md_cell(f, buf);
         test_name(w, buf, sizeof buf);
         md_cell(f, buf);
         if (!w->ok) {
@@ -160,7 +169,8 @@ void bench_report_markdown(FILE *f, const bench_sysinfo *s, const bench_results 
     if (any_tg)
         fprintf(f,
                 "\nMB/token: weights read per generated token (every layer, the output head, one embedding row)"
-                " + the f16 KV cache read at the mean position. GB/s = MB/token x t/s; %% of peak = the time the"
+                " + the KV cache (K and V rows as stored: f16, q8_0 or q4_0) read at the mean position, the depth"
+                " (-d) included. GB/s = MB/token x t/s; %% of peak = the time the"
                 " bytes take at each device's peak / the measured time; the peak is the fastest of several read"
                 " kernels, ± the spread of its own runs. A decode that reads faster than the peak gets a warning"
                 " instead of a percentage above 100.\n");
@@ -197,11 +207,12 @@ static void csv_num(FILE *f, double v) {
 }
 
 void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
-    fprintf(f,
-            "build_commit,build_version,build_type,compiler,backends,cpu_info,cpu_features,n_cores,test_time,"
-            "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_kv,test,"
-            "n_tokens,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
-            "peak_spread_gbps,pct_peak,peak_exceeded,predicted_ts,prediction,placement,n_parallel,avg_ts_per_stream\n");
+    fprintf(
+        f,
+        "build_commit,build_version,build_type,compiler,backends,cpu_info,cpu_features,n_cores,test_time,"
+        "model,model_type,size_bytes,params,device,device_name,threads,n_gpu_layers,n_batch,type_k,type_v,test,"
+        "n_tokens,n_depth,reps,ok,error,avg_ts,stddev_ts,avg_s,bytes_per_token,weight_bytes_per_token,gbps,peak_gbps,"
+        "peak_spread_gbps,pct_peak,peak_exceeded,predicted_ts,prediction,placement,n_parallel,avg_ts_per_stream\n");
     for (int i = 0; i < r->n; i++) {
         const bench_row *w = &r->rows[i];
         char ngl[16];
@@ -223,9 +234,11 @@ void bench_report_csv(FILE *f, const bench_sysinfo *s, const bench_results *r) {
         bench_csv_field(f, w->device_name);
         fprintf(f, ",%d,%s,%d,", w->threads, ngl, w->n_batch);
         bench_csv_field(f, w->kv_type);
-        char name[48];
+        fputc(',', f);
+        bench_csv_field(f, w->kv_type_v[0] ? w->kv_type_v : w->kv_type);
+        char name[64];
         test_name(w, name, sizeof name);
-        fprintf(f, ",%s,%d,%d,%s,", name, w->n_tokens, w->reps, w->ok ? "true" : "false");
+        fprintf(f, ",%s,%d,%d,%d,%s,", name, w->n_tokens, w->n_depth, w->reps, w->ok ? "true" : "false");
         bench_csv_field(f, w->error);
         csv_num(f, w->ts_mean);
         csv_num(f, w->ts_sd);
@@ -332,10 +345,13 @@ void bench_report_json(FILE *f, const bench_sysinfo *s, const bench_results *r) 
         ngl_text(w->n_gpu_layers, buf, sizeof buf);
         json_str(f, "n_gpu_layers", buf, true);
         json_int(f, "n_batch", (uint64_t)(w->n_batch > 0 ? w->n_batch : 0), true);
-        json_str(f, "type_kv", w->kv_type, true);
-        test_name(w, buf, sizeof buf);
-        json_str(f, "test", buf, true);
+        json_str(f, "type_k", w->kv_type, true);
+        json_str(f, "type_v", w->kv_type_v[0] ? w->kv_type_v : w->kv_type, true);
+        char tn[64];
+        test_name(w, tn, sizeof tn);
+        json_str(f, "test", tn, true);
         json_int(f, "n_tokens", (uint64_t)(w->n_tokens > 0 ? w->n_tokens : 0), true);
+        json_int(f, "n_depth", (uint64_t)(w->n_depth > 0 ? w->n_depth : 0), true);
         json_int(f, "n_parallel", (uint64_t)(w->n_parallel > 1 ? w->n_parallel : 1), true);
         json_num(f, "avg_ts_per_stream", w->ts_stream, true);
         json_int(f, "reps", (uint64_t)(w->reps > 0 ? w->reps : 0), true);

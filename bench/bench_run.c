@@ -80,10 +80,10 @@ static void fail_row(bench_row *row, const char *msg) {
 /* Seconds per token at each device's peak for this row's bytes: the time decode would take if every
  * device streamed its share at its measured peak. 0 when a peak is unknown. */
 static double ideal_seconds(int n_devices, const bench_bytes *b, bench_sysinfo *si, const bench_options *o,
-                            const bench_row *row, int n_gen, const bench_device_fact **peak_out) {
+                            const bench_row *row, int n_past, int n_gen, const bench_device_fact **peak_out) {
     double t = 0;
     for (int d = 0; d < n_devices; d++) {
-        double bytes = bench_bytes_per_token(b, d, 0, n_gen);
+        double bytes = bench_bytes_per_token(b, d, n_past, n_gen);
         if (bytes <= 0) continue;
         const char *spec = d == 0 ? "cpu" : row->device;
         const bench_device_fact *f = bench_sysinfo_peak(si, o, spec, d == 0 ? row->threads : 0, !o->no_peak);
@@ -93,7 +93,7 @@ static double ideal_seconds(int n_devices, const bench_bytes *b, bench_sysinfo *
     /* the peak column shows the device that holds most of the bytes */
     double best = -1;
     for (int d = 0; d < n_devices; d++) {
-        double bytes = bench_bytes_per_token(b, d, 0, n_gen);
+        double bytes = bench_bytes_per_token(b, d, n_past, n_gen);
         if (bytes > best) {
             best = bytes;
             *peak_out = bench_sysinfo_peak(si, o, d == 0 ? "cpu" : row->device, d == 0 ? row->threads : 0, false);
@@ -131,16 +131,41 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
         fail_row(row, parts ? err.msg : "out of memory");
         goto done;
     }
-    if (n > slm_context_n_ctx(c)) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "%d tokens do not fit the context of %d", n, slm_context_n_ctx(c));
+    int depth = row->n_depth;
+    if (n + depth > slm_context_n_ctx(c)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%d tokens%s do not fit the context of %d", n + depth,
+                 depth ? " (with the depth)" : "", slm_context_n_ctx(c));
         fail_row(row, msg);
         goto done;
+    }
+    if (depth > 0) {
+        /* -d: every sequence's cache filled once with `depth` prompt tokens (untimed); each repetition then
+         * rewinds to that position, so that the rows it reads are the same as after a fresh fill */
+        int32_t *fill = malloc((size_t)depth * sizeof *fill);
+        if (!fill) {
+            fail_row(row, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < depth; i++) fill[i] = toks[i % (n > 0 ? n : 1)];
+        fprintf(stderr, " (filling %d positions)", depth);
+        slm_status s = SLM_OK;
+        for (int q = 0; q < P && !s; q++)
+            for (int at = 0; at < depth && !s; at += row->n_batch) {
+                int len = depth - at < row->n_batch ? depth - at : row->n_batch;
+                slm_batch_part part = {.seq = q, .tokens = fill + at, .n = len};
+                s = slm_eval_batch(c, &part, 1, &err);
+            }
+        free(fill);
+        if (s) {
+            fail_row(row, err.msg);
+            goto done;
+        }
     }
     int warm = o->warmup ? (row->kind == BENCH_PP ? (n < row->n_batch ? n : row->n_batch) : 2) : 0;
     if (warm > n) warm = n;
     for (int r = -(warm > 0); r < o->reps; r++) {
-        for (int q = 0; q < P; q++) slm_seq_rewind(c, q, 0);
+        for (int q = 0; q < P; q++) slm_seq_rewind(c, q, depth);
         int count = r < 0 ? warm : n;
         double t0 = run_now();
         slm_status s = SLM_OK;
@@ -173,12 +198,12 @@ void bench_run_test(slm_model *m, const bench_options *o, bench_sysinfo *si, ben
         bench_bytes b;
         bench_bytes_from_plan(&pi, slm_model_kv_read_bytes(m), &b);
         /* a batched step reads the weights once for its P tokens and each sequence's own KV rows */
-        double kv = bench_bytes_per_token(&b, -1, 0, n) - (double)b.weights;
+        double kv = bench_bytes_per_token(&b, -1, depth, n) - (double)b.weights;
         row->weight_bytes_per_token = (double)b.weights / P;
         row->bytes_per_token = row->weight_bytes_per_token + kv;
         row->gbps = row->bytes_per_token * row->ts_mean / 1e9;
         const bench_device_fact *peak = NULL;
-        double ideal = ideal_seconds(pi.n_devices, &b, si, o, row, n, &peak);
+        double ideal = ideal_seconds(pi.n_devices, &b, si, o, row, depth, n, &peak);
         if (peak) {
             row->peak_gbps = peak->peak / 1e9;
             row->peak_spread_gbps = peak->spread / 1e9;

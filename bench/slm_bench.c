@@ -37,7 +37,7 @@ static void model_type(const slm_model *m, const slm_model_info *info, char *buf
 }
 
 static void fill_config(bench_row *row, const bench_source *src, const slm_model *m, const char *device, int threads,
-                        int ngl, int n_batch, const char *kv) {
+                        int ngl, int n_batch, const char *kv, const char *kv_v) {
     snprintf(row->model, sizeof row->model, "%s", src->label);
     if (m) {
         slm_model_info info = slm_model_get_info(m);
@@ -52,25 +52,28 @@ static void fill_config(bench_row *row, const bench_source *src, const slm_model
     row->n_gpu_layers = ngl;
     row->n_batch = n_batch;
     snprintf(row->kv_type, sizeof row->kv_type, "%s", kv);
+    snprintf(row->kv_type_v, sizeof row->kv_type_v, "%s", kv_v);
 }
 
 /* Adds one row per test of this configuration, all failed with msg (the model did not load, ...). */
 static void error_rows(bench_results *res, const bench_options *o, const bench_source *src, const char *device,
-                       int threads, int ngl, int n_batch, const char *kv, const char *msg) {
+                       int threads, int ngl, int n_batch, const char *kv, const char *kv_v, const char *msg) {
     for (int k = 0; k < 2; k++) {
         const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
         for (int i = 0; i < l->n; i++) {
             if (l->v[i] <= 0) continue;
-            for (int pi = 0; pi < (k ? o->parallel.n : 1); pi++) {
-                bench_row *row = bench_results_add(res);
-                if (!row) return;
-                fill_config(row, src, NULL, device, threads, ngl, n_batch, kv);
-                row->kind = k ? BENCH_TG : BENCH_PP;
-                row->n_tokens = l->v[i];
-                row->n_parallel = k ? o->parallel.v[pi] : 1;
-                row->ok = false;
-                snprintf(row->error, sizeof row->error, "%s", msg);
-            }
+            for (int di = 0; di < o->depths.n; di++)
+                for (int pi = 0; pi < (k ? o->parallel.n : 1); pi++) {
+                    bench_row *row = bench_results_add(res);
+                    if (!row) return;
+                    fill_config(row, src, NULL, device, threads, ngl, n_batch, kv, kv_v);
+                    row->kind = k ? BENCH_TG : BENCH_PP;
+                    row->n_tokens = l->v[i];
+                    row->n_depth = o->depths.v[di];
+                    row->n_parallel = k ? o->parallel.v[pi] : 1;
+                    row->ok = false;
+                    snprintf(row->error, sizeof row->error, "%s", msg);
+                }
         }
     }
 }
@@ -89,6 +92,7 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
     /* -c as given (a test that does not fit fails its row, saying so); the default fits the longest test,
      * with at least 16 positions for --profile's decode steps */
     int n_ctx = max_of(&o->n_prompt) > max_of(&o->n_gen) ? max_of(&o->n_prompt) : max_of(&o->n_gen);
+    n_ctx += max_of(&o->depths);
     if (n_ctx < 16) n_ctx = 16;
     if (o->n_ctx > 0) n_ctx = o->n_ctx;
     int failures = 0;
@@ -96,8 +100,11 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
         for (int gi = 0; gi < o->n_gpu_layers.n; gi++)
             for (int ti = 0; ti < o->threads.n; ti++)
                 for (int bi = 0; bi < o->n_batch.n; bi++)
-                    for (int ki = 0; ki < o->kv_types.n; ki++) {
+                    for (int kvi = 0; kvi < o->kv_types.n * (o->kv_types_v.n ? o->kv_types_v.n : 1); kvi++) {
+                        /* every K type with every V type (-ctv), or with itself (no -ctv) */
+                        int ki = o->kv_types_v.n ? kvi / o->kv_types_v.n : kvi;
                         const char *dev = o->devices.v[di], *kv = o->kv_types.v[ki];
+                        const char *kv_v = o->kv_types_v.n ? o->kv_types_v.v[kvi % o->kv_types_v.n] : kv;
                         int ngl = o->n_gpu_layers.v[gi], nb = o->n_batch.v[bi];
                         int threads = o->threads.v[ti] > 0 ? o->threads.v[ti] : si->n_cores;
                         char gpu[32], msg[600];
@@ -109,15 +116,17 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                                 backends_text(b, sizeof b);
                                 snprintf(msg, sizeof msg, "no GPU device for -ngl %d (backends in this build: %s)", ngl,
                                          b);
-                                error_rows(res, o, src, "none", threads, ngl, nb, kv, msg);
+                                error_rows(res, o, src, "none", threads, ngl, nb, kv, kv_v, msg);
                                 failures++;
                                 continue;
                             }
                             dev = gpu;
                             cpu = false;
                         }
-                        /* kv is one of BENCH_KV_TYPES (checked by bench_options_parse), today always f16 */
+                        /* kv and kv_v are among BENCH_KV_TYPES (checked by bench_options_parse) */
                         slm_params p = slm_params_default();
+                        p.type_k = slm_kv_type_from_name(kv);
+                        p.type_v = slm_kv_type_from_name(kv_v);
                         p.n_threads = threads;
                         p.n_ctx = n_ctx;
                         p.n_batch = nb;
@@ -127,11 +136,11 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                         p.verbose = o->verbose;
                         slm_model *m = NULL;
                         slm_error err = {{0}};
-                        fprintf(stderr, "slm-bench: %s on %s, %d threads, ngl %d, batch %d\n", src->label, dev, threads,
-                                ngl, nb);
+                        fprintf(stderr, "slm-bench: %s on %s, %d threads, ngl %d, batch %d, KV %s/%s\n", src->label,
+                                dev, threads, ngl, nb, kv, kv_v);
                         double t0 = now_s();
                         if (bench_source_load(src, &p, &m, &err)) {
-                            error_rows(res, o, src, dev, threads, ngl, nb, kv, err.msg);
+                            error_rows(res, o, src, dev, threads, ngl, nb, kv, kv_v, err.msg);
                             failures++;
                             continue;
                         }
@@ -145,21 +154,24 @@ static int run_source(const bench_options *o, bench_source *src, bench_sysinfo *
                             const bench_int_list *l = k ? &o->n_gen : &o->n_prompt;
                             for (int i = 0; i < l->n; i++) {
                                 if (l->v[i] <= 0) continue;
-                                for (int pi = 0; pi < (k ? o->parallel.n : 1); pi++) {
-                                    bench_row *row = bench_results_add(res);
-                                    if (!row) break;
-                                    fill_config(row, src, m, dev, threads, ngl, nb, kv);
-                                    row->kind = k ? BENCH_TG : BENCH_PP;
-                                    row->n_tokens = l->v[i];
-                                    row->n_parallel = k ? o->parallel.v[pi] : 1;
-                                    fprintf(stderr, "slm-bench:   %s%d", k ? "tg" : "pp", l->v[i]);
-                                    if (row->n_parallel > 1) fprintf(stderr, ", %d sequences", row->n_parallel);
-                                    fprintf(stderr, " x %d ...", o->reps);
-                                    bench_run_test(m, o, si, row);
-                                    if (row->ok) fprintf(stderr, " %.2f t/s\n", row->ts_mean);
-                                    else fprintf(stderr, " error: %s\n", row->error);
-                                    failures += !row->ok;
-                                }
+                                for (int dpi = 0; dpi < o->depths.n; dpi++)
+                                    for (int pi = 0; pi < (k ? o->parallel.n : 1); pi++) {
+                                        bench_row *row = bench_results_add(res);
+                                        if (!row) break;
+                                        fill_config(row, src, m, dev, threads, ngl, nb, kv, kv_v);
+                                        row->kind = k ? BENCH_TG : BENCH_PP;
+                                        row->n_tokens = l->v[i];
+                                        row->n_depth = o->depths.v[dpi];
+                                        row->n_parallel = k ? o->parallel.v[pi] : 1;
+                                        fprintf(stderr, "slm-bench:   %s%d", k ? "tg" : "pp", l->v[i]);
+                                        if (row->n_depth) fprintf(stderr, " @ d%d", row->n_depth);
+                                        if (row->n_parallel > 1) fprintf(stderr, ", %d sequences", row->n_parallel);
+                                        fprintf(stderr, " x %d ...", o->reps);
+                                        bench_run_test(m, o, si, row);
+                                        if (row->ok) fprintf(stderr, " %.2f t/s\n", row->ts_mean);
+                                        else fprintf(stderr, " error: %s\n", row->error);
+                                        failures += !row->ok;
+                                    }
                             }
                         }
                         if (o->profile) {
@@ -223,7 +235,7 @@ static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *s
             break;
         }
         if (ls) {
-            fill_config(row, src, NULL, dev, threads, k, p.n_batch, "f16");
+            fill_config(row, src, NULL, dev, threads, k, p.n_batch, "f16", "f16");
             row->kind = BENCH_TG;
             row->n_tokens = n_gen;
             snprintf(row->error, sizeof row->error, "%s", err.msg);
@@ -233,7 +245,7 @@ static int run_sweep(const bench_options *o, bench_source *src, bench_sysinfo *s
             continue;
         }
         if (n_units < 0) n_units = slm_model_get_info(m).n_layer + 1;
-        fill_config(row, src, m, dev, threads, k, p.n_batch, "f16");
+        fill_config(row, src, m, dev, threads, k, p.n_batch, "f16", "f16");
         row->kind = BENCH_TG;
         row->n_tokens = n_gen;
         bench_run_test(m, o, si, row);
@@ -330,7 +342,8 @@ static int bench_main(int argc, char **argv) {
             if (bench_source_synthetic(&src, spec, n_threads_build, &err)) {
                 fprintf(stderr, " %s\n", err.msg);
                 snprintf(src.label, sizeof src.label, "synthetic %s", spec);
-                error_rows(&res, &o, &src, o.devices.v[0], 0, o.n_gpu_layers.v[0], o.n_batch.v[0], "f16", err.msg);
+                error_rows(&res, &o, &src, o.devices.v[0], 0, o.n_gpu_layers.v[0], o.n_batch.v[0], "f16", "f16",
+                           err.msg);
                 failures++;
                 continue;
             }

@@ -37,7 +37,9 @@ const char *slm_model_file_type(const slm_model *m) {
 
 uint64_t slm_model_kv_read_bytes(const slm_model *m) {
     const slm_hparams *hp = &m->hp;
-    return 2ull * (uint64_t)hp->n_layer * slm_dtype_row_bytes(SLM_F16, (int64_t)hp->n_head_kv * hp->head_dim);
+    int64_t n = (int64_t)hp->n_head_kv * hp->head_dim;
+    return (uint64_t)hp->n_layer *
+        ((uint64_t)slm_dtype_row_bytes(m->cfg.type_k, n) + slm_dtype_row_bytes(m->cfg.type_v, n));
 }
 
 int slm_backends_list(slm_backend_info *out, int max) {

@@ -50,6 +50,44 @@ static bool device_used(const slm_placement *pl, int n_layer, int d) {
     return false;
 }
 
+/* A GPU that holds layers must have kernels for the KV cache's types: the ops that read the cache cannot
+ * move to the CPU, so a type without a kernel there is refused here, before anything is allocated. */
+static slm_status check_kv_types(const slm_model *m, slm_error *err) {
+    const slm_placement *pl = &m->place;
+    const slm_hparams *hp = &m->hp;
+    if (m->cfg.type_k == SLM_F16 && m->cfg.type_v == SLM_F16) return SLM_OK;
+    int64_t rows = (int64_t)hp->head_dim * hp->n_head_kv;
+    slm_op w = {.kind = SLM_OP_KV_WRITE, .name = "kv type check"},
+           a = {.kind = SLM_OP_ATTENTION, .name = "kv type check"};
+    w.src[0] = slm_tensor_make(NULL, 0, SLM_F32, rows, 1, 1, 1);
+    w.src[1] = slm_tensor_make(NULL, 0, SLM_I32, 1, 1, 1, 1);
+    a.src[0] = slm_tensor_make(NULL, 0, SLM_F32, (int64_t)hp->head_dim * hp->n_head, 1, 1, 1);
+    a.src[1] = slm_tensor_make(NULL, 0, m->cfg.type_k, rows, m->cfg.n_ctx, 1, 1);
+    a.src[2] = slm_tensor_make(NULL, 0, m->cfg.type_v, rows, m->cfg.n_ctx, 1, 1);
+    a.src[3] = w.src[1];
+    a.dst = a.src[0];
+    a.p.attn.n_head = hp->n_head;
+    a.p.attn.n_head_kv = hp->n_head_kv;
+    a.p.attn.head_dim = hp->head_dim;
+    a.p.attn.scale = m->cfg.attn_scale;
+    for (int d = 1; d < pl->n_devices; d++) {
+        bool layers = false;
+        for (int il = 0; il < hp->n_layer; il++) layers |= pl->layer_device[il] == d;
+        if (!layers) continue;
+        slm_device *dev = pl->devices[d];
+        for (int i = 0; i < 2; i++) {
+            slm_dtype t = i ? m->cfg.type_v : m->cfg.type_k;
+            if (t == SLM_F16) continue;
+            w.dst = slm_tensor_make(NULL, 0, t, rows, m->cfg.n_ctx, 1, 1);
+            if (!dev->ops->supports(dev, &w) || !dev->ops->supports(dev, &a))
+                return slm_fail(err, SLM_ERR_UNSUPPORTED,
+                                "%s %s is not supported on %s yet (its layers' KV cache; use f16 there, or -ngl 0)",
+                                i ? "-ctv" : "-ctk", slm_dtype_name(t), dev->name);
+        }
+    }
+    return SLM_OK;
+}
+
 slm_status slm_context_create(slm_model *m, slm_context **out, slm_error *err) {
     return slm_context_create_seqs(m, 1, out, err);
 }
@@ -66,7 +104,8 @@ slm_status slm_context_create_seqs(slm_model *m, int n_seq, slm_context **out, s
     const slm_hparams *hp = &m->hp;
     int n_batch = m->cfg.n_batch;
     /* CPU buffers are host memory, so this instance runs on the model's mapping as its own instance would */
-    slm_status s = slm_device_open("cpu", &pl->cpu_cfg, &c->devices[0], err);
+    slm_status s = check_kv_types(m, err);
+    if (!s) s = slm_device_open("cpu", &pl->cpu_cfg, &c->devices[0], err);
     for (int d = 1; d < pl->n_devices; d++) {
         c->devices[d] = pl->devices[d];
         if (device_used(pl, hp->n_layer, d)) c->sched.locks[d] = &m->place.gpu_lock[d];
@@ -82,7 +121,8 @@ slm_status slm_context_create_seqs(slm_model *m, int n_seq, slm_context **out, s
                 other[d] = slm_scratch_layout(hp, n_batch, d == pl->output_device, NULL, NULL);
         other[0] +=
             ((uint64_t)hp->n_vocab + 1 + (uint64_t)hp->n_embd) * (uint64_t)n_batch * 4; /* logits, pos, staging */
-        s = slm_kv_cache_check_memory(hp, m->cfg.n_ctx, n_seq, c->devices, pl->n_devices, pl->layer_device, other, err);
+        s = slm_kv_cache_check_memory(hp, m->cfg.type_k, m->cfg.type_v, m->cfg.n_ctx, n_seq, c->devices, pl->n_devices,
+                                      pl->layer_device, other, err);
         for (int d = 0; d < pl->n_devices && !s; d++) {
             if (!device_used(pl, hp->n_layer, d)) continue;
             bool logits = d == pl->output_device;
@@ -91,7 +131,8 @@ slm_status slm_context_create_seqs(slm_model *m, int n_seq, slm_context **out, s
             if (!s) slm_scratch_layout(hp, n_batch, logits, &c->scratch[d].buf, &c->scratch[d]);
         }
         if (!s)
-            s = slm_kv_cache_create(hp, m->cfg.n_ctx, n_seq, c->devices, pl->n_devices, pl->layer_device, &c->kv, err);
+            s = slm_kv_cache_create(hp, m->cfg.type_k, m->cfg.type_v, m->cfg.n_ctx, n_seq, c->devices, pl->n_devices,
+                                    pl->layer_device, &c->kv, err);
         slm_sched_unlock(&c->sched);
     }
     if (!s) {

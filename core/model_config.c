@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "kv_cache.h"
 
 /* The request, else the trained context up to 4096. Phi-3 (not Phi-4) attends over a sliding window of the
  * last W positions; the attention op is causal over the whole cache, which is the same function while the
@@ -92,5 +93,6 @@ slm_status slm_model_config_resolve(const slm_gguf *g, const slm_hparams *hp, co
     memset(out, 0, sizeof *out);
     slm_status s = resolve_ctx(g, hp, p, out, err);
     if (!s) s = resolve_rope(g, hp, out, err);
+    if (!s) s = slm_kv_types_resolve(hp, p->type_k, p->type_v, &out->type_k, &out->type_v, err);
     return s;
 }

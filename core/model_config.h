@@ -7,12 +7,14 @@
 #include "arch.h"
 #include "gguf.h"
 #include "slm.h"
+#include "types.h"
 
 typedef struct slm_model_config {
     int n_ctx;                   /* context window in tokens */
     int n_batch;                 /* largest batch of one forward pass (<= n_ctx) */
     const char *rope_freqs_name; /* the tensor of rope frequency divisors for n_ctx; NULL: none */
     float rope_attn_factor;      /* magnitude factor of rotated q and k (longrope), 1 otherwise */
+    slm_dtype type_k, type_v;    /* KV cache element types (f16, q8_0, q4_0), from params.type_k / type_v */
     float attn_scale;            /* q.k scale: rope_attn_factor^2 / sqrt(head_dim, or gemma3's query_pre_attn_scalar) */
 } slm_model_config;
 

@@ -46,7 +46,8 @@ static int work_shapes(const slm_model *m, int d, bool output, slm_op *ops) {
         slm_op a = {.kind = SLM_OP_ATTENTION, .name = "work shape"};
         int64_t q_rows = (int64_t)hp->head_dim * hp->n_head, kv_rows = (int64_t)hp->head_dim * hp->n_head_kv;
         a.src[0] = slm_tensor_make(NULL, 0, SLM_F32, q_rows, T, 1, 1);
-        a.src[1] = a.src[2] = slm_tensor_make(NULL, 0, SLM_F16, kv_rows, m->cfg.n_ctx, 1, 1);
+        a.src[1] = slm_tensor_make(NULL, 0, m->cfg.type_k, kv_rows, m->cfg.n_ctx, 1, 1);
+        a.src[2] = slm_tensor_make(NULL, 0, m->cfg.type_v, kv_rows, m->cfg.n_ctx, 1, 1);
         a.src[3] = slm_tensor_make(NULL, 0, SLM_I32, T, 1, 1, 1);
         a.dst = a.src[0];
         a.p.attn.n_head = hp->n_head;
@@ -75,7 +76,7 @@ void slm_model_plan_input(const slm_model *m, slm_plan_model *pm) {
     pm->layer_bytes = m->layer_bytes;
     pm->output_bytes = m->output_bytes;
     pm->embd_row_bytes = m->host.tok_embd.nb[1];
-    pm->kv_bytes_per_layer = slm_kv_layer_bytes(hp, m->cfg.n_ctx);
+    pm->kv_bytes_per_layer = slm_kv_layer_bytes(hp, m->cfg.type_k, m->cfg.type_v, m->cfg.n_ctx);
     pm->scratch_bytes = slm_scratch_layout(hp, m->cfg.n_batch, false, NULL, NULL);
     pm->logits_bytes = (uint64_t)hp->n_vocab * (uint64_t)m->cfg.n_batch * 4;
     pm->boundary_bytes = (uint64_t)hp->n_embd * 4;
@@ -130,7 +131,7 @@ static uint64_t runtime_bytes(const slm_model *m, int d) {
     const slm_hparams *hp = &m->hp;
     uint64_t n = 0;
     for (int i = 0; i < hp->n_layer; i++) n += m->place.layer_device[i] == d;
-    return n * slm_kv_layer_bytes(hp, m->cfg.n_ctx) +
+    return n * slm_kv_layer_bytes(hp, m->cfg.type_k, m->cfg.type_v, m->cfg.n_ctx) +
         slm_scratch_layout(hp, m->cfg.n_batch, m->place.output_device == d, NULL, NULL);
 }
 
@@ -431,7 +432,7 @@ slm_plan_info slm_model_plan_info(const slm_model *m) {
     snprintf(pi.note, sizeof pi.note, "%s%s%.190s%s%.150s", pl->threads_note,
              pl->threads_note[0] && pl->note[0] ? "; " : "", pl->note,
              (pl->threads_note[0] || pl->note[0]) && pl->repack_note[0] ? "; " : "", pl->repack_note);
-    uint64_t kv_layer = slm_kv_layer_bytes(hp, m->cfg.n_ctx);
+    uint64_t kv_layer = slm_kv_layer_bytes(hp, m->cfg.type_k, m->cfg.type_v, m->cfg.n_ctx);
     uint64_t embd_row = m->host.tok_embd.nb[1];
     for (int d = 0; d < pl->n_devices; d++) {
         slm_plan_device_info *di = &pi.device[d];

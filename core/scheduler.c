@@ -36,7 +36,7 @@ static uint64_t op_bytes(const slm_op *op, int pos, int n_tokens) {
         /* a sliding window reads its last rows only: the first token's window and the batch's new rows */
         int rows = pos + n_tokens, w = op->p.attn.window;
         if (w > 0 && rows > w + n_tokens - 1) rows = w + n_tokens - 1;
-        return slm_kv_bytes_read(&op->src[1], rows);
+        return slm_kv_bytes_read(&op->src[1], &op->src[2], rows);
     }
     default: return 0;
     }

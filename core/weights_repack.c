@@ -108,7 +108,7 @@ slm_status slm_weights_repack_host(slm_model *m, slm_error *err) {
     slm_device_memory(cpu, &free_b, &total_b);
     int host_layers = 0;
     for (int il = 0; il < m->hp.n_layer; il++) host_layers += pl->layer_device[il] == 0;
-    uint64_t context = slm_kv_layer_bytes(&m->hp, m->cfg.n_ctx) * (uint64_t)host_layers +
+    uint64_t context = slm_kv_layer_bytes(&m->hp, m->cfg.type_k, m->cfg.type_v, m->cfg.n_ctx) * (uint64_t)host_layers +
         slm_scratch_layout(&m->hp, m->cfg.n_batch, pl->output_device == 0, NULL, NULL);
     size_t budget = free_b - free_b / 4 > context ? free_b - free_b / 4 - (size_t)context : 0;
     int fit = 0;

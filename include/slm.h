@@ -57,7 +57,23 @@ typedef struct slm_params {
     size_t vram_budget;       /* 0: the device's free memory; else a cap in bytes (per GPU) */
     const char *tensor_split; /* several GPUs: their shares of the GPU layers, "3,1" (NULL: equal) */
     bool verbose;             /* print the plan and load messages to stderr */
+    /* Element types of the KV cache (K and V apart), 0 = SLM_KV_F16, so a zeroed or older initializer keeps
+     * f16. Quantized rows are whole 32-element blocks: they need a head size that is a multiple of 32, and a
+     * backend with a kernel for them (today the CPU; a GPU without one refuses at context creation). */
+    int type_k, type_v; /* slm_kv_type */
 } slm_params;
+
+/* KV cache types (slm_params.type_k / type_v; llama.cpp's -ctk / -ctv names). */
+typedef enum slm_kv_type {
+    SLM_KV_F16 = 0,
+    SLM_KV_Q8_0 = 1, /* 34 bytes per 32 elements: 53% of f16 */
+    SLM_KV_Q4_0 = 2, /* 18 bytes per 32 elements: 28% of f16 */
+    SLM_KV_TYPE_COUNT
+} slm_kv_type;
+/* "f16", "q8_0", "q4_0"; NULL for a value out of range. */
+const char *slm_kv_type_name(int t);
+/* The type named `name` (as slm_kv_type_name spells it), or -1. */
+int slm_kv_type_from_name(const char *name);
 
 /* Named n_gpu_layers values. */
 #define SLM_NGL_ALL (-1)  /* every layer and the output head on the GPU(s) */
@@ -284,7 +300,7 @@ void slm_sampler_accept(slm_sampler *s, int32_t token); /* history for the repet
 const char *slm_model_file_type(const slm_model *m);
 
 /* KV cache bytes a generated token reads per position of its context: the K and V rows of every layer, as
- * stored (f16) but without the rows' alignment padding, which attention does not read. The plan's kv_bytes
+ * stored (f16, or the quantized blocks of -ctk / -ctv) but without the rows' alignment padding, which attention does not read. The plan's kv_bytes
  * are the memory held, padding included. */
 uint64_t slm_model_kv_read_bytes(const slm_model *m);
 

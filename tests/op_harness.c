@@ -807,6 +807,161 @@ void slm_harness_run_gemma(slm_harness *h) {
     slm_harness_attention_window(h, 64, 2, 1, 48, 5, 10, 0, 1);
 }
 
+/* ---- quantized KV caches ---- */
+
+/* Whether the device has a kernel for op; a refusal is counted as a skip with its reason. */
+static bool kv_supported(slm_harness *h, const slm_op *op, const char *what) {
+    if (h->dev->ops->supports(h->dev, op)) return true;
+    printf("  skip %s: %s refuses this KV cache type (no kernel)\n", what, h->dev->name);
+    h->n_skip++;
+    return false;
+}
+
+void slm_harness_kv_write_type(slm_harness *h, slm_dtype t, int64_t n, int64_t n_ctx, int64_t T, int pos0, size_t pad) {
+    char what[160];
+    snprintf(what, sizeof what, "kv_write %s n=%lld n_ctx=%lld T=%lld pos0=%d pad=%zu", slm_dtype_name(t), (long long)n,
+             (long long)n_ctx, (long long)T, pos0, pad);
+    size_t row = slm_dtype_row_bytes(t, n), ld = row + pad, bytes = ld * (size_t)n_ctx;
+    float *x = malloc(sizeof(float) * (size_t)(n * T));
+    uint8_t *cache = malloc(bytes), *back = malloc(bytes), *want = malloc(bytes);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    slm_test_fill(x, n * T, slm_harness_rng(h), 4.0f);
+    memset(cache, 0x7e, bytes);
+    for (int64_t t2 = 0; t2 < T; t2++) pos[t2] = pos0 + (int32_t)t2;
+    memcpy(want, cache, bytes);
+    for (int64_t t2 = 0; t2 < T; t2++) slm_ref_quantize_row(t, x + t2 * n, want + (size_t)pos[t2] * ld, n);
+    slm_harness_buf bx, bc, bp;
+    bool ok = slm_harness_alloc(h, &bx, x, sizeof(float) * (size_t)(n * T)) &&
+        slm_harness_alloc(h, &bc, cache, bytes) && slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T);
+    if (ok) {
+        slm_op op;
+        memset(&op, 0, sizeof op);
+        op.kind = SLM_OP_KV_WRITE;
+        op.name = "harness_kv_write";
+        op.dst = slm_tensor_make(&bc.buf, h->offset, t, n, n_ctx, 1, 1);
+        op.dst.nb[1] = ld;
+        op.dst.nb[2] = op.dst.nb[3] = ld * (size_t)n_ctx;
+        op.src[0] = slm_tensor_make(&bx.buf, h->offset, SLM_F32, n, T, 1, 1);
+        op.src[1] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
+        if (kv_supported(h, &op, what) && slm_harness_exec(h, &op, 1, what) &&
+            slm_harness_download(h, &bc, back, bytes)) {
+            size_t bad = 0, first = 0;
+            for (size_t i = 0; i < bytes; i++)
+                if (back[i] != want[i] && !bad++) first = i;
+            CHECK(bad == 0, "%s: %zu bytes differ from the reference quantizer's, the first at row %zu byte %zu", what,
+                  bad, first / ld, first % ld);
+            if (bad) h->n_fail++;
+            else h->n_pass++;
+            if (h->verbose) printf("  %s: %s\n", what, bad ? "FAIL" : "ok");
+        }
+    } else {
+        CHECK(0, "%s: buffers", what);
+        h->n_fail++;
+    }
+    slm_harness_free(h, &bx);
+    slm_harness_free(h, &bc);
+    slm_harness_free(h, &bp);
+    free(x);
+    free(cache);
+    free(back);
+    free(want);
+    free(pos);
+}
+
+void slm_harness_attention_kv(slm_harness *h, slm_dtype kt, slm_dtype vt, int hd, int n_head, int n_head_kv,
+                              int64_t n_ctx, int64_t T, int pos0, size_t pad, int window) {
+    char what[192];
+    snprintf(what, sizeof what, "attention K %s V %s hd=%d heads=%d/%d n_ctx=%lld T=%lld pos0=%d pad=%zu window=%d",
+             slm_dtype_name(kt), slm_dtype_name(vt), hd, n_head, n_head_kv, (long long)n_ctx, (long long)T, pos0, pad,
+             window);
+    int64_t nq = (int64_t)hd * n_head, nkv = (int64_t)hd * n_head_kv;
+    size_t kld = slm_dtype_row_bytes(kt, nkv) + pad, vld = slm_dtype_row_bytes(vt, nkv) + pad;
+    float *q = malloc(sizeof(float) * (size_t)(nq * T)), *row = malloc(sizeof(float) * (size_t)nkv);
+    uint8_t *kc = malloc(kld * (size_t)n_ctx), *vc = malloc(vld * (size_t)n_ctx);
+    float *got = malloc(sizeof(float) * (size_t)(nq * T)), *want = malloc(sizeof(float) * (size_t)(nq * T));
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    slm_test_fill(q, nq * T, slm_harness_rng(h), 1.0f);
+    memset(kc, 0x7e, kld * (size_t)n_ctx);
+    memset(vc, 0x7e, vld * (size_t)n_ctx);
+    for (int64_t r = 0; r < n_ctx; r++) {
+        slm_test_fill(row, nkv, slm_harness_rng(h), 2.0f);
+        slm_ref_quantize_row(kt, row, kc + (size_t)r * kld, nkv);
+        slm_test_fill(row, nkv, slm_harness_rng(h), 1.0f);
+        slm_ref_quantize_row(vt, row, vc + (size_t)r * vld, nkv);
+    }
+    for (int64_t t = 0; t < T; t++) pos[t] = pos0 + (int32_t)t;
+    slm_harness_buf bq, bk, bv, bp, bo;
+    bool ok = slm_harness_alloc(h, &bq, q, sizeof(float) * (size_t)(nq * T)) &&
+        slm_harness_alloc(h, &bk, kc, kld * (size_t)n_ctx) && slm_harness_alloc(h, &bv, vc, vld * (size_t)n_ctx) &&
+        slm_harness_alloc(h, &bp, pos, sizeof(int32_t) * (size_t)T) &&
+        slm_harness_alloc(h, &bo, NULL, sizeof(float) * (size_t)(nq * T));
+    if (ok) {
+        slm_op op;
+        memset(&op, 0, sizeof op);
+        op.kind = SLM_OP_ATTENTION;
+        op.name = "harness_attention_kv";
+        op.p.attn.n_head = n_head;
+        op.p.attn.n_head_kv = n_head_kv;
+        op.p.attn.head_dim = hd;
+        op.p.attn.scale = 1.0f / sqrtf((float)hd);
+        op.p.attn.window = window;
+        op.dst = slm_tensor_make(&bo.buf, h->offset, SLM_F32, nq, T, 1, 1);
+        op.src[0] = slm_tensor_make(&bq.buf, h->offset, SLM_F32, nq, T, 1, 1);
+        op.src[1] = slm_tensor_make(&bk.buf, h->offset, kt, nkv, n_ctx, 1, 1);
+        op.src[1].nb[1] = kld;
+        op.src[1].nb[2] = op.src[1].nb[3] = kld * (size_t)n_ctx;
+        op.src[2] = slm_tensor_make(&bv.buf, h->offset, vt, nkv, n_ctx, 1, 1);
+        op.src[2].nb[1] = vld;
+        op.src[2].nb[2] = op.src[2].nb[3] = vld * (size_t)n_ctx;
+        op.src[3] = slm_tensor_make(&bp.buf, h->offset, SLM_I32, T, 1, 1, 1);
+        if (kv_supported(h, &op, what) && slm_harness_exec(h, &op, 1, what) &&
+            slm_harness_download(h, &bo, got, sizeof(float) * (size_t)(nq * T))) {
+            for (int64_t t = 0; t < T; t++)
+                slm_ref_attention_kv(q + t * nq, kt, kc, kld, vt, vc, vld, want + t * nq, hd, n_head, n_head_kv, pos[t],
+                                     window, op.p.attn.scale);
+            slm_harness_judge(h, what, got, want, nq * T, h->tol_attn);
+        }
+    } else {
+        CHECK(0, "%s: buffers", what);
+        h->n_fail++;
+    }
+    slm_harness_free(h, &bq);
+    slm_harness_free(h, &bk);
+    slm_harness_free(h, &bv);
+    slm_harness_free(h, &bp);
+    slm_harness_free(h, &bo);
+    free(q);
+    free(row);
+    free(kc);
+    free(vc);
+    free(got);
+    free(want);
+    free(pos);
+}
+
+void slm_harness_run_kv_types(slm_harness *h) {
+    /* writes: one token and a batch, a row of 3 KV heads of 96 (not a power of two), padded rows */
+    slm_harness_kv_write_type(h, SLM_Q8_0, 256, 40, 1, 17, 0);
+    slm_harness_kv_write_type(h, SLM_Q4_0, 288, 64, 9, 30, 46);
+    slm_harness_kv_write_type(h, SLM_Q8_0, 1024, 300, 33, 200, 64);
+    /* attention (the harness runs these on 1 and 2 threads): one position; decode at 5000 positions (20 chunks, split across threads); prompt batches
+     * across a chunk edge (256); groups of 1, 2, 4 and 12 query heads per KV head (12: two calls of at most
+     * 8); head sizes 64, 96, 128; mixed K and V types; padded rows (NaN bytes there); a sliding window */
+    slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q8_0, 64, 4, 1, 8, 1, 0, 0, 0);
+    slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q8_0, 64, 32, 8, 5000, 1, 4999, 0, 0);
+    slm_harness_attention_kv(h, SLM_Q4_0, SLM_Q4_0, 128, 8, 2, 5000, 1, 4321, 64, 0);
+    slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q4_0, 96, 6, 3, 600, 7, 250, 30, 0);
+    slm_harness_attention_kv(h, SLM_Q4_0, SLM_F16, 64, 12, 1, 300, 5, 200, 0, 0);
+    slm_harness_attention_kv(h, SLM_F16, SLM_Q8_0, 128, 8, 8, 520, 1, 515, 16, 0);
+    slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q8_0, 64, 4, 2, 1200, 1, 1100, 0, 300);
+    slm_harness_attention_kv(h, SLM_Q4_0, SLM_Q8_0, 64, 4, 2, 700, 20, 600, 0, 512);
+    /* prompt batches past whole chunks, whose tokens go through each KV head together (the CPU's joint
+     * chunks, then each token's last ones): 2, 4 and 8 query heads per KV head, a batch tail, f16 mixed in */
+    slm_harness_attention_kv(h, SLM_Q8_0, SLM_Q8_0, 64, 8, 2, 1100, 13, 1000, 0, 0);
+    slm_harness_attention_kv(h, SLM_Q4_0, SLM_F16, 128, 8, 1, 800, 5, 700, 32, 0);
+    slm_harness_attention_kv(h, SLM_F16, SLM_Q4_0, 64, 16, 2, 600, 9, 512, 0, 0);
+}
+
 void slm_harness_report(const slm_harness *h, const char *name) {
     printf("%s on %s: %d passed, %d failed, %d skipped\n", name, h->dev->name, h->n_pass, h->n_fail, h->n_skip);
     for (int k = 0; k < SLM_OP_KIND_COUNT; k++)

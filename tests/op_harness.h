@@ -142,6 +142,20 @@ void slm_harness_run_long_positions(slm_harness *h);
  * older checks' seeded data stays as it was. */
 void slm_harness_run_gemma(slm_harness *h);
 
+/* Quantized KV caches (-ctk / -ctv). kv_write of T columns into rows pos0.. of a cache of type t [n, n_ctx]
+ * whose rows are `pad` bytes apart beyond their blocks (0x7e there and in the untouched rows must stay): the
+ * written rows must be slm_ref_quantize_row's bytes exactly. */
+void slm_harness_kv_write_type(slm_harness *h, slm_dtype t, int64_t n, int64_t n_ctx, int64_t T, int pos0, size_t pad);
+/* Attention over K and V caches of types kt and vt (quantized from random rows; rows `pad` bytes apart beyond
+ * their blocks, 0x7e bytes there: an f16 NaN), T tokens at pos0.. (window as p.attn.window), against
+ * slm_ref_attention_kv. */
+void slm_harness_attention_kv(slm_harness *h, slm_dtype kt, slm_dtype vt, int hd, int n_head, int n_head_kv,
+                              int64_t n_ctx, int64_t T, int pos0, size_t pad, int window);
+/* The quantized KV suite: writes and attention at 1 to 5000 positions, head sizes 64, 96 and 128, groups of 1
+ * to 12 query heads per KV head (and prompt batches sharing a pass), mixed K and V types, windows, padded rows. A device that has no kernel for a
+ * quantized cache must refuse it (supports() false): each of those counts as a skip, not a failure. */
+void slm_harness_run_kv_types(slm_harness *h);
+
 /* Prints the summary line and per-kind wall times. */
 void slm_harness_report(const slm_harness *h, const char *name);
 

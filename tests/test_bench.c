@@ -105,9 +105,11 @@ static void test_options(void) {
         "-m x -b 0",                     /* batch */
         "--write-synthetic f.gguf -m x", /* needs --synthetic */
         "-m x --peak-mib 8",             /* too small a buffer to measure anything */
-        "-m x -ctk q8_0",                /* the engine has f16 KV only */
-        "-m x -ctk f16,q4_0",            /* one bad item spoils the list */
+        "-m x -ctk q5_0",                /* not a KV cache type the engine has */
+        "-m x -ctk f16,q4_1",            /* one bad item spoils the list */
         "-m x -ctk f1",                  /* no prefix match */
+        "-m x -ctv q8",                  /* -ctv likewise */
+        "-m x -d -1",                    /* depth */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
@@ -119,16 +121,25 @@ static void test_options(void) {
 
     /* an unsupported KV type is a usage error naming the type and the supported ones */
     err.msg[0] = 0;
-    CHECK(parse(&o, &err, "-m x -ctk q8_0") == SLM_ERR_INVALID_ARG && strstr(err.msg, "'q8_0'") &&
-              strstr(err.msg, "supported: f16") && strstr(err.msg, "-ctk"),
+    CHECK(parse(&o, &err, "-m x -ctk q5_0") == SLM_ERR_INVALID_ARG && strstr(err.msg, "'q5_0'") &&
+              strstr(err.msg, "supported: f16,q8_0,q4_0") && strstr(err.msg, "-ctk"),
           "KV type message: %s", err.msg);
+    bench_options_free(&o);
+    CHECK(parse(&o, &err, "-m x -ctk f16,q8_0 -ctv q4_0 -d 0,4096,16384") == SLM_OK && o.kv_types.n == 2 &&
+              !strcmp(o.kv_types.v[1], "q8_0") && o.kv_types_v.n == 1 && !strcmp(o.kv_types_v.v[0], "q4_0") &&
+              o.depths.n == 3 && o.depths.v[2] == 16384,
+          "K and V type lists, depths: %s", err.msg);
+    bench_options_free(&o);
+    CHECK(parse(&o, &err, "-m x") == SLM_OK && o.depths.n == 1 && o.depths.v[0] == 0 && o.kv_types_v.n == 0,
+          "default depth 0, V types follow K: %s", err.msg);
     bench_options_free(&o);
     CHECK(parse(&o, &err, "-m x --cache-type f16,f16 --peak-mib 64") == SLM_OK && o.kv_types.n == 2 &&
               !strcmp(o.kv_types.v[1], "f16") && o.peak_mib == 64,
           "f16 twice, peak buffer: %s", err.msg);
     bench_options_free(&o);
-    CHECK(bench_kv_type_supported("f16") && !bench_kv_type_supported("") && !bench_kv_type_supported("f16x") &&
-              !bench_kv_type_supported("q8_0"),
+    CHECK(bench_kv_type_supported("f16") && bench_kv_type_supported("q8_0") && bench_kv_type_supported("q4_0") &&
+              !bench_kv_type_supported("") && !bench_kv_type_supported("f16x") && !bench_kv_type_supported("q8") &&
+              !bench_kv_type_supported("q4_1"),
           "KV type table");
 }
 
@@ -440,7 +451,9 @@ static void make_rows(bench_results *r) {
     snprintf(w->model, sizeof w->model, "weird \"name\", with\\ | pipes\nand a newline");
     snprintf(w->model_type, sizeof w->model_type, "llama 1.24B Q4_0");
     snprintf(w->device, sizeof w->device, "cpu");
-    snprintf(w->kv_type, sizeof w->kv_type, "f16");
+    snprintf(w->kv_type, sizeof w->kv_type, "q8_0");
+    snprintf(w->kv_type_v, sizeof w->kv_type_v, "q4_0");
+    w->n_depth = 4096;
     w->model_bytes = 773000000;
     w->model_params = 1235814400;
     w->threads = 2;
@@ -529,7 +542,7 @@ static void test_formats(void) {
                 header_fields = n;
                 header = start;
             }
-            CHECK(n == header_fields && n == 39, "record %d has %d fields (header %d)", records, n, header_fields);
+            CHECK(n == header_fields && n == 41, "record %d has %d fields (header %d)", records, n, header_fields);
             if (records >= 1) {
                 /* the fields by their header names, as a spreadsheet would read them */
                 static const struct {
@@ -543,7 +556,10 @@ static void test_formats(void) {
                     {"params", "1235814400", "0"},
                     {"bytes_per_token", "949904", "0"},
                     {"gbps", "0.011873", "0"},
-                    {"test", "tg128", "pp512"},
+                    {"test", "tg128 @ d4096", "pp512"},
+                    {"n_depth", "4096", "0"},
+                    {"type_k", "q8_0", ""},
+                    {"type_v", "q4_0", ""},
                     {"n_gpu_layers", "0", "all"},
                     {"ok", "true", "false"},
                     {"peak_exceeded", "false", "false"},

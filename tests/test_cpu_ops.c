@@ -18,6 +18,7 @@ int main(void) {
         slm_harness_run_all(&h);
         slm_harness_run_long_positions(&h);
         slm_harness_run_gemma(&h);
+        slm_harness_run_kv_types(&h);
         failures += slm_harness_finish(&h, threads == 1 ? "test_cpu_ops (1 thread)" : "test_cpu_ops (2 threads)");
         slm_device_close(dev);
     }

@@ -562,6 +562,7 @@ int main(void) {
     slm_harness_attention(&h, 80, 6, 3, 700, 20, 600, 32); /* prompt batch deep into the cache */
     slm_harness_run_long_positions(&h);                    /* rope at 128k as the CPU, prompt batches at 4k */
     slm_harness_run_gemma(&h);                             /* GeGLU, per-head norms of 256, sliding windows */
+    slm_harness_run_kv_types(&h);                          /* no quantized KV kernel yet: refused, a skip each */
     prompt_attention(&h);
     /* the GEMM's weight dequantized in two chunks (SLM_CUDA_GEMM_CHUNK_ELEMS / K rows, then the rest) */
     slm_harness_matmul(&h, SLM_Q4_0, 4096, (SLM_CUDA_GEMM_CHUNK_ELEMS / 4096) + 5, 9, true);

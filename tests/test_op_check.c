@@ -160,6 +160,16 @@ static void test_valid(void) {
     CHECK(slm_op_check(&op, NULL) == SLM_OK, "attention over a window of one row");
     op.p.attn.window = 512;
     CHECK(slm_op_check(&op, NULL) == SLM_OK, "attention with a window larger than the cache");
+    /* quantized KV caches (-ctk / -ctv): q8_0 K, q4_0 V, padded rows; a q8_0 cache written */
+    op = valid(SLM_OP_ATTENTION);
+    op.src[1] = make(1, SLM_Q8_0, 128, 16, 1);
+    op.src[1].nb[1] = 4 * 34 + 20;
+    op.src[1].nb[2] = op.src[1].nb[3] = op.src[1].nb[1] * 16;
+    op.src[2] = make(2, SLM_Q4_0, 128, 16, 1);
+    CHECK(slm_op_check(&op, NULL) == SLM_OK, "attention over a q8_0 K and q4_0 V cache");
+    op = valid(SLM_OP_KV_WRITE);
+    op.dst = make(0, SLM_Q8_0, 128, 16, 1);
+    CHECK(slm_op_check(&op, NULL) == SLM_OK, "kv_write into a q8_0 cache");
     op = valid(SLM_OP_ROPE);
     op.dst.nb[1] = 64 * 4 + 16; /* padded heads */
     op.dst.nb[2] = op.dst.nb[1] * 4;
@@ -273,6 +283,8 @@ static void test_shapes_and_params(void) {
     REJECT(SLM_OP_KV_WRITE, "src1", op.src[1] = make(2, SLM_I32, 2, 1, 1));
     REJECT(SLM_OP_KV_WRITE, "dst", op.dst.nb[1] = 200);
     REJECT(SLM_OP_KV_WRITE, "dst", op.dst.type = SLM_F32);
+    REJECT(SLM_OP_KV_WRITE, "dst", op.dst = make(0, SLM_Q4_K, 256, 16, 1); op.src[0] = make(1, SLM_F32, 256, 3, 1));
+    REJECT(SLM_OP_KV_WRITE, "dst", op.dst = make(0, SLM_Q8_0, 128, 16, 1); op.dst.nb[1] = 3 * 34);
     REJECT(SLM_OP_KV_WRITE, "src0", op.src[0] = make(1, SLM_F32, 128, 17, 1); op.src[1] = make(2, SLM_I32, 17, 1, 1));
 
     REJECT(SLM_OP_ATTENTION, "n_head_kv", op.p.attn.n_head_kv = 3);
@@ -290,6 +302,11 @@ static void test_shapes_and_params(void) {
     REJECT(SLM_OP_ATTENTION, "dst", op.dst = make(4, SLM_F32, 256, 2, 1));
     REJECT(SLM_OP_ATTENTION, "in place", op.dst = op.src[0]);
     REJECT(SLM_OP_ATTENTION, "window", op.p.attn.window = -1);
+    /* a quantized cache needs heads of whole blocks: 4 heads of 48 over 2 kv heads (96 = 3 blocks) */
+    REJECT(SLM_OP_ATTENTION, "head_dim 48", op.p.attn.head_dim = 48; op.p.attn.n_head = 4; op.p.attn.n_head_kv = 2;
+           op.src[0] = make(0, SLM_F32, 192, 3, 1); op.dst = make(4, SLM_F32, 192, 3, 1);
+           op.src[1] = make(1, SLM_Q8_0, 96, 16, 1); op.src[2] = make(2, SLM_F16, 96, 16, 1));
+    REJECT(SLM_OP_ATTENTION, "src1", op.src[1] = make(1, SLM_Q5_0, 128, 16, 1));
 
     REJECT(SLM_OP_SWIGLU, "src1", op.src[1] = make(1, SLM_F32, 64, 2, 1));
     REJECT(SLM_OP_SWIGLU, "dst", op.dst = op.src[1]; op.dst.offset += 4);
@@ -333,8 +350,8 @@ static void graph_ops_pass(const char *spec_str, int n_ctx, bool want_bias, bool
     slm_kv_cache kv = {0};
     int n_batch = m->cfg.n_batch;
     bool ok = slm_buffer_alloc(dev, (size_t)slm_scratch_layout(hp, n_batch, true, NULL, NULL), &sbuf, &err) == SLM_OK &&
-        slm_kv_cache_create(hp, m->cfg.n_ctx, 1, m->place.devices, m->place.n_devices, m->place.layer_device, &kv,
-                            &err) == SLM_OK;
+        slm_kv_cache_create(hp, m->cfg.type_k, m->cfg.type_v, m->cfg.n_ctx, 1, m->place.devices, m->place.n_devices,
+                            m->place.layer_device, &kv, &err) == SLM_OK;
     CHECK(ok, "%s: buffers: %s", spec_str, err.msg);
     bool bias = false, factors = false;
     if (ok) {

@@ -82,6 +82,8 @@ void slm_cli_usage(FILE *f, const char *cmd) {
             "         --min-p P (0..1)  --repeat-penalty R (> 0)  --repeat-last-n N  --seed S  --greedy\n"
             "         --device auto|cpu|vulkan:N|cuda:N[,...]  -ngl N|all|auto  --vram-budget SIZE (4G, 512M)\n"
             "         --tensor-split 3,1  --no-bos (without --chat)  -v  -h/--help\n"
+            "         -ctk, -ctv f16|q8_0|q4_0  (KV cache types of K and V; quantized: CPU layers only, head\n"
+            "                                    size a multiple of 32; default f16)\n"
             "         --no-parse-special  (--chat, chat: text of the user's that looks like a special token,\n"
             "                              \"<|im_end|>\", stays text; by default it is parsed as the token)\n"
             "         --f32-act  (CPU, CUDA: f32 activations in mat-muls; slow, for accuracy checks)\n");
@@ -191,6 +193,10 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
                                                  "--vram-budget",
                                                  "-ts",
                                                  "--tensor-split",
+                                                 "-ctk",
+                                                 "--cache-type-k",
+                                                 "-ctv",
+                                                 "--cache-type-v",
                                                  "--host",
                                                  "--port",
                                                  "--parallel",
@@ -260,6 +266,12 @@ bool slm_cli_parse(const char *cmd, int argc, char **argv, int first, slm_cli_op
                 if (cli_parse_int(v, 0, 1 << 20, &x, why, sizeof why)) o->params.n_gpu_layers = (int)x;
                 else ok = bad(a, v, "not a layer count (0..1048576), all or auto");
             }
+        } else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k") || !strcmp(a, "-ctv") ||
+                   !strcmp(a, "--cache-type-v")) {
+            int t = slm_kv_type_from_name(v);
+            if (t < 0) ok = bad(a, v, "not a KV cache type (f16, q8_0, q4_0)");
+            else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) o->params.type_k = t;
+            else o->params.type_v = t;
         } else if (!strcmp(a, "--vram-budget")) {
             char why[96];
             if (!cli_parse_size(v, &o->params.vram_budget, why, sizeof why)) ok = bad(a, v, why);

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "attend_kv.h"
 #include "ops_ref.h"
 #include "quant_ref.h"
 
@@ -34,6 +35,33 @@ static bool matmul_uses_gemm(const slm_cpu_exec *e, const slm_op *op) {
     return e->k->gemm && op->src[1].ne[1] >= e->k->gemm_min_cols && e->k->gemm_has(op->src[0].type);
 }
 
+/* Attention runs on the KV kernel (attend_kv.h: the query heads of a KV head in one pass, positions split
+ * across threads at decode) for a quantized K or V cache and for an f16 one whose heads are whole 16-element
+ * units (every model slm knows); attend_f16, one head at a time, takes the other head sizes. */
+static bool attention_on_kv_kernel(const slm_op *op) {
+    return op->src[1].type != SLM_F16 || op->src[2].type != SLM_F16 || op->p.attn.head_dim % 16 == 0;
+}
+
+/* Decode (one token) splits each KV head's positions into chunks that the threads share, a partial softmax
+ * per chunk, merged afterwards; wider batches give each thread whole (token, KV head) pairs. */
+#define ATTN_SPLIT_MAX_T 1
+
+static int64_t attention_kv_chunks(int64_t n_ctx) { return (n_ctx + SLM_ATTEND_KV_CHUNK - 1) / SLM_ATTEND_KV_CHUNK; }
+
+/* Floats of each thread's scratch: three partials of the most heads a call takes and their queries. */
+static size_t attention_kv_per_thread(int hd) {
+    return 3 * slm_attend_kv_partial_floats(SLM_ATTEND_KV_MAX_G, hd) + (size_t)SLM_ATTEND_KV_MAX_G * (size_t)hd;
+}
+
+static size_t attention_kv_work(const slm_op *op, int nth) {
+    int hd = op->p.attn.head_dim, nh = op->p.attn.n_head;
+    int64_t T = op->src[0].ne[1];
+    size_t one = slm_attend_kv_partial_floats(nh, hd); /* the partials of every head of a token */
+    size_t b = (size_t)nth * attention_kv_per_thread(hd) * sizeof(float);
+    if (T <= ATTN_SPLIT_MAX_T) b += (size_t)T * (size_t)attention_kv_chunks(op->src[1].ne[1]) * one * sizeof(float);
+    return b + 64;
+}
+
 size_t slm_cpu_op_work_size(const slm_cpu_exec *e, const slm_op *op, int nth) {
     if (op->kind == SLM_OP_MATMUL) {
         int64_t K = op->src[0].ne[0], T = op->src[1].ne[1];
@@ -42,6 +70,7 @@ size_t slm_cpu_op_work_size(const slm_cpu_exec *e, const slm_op *op, int nth) {
         return e->k->act_row_bytes(op->src[0].type, K) * (size_t)T + 128; /* + the row counter (64-aligned) */
     }
     if (op->kind == SLM_OP_ATTENTION) {
+        if (attention_on_kv_kernel(op)) return attention_kv_work(op, nth);
         return (size_t)nth * ((size_t)op->src[1].ne[1] + 16) * sizeof(float) * 2;
     }
     return 0;
@@ -174,12 +203,140 @@ static void run_kv_write(const slm_op *op, int ith, int nth) {
     const int32_t *pos = (const int32_t *)PTR(op->src[1]);
     for (int64_t t = t0; t < t1; t++) {
         const float *src = (const float *)COL(op->src[0], t);
+        if (op->dst.type != SLM_F16) { /* quantized rows: the reference quantizer's blocks, bit for bit */
+            slm_ref_quantize_row(op->dst.type, src, COL(op->dst, pos[t]), n);
+            continue;
+        }
         uint16_t *dst = (uint16_t *)COL(op->dst, pos[t]);
         for (int64_t i = 0; i < n; i++) dst[i] = slm_f32_to_f16(src[i]);
     }
 }
 
+/* Attention on the KV kernel. Heads are taken in groups of at most SLM_ATTEND_KV_MAX_G query heads of one KV
+ * head; a group's positions in chunks of SLM_ATTEND_KV_CHUNK from the first row its token sees, merged in
+ * order, so the result is the same for every thread count and both ways of sharing the work. */
+static void run_attention_kv(const slm_cpu_exec *e, const slm_op *op, int ith, int nth) {
+    int hd = op->p.attn.head_dim, nh = op->p.attn.n_head, nkv = op->p.attn.n_head_kv;
+    int group = nh / nkv, gmax = SLM_ATTEND_KV_MAX_G;
+    int n_sub = (group + gmax - 1) / gmax; /* calls per KV head */
+    int64_t T = op->src[0].ne[1], n_ctx = op->src[1].ne[1], w = op->p.attn.window;
+    const int32_t *pos = (const int32_t *)PTR(op->src[3]);
+    slm_attend_kv_fn fn = slm_attend_kv_get(e->k->isa);
+    size_t kb = slm_dtype_get(op->src[1].type)->block_bytes, vb = slm_dtype_get(op->src[2].type)->block_bytes;
+    size_t k_head = (size_t)hd / (size_t)slm_dtype_get(op->src[1].type)->block_elems * kb; /* bytes per head */
+    size_t v_head = (size_t)hd / (size_t)slm_dtype_get(op->src[2].type)->block_elems * vb;
+    size_t pmax = slm_attend_kv_partial_floats(gmax, hd);
+    float *mine = (float *)e->work + (size_t)ith * attention_kv_per_thread(hd), *part = mine + pmax;
+    float *tok = part + pmax, *qbuf = tok + pmax;
+    /* one call: token t, query heads [h0, h0 + g) of KV head h0 / group, chunk c, into dst */
+#define ATTN_CALL(t, h0, g, c, dst)                                                                                    \
+    do {                                                                                                               \
+        int64_t n_ = pos[t] + 1, first_ = w > 0 && n_ > w ? n_ - w : 0;                                                \
+        int64_t p0_ = first_ + (int64_t)(c)*SLM_ATTEND_KV_CHUNK, p1_ = p0_ + SLM_ATTEND_KV_CHUNK;                      \
+        if (p1_ > n_) p1_ = n_;                                                                                        \
+        int kh_ = (h0) / group;                                                                                        \
+        fn((const float *)COL(op->src[0], t) + (size_t)(h0)*hd, g, COL(op->src[1], p0_) + (size_t)kh_ * k_head,        \
+           op->src[1].nb[1], op->src[1].type, COL(op->src[2], p0_) + (size_t)kh_ * v_head, op->src[2].nb[1],           \
+           op->src[2].type, p1_ - p0_, hd, op->p.attn.scale, dst);                                                     \
+    } while (0)
+    if (T <= ATTN_SPLIT_MAX_T) {
+        /* phase 1: every (token, head group, chunk) partial, shared out; phase 2: merges per head group */
+        int64_t max_chunks = attention_kv_chunks(n_ctx), n_groups = (int64_t)nkv * n_sub;
+        float *parts = (float *)e->work + (size_t)nth * attention_kv_per_thread(hd);
+        size_t per_chunk = slm_attend_kv_partial_floats(nh, hd); /* a chunk's partials of every head */
+        int64_t i0, i1;
+        share(T * n_groups * max_chunks, ith, nth, 1, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t t = i / (n_groups * max_chunks), gi = i / max_chunks % n_groups, c = i % max_chunks;
+            int64_t n = pos[t] + 1, first = w > 0 && n > w ? n - w : 0;
+            if (first + c * SLM_ATTEND_KV_CHUNK >= n) continue; /* past this token's rows */
+            int h0 = (int)(gi / n_sub) * group + (int)(gi % n_sub) * gmax;
+            int g = group - (int)(gi % n_sub) * gmax < gmax ? group - (int)(gi % n_sub) * gmax : gmax;
+            /* partials of heads h0.. at the group's place in the chunk's block (g * (hd + 2) floats each) */
+            float *dst = parts + ((size_t)t * (size_t)max_chunks + (size_t)c) * per_chunk + (size_t)h0 * (hd + 2);
+            ATTN_CALL(t, h0, g, c, dst);
+        }
+        slm_pool_barrier(e->pool);
+        share(T * n_groups, ith, nth, 1, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t t = i / n_groups, gi = i % n_groups;
+            int64_t n = pos[t] + 1, first = w > 0 && n > w ? n - w : 0;
+            int64_t nc = (n - first + SLM_ATTEND_KV_CHUNK - 1) / SLM_ATTEND_KV_CHUNK;
+            int h0 = (int)(gi / n_sub) * group + (int)(gi % n_sub) * gmax;
+            int g = group - (int)(gi % n_sub) * gmax < gmax ? group - (int)(gi % n_sub) * gmax : gmax;
+            size_t pf = slm_attend_kv_partial_floats(g, hd);
+            const float *p0 = parts + (size_t)t * (size_t)max_chunks * per_chunk + (size_t)h0 * (hd + 2);
+            memcpy(mine, p0, pf * sizeof(float));
+            for (int64_t c = 1; c < nc; c++) slm_attend_kv_merge(mine, p0 + (size_t)c * per_chunk, g, hd);
+            slm_attend_kv_finish(mine, g, hd, (float *)COL(op->dst, t) + (size_t)h0 * hd);
+        }
+        return;
+    }
+    /* prompt batches: the tokens of a batch read the same rows, so (without a window) up to tq of them go
+     * through each KV head together, as tq * group query heads, over the chunks every one of them sees in
+     * full; each token's last chunks on its own */
+    int tq = w == 0 && n_sub == 1 ? gmax / group : 1;
+    if (tq > 8) tq = 8;
+    if (tq > 1) {
+        int64_t n_tb = (T + tq - 1) / tq, i0, i1;
+        share(n_tb * nkv, ith, nth, 1, &i0, &i1);
+        for (int64_t i = i0; i < i1; i++) {
+            int64_t t0 = i / nkv * tq, t1 = t0 + tq < T ? t0 + tq : T;
+            int kh = (int)(i % nkv), h0 = kh * group, G = (int)(t1 - t0) * group;
+            int64_t n_min = INT64_MAX;
+            for (int64_t t = t0; t < t1; t++) n_min = pos[t] + 1 < n_min ? pos[t] + 1 : n_min;
+            int64_t c_joint = n_min / SLM_ATTEND_KV_CHUNK; /* chunks every token of the block sees whole */
+            for (int64_t t = t0; t < t1 && c_joint > 0; t++)
+                memcpy(qbuf + (size_t)(t - t0) * group * hd, (const float *)COL(op->src[0], t) + (size_t)h0 * hd,
+                       sizeof(float) * (size_t)group * hd);
+            for (int64_t c = 0; c < c_joint; c++) {
+                int64_t p0 = c * SLM_ATTEND_KV_CHUNK;
+                fn(qbuf, G, COL(op->src[1], p0) + (size_t)kh * k_head, op->src[1].nb[1], op->src[1].type,
+                   COL(op->src[2], p0) + (size_t)kh * v_head, op->src[2].nb[1], op->src[2].type, SLM_ATTEND_KV_CHUNK,
+                   hd, op->p.attn.scale, c ? part : mine);
+                if (c) slm_attend_kv_merge(mine, part, G, hd);
+            }
+            for (int64_t t = t0; t < t1; t++) {
+                int j = (int)(t - t0);
+                int64_t nc = (pos[t] + 1 + SLM_ATTEND_KV_CHUNK - 1) / SLM_ATTEND_KV_CHUNK;
+                if (c_joint > 0) { /* token t's heads of the joint partial: m, l, then the V sums */
+                    memcpy(tok, mine + (size_t)j * group, sizeof(float) * (size_t)group);
+                    memcpy(tok + group, mine + G + (size_t)j * group, sizeof(float) * (size_t)group);
+                    memcpy(tok + 2 * group, mine + 2 * (size_t)G + (size_t)j * group * hd,
+                           sizeof(float) * (size_t)group * hd);
+                }
+                for (int64_t c = c_joint; c < nc; c++) {
+                    ATTN_CALL(t, h0, group, c, c ? part : tok);
+                    if (c) slm_attend_kv_merge(tok, part, group, hd);
+                }
+                slm_attend_kv_finish(tok, group, hd, (float *)COL(op->dst, t) + (size_t)h0 * hd);
+            }
+        }
+        return;
+    }
+    int64_t n_groups = (int64_t)nkv * n_sub, i0, i1;
+    share(T * n_groups, ith, nth, 1, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t t = i / n_groups, gi = i % n_groups;
+        int64_t n = pos[t] + 1, first = w > 0 && n > w ? n - w : 0;
+        int64_t nc = (n - first + SLM_ATTEND_KV_CHUNK - 1) / SLM_ATTEND_KV_CHUNK;
+        int h0 = (int)(gi / n_sub) * group + (int)(gi % n_sub) * gmax;
+        int g = group - (int)(gi % n_sub) * gmax < gmax ? group - (int)(gi % n_sub) * gmax : gmax;
+        ATTN_CALL(t, h0, g, 0, mine);
+        for (int64_t c = 1; c < nc; c++) {
+            ATTN_CALL(t, h0, g, c, part);
+            slm_attend_kv_merge(mine, part, g, hd);
+        }
+        slm_attend_kv_finish(mine, g, hd, (float *)COL(op->dst, t) + (size_t)h0 * hd);
+    }
+#undef ATTN_CALL
+}
+
 static void run_attention(const slm_cpu_exec *e, const slm_op *op, int ith, int nth) {
+    if (attention_on_kv_kernel(op)) {
+        run_attention_kv(e, op, ith, nth);
+        return;
+    }
     int hd = op->p.attn.head_dim, nh = op->p.attn.n_head, nkv = op->p.attn.n_head_kv;
     int group = nh / nkv;
     int64_t T = op->src[0].ne[1], n_ctx = op->src[1].ne[1];

@@ -50,13 +50,20 @@ slm_status slm_cuda_op_check(const slm_op *op, slm_error *err) {
     case SLM_OP_ATTENTION: {
         /* a head lives in registers and shared memory; heads and tokens are grid dimensions */
         int hd = op->p.attn.head_dim, nh = op->p.attn.n_head;
+        if (op->src[1].type != SLM_F16 || op->src[2].type != SLM_F16)
+            FAIL("cuda: attention (%s): a %s/%s KV cache is not supported yet (f16 only)", op_label(op),
+                 slm_dtype_name(op->src[1].type), slm_dtype_name(op->src[2].type));
         if (hd > SLM_CUDA_ATTN_MAX_HEAD_DIM || nh > 65535 || s0->ne[1] > 65535)
             FAIL("cuda: attention (%s): head_dim %d (max %d), %d heads, %lld tokens not supported", op_label(op), hd,
                  SLM_CUDA_ATTN_MAX_HEAD_DIM, nh, (long long)s0->ne[1]);
         return SLM_OK;
     }
-    case SLM_OP_RMSNORM:
     case SLM_OP_KV_WRITE:
+        if (op->dst.type != SLM_F16)
+            FAIL("cuda: kv_write (%s): a %s KV cache is not supported yet (f16 only)", op_label(op),
+                 slm_dtype_name(op->dst.type));
+        return SLM_OK;
+    case SLM_OP_RMSNORM:
     case SLM_OP_SWIGLU:
     case SLM_OP_GEGLU:
     case SLM_OP_ADD: return SLM_OK;

@@ -72,11 +72,12 @@ bool slm_vk_supports(slm_device *d, const slm_op *op) {
     case SLM_OP_MATMUL:
     case SLM_OP_EMBED: /* a shader variant per weight type, GGUF rows only (x16 is the CPU's layout) */
         return slm_vk_wtype_index(op->src[0].type) >= 0 && !op->src[0].x16;
-    case SLM_OP_KV_WRITE: return c->storage16; /* f16 stores to the cache */
+    case SLM_OP_KV_WRITE: return c->storage16 && op->dst.type == SLM_F16; /* f16 stores; no quantized KV yet */
     case SLM_OP_ATTENTION:
-        /* the shader keeps a query head in shared memory; heads and tokens are workgroup counts */
-        return c->storage16 && op->p.attn.head_dim <= VK_ATTN_MAX_HD && op->p.attn.n_head <= 65535 &&
-            op->src[0].ne[1] <= 65535;
+        /* the shader keeps a query head in shared memory; heads and tokens are workgroup counts; it reads an
+         * f16 cache only (no quantized KV shader yet) */
+        return c->storage16 && op->src[1].type == SLM_F16 && op->src[2].type == SLM_F16 &&
+            op->p.attn.head_dim <= VK_ATTN_MAX_HD && op->p.attn.n_head <= 65535 && op->src[0].ne[1] <= 65535;
     default: return (unsigned)op->kind < SLM_OP_KIND_COUNT;
     }
 }

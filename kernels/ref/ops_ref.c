@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "quant_ref.h"
+
 void slm_ref_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
     if (n <= 0) return;
     double ss = 0;
@@ -95,6 +97,59 @@ void slm_ref_attention_window(const float *q, const uint16_t *k_cache, const uin
         }
         for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] = (float)acc[d];
     }
+    free(p);
+    free(acc);
+}
+
+void slm_ref_attention_kv(const float *q, slm_dtype k_type, const void *k_cache, size_t k_row_bytes, slm_dtype v_type,
+                          const void *v_cache, size_t v_row_bytes, float *out, int head_dim, int n_head, int n_head_kv,
+                          int pos, int window, float scale) {
+    if (head_dim <= 0 || n_head <= 0 || n_head_kv <= 0 || pos < 0 || n_head % n_head_kv || window < 0) return;
+    int group = n_head / n_head_kv;
+    int first = window > 0 && pos + 1 > window ? pos + 1 - window : 0;
+    int n_kv = pos + 1 - first;
+    int64_t kv_row = (int64_t)head_dim * n_head_kv;
+    /* every row seen, dequantized once: [n_kv][kv_row] of K then of V */
+    float *kf = malloc((size_t)n_kv * (size_t)kv_row * sizeof(float));
+    float *vf = malloc((size_t)n_kv * (size_t)kv_row * sizeof(float));
+    double *p = malloc((size_t)n_kv * sizeof(double)), *acc = malloc((size_t)head_dim * sizeof(double));
+    if (!kf || !vf || !p || !acc) {
+        for (int i = 0; i < head_dim * n_head; i++) out[i] = NAN;
+        goto done;
+    }
+    for (int t = 0; t < n_kv; t++) {
+        slm_ref_dequant_row(k_type, (const uint8_t *)k_cache + (size_t)(first + t) * k_row_bytes, kf + t * kv_row,
+                            kv_row);
+        slm_ref_dequant_row(v_type, (const uint8_t *)v_cache + (size_t)(first + t) * v_row_bytes, vf + t * kv_row,
+                            kv_row);
+    }
+    for (int h = 0; h < n_head; h++) {
+        int hk = h / group;
+        const float *qh = q + (size_t)h * head_dim;
+        double mx = -INFINITY;
+        for (int t = 0; t < n_kv; t++) {
+            const float *k = kf + t * kv_row + (size_t)hk * head_dim;
+            double s = 0;
+            for (int d = 0; d < head_dim; d++) s += (double)qh[d] * k[d];
+            p[t] = s * (double)scale;
+            if (p[t] > mx) mx = p[t];
+        }
+        double sum = 0;
+        for (int t = 0; t < n_kv; t++) {
+            p[t] = exp(p[t] - mx);
+            sum += p[t];
+        }
+        for (int d = 0; d < head_dim; d++) acc[d] = 0;
+        for (int t = 0; t < n_kv; t++) {
+            const float *v = vf + t * kv_row + (size_t)hk * head_dim;
+            double w = p[t] / sum;
+            for (int d = 0; d < head_dim; d++) acc[d] += w * v[d];
+        }
+        for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] = (float)acc[d];
+    }
+done:
+    free(kf);
+    free(vf);
     free(p);
     free(acc);
 }

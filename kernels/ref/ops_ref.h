@@ -23,5 +23,12 @@ void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *
 /* The same over a sliding window: positions max(0, pos - window + 1)..pos (window 0: all of 0..pos). */
 void slm_ref_attention_window(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                               int head_dim, int n_head, int n_head_kv, int pos, int window, float scale);
+/* The same over a KV cache of any type the KV cache has (f16, q8_0, q4_0: slm_ref_dequant_row's rows):
+ * row p of K starts k_row_bytes * p bytes into k_cache (V likewise), holding head_dim * n_head_kv elements
+ * (a multiple of the type's block); each row is dequantized as the reference dequantizer reads it, then
+ * attended in double as above. A KV cache row is written by slm_ref_quantize_row (quant_ref.h). */
+void slm_ref_attention_kv(const float *q, slm_dtype k_type, const void *k_cache, size_t k_row_bytes, slm_dtype v_type,
+                          const void *v_cache, size_t v_row_bytes, float *out, int head_dim, int n_head, int n_head_kv,
+                          int pos, int window, float scale);
 
 #endif

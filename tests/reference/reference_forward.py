@@ -17,7 +17,9 @@ gguf.quants.dequantize, then the transformer is written out plainly:
                                  "longrope" files divide the frequencies by rope_factors_short (context
                                  <= the original one) or rope_factors_long, and multiply cos and sin by
                                  sqrt(1 + ln(s) / ln(original)), s = trained / original context
-              k, v rounded to float16 (slm keeps its KV cache in f16; so does this reference)
+              k, v rounded to float16 (slm keeps its KV cache in f16; so does this reference), or with
+                                 kv_quant {"k": "q8_0", "v": "q4_0"} quantized to those GGUF blocks and back
+                                 (gguf.quants: -ctk / -ctv)
               x += softmax(q k^T / sqrt(head_dim) + causal mask) v  Wo      (grouped-query heads)
               h = rmsnorm(x) * ffn_norm
               x += (silu(h Wgate) * (h Wup)) Wdown
@@ -54,6 +56,29 @@ import time
 import numpy as np
 from gguf import GGUFReader, GGMLQuantizationType
 from gguf.quants import dequantize
+
+
+def _kv_round(x, kind):
+    """x [T, n_head_kv, head_dim] through a KV cache row of type kind (None: unchanged): each position's
+    row cut into blocks of 32, quantized and dequantized as slm's KV cache stores and reads it. The codes are
+    those of slm's reference quantizer (kernels/ref/quant_ref.c), which differs from gguf's in two details
+    that a 4-bit cache of a small model feels: the codes are rounded against the scale as stored (f16), and
+    halves round away from zero. The stored blocks are checked against gguf's format (test_quant_numpy)."""
+    if not kind:
+        return x
+    b = np.ascontiguousarray(x.reshape(-1, 32), dtype=np.float32)
+    if kind == "q8_0":
+        d = (np.abs(b).max(1, keepdims=True) / np.float32(127)).astype(np.float16).astype(np.float32)
+        lo, hi, off = -127, 127, 0
+    else:  # q4_0: the element of largest magnitude maps onto -8
+        vmax = np.take_along_axis(b, np.abs(b).argmax(1)[:, None], 1)
+        d = (vmax / np.float32(-8)).astype(np.float16).astype(np.float32)
+        lo, hi, off = 0, 15, 8
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    v = (b * idv).astype(np.float32)
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + off, lo, hi)
+    return ((q - off) * d).astype(np.float32).reshape(x.shape)
 
 SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "phi3", "gemma3")
 # Gemma 3's published configuration: every 6th layer global, local layers rotating with base 10000. GGUF files
@@ -118,6 +143,7 @@ class ReferenceModel:
         self.n_ctx_train = int(_field(r, a + "context_length", 2048))
         self.n_ctx_orig = int(_field(r, a + "rope.scaling.original_context_length", 0))
         self.kv_f16 = True  # round K and V to float16 as slm's KV cache does
+        self.kv_quant = {}  # "k"/"v" -> "q8_0" or "q4_0": that cache quantized instead (slm's -ctk / -ctv)
         self.tokens = _field(r, "tokenizer.ggml.tokens", [])
         self.bos_id = _field(r, "tokenizer.ggml.bos_token_id")
         self.tokenizer_model = tok_model = _field(r, "tokenizer.ggml.model", "llama")
@@ -298,9 +324,10 @@ class ReferenceModel:
             q = self._rope(q, pos, L["local"])
             k = self._rope(k, pos, L["local"])
             v = v.reshape(T, nkv, hd)
-            if self.kv_f16:
-                k = k.astype(np.float16).astype(np.float32)
-                v = v.astype(np.float16).astype(np.float32)
+            # f16 rows, or quantized ones straight from f32 (as slm's -ctk / -ctv write them)
+            kq, vq = self.kv_quant.get("k"), self.kv_quant.get("v")
+            k = _kv_round(k, kq) if kq else k.astype(np.float16).astype(np.float32) if self.kv_f16 else k
+            v = _kv_round(v, vq) if vq else v.astype(np.float16).astype(np.float32) if self.kv_f16 else v
             if cache["k"][li] is not None:
                 k = np.concatenate([cache["k"][li], k], axis=0)
                 v = np.concatenate([cache["v"][li], v], axis=0)

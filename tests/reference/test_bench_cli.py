@@ -124,8 +124,9 @@ def close(a, b, rel=1e-9):
 
 def part_cpu(t, bench, tmp):
     # 1. usage errors
-    rc, _, err = run(bench, ["--synthetic", SPEC, "-ctk", "q8_0"])
-    t.check(rc == 2 and "'q8_0'" in err and "supported: f16" in err, f"-ctk q8_0: exit 2 naming f16 ({rc}: {err.strip()})")
+    rc, _, err = run(bench, ["--synthetic", SPEC, "-ctk", "q5_0"])
+    t.check(rc == 2 and "'q5_0'" in err and "supported: f16,q8_0,q4_0" in err,
+            f"-ctk q5_0: exit 2 naming the KV types ({rc}: {err.strip()})")
     rc, _, err = run(bench, ["--synthetic", SPEC, "--frobnicate"])
     t.check(rc == 2 and "--frobnicate" in err, f"unknown option: exit 2 ({rc})")
 
