@@ -57,48 +57,10 @@ void slm_ref_attention(const float *q, const uint16_t *k_cache, const uint16_t *
 
 void slm_ref_attention_window(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                               int head_dim, int n_head, int n_head_kv, int pos, int window, float scale) {
-    if (head_dim <= 0 || n_head <= 0 || n_head_kv <= 0 || pos < 0 || n_head % n_head_kv || window < 0) return;
-    int group = n_head / n_head_kv;                                    /* query heads sharing one kv head */
-    int first = window > 0 && pos + 1 > window ? pos + 1 - window : 0; /* the first row the window shows */
-    int n_kv = pos + 1 - first;
-    size_t kv_row = (size_t)head_dim * (size_t)n_head_kv; /* elements per cached position */
-    k_cache += (size_t)first * kv_row;
-    v_cache += (size_t)first * kv_row;
-    double *p = malloc((size_t)n_kv * sizeof(double));
-    double *acc = malloc((size_t)head_dim * sizeof(double));
-    if (!p || !acc) {
-        /* No status to return: NaN output makes the failure visible to the caller's checks. */
-        for (int i = 0; i < head_dim * n_head; i++) out[i] = NAN;
-        free(p);
-        free(acc);
-        return;
-    }
-    for (int h = 0; h < n_head; h++) {
-        int hk = h / group;
-        const float *qh = q + (size_t)h * head_dim;
-        double mx = -INFINITY;
-        for (int t = 0; t < n_kv; t++) {
-            const uint16_t *k = k_cache + (size_t)t * kv_row + (size_t)hk * head_dim;
-            double s = 0;
-            for (int d = 0; d < head_dim; d++) s += (double)qh[d] * slm_f16_to_f32(k[d]);
-            p[t] = s * (double)scale;
-            if (p[t] > mx) mx = p[t];
-        }
-        double sum = 0;
-        for (int t = 0; t < n_kv; t++) {
-            p[t] = exp(p[t] - mx);
-            sum += p[t];
-        }
-        for (int d = 0; d < head_dim; d++) acc[d] = 0;
-        for (int t = 0; t < n_kv; t++) {
-            const uint16_t *v = v_cache + (size_t)t * kv_row + (size_t)hk * head_dim;
-            double w = p[t] / sum;
-            for (int d = 0; d < head_dim; d++) acc[d] += w * slm_f16_to_f32(v[d]);
-        }
-        for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] = (float)acc[d];
-    }
-    free(p);
-    free(acc);
+    /* an f16 cache is one of the typed cache's types: the same loop, the f16 values widened exactly */
+    size_t row = (size_t)head_dim * (size_t)(n_head_kv > 0 ? n_head_kv : 0) * sizeof(uint16_t);
+    slm_ref_attention_kv(q, SLM_F16, k_cache, row, SLM_F16, v_cache, row, out, head_dim, n_head, n_head_kv, pos, window,
+                         scale);
 }
 
 void slm_ref_attention_kv(const float *q, slm_dtype k_type, const void *k_cache, size_t k_row_bytes, slm_dtype v_type,
