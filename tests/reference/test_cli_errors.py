@@ -104,6 +104,8 @@ def options(t, slm, bench, model):
         (["--tensor-split", "3,,1"], "--tensor-split: '3,,1' is not a list of shares"),
         (["--tensor-split", "nan,1"], "--tensor-split: 'nan,1' is not a list of shares"),
         (["--tensor-split", "0,0"], "--tensor-split: '0,0' is all zero"),
+        (["-ctk", "q9_0"], "-ctk: 'q9_0' is not a KV cache type (f16, q8_0, q4_0)"),
+        (["-ctv", "f32"], "-ctv: 'f32' is not a KV cache type"),
         (["--frobnicate"], "unknown option '--frobnicate'"),
         (["-t"], "option -t needs a value"),
     ]
@@ -195,6 +197,11 @@ def lost_output(t, slm, bench, tmp):
 
 def with_smollm2(t, slm, model):
     runp = [slm, "run", "-m", model, "-p", "The capital of France is", "--greedy", "-t", "2"]
+    # a quantized KV cache where a device has no kernel for it: refused when the context is made, by name
+    rc, out, _ = run([slm, "devices"])
+    if rc == 0 and "vulkan:0" in out:
+        expect_fail(t, runp + ["-n", "1", "--device", "vulkan:0", "-ngl", "all", "-ctk", "q8_0"],
+                    "-ctk q8_0 is not supported on vulkan:0", "-ctk q8_0 on vulkan:0")
     rc, out, err = run(runp + ["-n", "4"])
     m = SUMMARY.search(err)
     t.check(rc == 0 and m is not None and m.group(2) == "4", f"-n 4 reports 4 generated tokens: {err.strip()!r}")
